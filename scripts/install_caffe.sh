@@ -84,6 +84,9 @@ log "building Caffe $CAFFE_SDIST==$CAFFE_VERSION in $WORK (about 7 minutes on 2 
 tar xzf "$WORK/sdist/$CAFFE_SDIST-$CAFFE_VERSION.tar.gz" -C "$WORK"
 SRC="$WORK/$CAFFE_SDIST-$CAFFE_VERSION"
 printf '%s\n' "$MAKEFILE_CONFIG" > "$SRC/Makefile.config"
+# The sdist ships a caffe_pb2.py made by an old protoc that current Python
+# protobuf rejects; delete it so make regenerates it with the system protoc.
+rm -f "$SRC/python/caffe/proto/caffe_pb2.py"
 (cd "$SRC" && make -j"$JOBS" all pycaffe >"$WORK/build.log" 2>&1) || {
   tail -40 "$WORK/build.log" >&2; log "ERROR: Caffe build failed (log above)"; exit 1; }
 ln -sfn .temp_release "$SRC/build"
