@@ -2,7 +2,10 @@
 # Build Caffe (CPU, Python layers) from the brocolli-caffe sdist into a cache
 # outside the work tree, and print the cached Caffe root on the last line.
 #
-#   scripts/install_caffe.sh PYTHON
+#   scripts/install_caffe.sh PYTHON [--print-root]
+#
+# With --print-root it only prints where the cached Caffe root for PYTHON is
+# (or would be) and changes nothing.
 #
 # PYTHON is the interpreter pycaffe is built for (its headers, libpython and
 # numpy are compiled in). The cache lives under $CAFFE_CACHE_DIR (default
@@ -11,7 +14,9 @@
 # is complete, so an interrupted build is never reused.
 set -euo pipefail
 
-PYTHON=${1:?usage: install_caffe.sh PYTHON}
+PYTHON=${1:?usage: install_caffe.sh PYTHON [--print-root]}
+PRINT_ROOT_ONLY=0
+[ "${2:-}" = "--print-root" ] && PRINT_ROOT_ONLY=1
 CAFFE_SDIST=brocolli-caffe
 CAFFE_VERSION=9.0.2
 CACHE_ROOT=${CAFFE_CACHE_DIR:-$HOME/.cache/softmax_multilabel_layer}
@@ -38,7 +43,7 @@ install_apt_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
-install_apt_packages
+[ "$PRINT_ROOT_ONLY" = 1 ] || install_apt_packages
 
 # Everything compiled into the build goes into the cache key.
 PY_INCLUDE=$("$PYTHON" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
@@ -67,8 +72,12 @@ DISTRIBUTE_DIR := distribute
 Q ?= @
 CFG
 )
-KEY=$(printf '%s\nnumpy %s\n' "$MAKEFILE_CONFIG" "${NP_VER%.*}" | sha256sum | cut -c1-12)
+# The numpy include folder lives inside the venv, whose path differs between
+# clones (CI uses a fresh clone each run); numpy's major.minor stands for it.
+KEY_CONFIG=${MAKEFILE_CONFIG//"$NP_INCLUDE"/<numpy-include>}
+KEY=$(printf '%s\nnumpy %s\n' "$KEY_CONFIG" "${NP_VER%.*}" | sha256sum | cut -c1-12)
 CAFFE_ROOT="$CACHE_ROOT/caffe-$CAFFE_SDIST-$CAFFE_VERSION-py$PY_TAG-$KEY"
+[ "$PRINT_ROOT_ONLY" = 1 ] && { echo "$CAFFE_ROOT"; exit 0; }
 
 if [ -f "$CAFFE_ROOT/.complete" ]; then
   log "reusing cached Caffe: $CAFFE_ROOT"
