@@ -1,0 +1,109 @@
+"""A Caffe ``Python`` data layer making synthetic, learnable multi-label data.
+
+Used by the smoke net (``prototxt/smoke/``) so that training needs no data
+files. Each sample gets a multi-hot label vector with between
+``min_labels`` and ``max_labels`` positive classes (drawn without
+replacement); its feature vector is a noisy linear function of the labels,
+
+    data = labels @ prototypes + noise * N(0, 1),
+
+where ``prototypes`` is a fixed random ``(num_classes, dim)`` matrix. A linear
+classifier can therefore recover the labels, and a loss on them falls when it
+trains. Everything is drawn from one ``numpy.random.RandomState(seed)``, so the
+sequence of batches is the same on every run.
+
+Prototxt::
+
+    layer { name: "data" type: "Python" top: "data" top: "label"
+      python_param { module: "softmax_multilabel_layer.synthetic_data"
+                     layer: "SyntheticMultilabelDataLayer"
+                     param_str: '{"batch_size": 32, "num_classes": 10, "dim": 32, "seed": 1}' } }
+
+Tops: ``data`` of shape (batch_size, dim), ``label`` of shape
+(batch_size, num_classes) with entries 0 or 1.
+"""
+import json
+
+import numpy as np
+
+DEFAULTS = {
+    "batch_size": 32,
+    "num_classes": 10,
+    "dim": 32,
+    "min_labels": 1,
+    "max_labels": 3,
+    "noise": 0.3,
+    "seed": 0,
+}
+
+
+def parse_params(param_str):
+    """Return the layer options from a JSON ``param_str`` ('' means defaults)."""
+    params = dict(DEFAULTS)
+    if param_str and param_str.strip():
+        given = json.loads(param_str)
+        if not isinstance(given, dict):
+            raise ValueError("SyntheticMultilabelDataLayer: param_str must be a JSON object, got %r" % param_str)
+        unknown = sorted(set(given) - set(DEFAULTS))
+        if unknown:
+            raise ValueError("SyntheticMultilabelDataLayer: unknown keys %s in param_str; known: %s"
+                             % (", ".join(unknown), ", ".join(sorted(DEFAULTS))))
+        params.update(given)
+    for key in ("batch_size", "num_classes", "dim", "min_labels", "max_labels"):
+        if int(params[key]) != params[key] or params[key] < 1:
+            raise ValueError("SyntheticMultilabelDataLayer: %s must be a positive integer, got %r"
+                             % (key, params[key]))
+    if not params["min_labels"] <= params["max_labels"] <= params["num_classes"]:
+        raise ValueError("SyntheticMultilabelDataLayer: need 1 <= min_labels <= max_labels <= num_classes, got "
+                         "%(min_labels)r, %(max_labels)r, %(num_classes)r" % params)
+    if params["noise"] < 0:
+        raise ValueError("SyntheticMultilabelDataLayer: noise must be >= 0, got %r" % params["noise"])
+    return params
+
+
+class SyntheticBatches(object):
+    """Deterministic generator of (data, labels) batches; no Caffe needed."""
+
+    def __init__(self, batch_size=32, num_classes=10, dim=32, min_labels=1, max_labels=3, noise=0.3, seed=0):
+        self.batch_size, self.num_classes, self.dim = int(batch_size), int(num_classes), int(dim)
+        self.min_labels, self.max_labels, self.noise = int(min_labels), int(max_labels), float(noise)
+        self.rng = np.random.RandomState(seed)
+        self.prototypes = self.rng.randn(self.num_classes, self.dim).astype(np.float32)
+
+    def next_batch(self):
+        labels = np.zeros((self.batch_size, self.num_classes), dtype=np.float32)
+        counts = self.rng.randint(self.min_labels, self.max_labels + 1, size=self.batch_size)
+        for i, count in enumerate(counts):
+            labels[i, self.rng.choice(self.num_classes, size=count, replace=False)] = 1.0
+        noise = self.rng.randn(self.batch_size, self.dim).astype(np.float32)
+        data = labels.dot(self.prototypes) + self.noise * noise
+        return data.astype(np.float32), labels
+
+
+try:
+    import caffe
+except ImportError:  # the generator above works without Caffe
+    caffe = None
+
+if caffe is not None:
+    class SyntheticMultilabelDataLayer(caffe.Layer):
+        """Caffe data layer: no bottoms; tops data (N, dim) and label (N, C)."""
+
+        def setup(self, bottom, top):
+            if len(bottom) != 0:
+                raise ValueError("SyntheticMultilabelDataLayer: takes no bottoms, got %d" % len(bottom))
+            if len(top) != 2:
+                raise ValueError("SyntheticMultilabelDataLayer: needs 2 tops (data, label), got %d" % len(top))
+            self.batches = SyntheticBatches(**parse_params(self.param_str))
+
+        def reshape(self, bottom, top):
+            top[0].reshape(self.batches.batch_size, self.batches.dim)
+            top[1].reshape(self.batches.batch_size, self.batches.num_classes)
+
+        def forward(self, bottom, top):
+            data, labels = self.batches.next_batch()
+            top[0].data[...] = data
+            top[1].data[...] = labels
+
+        def backward(self, top, propagate_down, bottom):
+            pass
