@@ -1,0 +1,450 @@
+"""Pure-numpy core of the multi-label losses. No Caffe import.
+
+Shapes. ``scores`` has a class axis ``axis`` of size C. Every position along
+the other axes is one *sample*: scores of shape N x C give N samples, and
+N x C x H x W with axis 1 give N*H*W samples (one softmax per pixel). The core
+views arrays as (O, C, I): O = prod(shape[:axis]), I = prod(shape[axis+1:]).
+
+Each loss comes as a forward function that returns ``(loss, ctx)`` and a
+backward function that turns ``ctx`` into d loss / d scores. Both work in
+float32 and float64 and never write to their inputs. A :class:`Workspace`
+passed to forward keeps the N x C buffers alive between calls, so a training
+loop allocates them once.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+
+# Dense labels with at most this fraction of non-zeros are handled sparsely.
+SPARSE_FRACTION = 1.0 / 16
+
+
+class Workspace:
+    """Named scratch arrays, reallocated only when a shape or dtype changes."""
+
+    def __init__(self):
+        self._buffers = {}
+
+    def get(self, name, shape, dtype):
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            buf = np.empty(shape, dtype)
+            self._buffers[name] = buf
+        return buf
+
+
+# ---------------------------------------------------------------- helpers
+
+def class_axis_shape(shape, axis, owner, blob="scores"):
+    """Return (O, C, I) for ``shape`` split around ``axis``; raise if the axis is out of range."""
+    ndim = len(shape)
+    if ndim < 1 or not -ndim <= axis < ndim:
+        raise MultilabelLossError("%s: axis %d is out of range for %s of shape %s (%d axes); expected -%d <= axis < %d"
+                                  % (owner, axis, blob, tuple(shape), ndim, ndim, ndim))
+    axis %= ndim
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    return outer, int(shape[axis]), inner
+
+
+def _float_view(array, owner, blob, axis):
+    array = np.asarray(array)
+    if array.dtype not in (np.float32, np.float64):
+        raise MultilabelLossError("%s: %s must be float32 or float64, got %s" % (owner, blob, array.dtype))
+    if array.size == 0:
+        raise MultilabelLossError("%s: %s is empty (shape %s)" % (owner, blob, array.shape))
+    return array.reshape(class_axis_shape(array.shape, axis, owner, blob))
+
+
+def _check_same_shape(scores, labels, owner, blob="labels"):
+    if np.shape(labels) != np.shape(scores):
+        raise MultilabelLossError("%s: %s shape %s does not match scores shape %s"
+                                  % (owner, blob, tuple(np.shape(labels)), tuple(np.shape(scores))))
+
+
+def _first_bad(array, bad):
+    """Index tuple and value of the first element where ``bad`` holds (error path only)."""
+    where = np.argwhere(bad)[0]
+    return tuple(int(i) for i in where), array[tuple(where)].item()
+
+
+def _scores_not_finite(owner, scores):
+    index, value = _first_bad(scores, ~np.isfinite(scores))
+    return MultilabelLossError("%s: scores are not finite (found %r at index %s); training has probably "
+                               "diverged: lower the learning rate or check the layers below" % (owner, value, index))
+
+
+def _row_sum(a3):
+    """Sum over the class axis of an (O, C, I) array, as float64 of shape (O, 1, I)."""
+    outer, classes, inner = a3.shape
+    if inner == 1 and a3.flags.c_contiguous:
+        # A matrix-vector product is several times faster than np.sum here.
+        return (a3.reshape(outer, classes) @ np.ones(classes, a3.dtype)).astype(np.float64).reshape(outer, 1, 1)
+    return a3.sum(axis=1, keepdims=True, dtype=np.float64)
+
+
+def _normalizer(mode, outer, inner, valid_count):
+    if mode == "batch_size":
+        return float(outer)
+    if mode == "full":
+        return float(outer * inner)
+    if mode == "valid":
+        return float(max(1, valid_count))
+    return 1.0
+
+
+# ---------------------------------------------------------------- targets
+
+class _DenseTargets:
+    """Labels stored as an (O, C, I) array."""
+
+    def __init__(self, labels3, positive_mask, owner, workspace):
+        self.labels3 = labels3
+        smallest = labels3.min()
+        if not smallest >= 0:
+            index, value = _first_bad(labels3, ~(labels3 >= 0))
+            raise MultilabelLossError("%s: labels must be finite and >= 0 (0 = negative), found %r at index %s of "
+                                      "the (O, C, I) view" % (owner, value, index))
+        self.label_sum = _row_sum(labels3)
+        if not np.isfinite(self.label_sum).all():
+            index, value = _first_bad(labels3, ~np.isfinite(labels3))
+            raise MultilabelLossError("%s: labels must be finite and >= 0, found %r at index %s of the (O, C, I) view"
+                                      % (owner, value, index))
+        self.count = positive_mask.view(np.uint8).sum(axis=1, keepdims=True, dtype=np.int64).astype(np.float64)
+        self.workspace = workspace
+
+    def dot(self, a3):
+        """sum_c y_c a_c for each sample, float64 (O, 1, I)."""
+        if a3.shape[2] == 1:
+            return np.einsum("oc,oc->o", self.labels3[:, :, 0], a3[:, :, 0]).astype(np.float64).reshape(-1, 1, 1)
+        return np.einsum("oci,oci->oi", self.labels3, a3).astype(np.float64)[:, None, :]
+
+    def subtract_scaled(self, out3, k):
+        """out3 -= k * y, with k of shape (O, 1, I)."""
+        scratch = self.workspace.get("scaled_labels", out3.shape, out3.dtype)
+        np.multiply(self.labels3, k, out=scratch)
+        np.subtract(out3, scratch, out=out3)
+
+
+class _SparseTargets:
+    """Non-zero labels as flat positions into the (O, C, I) scores, with their values."""
+
+    def __init__(self, flat, values, shape):
+        outer, classes, inner = shape
+        self.flat = flat
+        self.values = values.astype(np.float64)
+        self.sample = (flat // (classes * inner)) * inner + flat % inner
+        self.samples_shape = (outer, 1, inner)
+        samples = outer * inner
+        self.count = np.bincount(self.sample, minlength=samples).astype(np.float64).reshape(self.samples_shape)
+        self.label_sum = np.bincount(self.sample, self.values, minlength=samples).astype(np.float64).reshape(
+            self.samples_shape)
+
+    def dot(self, a3):
+        gathered = a3.reshape(-1)[self.flat] * self.values
+        return np.bincount(self.sample, gathered, minlength=self.count.size).astype(np.float64).reshape(
+            self.samples_shape)
+
+    def subtract_scaled(self, out3, k):
+        flat_out = out3.reshape(-1)
+        flat_out[self.flat] -= (k.reshape(-1)[self.sample] * self.values).astype(out3.dtype)
+
+
+def _dense_targets(labels3, owner, workspace):
+    positive = workspace.get("label_nonzero", labels3.shape, np.bool_)
+    np.not_equal(labels3, 0, out=positive)
+    nonzero = np.count_nonzero(positive)
+    if nonzero > SPARSE_FRACTION * labels3.size:
+        return _DenseTargets(labels3, positive, owner, workspace)
+    flat = np.flatnonzero(positive)
+    values = labels3.reshape(-1)[flat]
+    bad = ~((values > 0) & np.isfinite(values))
+    if bad.any():
+        position = np.unravel_index(flat[np.argmax(bad)], labels3.shape)
+        raise MultilabelLossError("%s: labels must be finite and >= 0 (0 = negative), found %r at index %s of the "
+                                  "(O, C, I) view" % (owner, values[np.argmax(bad)].item(),
+                                                      tuple(int(i) for i in position)))
+    return _SparseTargets(flat, values, labels3.shape)
+
+
+def _index_targets(indices, weights, shape3, axis, scores_shape, owner):
+    """Labels given as class indices (padded with -1) along the class axis, plus optional weights."""
+    outer, classes, inner = shape3
+    indices = np.asarray(indices)
+    expected = "scores shape %s with the class axis replaced by K (the number of label slots)" % (tuple(scores_shape),)
+    ndim = len(scores_shape)
+    ax = axis % ndim
+    if indices.ndim != ndim or tuple(np.delete(indices.shape, ax)) != tuple(np.delete(scores_shape, ax)):
+        raise MultilabelLossError("%s: labels (indices format) shape %s does not fit: expected %s"
+                                  % (owner, tuple(indices.shape), expected))
+    if weights is not None and np.shape(weights) != indices.shape:
+        raise MultilabelLossError("%s: label_weights shape %s does not match labels (indices) shape %s"
+                                  % (owner, tuple(np.shape(weights)), tuple(indices.shape)))
+    idx3 = indices.reshape(outer, -1, inner)
+    if not np.isfinite(idx3).all() or (idx3 != np.floor(idx3)).any() or (idx3 < -1).any() or (idx3 >= classes).any():
+        bad = ~(np.isfinite(idx3) & (idx3 == np.floor(idx3)) & (idx3 >= -1) & (idx3 < classes))
+        index, value = _first_bad(idx3, bad)
+        raise MultilabelLossError("%s: label index %r at index %s of the (O, K, I) view is invalid; expected "
+                                  "integers in [0, C-1] = [0, %d], or -1 for padding" % (owner, value, index, classes - 1))
+    idx3 = idx3.astype(np.int64)
+    ordered = np.sort(idx3, axis=1)
+    duplicate = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+    if duplicate.any():
+        o, k, i = np.argwhere(duplicate)[0]
+        raise MultilabelLossError("%s: label index %d appears twice in sample %s (labels[%d, :, %d] of the (O, K, I) "
+                                  "view); expected distinct class indices"
+                                  % (owner, ordered[o, k + 1, i], (int(o), int(i)), o, i))
+    if weights is None:
+        values = np.ones(idx3.shape, np.float64)
+    else:
+        values = np.asarray(weights, np.float64).reshape(idx3.shape)
+        if not (np.isfinite(values) & (values >= 0)).all():
+            index, value = _first_bad(values, ~(np.isfinite(values) & (values >= 0)))
+            raise MultilabelLossError("%s: label_weights must be finite and >= 0, found %r at index %s of the "
+                                      "(O, K, I) view" % (owner, value, index))
+    keep = (idx3 >= 0) & (values != 0)
+    o, _, i = np.nonzero(keep)
+    flat = (o * classes + idx3[keep]) * inner + i
+    order = np.argsort(flat, kind="stable")
+    return _SparseTargets(flat[order], values[keep][order], shape3)
+
+
+# ---------------------------------------------------------------- softmax
+
+@dataclass
+class SoftmaxContext:
+    """What :func:`softmax_multilabel_backward` needs from the forward pass."""
+    exp_shifted: np.ndarray      # exp(s - max_c s), (O, C, I)
+    exp_sum: np.ndarray          # sum_c exp(s - max), float64 (O, 1, I)
+    target_total: np.ndarray     # T = sum_c t_c, float64 (O, 1, I)
+    label_scale: np.ndarray      # a: t = a * y + b
+    label_offset: np.ndarray     # b
+    targets: object
+    normalizer: float
+    shape: tuple
+
+
+def softmax_multilabel_forward(scores, labels, label_weights=None, options=None, workspace=None, **kwargs):
+    r"""Multi-label softmax cross-entropy (Mahajan et al. 2018), forward pass.
+
+    For each sample with scores s (C classes), p = softmax(s) and labels y >= 0
+    (binary, or real values), the targets are t = a y + b:
+
+    * ``normalize_targets="count"``: a = 1/M, M = number of non-zero labels,
+      so binary labels give t = 1/M on the M positives;
+    * ``"sum"``: a = 1/sum(y); ``"none"``: a = 1;
+    * ``label_smoothing`` eps: a <- (1 - eps) a and b = eps / C;
+    * a sample with no positive label gets t = 0 (it adds 0 and gets no gradient).
+
+    The per-sample loss is L = -sum_c t_c log p_c = T lse(s) - sum_c t_c s_c,
+    with T = sum_c t_c, evaluated as T log(sum_c exp(s_c - m)) - sum_c t_c (s_c - m)
+    with m = max_c s_c, finite for any finite scores. The returned loss is
+    sum over samples of L divided by the normalizer: ``"batch_size"`` O,
+    ``"full"`` O*I, ``"valid"`` the number of samples with a positive (at least
+    1), ``"none"`` 1.
+
+    With ``label_format="indices"`` the labels are class indices padded with -1,
+    shaped like the scores with K slots on the class axis; ``label_weights``
+    (same shape) gives each index a real-valued label (default 1).
+
+    Returns ``(loss, ctx)``; pass ``ctx`` to :func:`softmax_multilabel_backward`.
+    """
+    opts = options if options is not None else SoftmaxOptions(owner="softmax_multilabel_forward", **kwargs)
+    owner = opts.owner
+    ws = workspace if workspace is not None else Workspace()
+    s3 = _float_view(scores, owner, "scores", opts.axis)
+    outer, classes, inner = s3.shape
+    if opts.label_format == "dense":
+        if label_weights is not None:
+            raise MultilabelLossError("%s: label_weights are only used with label_format \"indices\"" % owner)
+        _check_same_shape(scores, labels, owner)
+        labels3 = _float_view(labels, owner, "labels", opts.axis)
+        targets = _dense_targets(labels3, owner, ws)
+    else:
+        targets = _index_targets(labels, label_weights, s3.shape, opts.axis, np.shape(scores), owner)
+
+    shifted = ws.get("exp_shifted", s3.shape, s3.dtype)
+    smax = np.max(s3, axis=1, keepdims=True)
+    if not np.isfinite(smax).all() or not math.isfinite(s3.min()):
+        raise _scores_not_finite(owner, np.asarray(scores))
+    np.subtract(s3, smax, out=shifted)
+    label_dot = targets.dot(shifted)                # sum_c y_c (s_c - m)
+    eps = opts.label_smoothing
+    shifted_sum = _row_sum(shifted) if eps else 0.0  # sum_c (s_c - m)
+    np.exp(shifted, out=shifted)
+    exp_sum = _row_sum(shifted)
+
+    positive = targets.count > 0
+    if opts.normalize_targets == "count":
+        scale = np.divide(1.0, targets.count, out=np.zeros_like(targets.count), where=positive)
+    elif opts.normalize_targets == "sum":
+        scale = np.divide(1.0, targets.label_sum, out=np.zeros_like(targets.label_sum), where=positive)
+    else:
+        scale = positive.astype(np.float64)
+    scale *= 1.0 - eps
+    offset = positive * (eps / classes)
+    total = scale * targets.label_sum + offset * classes
+    per_sample = total * np.log(exp_sum) - scale * label_dot - offset * shifted_sum
+    normalizer = _normalizer(opts.normalization, outer, inner, int(np.count_nonzero(positive)))
+    loss = float(per_sample.sum() / normalizer)
+    if not math.isfinite(loss):
+        raise MultilabelLossError("%s: the loss is not finite (%r) although scores and labels are; labels too "
+                                  "large for %s?" % (owner, loss, s3.dtype))
+    return loss, SoftmaxContext(shifted, exp_sum, total, scale, offset, targets, normalizer, np.shape(scores))
+
+
+def softmax_multilabel_backward(ctx, loss_weight=1.0, out=None):
+    r"""Gradient of ``loss_weight`` times the forward loss with respect to the scores.
+
+    dL/ds_c = (T p_c - t_c) * loss_weight / normalizer, with T = sum_c t_c;
+    for binary labels and ``"count"`` that is p_c - 1/M on the positives and
+    p_c elsewhere. Samples with no positive get 0. Each sample's gradient sums
+    to 0 over the classes. ``out`` (shaped like the scores) is filled if given.
+    """
+    e = ctx.exp_shifted
+    if out is None:
+        out = np.empty(ctx.shape, e.dtype)
+    out3 = out.reshape(e.shape)
+    k = loss_weight / ctx.normalizer
+    np.multiply(e, (k * ctx.target_total / ctx.exp_sum).astype(e.dtype), out=out3)
+    ctx.targets.subtract_scaled(out3, k * ctx.label_scale)
+    if ctx.label_offset.any():
+        np.subtract(out3, (k * ctx.label_offset).astype(e.dtype), out=out3)
+    return out
+
+
+def softmax_probabilities(ctx, out=None):
+    """p = softmax(s) along the class axis, from a forward context."""
+    e = ctx.exp_shifted
+    if out is None:
+        out = np.empty(ctx.shape, e.dtype)
+    np.multiply(e, (1.0 / ctx.exp_sum).astype(e.dtype), out=out.reshape(e.shape))
+    return out
+
+
+def softmax_multilabel_loss(scores, labels, label_weights=None, loss_weight=1.0, **kwargs):
+    """Convenience: ``(loss, d loss / d scores)`` in one call."""
+    loss, ctx = softmax_multilabel_forward(scores, labels, label_weights, **kwargs)
+    return loss, softmax_multilabel_backward(ctx, loss_weight)
+
+
+# ---------------------------------------------------------------- sigmoid
+
+@dataclass
+class SigmoidContext:
+    """What :func:`sigmoid_multilabel_backward` needs from the forward pass."""
+    grad: np.ndarray             # d(sum of elementwise losses)/dx
+    probabilities: np.ndarray    # sigmoid(x)
+    normalizer: float
+    shape: tuple
+
+
+def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, **kwargs):
+    r"""Multi-label sigmoid cross-entropy with positive/class weights and focal term.
+
+    Per element, with p = sigmoid(x), target y in [0, 1] and softplus(z) = log(1 + e^z):
+
+    * ce = pos_weight_c * y * softplus(-x) + (1 - y) * softplus(x)
+      (= -[pos_weight_c y log p + (1 - y) log(1 - p)], finite for any finite x);
+    * focal: p_t = p y + (1 - p)(1 - y), l = ce * (1 - p_t)^gamma;
+    * alpha >= 0: l *= alpha y + (1 - alpha)(1 - y) (torchvision ``sigmoid_focal_loss``);
+    * ``class_weight``: l *= class_weight_c;
+    * entries whose target equals ``ignore_label`` give l = 0 and no gradient.
+
+    Gradient per element, with q = 1 - p_t and w the alpha and class weights:
+    dl/dx = w [gamma q^(gamma-1) (1 - 2y) p (1 - p) ce + q^gamma (pos_weight_c y (p - 1) + (1 - y) p)].
+
+    The loss is sum(l) / normalizer: ``"batch_size"`` O (the size of the axes
+    before the class axis), ``"full"`` the number of elements, ``"valid"`` the
+    number of non-ignored elements (at least 1), ``"none"`` 1.
+    Returns ``(loss, ctx)``.
+    """
+    opts = options if options is not None else SigmoidOptions(owner="sigmoid_multilabel_forward", **kwargs)
+    owner = opts.owner
+    ws = workspace if workspace is not None else Workspace()
+    x = _float_view(scores, owner, "scores", opts.axis)
+    _check_same_shape(scores, targets, owner, "targets")
+    y = _float_view(targets, owner, "targets", opts.axis)
+    outer, classes, inner = x.shape
+    opts.check_class_count(classes)
+    dtype = x.dtype
+
+    if opts.ignore_label is not None:
+        valid = y != opts.ignore_label
+        y = np.where(valid, y, 0).astype(dtype, copy=False)
+        valid_count = int(np.count_nonzero(valid))
+    else:
+        valid, valid_count = None, x.size
+    if not (y.min() >= 0 and y.max() <= 1):
+        bad = ~((y >= 0) & (y <= 1))
+        index, value = _first_bad(y, bad)
+        raise MultilabelLossError("%s: targets must be in [0, 1]%s, found %r at index %s of the (O, C, I) view"
+                                  % (owner, "" if opts.ignore_label is None else
+                                     " or equal to ignore_label %r" % opts.ignore_label, value, index))
+    if not (math.isfinite(x.max()) and math.isfinite(x.min())):
+        raise _scores_not_finite(owner, np.asarray(scores))
+
+    # softplus(x) = max(x, 0) + log1p(exp(-|x|)); p = sigmoid(x); 1 - p = sigmoid(-x).
+    e = ws.get("exp_neg_abs", x.shape, dtype)
+    np.abs(x, out=e)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    p = ws.get("probabilities", x.shape, dtype)
+    one_plus_e = np.add(e, 1)
+    np.divide(np.where(x >= 0, 1, e), one_plus_e, out=p)
+    softplus_pos = np.maximum(x, 0) + np.log1p(e)
+    softplus_neg = softplus_pos - x
+
+    pos_weight = opts.pos_weight
+    if isinstance(pos_weight, tuple):
+        pos_weight = np.asarray(pos_weight, dtype).reshape(1, classes, 1)
+    ce = pos_weight * y * softplus_neg + (1 - y) * softplus_pos
+    grad = ws.get("grad", x.shape, dtype)
+    np.copyto(grad, pos_weight * y * (p - 1) + (1 - y) * p)
+
+    if opts.gamma > 0:
+        q = y * (1 - p) + (1 - y) * p              # 1 - p_t
+        modulator = q ** opts.gamma
+        dq = (1 - 2 * y) * p * (1 - p)             # d q / dx
+        if opts.gamma == 1:
+            dmod = dq
+        else:
+            q_pow = np.divide(modulator, q, out=np.zeros_like(q), where=q > 0)   # q^(gamma-1)
+            dmod = opts.gamma * q_pow * dq
+        grad *= modulator
+        grad += dmod * ce
+        ce *= modulator
+    weight = 1.0
+    if opts.alpha >= 0:
+        weight = opts.alpha * y + (1 - opts.alpha) * (1 - y)
+    if opts.class_weight is not None:
+        weight = weight * np.asarray(opts.class_weight, dtype).reshape(1, classes, 1)
+    if not isinstance(weight, float):
+        ce *= weight
+        grad *= weight
+    if valid is not None:
+        ce[~valid] = 0
+        grad[~valid] = 0
+    # "full" counts every element here (as Caffe's SigmoidCrossEntropyLoss does): each is one binary problem.
+    normalizer = _normalizer(opts.normalization, outer, classes * inner, valid_count)
+    loss = float(ce.sum(dtype=np.float64) / normalizer)
+    if not math.isfinite(loss):
+        raise MultilabelLossError("%s: the loss is not finite (%r) although scores and targets are" % (owner, loss))
+    return loss, SigmoidContext(grad, p, normalizer, np.shape(scores))
+
+
+def sigmoid_multilabel_backward(ctx, loss_weight=1.0, out=None):
+    """Gradient of ``loss_weight`` times the forward loss: dl/dx * loss_weight / normalizer."""
+    if out is None:
+        out = np.empty(ctx.shape, ctx.grad.dtype)
+    np.multiply(ctx.grad, ctx.grad.dtype.type(loss_weight / ctx.normalizer), out=out.reshape(ctx.grad.shape))
+    return out
+
+
+def sigmoid_multilabel_loss(scores, targets, loss_weight=1.0, **kwargs):
+    """Convenience: ``(loss, d loss / d scores)`` in one call."""
+    loss, ctx = sigmoid_multilabel_forward(scores, targets, **kwargs)
+    return loss, sigmoid_multilabel_backward(ctx, loss_weight)

@@ -1,0 +1,119 @@
+"""Caffe ``Python`` loss layers: thin adapters over :mod:`softmax_multilabel_layer.functional`.
+
+Use from a prototxt (``loss_weight: 1`` is required, or Caffe skips backward)::
+
+    layer { name: "loss" type: "Python" bottom: "scores" bottom: "labels" top: "loss" loss_weight: 1
+      python_param { module: "softmax_multilabel_layer.layers" layer: "SoftmaxMultilabelLossLayer"
+                     param_str: '{"normalize_targets": "count"}' } }
+
+The layers keep no state between iterations other than scratch buffers that
+are fully rewritten by every forward pass, so a snapshot and resume loses
+nothing. They never write to a bottom's data. The gradient is scaled by
+``top[0].diff``, which is where Caffe puts ``loss_weight``.
+"""
+import caffe
+import numpy as np
+
+from . import functional as F
+from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+
+
+class _MultilabelLossLayer(caffe.Layer):
+    options_class = None
+    bottom_names = ()        # required bottoms first, then optional ones
+    required_bottoms = 2
+
+    def setup(self, bottom, top):
+        name = type(self).__name__
+        self.options = self.options_class.from_param_str(self.param_str, name)
+        max_bottoms = self._max_bottoms()
+        if not self.required_bottoms <= len(bottom) <= max_bottoms:
+            expected = ("%d" % max_bottoms if max_bottoms == self.required_bottoms
+                        else "%d or %d" % (self.required_bottoms, max_bottoms))
+            raise MultilabelLossError("%s: got %d bottoms, expected %s (%s)"
+                                      % (name, len(bottom), expected, ", ".join(self.bottom_names[:max_bottoms])))
+        if not 1 <= len(top) <= 2:
+            raise MultilabelLossError("%s: got %d tops, expected 1 (loss) or 2 (loss, probabilities)"
+                                      % (name, len(top)))
+        self.workspace = F.Workspace()
+        self.ctx = None
+
+    def _max_bottoms(self):
+        return self.required_bottoms
+
+    def reshape(self, bottom, top):
+        shape = tuple(bottom[0].data.shape)
+        _, classes, _ = F.class_axis_shape(shape, self.options.axis, self.options.owner)
+        self._check_bottom_shapes(bottom, shape)
+        self.options.check_class_count(classes)
+        top[0].reshape()                  # a scalar, like Caffe's own loss layers
+        if len(top) > 1:
+            top[1].reshape(*shape)
+
+    def _check_bottom_shapes(self, bottom, shape):
+        labels_shape = tuple(bottom[1].data.shape)
+        if labels_shape != shape:
+            raise MultilabelLossError("%s: %s shape %s does not match scores shape %s"
+                                      % (self.options.owner, self.bottom_names[1], labels_shape, shape))
+
+    def backward(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            self._backward_core(self.ctx, float(top[0].diff), bottom[0].diff)
+        for blob in bottom[1:]:
+            blob.diff[...] = 0            # labels get no gradient, even when force_backward asks
+
+
+class SoftmaxMultilabelLossLayer(_MultilabelLossLayer):
+    """Multi-label softmax cross-entropy; see :func:`functional.softmax_multilabel_forward`.
+
+    Bottoms: scores, labels (same shape; or, with ``"label_format": "indices"``,
+    class indices padded with -1 and an optional third bottom of label weights).
+    Tops: loss, and optionally the softmax probabilities.
+    """
+    options_class = SoftmaxOptions
+    bottom_names = ("scores", "labels", "label_weights")
+
+    def _max_bottoms(self):
+        return 3 if self.options.label_format == "indices" else 2
+
+    def _check_bottom_shapes(self, bottom, shape):
+        if self.options.label_format == "dense":
+            return super()._check_bottom_shapes(bottom, shape)
+        axis = self.options.axis % len(shape)
+        labels_shape = tuple(bottom[1].data.shape)
+        if len(labels_shape) != len(shape) or labels_shape[:axis] + labels_shape[axis + 1:] != shape[:axis] + shape[axis + 1:]:
+            raise MultilabelLossError("%s: labels (indices format) shape %s does not fit scores shape %s; expected "
+                                      "the scores shape with the class axis %d replaced by K label slots"
+                                      % (self.options.owner, labels_shape, shape, axis))
+        if len(bottom) > 2 and tuple(bottom[2].data.shape) != labels_shape:
+            raise MultilabelLossError("%s: label_weights shape %s does not match labels shape %s"
+                                      % (self.options.owner, tuple(bottom[2].data.shape), labels_shape))
+
+    def forward(self, bottom, top):
+        weights = bottom[2].data if len(bottom) > 2 else None
+        loss, self.ctx = F.softmax_multilabel_forward(bottom[0].data, bottom[1].data, weights,
+                                                      options=self.options, workspace=self.workspace)
+        top[0].data[...] = loss
+        if len(top) > 1:
+            F.softmax_probabilities(self.ctx, out=top[1].data)
+
+    _backward_core = staticmethod(F.softmax_multilabel_backward)
+
+
+class SigmoidMultilabelLossLayer(_MultilabelLossLayer):
+    """Multi-label sigmoid cross-entropy / focal loss; see :func:`functional.sigmoid_multilabel_forward`.
+
+    Bottoms: scores, targets in [0, 1] (same shape). Tops: loss, and optionally
+    the sigmoid probabilities.
+    """
+    options_class = SigmoidOptions
+    bottom_names = ("scores", "targets")
+
+    def forward(self, bottom, top):
+        loss, self.ctx = F.sigmoid_multilabel_forward(bottom[0].data, bottom[1].data,
+                                                      options=self.options, workspace=self.workspace)
+        top[0].data[...] = loss
+        if len(top) > 1:
+            top[1].data[...] = self.ctx.probabilities.reshape(top[1].data.shape)
+
+    _backward_core = staticmethod(F.sigmoid_multilabel_backward)

@@ -1,0 +1,148 @@
+"""Options of the loss layers: one parser and one validator for every layer.
+
+``param_str`` is a JSON object, or a Python dict literal (read with
+``ast.literal_eval``, never ``eval``). An empty string means every default.
+Each loss has a frozen dataclass of options; ``__post_init__`` validates the
+values, so the numpy core and the Caffe layers share the same checks.
+"""
+import ast
+import json
+import math
+from dataclasses import dataclass, fields
+
+NORMALIZATIONS = ("batch_size", "valid", "full", "none")
+NORMALIZE_TARGETS = ("count", "sum", "none")
+LABEL_FORMATS = ("dense", "indices")
+
+
+class MultilabelLossError(ValueError):
+    """Every error this package raises for bad options or bad input.
+
+    The message starts with the layer (or core function) name, then names the
+    blob or option, the value or shape found, and what was expected.
+    """
+
+
+def _choice(owner, key, value, allowed):
+    if value not in allowed:
+        raise MultilabelLossError(
+            "%s: %s must be one of %s, got %r" % (owner, key, ", ".join('"%s"' % a for a in allowed), value))
+    return value
+
+
+def _number(owner, key, value, low=-math.inf, high=math.inf, low_open=False, high_open=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise MultilabelLossError("%s: %s must be a finite number, got %r" % (owner, key, value))
+    if value < low or value > high or (low_open and value == low) or (high_open and value == high):
+        raise MultilabelLossError("%s: %s must be in %s%s, %s%s, got %r" % (
+            owner, key, "(" if low_open else "[", low, high, ")" if high_open else "]", value))
+    return float(value)
+
+
+def _integer(owner, key, value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MultilabelLossError("%s: %s must be an integer, got %r" % (owner, key, value))
+    return value
+
+
+def _number_list(owner, key, value, low=0.0):
+    if not isinstance(value, (list, tuple)) or len(value) == 0:
+        raise MultilabelLossError("%s: %s must be a non-empty list of numbers, got %r" % (owner, key, value))
+    return tuple(_number(owner, "%s[%d]" % (key, i), v, low=low) for i, v in enumerate(value))
+
+
+@dataclass(frozen=True)
+class _Options:
+    owner: str = "softmax_multilabel_layer"
+
+    @classmethod
+    def keys(cls):
+        return [f.name for f in fields(cls) if f.name != "owner"]
+
+    @classmethod
+    def from_param_str(cls, param_str, owner):
+        """Parse a layer's ``param_str`` into validated options."""
+        return cls(owner=owner, **parse_param_str(param_str, owner, cls.keys()))
+
+    def check_class_count(self, num_classes):
+        """Validate the options that depend on C, the size of the class axis."""
+
+
+@dataclass(frozen=True)
+class SoftmaxOptions(_Options):
+    """Options of the multi-label softmax loss; see :func:`softmax_multilabel_forward`."""
+    normalize_targets: str = "count"
+    normalization: str = "batch_size"
+    axis: int = 1
+    label_smoothing: float = 0.0
+    label_format: str = "dense"
+
+    def __post_init__(self):
+        o = self.owner
+        _choice(o, "normalize_targets", self.normalize_targets, NORMALIZE_TARGETS)
+        _choice(o, "normalization", self.normalization, NORMALIZATIONS)
+        _integer(o, "axis", self.axis)
+        object.__setattr__(self, "label_smoothing",
+                           _number(o, "label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True))
+        _choice(o, "label_format", self.label_format, LABEL_FORMATS)
+
+
+@dataclass(frozen=True)
+class SigmoidOptions(_Options):
+    """Options of the multi-label sigmoid (BCE / focal) loss; see :func:`sigmoid_multilabel_forward`."""
+    pos_weight: object = 1.0
+    class_weight: object = None
+    gamma: float = 0.0
+    alpha: float = -1.0
+    ignore_label: object = None
+    normalization: str = "batch_size"
+    axis: int = 1
+
+    def __post_init__(self):
+        o = self.owner
+        if isinstance(self.pos_weight, (list, tuple)):
+            object.__setattr__(self, "pos_weight", _number_list(o, "pos_weight", self.pos_weight))
+        else:
+            object.__setattr__(self, "pos_weight", _number(o, "pos_weight", self.pos_weight, 0.0))
+        if self.class_weight is not None:
+            object.__setattr__(self, "class_weight", _number_list(o, "class_weight", self.class_weight))
+        object.__setattr__(self, "gamma", _number(o, "gamma", self.gamma, 0.0))
+        if self.alpha != -1:
+            object.__setattr__(self, "alpha", _number(o, "alpha (-1 = off)", self.alpha, 0.0, 1.0))
+        else:
+            object.__setattr__(self, "alpha", -1.0)
+        if self.ignore_label is not None:
+            object.__setattr__(self, "ignore_label", _number(o, "ignore_label", self.ignore_label))
+        _choice(o, "normalization", self.normalization, NORMALIZATIONS)
+        _integer(o, "axis", self.axis)
+
+    def check_class_count(self, num_classes):
+        for key in ("pos_weight", "class_weight"):
+            value = getattr(self, key)
+            if isinstance(value, tuple) and len(value) != num_classes:
+                raise MultilabelLossError("%s: %s has %d values but the scores have C=%d classes on the class axis"
+                                          % (self.owner, key, len(value), num_classes))
+
+
+def parse_param_str(param_str, owner, known_keys):
+    """Parse ``param_str`` (JSON object or Python dict literal) into a dict of known keys."""
+    text = (param_str or "").strip()
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise MultilabelLossError(
+                "%s: param_str is neither JSON nor a Python dict literal: %r; expected e.g. "
+                "'{\"normalization\": \"batch_size\"}'" % (owner, param_str)) from None
+    if not isinstance(value, dict):
+        raise MultilabelLossError("%s: param_str must be a JSON object (a dict), got %s %r"
+                                  % (owner, type(value).__name__, value))
+    unknown = sorted(str(k) for k in value if k not in known_keys)
+    if unknown:
+        raise MultilabelLossError("%s: unknown param_str key(s) %s; known keys: %s"
+                                  % (owner, ", ".join(unknown), ", ".join(known_keys)))
+    return value
