@@ -1,0 +1,169 @@
+"""Multi-label digits: 1 to 3 real 8x8 digit scans of distinct classes on a canvas.
+
+Source images are sklearn's ``load_digits`` (1,797 real 8x8 scans, values 0..16).
+The scans are split into train and test pools *first* (stratified by class), so no
+scan is ever used on both sides. Each composite example then picks a number of digits
+k uniformly from 1..max_digits, k distinct classes, one scan of each class from the
+pool, and pastes them at random non-overlapping positions on a zero canvas.
+
+Written per split (HDF5, float32, what Caffe's HDF5Data layer reads):
+  data        N x 1 x H x W   pixel values scaled to [0, 1]
+  label       N x 10          multi-hot
+plus bookkeeping datasets HDF5Data ignores:
+  scan_index  N x max_digits  index into load_digits() of each placed scan, -1 = none
+  position    N x max_digits x 2  (row, col) of each placed scan's top-left corner, -1 = none
+and a list file (one .h5 path per line) for HDF5Data's ``source``.
+
+Everything is a deterministic function of the seed and the sizes.
+"""
+import argparse
+import json
+import os
+import sys
+
+import h5py
+import numpy as np
+
+NUM_CLASSES = 10
+DIGIT_SIZE = 8
+
+
+def load_scans():
+    """Return (images float32 N x 8 x 8 in [0, 1], targets int N)."""
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    return (digits.images / 16.0).astype(np.float32), digits.target.astype(np.int64)
+
+
+def split_scans(targets, test_fraction, seed):
+    """Stratified split of scan indices -> (train_idx, test_idx), sorted, disjoint."""
+    from sklearn.model_selection import train_test_split
+    idx = np.arange(len(targets))
+    train_idx, test_idx = train_test_split(
+        idx, test_size=test_fraction, random_state=seed, stratify=targets)
+    return np.sort(train_idx), np.sort(test_idx)
+
+
+def _place_boxes(k, canvas, rng, max_tries=200):
+    """k non-overlapping DIGIT_SIZE boxes in canvas -> list of (row, col) top-left corners."""
+    h, w = canvas
+    while True:
+        boxes = []
+        for _ in range(max_tries):
+            r = int(rng.integers(0, h - DIGIT_SIZE + 1))
+            c = int(rng.integers(0, w - DIGIT_SIZE + 1))
+            if all(abs(r - r2) >= DIGIT_SIZE or abs(c - c2) >= DIGIT_SIZE for r2, c2 in boxes):
+                boxes.append((r, c))
+                if len(boxes) == k:
+                    return boxes
+        # Unlucky first placements left no room: start over (rare on 24x24).
+
+
+def compose(images, targets, pool, n, rng, canvas=(24, 24), max_digits=3, progress=None):
+    """Compose n examples from the scans in ``pool`` (indices into images/targets)."""
+    h, w = canvas
+    if h < DIGIT_SIZE or w < DIGIT_SIZE:
+        raise ValueError("canvas smaller than a digit")
+    by_class = [pool[targets[pool] == c] for c in range(NUM_CLASSES)]
+    if any(len(p) == 0 for p in by_class):
+        raise ValueError("every class needs at least one scan in the pool")
+    data = np.zeros((n, 1, h, w), np.float32)
+    label = np.zeros((n, NUM_CLASSES), np.float32)
+    scan_index = np.full((n, max_digits), -1, np.int64)
+    position = np.full((n, max_digits, 2), -1, np.int64)
+    step = max(1, n // 10)
+    for i in range(n):
+        k = int(rng.integers(1, max_digits + 1))
+        classes = rng.choice(NUM_CLASSES, size=k, replace=False)
+        for j, (cls, (r, c)) in enumerate(zip(classes, _place_boxes(k, canvas, rng))):
+            s = int(rng.choice(by_class[cls]))
+            data[i, 0, r:r + DIGIT_SIZE, c:c + DIGIT_SIZE] = images[s]
+            label[i, cls] = 1.0
+            scan_index[i, j] = s
+            position[i, j] = (r, c)
+        if progress is not None and ((i + 1) % step == 0 or i + 1 == n):
+            progress(i + 1, n)
+    return {"data": data, "label": label, "scan_index": scan_index, "position": position}
+
+
+def write_split(out_dir, name, arrays):
+    """Write <name>.h5 and <name>_list.txt (absolute .h5 path) -> list file path."""
+    h5_path = os.path.abspath(os.path.join(out_dir, name + ".h5"))
+    with h5py.File(h5_path, "w") as f:
+        for key, value in arrays.items():
+            f.create_dataset(key, data=value)
+    list_path = os.path.join(out_dir, name + "_list.txt")
+    with open(list_path, "w") as f:
+        f.write(h5_path + "\n")
+    return list_path
+
+
+def cardinality_histogram(label):
+    counts = label.sum(axis=1).astype(int)
+    return {int(k): int((counts == k).sum()) for k in range(0, int(counts.max()) + 1)}
+
+
+def make_dataset(out_dir, n_train=9600, n_test=2000, seed=0, canvas=(24, 24), max_digits=3,
+                 test_fraction=0.3, log=print):
+    """Generate both splits into out_dir; returns the summary dict (also in summary.json)."""
+    os.makedirs(out_dir, exist_ok=True)
+    images, targets = load_scans()
+    train_pool, test_pool = split_scans(targets, test_fraction, seed)
+    summary = {"seed": seed, "canvas": list(canvas), "max_digits": max_digits,
+               "source_scans": {"total": int(len(targets)), "train": int(len(train_pool)),
+                                "test": int(len(test_pool))},
+               "splits": {}}
+    # Independent, seed-derived streams per split: test data does not depend on n_train.
+    for split_no, (name, pool, n) in enumerate((("train", train_pool, n_train),
+                                                ("test", test_pool, n_test))):
+        rng = np.random.default_rng([seed, split_no])
+
+        def progress(done, total, name=name):
+            log("  %-5s %6d/%d examples" % (name, done, total))
+
+        arrays = compose(images, targets, pool, n, rng, canvas, max_digits, progress)
+        list_path = write_split(out_dir, name, arrays)
+        summary["splits"][name] = {
+            "examples": int(n),
+            "list_file": os.path.abspath(list_path),
+            "h5_file": os.path.abspath(os.path.join(out_dir, name + ".h5")),
+            "distinct_scans_used": int(len(np.unique(arrays["scan_index"][arrays["scan_index"] >= 0]))),
+            "cardinality_histogram": cardinality_histogram(arrays["label"]),
+            "per_class_positives": [int(x) for x in arrays["label"].sum(axis=0)],
+        }
+    with open(os.path.join(out_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def format_summary(summary):
+    s = summary["source_scans"]
+    lines = ["Source scans: %d (train pool %d, test pool %d, disjoint)"
+             % (s["total"], s["train"], s["test"]),
+             "Canvas %dx%d, 1..%d digits per example, seed %d"
+             % (summary["canvas"][0], summary["canvas"][1], summary["max_digits"], summary["seed"])]
+    for name, sp in summary["splits"].items():
+        hist = sp["cardinality_histogram"]
+        hist_txt = ", ".join("%s digit%s: %d" % (k, "" if int(k) == 1 else "s", v)
+                             for k, v in hist.items() if int(k) > 0)
+        lines.append("%-5s %6d examples from %d distinct scans | %s"
+                     % (name, sp["examples"], sp["distinct_scans_used"], hist_txt))
+        lines.append("      positives per class: %s" % sp["per_class_positives"])
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="output/digits/data")
+    p.add_argument("--n-train", type=int, default=9600)
+    p.add_argument("--n-test", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--canvas", type=int, nargs=2, default=(24, 24), metavar=("H", "W"))
+    args = p.parse_args(argv)
+    summary = make_dataset(args.out, args.n_train, args.n_test, args.seed, tuple(args.canvas))
+    print(format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

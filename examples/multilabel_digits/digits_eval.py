@@ -1,0 +1,81 @@
+"""Score a trained snapshot on the test set with pycaffe.
+
+    python examples/multilabel_digits/digits_eval.py DEPLOY CAFFEMODEL TEST_H5
+
+loads the deploy net with the snapshot's weights, forwards the test set and prints
+mAP, precision@M and exact-set accuracy (see digits_metrics.py) as JSON.
+"""
+import json
+import os
+import sys
+
+import h5py
+import numpy as np
+
+from digits_metrics import all_metrics
+
+_caffe = None
+
+
+def import_caffe():
+    """Import pycaffe quietly (no glog INFO spam), once."""
+    global _caffe
+    if _caffe is None:
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        if "google.protobuf" not in sys.modules:
+            # The caffe_pb2.py shipped in the Caffe sdist is old protoc output, which the
+            # C++ (upb) backend of protobuf >= 4 refuses; the pure-python backend loads it.
+            try:
+                from importlib.metadata import version
+                if int(version("protobuf").split(".")[0]) >= 4:
+                    os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+            except Exception:
+                pass
+        import caffe
+        caffe.set_mode_cpu()
+        _caffe = caffe
+    return _caffe
+
+
+def load_split(h5_path):
+    with h5py.File(h5_path, "r") as f:
+        return f["data"][()], f["label"][()]
+
+
+def predict(deploy, weights, data, output="prob", batch_size=100):
+    """Forward data (N x 1 x H x W) through deploy+weights -> N x C scores of ``output``."""
+    caffe = import_caffe()
+    net = caffe.Net(deploy, weights, caffe.TEST)
+    chunks = []
+    for start in range(0, len(data), batch_size):
+        x = data[start:start + batch_size]
+        if net.blobs["data"].data.shape != x.shape:
+            net.blobs["data"].reshape(*x.shape)
+            net.reshape()
+        net.blobs["data"].data[...] = x
+        chunks.append(net.forward()[output].copy())
+    return np.concatenate(chunks, axis=0)
+
+
+def evaluate(deploy, weights, data, labels):
+    scores = predict(deploy, weights, data)
+    if scores.shape != labels.shape:
+        raise ValueError("scores %s vs labels %s" % (scores.shape, labels.shape))
+    return all_metrics(scores, labels)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    deploy, weights, h5_path = argv
+    data, labels = load_split(h5_path)
+    metrics = evaluate(deploy, weights, data, labels)
+    metrics.pop("per_class_ap")
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
