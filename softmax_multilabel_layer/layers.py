@@ -59,8 +59,8 @@ class _MultilabelLossLayer(caffe.Layer):
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             self._backward_core(self.ctx, float(top[0].diff), bottom[0].diff)
-        for blob in bottom[1:]:
-            blob.diff[...] = 0            # labels get no gradient, even when force_backward asks
+        for i in range(1, len(bottom)):
+            bottom[i].diff[...] = 0       # labels get no gradient, even when force_backward asks
 
 
 class SoftmaxMultilabelLossLayer(_MultilabelLossLayer):
