@@ -1,0 +1,57 @@
+# softmax_multilabel_layer: one-command set-up, tests, demo and benchmark.
+#
+#   make setup   create .venv, install requirements, build (or reuse) Caffe, write .venv/bin/caffe
+#   make test    set up if needed, then run the tests
+#   make demo    set up if needed, then run the digits demo (or train the smoke net)
+#   make bench   set up if needed, then run scripts/benchmark.py
+#   make clean   remove local outputs (never .venv, never the Caffe cache)
+#
+# Variables: PYTHON=python3 (interpreter for the venv), USE_SYSTEM_CAFFE=1 (use
+# an existing pycaffe + caffe binary instead of building), CAFFE_BIN=path,
+# CAFFE_CACHE_DIR=folder (where Caffe is built, default ~/.cache/softmax_multilabel_layer).
+
+PYTHON ?= python3
+USE_SYSTEM_CAFFE ?= 0
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+SETUP_INPUTS := requirements-dev.txt setup.py scripts/setup.sh scripts/install_caffe.sh scripts/find_system_caffe.sh
+DEMO := examples/multilabel_digits/run_demo.py
+
+# The stamp lists files set-up made or relies on (the wrapper, the caffe binary,
+# pycaffe); if one has gone (say the Caffe cache was deleted), set up again.
+STAMP_STALE := $(shell [ -f $(STAMP) ] && while IFS= read -r p; do [ -e "$$p" ] || echo stale; done < $(STAMP))
+ifneq ($(strip $(STAMP_STALE)),)
+.PHONY: $(STAMP)
+endif
+
+.PHONY: setup test demo bench clean distclean
+
+setup:
+	PYTHON="$(PYTHON)" USE_SYSTEM_CAFFE="$(USE_SYSTEM_CAFFE)" bash scripts/setup.sh
+
+$(STAMP): $(SETUP_INPUTS)
+	PYTHON="$(PYTHON)" USE_SYSTEM_CAFFE="$(USE_SYSTEM_CAFFE)" bash scripts/setup.sh
+
+test: $(STAMP)
+	$(VPY) -m pytest -q tests
+
+demo: $(STAMP)
+	@if [ -f $(DEMO) ]; then \
+	  echo "$(VPY) $(DEMO)"; $(VPY) $(DEMO); \
+	else \
+	  echo "$(DEMO) not found: training the smoke net instead"; \
+	  echo "$(VENV)/bin/caffe train --solver prototxt/smoke/solver.prototxt"; \
+	  $(VENV)/bin/caffe train --solver prototxt/smoke/solver.prototxt; \
+	fi
+
+bench: $(STAMP)
+	$(VPY) scripts/benchmark.py
+
+clean:
+	rm -rf output .pytest_cache .hypothesis *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Also removes the venv (not the Caffe cache: delete $${CAFFE_CACHE_DIR:-~/.cache/softmax_multilabel_layer} by hand).
+distclean: clean
+	rm -rf $(VENV)
