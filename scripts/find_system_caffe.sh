@@ -21,8 +21,10 @@ die() { log "ERROR: $*"; exit 1; }
 
 command -v "$PYTHON" >/dev/null 2>&1 || die "PYTHON=$PYTHON is not an executable Python (set PYTHON=/path/to/python)"
 
-# Run outside the repo and without our PYTHONPATH, so only PYTHON's own pycaffe counts.
-probe=$(cd / && env -u PYTHONPATH "$PYTHON" - <<'PY' 2>&1
+# Run outside the repo (so its folders do not shadow anything), with the
+# caller's environment: a pycaffe found through PYTHONPATH counts too, since
+# the venv gets a .pth file naming it and needs no PYTHONPATH later.
+probe=$(cd / && "$PYTHON" - <<'PY' 2>&1
 import os, sys
 try:
     import caffe
@@ -41,9 +43,8 @@ PY
 case "$probe" in
   *IMPORT_FAILED*)
     die "USE_SYSTEM_CAFFE=1 but 'import caffe' fails in $PYTHON: ${probe##*IMPORT_FAILED }
-  Make pycaffe importable in that Python first (e.g. PYTHONPATH is not used here: install it or
-  add a .pth file), or choose another interpreter with PYTHON=..., or drop USE_SYSTEM_CAFFE=1 to
-  let 'make setup' build Caffe." ;;
+  Make pycaffe importable in that Python first (e.g. PYTHONPATH=<caffe root>/python), or choose
+  another interpreter with PYTHON=..., or drop USE_SYSTEM_CAFFE=1 to let 'make setup' build Caffe." ;;
   *NOT_PYCAFFE*)
     die "'import caffe' in $PYTHON finds ${probe##*NOT_PYCAFFE }, which is not pycaffe (no
   caffe.layer_type_list). It may be the empty PyPI package 'caffe': pip uninstall caffe." ;;
@@ -78,7 +79,7 @@ else
 fi
 [ -n "$CAFFE_BIN_FOUND" ] || die "pycaffe works but no caffe binary was found: set CAFFE_BIN=/path/to/caffe
   (looked for caffe and caffe.bin on PATH and under $(dirname "$PYCAFFE_DIR")/{build/tools,bin,distribute/bin})."
-CAFFE_BIN_FOUND=$(readlink -f "$CAFFE_BIN_FOUND")
+CAFFE_BIN_FOUND=$(cd "$(dirname "$CAFFE_BIN_FOUND")" && pwd)/$(basename "$CAFFE_BIN_FOUND")
 
 # A `caffe` on PATH may itself be a shell wrapper; only check an ELF binary's libraries.
 CAFFE_LIBDIR=""

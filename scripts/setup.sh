@@ -113,8 +113,11 @@ if [ "$(cat "$WRAPPER" 2>/dev/null || true)" != "$new_wrapper" ]; then
   log "wrote $WRAPPER -> $CAFFE_BINARY"
 fi
 
-# 6. checks, run from / with a clean environment, as a user would.
-check=$(cd / && env -u PYTHONPATH -u LD_LIBRARY_PATH "$VPY" - <<'PY' 2>&1
+# 6. checks, run from / without PYTHONPATH (the venv must do without it) and,
+# for the Caffe we build, without LD_LIBRARY_PATH (rpaths must do).
+clean_env=(env -u PYTHONPATH)
+[ "$USE_SYSTEM_CAFFE" = 1 ] || clean_env+=(-u LD_LIBRARY_PATH)
+check=$(cd / && "${clean_env[@]}" "$VPY" - <<'PY' 2>&1
 import importlib.util, sys
 try:
     import caffe
@@ -128,7 +131,7 @@ print("ok: pycaffe %s" % caffe.__file__)
 PY
 ) || die "$check"
 log "$check"
-(cd / && env -u PYTHONPATH -u LD_LIBRARY_PATH "$WRAPPER" --version >/dev/null 2>&1) \
+(cd / && "${clean_env[@]}" "$WRAPPER" --version >/dev/null 2>&1) \
   || die "$WRAPPER does not start; run it by hand to see why: $WRAPPER --version"
 
 { echo "$WRAPPER"; echo "$CAFFE_BINARY"; echo "$PYCAFFE_DIR/caffe"; echo "$PTH"; } > "$STAMP"
