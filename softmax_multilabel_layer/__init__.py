@@ -5,7 +5,7 @@ in :mod:`.layers`, referenced from a prototxt as
 ``python_param { module: "softmax_multilabel_layer.layers" layer: "SoftmaxMultilabelLossLayer" }``.
 """
 from .functional import (Workspace, sigmoid_multilabel_backward, sigmoid_multilabel_forward,
-                         sigmoid_multilabel_loss, softmax_multilabel_backward, softmax_multilabel_forward,
+                         sigmoid_multilabel_loss, sigmoid_probabilities, softmax_multilabel_backward, softmax_multilabel_forward,
                          softmax_multilabel_loss, softmax_probabilities)
 from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
 

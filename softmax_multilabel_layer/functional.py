@@ -20,6 +20,8 @@ from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
 
 # Dense labels with at most this fraction of non-zeros are handled sparsely.
 SPARSE_FRACTION = 1.0 / 16
+# Range of per-sample maximum scores for which softmax skips the max shift.
+SAFE_UNSHIFTED_MAX = (-30.0, 60.0)
 
 
 class Workspace:
@@ -217,8 +219,8 @@ def _index_targets(indices, weights, shape3, axis, scores_shape, owner):
 @dataclass
 class SoftmaxContext:
     """What :func:`softmax_multilabel_backward` needs from the forward pass."""
-    exp_shifted: np.ndarray      # exp(s - max_c s), (O, C, I)
-    exp_sum: np.ndarray          # sum_c exp(s - max), float64 (O, 1, I)
+    exp_shifted: np.ndarray      # exp(s - m), (O, C, I), m = max_c s or 0
+    exp_sum: np.ndarray          # sum_c exp(s - m), float64 (O, 1, I)
     target_total: np.ndarray     # T = sum_c t_c, float64 (O, 1, I)
     label_scale: np.ndarray      # a: t = a * y + b
     label_offset: np.ndarray     # b
@@ -266,16 +268,23 @@ def softmax_multilabel_forward(scores, labels, label_weights=None, options=None,
     else:
         targets = _index_targets(labels, label_weights, s3.shape, opts.axis, np.shape(scores), owner)
 
-    shifted = ws.get("exp_shifted", s3.shape, s3.dtype)
     smax = np.max(s3, axis=1, keepdims=True)
     if not np.isfinite(smax).all() or not math.isfinite(s3.min()):
         raise _scores_not_finite(owner, np.asarray(scores))
-    np.subtract(s3, smax, out=shifted)
-    label_dot = targets.dot(shifted)                # sum_c y_c (s_c - m)
+    shifted = ws.get("exp_shifted", s3.shape, s3.dtype)
+    # The shift by m only guards exp against overflow and against losing the
+    # largest term. When every sample's max lies in [-30, 60], exp(s) cannot
+    # overflow (C e^60 << 3e38) and the largest term is >= e^-30, so the shift
+    # (one pass over N x C) is skipped; the result is the same to rounding.
+    if SAFE_UNSHIFTED_MAX[0] <= smax.min() and smax.max() <= SAFE_UNSHIFTED_MAX[1]:
+        base = s3
+    else:
+        base = np.subtract(s3, smax, out=shifted)
+    label_dot = targets.dot(base)                   # sum_c y_c b_c, with b = s or s - m
     eps = opts.label_smoothing
-    shifted_sum = _row_sum(shifted) if eps else 0.0  # sum_c (s_c - m)
-    np.exp(shifted, out=shifted)
-    exp_sum = _row_sum(shifted)
+    base_sum = _row_sum(base) if eps else 0.0       # sum_c b_c
+    np.exp(base, out=shifted)
+    exp_sum = _row_sum(shifted)                     # log(exp_sum) = lse(s) - (m or 0)
 
     positive = targets.count > 0
     if opts.normalize_targets == "count":
@@ -287,7 +296,8 @@ def softmax_multilabel_forward(scores, labels, label_weights=None, options=None,
     scale *= 1.0 - eps
     offset = positive * (eps / classes)
     total = scale * targets.label_sum + offset * classes
-    per_sample = total * np.log(exp_sum) - scale * label_dot - offset * shifted_sum
+    per_sample = total * np.log(exp_sum) - scale * label_dot - offset * base_sum
+    np.maximum(per_sample, 0.0, out=per_sample)     # exact value is >= 0 (t >= 0, p <= 1); drop rounding
     normalizer = _normalizer(opts.normalization, outer, inner, int(np.count_nonzero(positive)))
     loss = float(per_sample.sum() / normalizer)
     if not math.isfinite(loss):
@@ -335,11 +345,50 @@ def softmax_multilabel_loss(scores, labels, label_weights=None, loss_weight=1.0,
 
 @dataclass
 class SigmoidContext:
-    """What :func:`sigmoid_multilabel_backward` needs from the forward pass."""
-    grad: np.ndarray             # d(sum of elementwise losses)/dx
-    probabilities: np.ndarray    # sigmoid(x)
+    """What :func:`sigmoid_multilabel_backward` needs from the forward pass.
+
+    The plain-BCE path keeps tanh(x/2) and the targets (the gradient p - y is
+    formed in backward); the general path keeps the elementwise gradient.
+    """
     normalizer: float
     shape: tuple
+    tanh_half: np.ndarray = None     # plain path: tanh(x / 2), p = (1 + tanh(x/2)) / 2
+    targets: np.ndarray = None       # plain path: y, (O, C, I)
+    grad: np.ndarray = None          # general path: d(sum of elementwise losses) / dx
+    probabilities: np.ndarray = None  # general path: sigmoid(x)
+
+
+def _sum_all(a3, workspace):
+    """Sum of all elements of an (O, C, I) array, as a Python float (row sums, then float64)."""
+    outer = a3.shape[0]
+    return float(_row_sum(a3.reshape(outer, -1, 1)).sum())
+
+
+def _plain_bce(x, y, ws):
+    """Sum over elements of softplus(x) - x y, and the context for p - y, with no N x C temporaries.
+
+    softplus(x) - x y = log1p(exp(-|x|)) + (x + |x|) / 2 - x y, summed term by term.
+    """
+    buf = ws.get("sigmoid_work", x.shape, x.dtype)
+    np.abs(x, out=buf)
+    abs_sum = _sum_all(buf, ws)
+    np.negative(buf, out=buf)
+    np.exp(buf, out=buf)
+    np.log1p(buf, out=buf)
+    total = _sum_all(buf, ws) + 0.5 * (_sum_all(x, ws) + abs_sum)
+    outer = x.shape[0]
+    total -= float(np.einsum("ij,ij->i", x.reshape(outer, -1), y.reshape(outer, -1)).sum(dtype=np.float64))
+    np.multiply(x, 0.5, out=buf)
+    np.tanh(buf, out=buf)
+    return total, abs_sum, buf
+
+
+def _check_targets(y, owner, ignore_label):
+    if not (y.min() >= 0 and y.max() <= 1):
+        index, value = _first_bad(y, ~((y >= 0) & (y <= 1)))
+        raise MultilabelLossError("%s: targets must be in [0, 1]%s, found %r at index %s of the (O, C, I) view"
+                                  % (owner, "" if ignore_label is None else
+                                     " or equal to ignore_label %r" % ignore_label, value, index))
 
 
 def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, **kwargs):
@@ -355,12 +404,13 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, **
     * entries whose target equals ``ignore_label`` give l = 0 and no gradient.
 
     Gradient per element, with q = 1 - p_t and w the alpha and class weights:
-    dl/dx = w [gamma q^(gamma-1) (1 - 2y) p (1 - p) ce + q^gamma (pos_weight_c y (p - 1) + (1 - y) p)].
+    dl/dx = w [gamma q^(gamma-1) (1 - 2y) p (1 - p) ce + q^gamma (pos_weight_c y (p - 1) + (1 - y) p)],
+    which is p - y for plain BCE.
 
     The loss is sum(l) / normalizer: ``"batch_size"`` O (the size of the axes
-    before the class axis), ``"full"`` the number of elements, ``"valid"`` the
-    number of non-ignored elements (at least 1), ``"none"`` 1.
-    Returns ``(loss, ctx)``.
+    before the class axis), ``"full"`` the number of elements (as Caffe's
+    SigmoidCrossEntropyLoss), ``"valid"`` the number of non-ignored elements
+    (at least 1), ``"none"`` 1. Returns ``(loss, ctx)``.
     """
     opts = options if options is not None else SigmoidOptions(owner="sigmoid_multilabel_forward", **kwargs)
     owner = opts.owner
@@ -370,31 +420,42 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, **
     y = _float_view(targets, owner, "targets", opts.axis)
     outer, classes, inner = x.shape
     opts.check_class_count(classes)
-    dtype = x.dtype
 
+    plain = (opts.gamma == 0 and opts.alpha < 0 and opts.class_weight is None and opts.pos_weight == 1.0
+             and opts.ignore_label is None)
+    if plain:
+        _check_targets(y, owner, None)
+        total, abs_sum, tanh_half = _plain_bce(x, y, ws)
+        if not math.isfinite(abs_sum):
+            raise _scores_not_finite(owner, np.asarray(scores))
+        ctx = SigmoidContext(_normalizer(opts.normalization, outer, classes * inner, x.size), np.shape(scores),
+                             tanh_half=tanh_half, targets=y)
+    else:
+        total, ctx = _general_sigmoid(x, y, opts, ws, np.shape(scores))
+    loss = total / ctx.normalizer
+    if not math.isfinite(loss):
+        raise MultilabelLossError("%s: the loss is not finite (%r) although scores and targets are" % (owner, loss))
+    return loss, ctx
+
+
+def _general_sigmoid(x, y, opts, ws, shape):
+    owner = opts.owner
+    outer, classes, inner = x.shape
+    dtype = x.dtype
     if opts.ignore_label is not None:
         valid = y != opts.ignore_label
         y = np.where(valid, y, 0).astype(dtype, copy=False)
         valid_count = int(np.count_nonzero(valid))
     else:
         valid, valid_count = None, x.size
-    if not (y.min() >= 0 and y.max() <= 1):
-        bad = ~((y >= 0) & (y <= 1))
-        index, value = _first_bad(y, bad)
-        raise MultilabelLossError("%s: targets must be in [0, 1]%s, found %r at index %s of the (O, C, I) view"
-                                  % (owner, "" if opts.ignore_label is None else
-                                     " or equal to ignore_label %r" % opts.ignore_label, value, index))
+    _check_targets(y, owner, opts.ignore_label)
     if not (math.isfinite(x.max()) and math.isfinite(x.min())):
-        raise _scores_not_finite(owner, np.asarray(scores))
+        raise _scores_not_finite(owner, x)
 
-    # softplus(x) = max(x, 0) + log1p(exp(-|x|)); p = sigmoid(x); 1 - p = sigmoid(-x).
-    e = ws.get("exp_neg_abs", x.shape, dtype)
-    np.abs(x, out=e)
-    np.negative(e, out=e)
-    np.exp(e, out=e)
+    # softplus(x) = max(x, 0) + log1p(exp(-|x|)); p = sigmoid(x), computed from e = exp(-|x|).
+    e = np.exp(-np.abs(x))
     p = ws.get("probabilities", x.shape, dtype)
-    one_plus_e = np.add(e, 1)
-    np.divide(np.where(x >= 0, 1, e), one_plus_e, out=p)
+    np.divide(np.where(x >= 0, 1, e), 1 + e, out=p)
     softplus_pos = np.maximum(x, 0) + np.log1p(e)
     softplus_neg = softplus_pos - x
 
@@ -406,16 +467,13 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, **
     np.copyto(grad, pos_weight * y * (p - 1) + (1 - y) * p)
 
     if opts.gamma > 0:
-        q = y * (1 - p) + (1 - y) * p              # 1 - p_t
+        one_minus_p = np.where(x >= 0, e, 1) / (1 + e)
+        q = y * one_minus_p + (1 - y) * p              # 1 - p_t
         modulator = q ** opts.gamma
-        dq = (1 - 2 * y) * p * (1 - p)             # d q / dx
-        if opts.gamma == 1:
-            dmod = dq
-        else:
-            q_pow = np.divide(modulator, q, out=np.zeros_like(q), where=q > 0)   # q^(gamma-1)
-            dmod = opts.gamma * q_pow * dq
+        dq = (1 - 2 * y) * p * one_minus_p             # d q / dx
+        q_pow = np.divide(modulator, q, out=np.zeros_like(q), where=q > 0)   # q^(gamma-1)
         grad *= modulator
-        grad += dmod * ce
+        grad += opts.gamma * q_pow * dq * ce
         ce *= modulator
     weight = 1.0
     if opts.alpha >= 0:
@@ -428,19 +486,36 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, **
     if valid is not None:
         ce[~valid] = 0
         grad[~valid] = 0
-    # "full" counts every element here (as Caffe's SigmoidCrossEntropyLoss does): each is one binary problem.
     normalizer = _normalizer(opts.normalization, outer, classes * inner, valid_count)
-    loss = float(ce.sum(dtype=np.float64) / normalizer)
-    if not math.isfinite(loss):
-        raise MultilabelLossError("%s: the loss is not finite (%r) although scores and targets are" % (owner, loss))
-    return loss, SigmoidContext(grad, p, normalizer, np.shape(scores))
+    return float(ce.sum(dtype=np.float64)), SigmoidContext(normalizer, shape, grad=grad, probabilities=p)
 
 
 def sigmoid_multilabel_backward(ctx, loss_weight=1.0, out=None):
     """Gradient of ``loss_weight`` times the forward loss: dl/dx * loss_weight / normalizer."""
+    k = loss_weight / ctx.normalizer
+    work = ctx.grad if ctx.grad is not None else ctx.tanh_half
     if out is None:
-        out = np.empty(ctx.shape, ctx.grad.dtype)
-    np.multiply(ctx.grad, ctx.grad.dtype.type(loss_weight / ctx.normalizer), out=out.reshape(ctx.grad.shape))
+        out = np.empty(ctx.shape, work.dtype)
+    out3 = out.reshape(work.shape)
+    if ctx.grad is not None:
+        np.multiply(ctx.grad, work.dtype.type(k), out=out3)
+    else:                                           # (p - y) k with p = (1 + tanh(x/2)) / 2
+        np.multiply(ctx.tanh_half, work.dtype.type(0.5), out=out3)
+        np.add(out3, work.dtype.type(0.5), out=out3)
+        np.subtract(out3, ctx.targets, out=out3)
+        np.multiply(out3, work.dtype.type(k), out=out3)
+    return out
+
+
+def sigmoid_probabilities(ctx, out=None):
+    """p = sigmoid(x), from a forward context."""
+    if ctx.probabilities is not None:
+        p = ctx.probabilities
+    else:
+        p = ctx.tanh_half * ctx.tanh_half.dtype.type(0.5) + ctx.tanh_half.dtype.type(0.5)
+    if out is None:
+        return p.reshape(ctx.shape).copy()
+    out.reshape(p.shape)[...] = p
     return out
 
 

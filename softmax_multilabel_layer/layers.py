@@ -60,7 +60,8 @@ class _MultilabelLossLayer(caffe.Layer):
         if propagate_down[0]:
             self._backward_core(self.ctx, float(top[0].diff), bottom[0].diff)
         for i in range(1, len(bottom)):
-            bottom[i].diff[...] = 0       # labels get no gradient, even when force_backward asks
+            if propagate_down[i]:         # labels get no gradient, even when force_backward asks
+                bottom[i].diff[...] = 0
 
 
 class SoftmaxMultilabelLossLayer(_MultilabelLossLayer):
@@ -114,6 +115,6 @@ class SigmoidMultilabelLossLayer(_MultilabelLossLayer):
                                                       options=self.options, workspace=self.workspace)
         top[0].data[...] = loss
         if len(top) > 1:
-            top[1].data[...] = self.ctx.probabilities.reshape(top[1].data.shape)
+            F.sigmoid_probabilities(self.ctx, out=top[1].data)
 
     _backward_core = staticmethod(F.sigmoid_multilabel_backward)
