@@ -1,0 +1,547 @@
+#!/usr/bin/env python
+"""Benchmark of the loss layers inside real ``caffe.Net``s on the CPU (``make bench``).
+
+Each case is a net of ``Input`` layers feeding one loss layer, with
+``force_backward: true``; one timed iteration is ``net.forward(); net.backward()``.
+The time is the median of ``--reps`` iterations after warm-up, all cases in
+one process. Compared at every size:
+
+* ``softmax_dense``: our ``SoftmaxMultilabelLossLayer``, binary labels with 1-3 positives per sample;
+* ``softmax_indices``: the same labels in ``label_format: "indices"`` (K = 3), 2-D sizes only;
+* ``caffe_softmax``: Caffe's C++ ``SoftmaxWithLoss`` (one label per sample, normalization BATCH_SIZE);
+* ``caffe_sigmoid``: Caffe's C++ ``SigmoidCrossEntropyLoss`` on the same binary labels;
+* ``sigmoid_bce`` / ``sigmoid_focal``: our ``SigmoidMultilabelLossLayer``, plain BCE and focal gamma = 2;
+* ``blog``: :class:`BlogSoftmaxLossLayer`, a transcription of the 2018 blog's per-sample /
+  per-class Python loop layer (fewer repetitions: ``--blog-reps``), 2-D sizes only;
+* ``floor``: plain numpy, one ``np.exp`` pass plus one copy over N x C, the least a
+  softmax loss forward + backward must touch.
+
+The comparison runs twice, each in a fresh subprocess of this script: with
+``OPENBLAS_NUM_THREADS=1`` and with the library default (the variable unset; on
+this machine 2 threads), so thread-count effects are visible. Writes
+``benchmark.md`` and ``benchmark.json`` to ``--out`` (default ``output/bench``).
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MODULE = os.path.splitext(os.path.basename(__file__))[0]     # Caffe imports the blog layer from here
+
+DEFAULT_SIZES = "256x1000,64x17000,4096x20,32x21x14x14"
+TARGET_SIZES = ((256, 1000), (64, 17000))
+THREAD_CONFIGS = ("1", "default")
+K_INDICES = 3
+
+METHODS = [
+    # key, label in the table
+    ("softmax_dense", "ours softmax (dense labels)"),
+    ("softmax_indices", "ours softmax (indices, K=3)"),
+    ("caffe_softmax", "Caffe SoftmaxWithLoss (single label)"),
+    ("sigmoid_bce", "ours sigmoid (BCE)"),
+    ("sigmoid_focal", "ours sigmoid (focal, gamma=2)"),
+    ("caffe_sigmoid", "Caffe SigmoidCrossEntropyLoss"),
+    ("blog", "2018 blog loop layer"),
+    ("floor", "floor: np.exp + copy over N x C"),
+]
+
+
+# ---------------------------------------------------------------- the blog's layer (baseline)
+
+def _caffe_layer_base():
+    try:
+        import caffe
+        return caffe.Layer
+    except ImportError:           # the parent process and the smoke test import this file without pycaffe
+        return object
+
+
+class BlogSoftmaxLossLayer(_caffe_layer_base()):
+    """Transcription of the 2018 blog's multi-label softmax loss layer (baseline for the benchmark only).
+
+    Forward: for each sample, shift the scores by their max, exponentiate and
+    normalize into probabilities, then loop over the classes accumulating
+    loss -= label * log(prob) / M (M = number of non-zero labels of the
+    sample); the loss is the sum over samples divided by N. Backward: loop over
+    samples and classes, delta = prob - label / M, divided by N.
+
+    One deliberate difference: the original shifts ``bottom[0].data`` in place
+    (``scores -= max``), corrupting the bottom blob (and with it the scores of
+    the layer below, and every later iteration's input). Here the shift works
+    on a copy so the benchmark nets stay valid from one repetition to the
+    next. The copy adds one N x C pass, negligible next to the Python loops.
+    """
+
+    def setup(self, bottom, top):
+        if len(bottom) != 2:
+            raise Exception("Need two inputs (scores, labels).")
+
+    def reshape(self, bottom, top):
+        self.diff = np.zeros_like(bottom[0].data, dtype=np.float32)
+        top[0].reshape(1)
+
+    def forward(self, bottom, top):
+        labels = bottom[1].data
+        scores = bottom[0].data.copy()        # the original: scores = bottom[0].data (then modified in place)
+        num = bottom[0].num
+        logprobs = np.zeros([num, 1])
+        for r in range(num):
+            scores[r] -= np.max(scores[r])
+            exp_scores = np.exp(scores[r])
+            probs = exp_scores / np.sum(exp_scores)
+            self.diff[r] = probs
+            scale = 1.0 / float(np.count_nonzero(labels[r]))
+            for c in range(len(labels[r])):
+                if labels[r, c] != 0:
+                    logprobs[r] += -np.log(probs[c]) * labels[r, c] * scale
+        top[0].data[...] = np.sum(logprobs) / num
+
+    def backward(self, top, propagate_down, bottom):
+        delta = self.diff
+        labels = bottom[1].data
+        num = bottom[0].num
+        for r in range(num):
+            scale = 1.0 / float(np.count_nonzero(labels[r]))
+            for c in range(len(labels[r])):
+                delta[r, c] = self.diff[r, c] - labels[r, c] * scale
+        bottom[0].diff[...] = delta / num
+
+
+# ---------------------------------------------------------------- set-up helpers
+
+def import_caffe():
+    """Import pycaffe; if the venv's .pth is missing, fall back to the cached build (scripts/install_caffe.sh)."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    for path in (ROOT, HERE):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    try:
+        import caffe
+    except ImportError:
+        try:
+            root = subprocess.run(["bash", os.path.join(HERE, "install_caffe.sh"), sys.executable, "--print-root"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            root = ""
+        if root and os.path.isdir(os.path.join(root, "python", "caffe")):
+            sys.path.insert(0, os.path.join(root, "python"))
+        try:
+            import caffe
+        except ImportError as exc:
+            raise SystemExit("benchmark: cannot import caffe (%s); run `make setup` first" % exc)
+    caffe.set_mode_cpu()
+    return caffe
+
+
+def parse_sizes(text):
+    sizes = []
+    for item in text.split(","):
+        item = item.strip().lower()
+        if item:
+            dims = tuple(int(v) for v in item.split("x"))
+            if len(dims) not in (2, 4) or min(dims) < 1:
+                raise SystemExit("benchmark: --sizes entries are NxC or NxCxHxW, got %r" % item)
+            sizes.append(dims)
+    if not sizes:
+        raise SystemExit("benchmark: --sizes is empty")
+    return sizes
+
+
+def size_name(shape):
+    return "x".join(str(d) for d in shape)
+
+
+def make_inputs(shape, seed=0):
+    """Scores, binary labels (1-3 positives per sample), their index form, and one class per sample."""
+    rng = np.random.default_rng(seed)
+    n, c = shape[:2]
+    spatial = shape[2:]
+    scores = (rng.normal(size=shape) * 3).astype(np.float32)
+    # samples = positions along every axis but the class axis, class axis moved last
+    samples = int(np.prod((n,) + spatial))
+    dense_last = np.zeros((samples, c), np.float32)
+    indices_last = np.full((samples, K_INDICES), -1, np.float32)
+    counts = rng.integers(1, min(3, c) + 1, samples)
+    for i in range(samples):
+        chosen = rng.choice(c, size=counts[i], replace=False)
+        dense_last[i, chosen] = 1
+        indices_last[i, :counts[i]] = chosen
+    single = np.array([rng.choice(np.flatnonzero(row)) for row in dense_last], np.float32)
+
+    def back(a, k):
+        return np.moveaxis(a.reshape((n,) + spatial + (k,)), -1, 1).copy()
+
+    dense = back(dense_last, c)
+    indices = back(indices_last, K_INDICES)
+    single = single.reshape((n, 1) + spatial) if spatial else single.reshape(n)
+    return scores, dense, indices, single
+
+
+def _input(name, shape):
+    dims = " ".join("dim: %d" % d for d in shape)
+    return 'layer { name: "%s" type: "Input" top: "%s" input_param { shape { %s } } }\n' % (name, name, dims)
+
+
+def build_net(caffe, workdir, name, inputs, loss_layer):
+    text = 'name: "%s"\nforce_backward: true\n' % name
+    text += "".join(_input(k, v.shape) for k, v in inputs.items())
+    bottoms = " ".join('bottom: "%s"' % k for k in inputs)
+    text += 'layer { name: "loss" %s top: "loss" loss_weight: 1 %s }\n' % (bottoms, loss_layer)
+    path = os.path.join(workdir, name + ".prototxt")
+    with open(path, "w") as f:
+        f.write(text)
+    net = caffe.Net(path, caffe.TRAIN)
+    for k, v in inputs.items():
+        net.blobs[k].data[...] = v
+    return net
+
+
+def python_layer(layer, params, module="softmax_multilabel_layer.layers"):
+    return ('type: "Python" python_param { module: "%s" layer: "%s" param_str: \'%s\' }'
+            % (module, layer, json.dumps(params)))
+
+
+def cases_for(shape):
+    scores, dense, indices, single = make_inputs(shape)
+    two_d = len(shape) == 2
+    cases = {
+        "softmax_dense": ({"scores": scores, "labels": dense}, python_layer("SoftmaxMultilabelLossLayer", {})),
+        "caffe_softmax": ({"scores": scores, "label": single},
+                          'type: "SoftmaxWithLoss" loss_param { normalization: BATCH_SIZE }'),
+        "sigmoid_bce": ({"scores": scores, "labels": dense}, python_layer("SigmoidMultilabelLossLayer", {})),
+        "sigmoid_focal": ({"scores": scores, "labels": dense},
+                          python_layer("SigmoidMultilabelLossLayer", {"gamma": 2.0})),
+        "caffe_sigmoid": ({"scores": scores, "labels": dense}, 'type: "SigmoidCrossEntropyLoss"'),
+    }
+    if two_d:
+        cases["softmax_indices"] = ({"scores": scores, "labels": indices},
+                                    python_layer("SoftmaxMultilabelLossLayer", {"label_format": "indices"}))
+        cases["blog"] = ({"scores": scores, "labels": dense}, python_layer("BlogSoftmaxLossLayer", {}, MODULE))
+    return scores, cases
+
+
+def time_net(net, reps, warmup):
+    for _ in range(warmup):
+        net.forward()
+        net.backward()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        net.forward()
+        net.backward()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def time_floor(scores, reps, warmup):
+    s = np.ascontiguousarray(scores)
+    buf = np.empty_like(s)
+    d = np.empty_like(s)
+    times = []
+    for i in range(warmup + reps):
+        start = time.perf_counter()
+        np.exp(s, out=buf)
+        np.copyto(d, s)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def summarize(times):
+    ordered = sorted(times)
+    q = len(ordered)
+    return {"median_ms": statistics.median(times) * 1e3, "min_ms": ordered[0] * 1e3,
+            "p25_ms": ordered[q // 4] * 1e3, "p75_ms": ordered[(3 * q) // 4] * 1e3, "reps": q}
+
+
+# ---------------------------------------------------------------- environment report
+
+def environment():
+    info = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
+            "cpu_count": os.cpu_count(),
+            "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                   "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}}
+    try:
+        config = np.show_config(mode="dicts")
+        blas = config.get("Build Dependencies", {}).get("blas", {})
+        info["numpy_blas"] = {k: blas.get(k) for k in ("name", "version", "openblas configuration")}
+        simd = config.get("SIMD Extensions", {})
+        info["numpy_simd_build"] = {"baseline": simd.get("baseline"), "found": simd.get("found")}
+    except Exception as exc:                                  # older numpy: no mode="dicts"
+        info["numpy_blas"] = {"error": repr(exc)}
+    try:
+        from numpy.core._multiarray_umath import __cpu_baseline__, __cpu_dispatch__, __cpu_features__
+        info["numpy_cpu_features_enabled"] = [k for k, v in __cpu_features__.items() if v]
+        info["numpy_cpu_baseline"] = list(__cpu_baseline__)
+        info["numpy_cpu_dispatch"] = list(__cpu_dispatch__)
+    except ImportError as exc:
+        info["numpy_cpu_features_enabled"] = repr(exc)
+    try:
+        from threadpoolctl import threadpool_info
+        info["threadpools"] = [{k: pool.get(k) for k in ("user_api", "internal_api", "prefix", "filepath",
+                                                         "version", "num_threads", "threading_layer",
+                                                         "architecture")} for pool in threadpool_info()]
+    except ImportError:
+        info["threadpools"] = "threadpoolctl not installed"
+    return info
+
+
+# ---------------------------------------------------------------- worker: one thread configuration
+
+def run_worker(args):
+    caffe = import_caffe()
+    sizes = parse_sizes(args.sizes)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench_nets_") as workdir:
+        for shape in sizes:
+            scores, cases = cases_for(shape)
+            row = {"size": size_name(shape), "shape": list(shape), "methods": {}}
+            for key, _ in METHODS:
+                if key == "floor":
+                    stats = summarize(time_floor(scores, args.reps, args.warmup))
+                    row["methods"][key] = stats
+                    continue
+                if key not in cases or key in args.skip:
+                    continue
+                inputs, layer = cases[key]
+                net = build_net(caffe, workdir, "%s_%s" % (key, row["size"]), inputs, layer)
+                blog = key == "blog"
+                reps, warmup = (args.blog_reps, 1) if blog else (args.reps, args.warmup)
+                stats = summarize(time_net(net, reps, warmup))
+                stats["loss"] = float(np.asarray(net.blobs["loss"].data).reshape(-1)[0])
+                stats["grad_checksum"] = float(np.abs(net.blobs["scores"].diff).sum(dtype=np.float64))
+                row["methods"][key] = stats
+                del net
+                print("  [threads=%s] %-10s %-16s %10.3f ms" % (args.threads_label, row["size"], key,
+                                                                 stats["median_ms"]), file=sys.stderr, flush=True)
+            results.append(row)
+    out = {"threads_label": args.threads_label, "environment": environment(), "results": results,
+           "reps": args.reps, "warmup": args.warmup, "blog_reps": args.blog_reps}
+    with open(args.worker_out, "w") as f:
+        json.dump(out, f, indent=1)
+
+
+# ---------------------------------------------------------------- parent: run workers, compare, report
+
+def add_ratios(run):
+    for row in run["results"]:
+        m = row["methods"]
+        med = {k: v["median_ms"] for k, v in m.items()}
+        for key, stats in m.items():
+            stats["x_caffe_softmax"] = med[key] / med["caffe_softmax"] if "caffe_softmax" in med else None
+            stats["x_floor"] = med[key] / med["floor"] if "floor" in med else None
+        row["ratios"] = {
+            "softmax_vs_caffe_softmax": _ratio(med, "softmax_dense", "caffe_softmax"),
+            "softmax_vs_floor": _ratio(med, "softmax_dense", "floor"),
+            "blog_over_softmax": _ratio(med, "blog", "softmax_dense"),
+            "sigmoid_vs_caffe_sigmoid": _ratio(med, "sigmoid_bce", "caffe_sigmoid"),
+            "focal_vs_caffe_sigmoid": _ratio(med, "sigmoid_focal", "caffe_sigmoid"),
+            "indices_vs_dense": _ratio(med, "softmax_indices", "softmax_dense"),
+        }
+
+
+def _ratio(med, a, b):
+    return med[a] / med[b] if a in med and b in med and med[b] > 0 else None
+
+
+TARGETS = [
+    # name, ratio key, limit, "le" (ratio <= limit) or "ge", sizes
+    ("ours softmax <= 0.33x Caffe SoftmaxWithLoss", "softmax_vs_caffe_softmax", 0.33, "le", TARGET_SIZES),
+    ("ours softmax <= 2x floor", "softmax_vs_floor", 2.0, "le", TARGET_SIZES),
+    ("ours softmax >= 300x faster than the blog layer", "blog_over_softmax", 300.0, "ge", TARGET_SIZES),
+    ("ours sigmoid (BCE) <= 0.5x Caffe SigmoidCrossEntropyLoss", "sigmoid_vs_caffe_sigmoid", 0.5, "le",
+     TARGET_SIZES),
+    ("indices (K=3) faster than dense", "indices_vs_dense", 1.0, "lt", ((64, 17000),)),
+]
+
+
+def evaluate_targets(runs):
+    checks = []
+    for run in runs:
+        by_size = {tuple(row["shape"]): row for row in run["results"]}
+        for name, key, limit, how, sizes in TARGETS:
+            for shape in sizes:
+                row = by_size.get(tuple(shape))
+                value = row["ratios"].get(key) if row else None
+                if value is None:
+                    status = "not measured"
+                elif how == "le":
+                    status = "PASS" if value <= limit else "FAIL"
+                elif how == "lt":
+                    status = "PASS" if value < limit else "FAIL"
+                else:
+                    status = "PASS" if value >= limit else "FAIL"
+                checks.append({"target": name, "size": size_name(shape), "threads": run["threads_label"],
+                               "ratio": value, "limit": limit, "status": status})
+    return checks
+
+
+def _fmt(value, digits=3):
+    if value is None:
+        return "-"
+    if value >= 100:
+        return "%.0f" % value
+    if value >= 10:
+        return "%.1f" % value
+    return "%.*f" % (digits, value)
+
+
+def thread_summary(env):
+    pools = env.get("threadpools")
+    if not isinstance(pools, list):
+        return str(pools)
+    return "; ".join("%s %s (%s, %s threads)" % (p.get("internal_api"), p.get("version"),
+                                                  os.path.basename(p.get("filepath") or "?"), p.get("num_threads"))
+                     for p in pools)
+
+
+def markdown(report):
+    lines = ["# Loss layer benchmark (forward + backward in a caffe.Net, CPU)", ""]
+    lines.append("Command: `%s`. Median of %d repetitions after %d warm-up (blog layer: %d after 1); "
+                 "times in ms; `x Caffe SM` = time / Caffe SoftmaxWithLoss time, `x floor` = time / floor time."
+                 % (report["command"], report["reps"], report["warmup"], report["blog_reps"]))
+    lines.append("")
+    for run in report["runs"]:
+        env = run["environment"]
+        lines.append("## OPENBLAS_NUM_THREADS=%s" % ("1" if run["threads_label"] == "1" else "unset (library default)"))
+        lines.append("")
+        lines.append("Thread pools: %s" % thread_summary(env))
+        lines.append("")
+        lines.append("| size | layer | median ms | p25-p75 ms | x Caffe SM | x floor | loss |")
+        lines.append("|---|---|---:|---:|---:|---:|---:|")
+        for row in run["results"]:
+            for key, label in METHODS:
+                s = row["methods"].get(key)
+                if s is None:
+                    continue
+                lines.append("| %s | %s | %s | %s-%s | %s | %s | %s |" % (
+                    row["size"], label, _fmt(s["median_ms"]), _fmt(s["p25_ms"]), _fmt(s["p75_ms"]),
+                    _fmt(s.get("x_caffe_softmax")), _fmt(s.get("x_floor")),
+                    "%.6g" % s["loss"] if "loss" in s else "-"))
+        lines.append("")
+        lines.append("| size | ours SM / Caffe SM | ours SM / floor | blog / ours SM (speed-up) | "
+                     "ours sigmoid / Caffe sigmoid | focal / Caffe sigmoid | indices / dense |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|")
+        for row in run["results"]:
+            r = row["ratios"]
+            lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                row["size"], _fmt(r["softmax_vs_caffe_softmax"]), _fmt(r["softmax_vs_floor"]),
+                _fmt(r["blog_over_softmax"]), _fmt(r["sigmoid_vs_caffe_sigmoid"]),
+                _fmt(r["focal_vs_caffe_sigmoid"]), _fmt(r["indices_vs_dense"])))
+        lines.append("")
+    lines.append("## Targets")
+    lines.append("")
+    lines.append("| target | size | OPENBLAS_NUM_THREADS | measured ratio | limit | status |")
+    lines.append("|---|---|---|---:|---:|---|")
+    for c in report["targets"]:
+        lines.append("| %s | %s | %s | %s | %s | %s |" % (c["target"], c["size"], c["threads"], _fmt(c["ratio"]),
+                                                          _fmt(c["limit"], 2), c["status"]))
+    lines.append("")
+    if report.get("loss_identical_across_threads") is not None:
+        lines.append("Losses identical across thread settings: %s" % report["loss_identical_across_threads"])
+        lines.append("")
+    env = report["runs"][0]["environment"]
+    lines.append("## Environment")
+    lines.append("")
+    lines.append("- Python %s, numpy %s, %s, %s CPUs" % (env["python"], env["numpy"], env["platform"],
+                                                         env["cpu_count"]))
+    lines.append("- numpy BLAS: %s" % json.dumps(env.get("numpy_blas")))
+    simd = env.get("numpy_simd_build") or {}
+    lines.append("- numpy SIMD in use: baseline %s; runtime dispatch (built and supported by this CPU): %s" % (
+        ", ".join(simd.get("baseline") or env.get("numpy_cpu_baseline", [])), ", ".join(simd.get("found") or [])))
+    enabled = env.get("numpy_cpu_features_enabled")
+    lines.append("- CPU features numpy detects: %s" % (", ".join(enabled) if isinstance(enabled, list) else enabled))
+    for run in report["runs"]:
+        lines.append("- threads=%s: %s" % (run["threads_label"], thread_summary(run["environment"])))
+        lines.append("  environment: %s" % json.dumps(run["environment"]["env"]))
+    lines.append("- Caffe's C++ layers use the BLAS pycaffe links (see the thread pools above); the softmax and "
+                 "sigmoid C++ loss layers are mostly element-wise loops, not BLAS calls.")
+    lines.append("- The blog layer works on a copy of the scores: the original shifts `bottom[0].data` in place, "
+                 "corrupting its input blob.")
+    return "\n".join(lines) + "\n"
+
+
+def run_parent(args):
+    configs = [c.strip() for c in args.threads.split(",") if c.strip()]
+    for c in configs:
+        if c not in THREAD_CONFIGS:
+            raise SystemExit("benchmark: --threads takes a comma list of %s, got %r" % (", ".join(THREAD_CONFIGS), c))
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench_") as tmp:
+        for label in configs:
+            env = dict(os.environ)
+            env.setdefault("GLOG_minloglevel", "2")
+            for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+                env.pop(var, None)
+            if label == "1":
+                env["OPENBLAS_NUM_THREADS"] = "1"
+                env["OMP_NUM_THREADS"] = "1"
+            out = os.path.join(tmp, "run_%s.json" % label)
+            cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--worker-out", out,
+                   "--threads-label", label, "--sizes", args.sizes, "--reps", str(args.reps),
+                   "--warmup", str(args.warmup), "--blog-reps", str(args.blog_reps)]
+            for key in args.skip:
+                cmd += ["--skip", key]
+            print("benchmark: OPENBLAS_NUM_THREADS=%s" % ("1" if label == "1" else "unset"), file=sys.stderr,
+                  flush=True)
+            subprocess.run(cmd, env=env, check=True)
+            with open(out) as f:
+                runs.append(json.load(f))
+    for run in runs:
+        add_ratios(run)
+    report = {"command": args.command or " ".join(["python", "scripts/benchmark.py"] + sys.argv[1:]),
+              "reps": args.reps, "warmup": args.warmup, "blog_reps": args.blog_reps, "runs": runs,
+              "targets": evaluate_targets(runs)}
+    if len(runs) > 1:
+        same = True
+        for rows in zip(*(r["results"] for r in runs)):
+            for key in rows[0]["methods"]:
+                losses = {row["methods"].get(key, {}).get("loss") for row in rows}
+                same &= len(losses) == 1
+        report["loss_identical_across_threads"] = same
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "benchmark.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    text = markdown(report)
+    with open(os.path.join(args.out, "benchmark.md"), "w") as f:
+        f.write(text)
+    print(text)
+    print("benchmark: wrote %s and %s" % (os.path.join(args.out, "benchmark.md"),
+                                          os.path.join(args.out, "benchmark.json")), file=sys.stderr)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default=DEFAULT_SIZES, help="comma list of NxC or NxCxHxW (default %(default)s)")
+    parser.add_argument("--reps", type=int, default=25, help="timed repetitions per case (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=3, help="warm-up iterations per case (default %(default)s)")
+    parser.add_argument("--blog-reps", type=int, default=3, help="repetitions of the slow blog layer")
+    parser.add_argument("--threads", default=",".join(THREAD_CONFIGS),
+                        help="comma list of thread settings: 1 (OPENBLAS_NUM_THREADS=1) and/or default")
+    parser.add_argument("--skip", action="append", default=[], choices=[k for k, _ in METHODS if k != "floor"],
+                        help="leave a layer out (repeatable)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "output", "bench"), help="output folder")
+    parser.add_argument("--command", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", help=argparse.SUPPRESS)
+    parser.add_argument("--threads-label", default="default", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.reps < 1 or args.blog_reps < 1 or args.warmup < 0:
+        parser.error("--reps and --blog-reps must be >= 1, --warmup >= 0")
+    if args.worker:
+        run_worker(args)
+    else:
+        run_parent(args)
+
+
+if __name__ == "__main__":
+    main()
