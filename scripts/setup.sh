@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # One-command set-up, run by `make setup`. Idempotent; takes seconds when warm.
 #
-#   [PYTHON=python3] [USE_SYSTEM_CAFFE=1] [CAFFE_BIN=...] scripts/setup.sh
+#   [PYTHON=python3] [USE_SYSTEM_CAFFE=1|0] [CAFFE_BIN=...] scripts/setup.sh
+#
+# USE_SYSTEM_CAFFE left unset keeps what the last set-up of .venv used
+# (recorded in .venv/.use-system-caffe); the first default is 0 (build).
 #
 # 1. creates .venv (PYTHON -m venv) if it is missing;
 # 2. pip-installs requirements-dev.txt and the project (editable), skipped when
@@ -23,8 +26,10 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 PYTHON=${PYTHON:-python3}
-USE_SYSTEM_CAFFE=${USE_SYSTEM_CAFFE:-0}
 VENV=$REPO/.venv
+# USE_SYSTEM_CAFFE unset: keep the choice of the last set-up of this venv.
+USE_SYSTEM_CAFFE=${USE_SYSTEM_CAFFE:-$(cat "$VENV/.use-system-caffe" 2>/dev/null || echo 0)}
+[ "$USE_SYSTEM_CAFFE" = 1 ] || USE_SYSTEM_CAFFE=0
 STAMP=$VENV/.setup-done
 START=$SECONDS
 
@@ -134,5 +139,6 @@ log "$check"
 (cd / && "${clean_env[@]}" "$WRAPPER" --version >/dev/null 2>&1) \
   || die "$WRAPPER does not start; run it by hand to see why: $WRAPPER --version"
 
+echo "$USE_SYSTEM_CAFFE" > "$VENV/.use-system-caffe"
 { echo "$WRAPPER"; echo "$CAFFE_BINARY"; echo "$PYCAFFE_DIR/caffe"; echo "$PTH"; } > "$STAMP"
 log "done in $((SECONDS - START)) s: .venv ready, caffe wrapper at .venv/bin/caffe"
