@@ -298,6 +298,12 @@ def environment():
 # ---------------------------------------------------------------- worker: one thread configuration
 
 def run_worker(args):
+    """Time every case of each size in interleaved rounds (one iteration of each case per round).
+
+    Interleaving spreads any change in machine load (other processes on the
+    two cores) evenly over the cases, so the ratios stay meaningful. The slow
+    blog layer takes part in the first ``--blog-reps`` rounds only.
+    """
     caffe = import_caffe()
     sizes = parse_sizes(args.sizes)
     results = []
@@ -305,27 +311,33 @@ def run_worker(args):
         for shape in sizes:
             scores, cases = cases_for(shape)
             row = {"size": size_name(shape), "shape": list(shape), "methods": {}}
+            nets = {}
             for key, _ in METHODS:
-                if key == "floor":
-                    stats = summarize(time_floor(scores, args.reps, args.warmup))
-                    row["methods"][key] = stats
+                if key in cases and key not in args.skip:
+                    inputs, layer = cases[key]
+                    nets[key] = build_net(caffe, workdir, "%s_%s" % (key, row["size"]), inputs, layer)
+                    time_net(nets[key], 0, 1 if key == "blog" else args.warmup)
+            times = {key: [] for key in list(nets) + ["floor"]}
+            for rep in range(args.reps):
+                for key, net in nets.items():
+                    if key != "blog" or rep < args.blog_reps:
+                        times[key] += time_net(net, 1, 0)
+                times["floor"] += time_floor(scores, 1, args.warmup if rep == 0 else 0)
+            for key, _ in METHODS:
+                if key not in times:
                     continue
-                if key not in cases or key in args.skip:
-                    continue
-                inputs, layer = cases[key]
-                net = build_net(caffe, workdir, "%s_%s" % (key, row["size"]), inputs, layer)
-                blog = key == "blog"
-                reps, warmup = (args.blog_reps, 1) if blog else (args.reps, args.warmup)
-                stats = summarize(time_net(net, reps, warmup))
-                stats["loss"] = float(np.asarray(net.blobs["loss"].data).reshape(-1)[0])
-                stats["grad_checksum"] = float(np.abs(net.blobs["scores"].diff).sum(dtype=np.float64))
+                stats = summarize(times[key])
+                if key in nets:
+                    net = nets[key]
+                    stats["loss"] = float(np.asarray(net.blobs["loss"].data).reshape(-1)[0])
+                    stats["grad_abs_sum"] = float(np.abs(net.blobs["scores"].diff).sum(dtype=np.float64))
                 row["methods"][key] = stats
-                del net
-                print("  [threads=%s] %-10s %-16s %10.3f ms" % (args.threads_label, row["size"], key,
+                print("  [threads=%s] %-11s %-16s %10.3f ms" % (args.threads_label, row["size"], key,
                                                                  stats["median_ms"]), file=sys.stderr, flush=True)
+            del nets
             results.append(row)
     out = {"threads_label": args.threads_label, "environment": environment(), "results": results,
-           "reps": args.reps, "warmup": args.warmup, "blog_reps": args.blog_reps}
+           "reps": args.reps, "warmup": args.warmup, "blog_reps": min(args.blog_reps, args.reps)}
     with open(args.worker_out, "w") as f:
         json.dump(out, f, indent=1)
 
@@ -406,9 +418,12 @@ def thread_summary(env):
 
 def markdown(report):
     lines = ["# Loss layer benchmark (forward + backward in a caffe.Net, CPU)", ""]
-    lines.append("Command: `%s`. Median of %d repetitions after %d warm-up (blog layer: %d after 1); "
-                 "times in ms; `x Caffe SM` = time / Caffe SoftmaxWithLoss time, `x floor` = time / floor time."
-                 % (report["command"], report["reps"], report["warmup"], report["blog_reps"]))
+    lines.append("Command: `%s`. Median of %d repetitions after %d warm-up iterations (blog layer: %d after 1), "
+                 "the cases of one size timed in interleaved rounds; times in ms; `x Caffe SM` = time / Caffe "
+                 "SoftmaxWithLoss time, `x floor` = time / floor time. Every case is one `net.forward(); "
+                 "net.backward()` of a net with Input layers and the loss layer (force_backward); the floor is "
+                 "plain numpy: `np.exp(s, out=buf); np.copyto(d, s)` over N x C."
+                 % (report["command"], report["reps"], report["warmup"], min(report["blog_reps"], report["reps"])))
     lines.append("")
     for run in report["runs"]:
         env = run["environment"]
