@@ -54,6 +54,8 @@ def class_axis_shape(shape, axis, owner, blob="scores"):
 
 def _float_view(array, owner, blob, axis):
     array = np.asarray(array)
+    if blob != "scores" and (array.dtype.kind in "biu"):
+        array = array.astype(np.float64)      # integer or boolean labels from numpy users
     if array.dtype not in (np.float32, np.float64):
         raise MultilabelLossError("%s: %s must be float32 or float64, got %s" % (owner, blob, array.dtype))
     if array.size == 0:
@@ -254,7 +256,7 @@ def softmax_multilabel_forward(scores, labels, label_weights=None, options=None,
 
     Returns ``(loss, ctx)``; pass ``ctx`` to :func:`softmax_multilabel_backward`.
     """
-    opts = options if options is not None else SoftmaxOptions(owner="softmax_multilabel_forward", **kwargs)
+    opts = options if options is not None else SoftmaxOptions.from_kwargs("softmax_multilabel_forward", kwargs)
     owner = opts.owner
     ws = workspace if workspace is not None else Workspace()
     s3 = _float_view(scores, owner, "scores", opts.axis)
@@ -412,7 +414,7 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, **
     SigmoidCrossEntropyLoss), ``"valid"`` the number of non-ignored elements
     (at least 1), ``"none"`` 1. Returns ``(loss, ctx)``.
     """
-    opts = options if options is not None else SigmoidOptions(owner="sigmoid_multilabel_forward", **kwargs)
+    opts = options if options is not None else SigmoidOptions.from_kwargs("sigmoid_multilabel_forward", kwargs)
     owner = opts.owner
     ws = workspace if workspace is not None else Workspace()
     x = _float_view(scores, owner, "scores", opts.axis)

@@ -64,6 +64,15 @@ class _Options:
         """Parse a layer's ``param_str`` into validated options."""
         return cls(owner=owner, **parse_param_str(param_str, owner, cls.keys()))
 
+    @classmethod
+    def from_kwargs(cls, owner, kwargs):
+        """Validated options from keyword arguments of a core function."""
+        unknown = sorted(str(k) for k in kwargs if k not in cls.keys())
+        if unknown:
+            raise MultilabelLossError("%s: unknown option(s) %s; known options: %s"
+                                      % (owner, ", ".join(unknown), ", ".join(cls.keys())))
+        return cls(owner=owner, **kwargs)
+
     def check_class_count(self, num_classes):
         """Validate the options that depend on C, the size of the class axis."""
 

@@ -1,0 +1,238 @@
+"""Every misuse gets a clear MultilabelLossError, through the numpy core and through a real caffe.Net.
+
+A message names the layer (or core function), the blob or option, the value
+or shape found, and what was expected. Wiring and option errors surface when
+the net is built (setup/reshape), before any forward pass.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from caffe_nets import python_loss_net, run
+from softmax_multilabel_layer import functional as F
+from softmax_multilabel_layer.params import MultilabelLossError, SoftmaxOptions, parse_param_str
+
+SOFTMAX = "SoftmaxMultilabelLossLayer"
+SIGMOID = "SigmoidMultilabelLossLayer"
+CORE = {SOFTMAX: "softmax_multilabel_forward", SIGMOID: "sigmoid_multilabel_forward"}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def scores(n=4, c=5):
+    return np.random.default_rng(0).normal(size=(n, c)).astype(np.float32)
+
+
+def binary(n=4, c=5):
+    labels = np.zeros((n, c), np.float32)
+    labels[:, 1] = 1
+    return labels
+
+
+def with_value(array, index, value):
+    array = array.copy()
+    array[index] = value
+    return array
+
+
+# (id, layer, params, inputs, fragments expected in the message)
+OPTION_CASES = [
+    ("unknown-key", SOFTMAX, {"normalisation": "full"}, ["unknown", "normalisation", "known", "normalization"]),
+    ("unknown-key-sigmoid", SIGMOID, {"gama": 2}, ["unknown", "gama", "gamma", "pos_weight"]),
+    ("bad-normalization", SOFTMAX, {"normalization": "mean"}, ["normalization", "'mean'", '"batch_size"', '"valid"']),
+    ("bad-normalization-sigmoid", SIGMOID, {"normalization": "mean"}, ["normalization", "'mean'", '"full"']),
+    ("bad-normalize-targets", SOFTMAX, {"normalize_targets": "l1"}, ["normalize_targets", "'l1'", '"count"']),
+    ("bad-label-format", SOFTMAX, {"label_format": "sparse"}, ["label_format", "'sparse'", '"indices"']),
+    ("smoothing-one", SOFTMAX, {"label_smoothing": 1.0}, ["label_smoothing", "[0.0, 1.0)", "1.0"]),
+    ("smoothing-negative", SOFTMAX, {"label_smoothing": -0.1}, ["label_smoothing", "-0.1"]),
+    ("smoothing-string", SOFTMAX, {"label_smoothing": "0.1"}, ["label_smoothing", "number", "'0.1'"]),
+    ("axis-float", SOFTMAX, {"axis": 1.5}, ["axis", "integer", "1.5"]),
+    ("gamma-negative", SIGMOID, {"gamma": -1}, ["gamma", "-1"]),
+    ("alpha-too-big", SIGMOID, {"alpha": 2}, ["alpha", "2"]),
+    ("pos-weight-negative", SIGMOID, {"pos_weight": -2}, ["pos_weight", "-2"]),
+    ("class-weight-scalar", SIGMOID, {"class_weight": 2}, ["class_weight", "list"]),
+    ("pos-weight-length", SIGMOID, {"pos_weight": [1, 2, 3]}, ["pos_weight", "3 values", "C=5"]),
+    ("class-weight-length", SIGMOID, {"class_weight": [1] * 6}, ["class_weight", "6 values", "C=5"]),
+    ("axis-out-of-range", SOFTMAX, {"axis": 2}, ["axis 2", "out of range", "(4, 5)"]),
+    ("axis-out-of-range-sigmoid", SIGMOID, {"axis": -3}, ["axis -3", "out of range", "(4, 5)"]),
+]
+
+
+def core_forward(layer, inputs, params):
+    fn = getattr(F, CORE[layer])
+    return fn(*inputs, **params)
+
+
+@pytest.mark.parametrize("case", OPTION_CASES, ids=[c[0] for c in OPTION_CASES])
+def test_option_errors_core(case):
+    _, layer, params, fragments = case
+    with pytest.raises(MultilabelLossError) as info:
+        core_forward(layer, [scores(), binary()], params)
+    message = str(info.value)
+    assert message.startswith(CORE[layer] + ":"), message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
+@pytest.mark.parametrize("case", OPTION_CASES, ids=[c[0] for c in OPTION_CASES])
+def test_option_errors_net_at_setup(tmp_path, case):
+    _, layer, params, fragments = case
+    with pytest.raises(MultilabelLossError) as info:
+        python_loss_net(tmp_path, layer, {"scores": (4, 5), "labels": (4, 5)}, params)
+    message = str(info.value)
+    assert message.startswith(layer + ":"), message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
+@pytest.mark.parametrize("layer", [SOFTMAX, SIGMOID])
+@pytest.mark.parametrize("param_str,fragments", [
+    ("{normalization: full}", ["neither JSON nor a Python dict literal", "{normalization: full}"]),
+    ("[1, 2]", ["must be a JSON object", "list"]),
+    ('__import__("os").getcwd()', ["neither JSON nor a Python dict literal"]),
+])
+def test_bad_param_str(tmp_path, layer, param_str, fragments):
+    with pytest.raises(MultilabelLossError) as info:
+        python_loss_net(tmp_path, layer, {"scores": (4, 5), "labels": (4, 5)}, param_str)
+    for fragment in [layer] + fragments:
+        assert fragment in str(info.value)
+
+
+def test_param_str_accepts_json_and_dict_literal():
+    keys = SoftmaxOptions.keys()
+    assert parse_param_str('{"axis": 1, "normalization": "full"}', "L", keys) == {"axis": 1, "normalization": "full"}
+    assert parse_param_str("{'axis': 1, 'label_smoothing': 0.1}", "L", keys) == {"axis": 1, "label_smoothing": 0.1}
+    assert parse_param_str("  ", "L", keys) == {}
+    assert SoftmaxOptions.from_param_str("", "L") == SoftmaxOptions(owner="L")
+
+
+# ---------------------------------------------------------------- wiring
+
+@pytest.mark.parametrize("layer,inputs,tops,fragments", [
+    (SOFTMAX, {"scores": (4, 5)}, (), ["got 1 bottoms", "expected 2", "scores, labels"]),
+    (SOFTMAX, {"scores": (4, 5), "labels": (4, 5), "w": (4, 5)}, (), ["got 3 bottoms", "expected 2"]),
+    (SIGMOID, {"scores": (4, 5), "labels": (4, 5), "w": (4, 5)}, (), ["got 3 bottoms", "expected 2",
+                                                                       "scores, targets"]),
+    (SOFTMAX, {"scores": (4, 5), "labels": (4, 5)}, ("p", "q"), ["got 3 tops", "expected 1 (loss) or 2"]),
+    (SIGMOID, {"scores": (4, 5), "labels": (4, 5)}, ("p", "q"), ["got 3 tops"]),
+    (SOFTMAX, {"scores": (32, 10), "labels": (32, 9)}, (),
+     ["labels shape (32, 9) does not match scores shape (32, 10)"]),
+    (SIGMOID, {"scores": (32, 10), "labels": (32, 9)}, (),
+     ["targets shape (32, 9) does not match scores shape (32, 10)"]),
+])
+def test_wiring_errors_at_net_construction(tmp_path, layer, inputs, tops, fragments):
+    with pytest.raises(MultilabelLossError) as info:
+        python_loss_net(tmp_path, layer, inputs, {}, extra_tops=tops)
+    for fragment in [layer + ":"] + fragments:
+        assert fragment in str(info.value), (fragment, str(info.value))
+
+
+def test_indices_wrong_shape(tmp_path):
+    with pytest.raises(MultilabelLossError, match=r"SoftmaxMultilabelLossLayer: labels \(indices format\) shape "
+                                                  r"\(3, 2\) does not fit scores shape \(4, 5\)"):
+        python_loss_net(tmp_path, SOFTMAX, {"scores": (4, 5), "labels": (3, 2)}, {"label_format": "indices"})
+    with pytest.raises(MultilabelLossError, match=r"label_weights shape \(4, 3\) does not match labels shape"):
+        python_loss_net(tmp_path, SOFTMAX, {"scores": (4, 5), "labels": (4, 2), "w": (4, 3)},
+                        {"label_format": "indices"})
+    with pytest.raises(MultilabelLossError, match=r"softmax_multilabel_forward: labels \(indices format\) shape"):
+        F.softmax_multilabel_forward(scores(), np.zeros((3, 2)), label_format="indices")
+    with pytest.raises(MultilabelLossError, match="label_weights are only used with label_format"):
+        F.softmax_multilabel_forward(scores(), binary(), np.ones((4, 5)))
+
+
+def test_core_shape_mismatch():
+    with pytest.raises(MultilabelLossError, match=r"softmax_multilabel_forward: labels shape \(4, 4\) does not match "
+                                                  r"scores shape \(4, 5\)"):
+        F.softmax_multilabel_forward(scores(), binary(4, 4))
+    with pytest.raises(MultilabelLossError, match=r"targets shape \(4, 4\) does not match"):
+        F.sigmoid_multilabel_forward(scores(), binary(4, 4))
+
+
+# ---------------------------------------------------------------- values
+
+VALUE_CASES = [
+    ("negative-label", SOFTMAX, {}, [scores(), with_value(binary(), (2, 3), -1)],
+     ["labels", "finite and >= 0", "-1.0", "(2, 3, 0)"]),
+    ("nan-label", SOFTMAX, {}, [scores(), with_value(binary(), (1, 0), np.nan)], ["labels", "nan"]),
+    ("inf-label", SOFTMAX, {}, [scores(), with_value(binary(), (1, 0), np.inf)], ["labels", "inf"]),
+    ("negative-dense-real-labels", SOFTMAX, {}, [scores(), with_value(np.ones((4, 5), np.float32), (3, 4), -2)],
+     ["labels", "-2.0", "(3, 4, 0)"]),
+    ("inf-dense-real-labels", SOFTMAX, {}, [scores(), with_value(np.ones((4, 5), np.float32), (0, 1), np.inf)],
+     ["labels", "inf"]),
+    ("index-too-big", SOFTMAX, {"label_format": "indices"},
+     [scores(), np.array([[0, -1], [5, 1], [2, -1], [3, 4]], np.float32)],
+     ["label index 5.0", "[0, C-1] = [0, 4]", "-1 for padding"]),
+    ("index-below-minus-one", SOFTMAX, {"label_format": "indices"},
+     [scores(), np.array([[0, -1], [-2, 1], [2, -1], [3, 4]], np.float32)], ["label index -2.0"]),
+    ("index-fraction", SOFTMAX, {"label_format": "indices"},
+     [scores(), np.array([[0.5, -1], [0, 1], [2, -1], [3, 4]], np.float32)], ["label index 0.5"]),
+    ("index-duplicate", SOFTMAX, {"label_format": "indices"},
+     [scores(), np.array([[0, -1], [1, 1], [2, -1], [3, 4]], np.float32)], ["label index 1 appears twice"]),
+    ("index-negative-weight", SOFTMAX, {"label_format": "indices"},
+     [scores(), np.array([[0, -1], [1, 2], [2, -1], [3, 4]], np.float32),
+      np.array([[1, 0], [1, -1], [1, 0], [1, 1]], np.float32)], ["label_weights", "-1.0"]),
+    ("nan-scores", SOFTMAX, {}, [with_value(scores(), (1, 2), np.nan), binary()],
+     ["scores are not finite", "nan", "(1, 2)", "diverged"]),
+    ("inf-scores", SOFTMAX, {}, [with_value(scores(), (0, 4), np.inf), binary()], ["scores are not finite", "inf"]),
+    ("minus-inf-scores", SOFTMAX, {}, [with_value(scores(), (3, 0), -np.inf), binary()],
+     ["scores are not finite", "-inf", "(3, 0)"]),
+    ("minus-inf-scores-indices", SOFTMAX, {"label_format": "indices"},
+     [with_value(scores(), (3, 0), -np.inf), np.ones((4, 1), np.float32)], ["scores are not finite"]),
+    ("sigmoid-target-above-one", SIGMOID, {}, [scores(), with_value(binary(), (0, 0), 2)],
+     ["targets must be in [0, 1]", "2.0", "(0, 0, 0)"]),
+    ("sigmoid-target-negative-focal", SIGMOID, {"gamma": 2}, [scores(), with_value(binary(), (0, 0), -1)],
+     ["targets must be in [0, 1]", "-1.0"]),
+    ("sigmoid-target-nan", SIGMOID, {}, [scores(), with_value(binary(), (0, 0), np.nan)], ["targets", "nan"]),
+    ("sigmoid-target-not-ignore", SIGMOID, {"ignore_label": 255}, [scores(), with_value(binary(), (0, 0), -1)],
+     ["or equal to ignore_label 255.0", "-1.0"]),
+    ("sigmoid-nan-scores", SIGMOID, {}, [with_value(scores(), (2, 2), np.nan), binary()],
+     ["scores are not finite", "(2, 2)"]),
+    ("sigmoid-minus-inf-scores", SIGMOID, {"gamma": 2}, [with_value(scores(), (2, 2), -np.inf), binary()],
+     ["scores are not finite", "-inf"]),
+    ("sigmoid-inf-scores", SIGMOID, {}, [with_value(scores(), (2, 2), np.inf), binary()], ["scores are not finite"]),
+]
+
+
+@pytest.mark.parametrize("case", VALUE_CASES, ids=[c[0] for c in VALUE_CASES])
+def test_value_errors_core(case):
+    _, layer, params, inputs, fragments = case
+    with pytest.raises(MultilabelLossError) as info:
+        core_forward(layer, inputs, params)
+    for fragment in [CORE[layer] + ":"] + fragments:
+        assert fragment in str(info.value), (fragment, str(info.value))
+
+
+@pytest.mark.parametrize("case", VALUE_CASES, ids=[c[0] for c in VALUE_CASES])
+def test_value_errors_net(tmp_path, case):
+    _, layer, params, inputs, fragments = case
+    names = ["scores", "labels", "weights"][:len(inputs)]
+    net = python_loss_net(tmp_path, layer, {n: a.shape for n, a in zip(names, inputs)}, params)
+    with pytest.raises(MultilabelLossError) as info:
+        run(net, dict(zip(names, inputs)))
+    for fragment in [layer + ":"] + fragments:
+        assert fragment in str(info.value), (fragment, str(info.value))
+
+
+# ---------------------------------------------------------------- through the CLI
+
+def test_cli_train_prints_our_error_and_fails(tmp_path):
+    caffe_tool = REPO / ".venv" / "bin" / "caffe"
+    assert caffe_tool.exists(), "run `make setup` first: it writes .venv/bin/caffe"
+    net = tmp_path / "bad_net.prototxt"
+    net.write_text(
+        'layer { name: "data" type: "DummyData" top: "scores" top: "labels"\n'
+        '  dummy_data_param { shape { dim: 8 dim: 10 } shape { dim: 8 dim: 9 } } }\n'
+        'layer { name: "loss" type: "Python" bottom: "scores" bottom: "labels" top: "loss" loss_weight: 1\n'
+        '  python_param { module: "softmax_multilabel_layer.layers" layer: "SoftmaxMultilabelLossLayer" } }\n')
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('net: "%s"\nbase_lr: 0.1\nlr_policy: "fixed"\nmax_iter: 2\nsolver_mode: CPU\n'
+                      'snapshot_prefix: "%s/snap"\n' % (net, tmp_path))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LD_LIBRARY_PATH")}
+    result = subprocess.run([str(caffe_tool), "train", "--solver", str(solver)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert ("SoftmaxMultilabelLossLayer: labels shape (8, 9) does not match scores shape (8, 10)"
+            in result.stdout + result.stderr), result.stderr[-3000:]
