@@ -1,0 +1,76 @@
+"""Smoke run of scripts/benchmark.py with tiny sizes and few repetitions: it writes the table and the JSON.
+
+No timing assertions: only that every case ran, the ratios and targets are
+filled in, and the losses of our layer agree across formats and thread settings.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "benchmark.py")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    env = dict(os.environ)
+    env.setdefault("GLOG_minloglevel", "2")
+    cmd = [sys.executable, SCRIPT, "--sizes", "6x9,3x4x2x2", "--reps", "2", "--warmup", "1", "--blog-reps", "1",
+           "--out", str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    with open(out / "benchmark.json") as f:
+        data = json.load(f)
+    return data, (out / "benchmark.md").read_text(), done.stdout
+
+
+def test_writes_json_with_both_thread_settings(report):
+    data, _, _ = report
+    assert [run["threads_label"] for run in data["runs"]] == ["1", "default"]
+    for run in data["runs"]:
+        env = run["environment"]
+        assert env["env"]["OPENBLAS_NUM_THREADS"] == ("1" if run["threads_label"] == "1" else None)
+        assert "OPENBLAS_CORETYPE" in env["env"] and "OPENBLAS_L2_SIZE" in env["env"]
+        assert env["numpy_blas"]
+        sizes = [row["size"] for row in run["results"]]
+        assert sizes == ["6x9", "3x4x2x2"]
+        flat, spatial = run["results"]
+        assert set(flat["methods"]) == {"softmax_dense", "softmax_indices", "caffe_softmax", "sigmoid_bce",
+                                        "sigmoid_focal", "caffe_sigmoid", "blog", "floor"}
+        assert set(spatial["methods"]) == {"softmax_dense", "caffe_softmax", "sigmoid_bce", "sigmoid_focal",
+                                           "caffe_sigmoid", "floor"}
+        for row in run["results"]:
+            for key, stats in row["methods"].items():
+                assert stats["median_ms"] > 0
+                assert stats["reps"] == (1 if key == "blog" else 2)
+                assert stats["x_caffe_softmax"] > 0 and stats["x_floor"] > 0
+        m = flat["methods"]
+        # the same labels in three layers give the same loss
+        assert m["softmax_indices"]["loss"] == pytest.approx(m["softmax_dense"]["loss"], rel=1e-5)
+        assert m["blog"]["loss"] == pytest.approx(m["softmax_dense"]["loss"], rel=1e-4)
+        assert m["sigmoid_bce"]["loss"] == pytest.approx(m["caffe_sigmoid"]["loss"], rel=1e-4)
+        assert flat["ratios"]["blog_over_softmax"] > 0
+        assert flat["ratios"]["indices_vs_dense"] > 0
+    assert data["loss_identical_across_threads"] in (True, False)
+
+
+def test_targets_listed_and_not_measured_at_other_sizes(report):
+    data, _, _ = report
+    targets = data["targets"]
+    assert len(targets) == 2 * 9                      # 4 targets x 2 sizes + 1, per thread setting
+    assert {t["status"] for t in targets} == {"not measured"}
+
+
+def test_writes_markdown_table(report):
+    _, text, stdout = report
+    assert text.startswith("# Loss layer benchmark")
+    assert "| 6x9 | ours softmax (dense labels) |" in text
+    assert "| 3x4x2x2 | Caffe SoftmaxWithLoss (single label) |" in text
+    assert "## Targets" in text and "## Environment" in text
+    assert "OPENBLAS_NUM_THREADS=1" in text
+    assert "numpy BLAS" in text
+    assert text in stdout
