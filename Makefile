@@ -6,12 +6,13 @@
 #   make bench   set up if needed, then run scripts/benchmark.py
 #   make clean   remove local outputs (never .venv, never the Caffe cache)
 #
-# Variables: PYTHON=python3 (interpreter for the venv), USE_SYSTEM_CAFFE=1 (use
+# Variables: PYTHON (interpreter for the venv, default python3), USE_SYSTEM_CAFFE=1 (use
 # an existing pycaffe + caffe binary instead of building; remembered by the
 # venv, USE_SYSTEM_CAFFE=0 goes back to building), CAFFE_BIN=path,
 # CAFFE_CACHE_DIR=folder (where Caffe is built, default ~/.cache/softmax_multilabel_layer).
 
-PYTHON ?= python3
+# Empty: python3 (scripts/setup.sh's default).
+PYTHON ?=
 # Empty: scripts/setup.sh keeps the venv's last choice (first time: build Caffe).
 USE_SYSTEM_CAFFE ?=
 VENV := .venv

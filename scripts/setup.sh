@@ -25,6 +25,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
+PYTHON_GIVEN=${PYTHON:-}
 PYTHON=${PYTHON:-python3}
 VENV=$REPO/.venv
 # USE_SYSTEM_CAFFE unset: keep the choice of the last set-up of this venv.
@@ -66,8 +67,12 @@ PY_LIBDIR=$("$VPY" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"
 
 # 3. Caffe
 if [ "$USE_SYSTEM_CAFFE" = 1 ]; then
-  log "USE_SYSTEM_CAFFE=1: looking for an existing Caffe for $PYTHON (nothing is built)"
-  found=$(scripts/find_system_caffe.sh "$PYTHON")
+  # Without PYTHON given, a venv already set up this way finds its pycaffe
+  # through our .pth file, so it does not depend on the caller's PYTHONPATH.
+  probe_python=$PYTHON
+  [ -z "$PYTHON_GIVEN" ] && [ -f "$SITE/softmax_multilabel_layer_pycaffe.pth" ] && probe_python=$VPY
+  log "USE_SYSTEM_CAFFE=1: looking for an existing Caffe for $probe_python (nothing is built)"
+  found=$(scripts/find_system_caffe.sh "$probe_python")
   PYCAFFE_DIR=$(printf '%s\n' "$found" | sed -n 's/^PYCAFFE_DIR=//p')
   CAFFE_BINARY=$(printf '%s\n' "$found" | sed -n 's/^CAFFE_BIN=//p')
   CAFFE_LIBDIR=$(printf '%s\n' "$found" | sed -n 's/^CAFFE_LIBDIR=//p')
