@@ -153,3 +153,17 @@ def test_layer_on_hdf5data_equals_dense(tmp_path, with_weights):
         loss, grad = run(dense_net, {"scores": scores[rows], "labels": dense[rows]})
         assert float(net.blobs["loss"].data) == pytest.approx(loss, rel=1e-6)
         np.testing.assert_allclose(net.blobs["data"].diff, grad, atol=1e-7)
+
+
+def test_sparse_labels_example_runs(tmp_path):
+    import os
+    import subprocess
+    import sys
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "examples", "sparse_labels", "run_sparse_labels.py")
+    done = subprocess.run([sys.executable, script, "--out", str(tmp_path), "--iters", "20"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "iteration  19  loss" in done.stdout
+    assert "indices-format loss" in done.stdout
+    assert read_index_labels(tmp_path / "train.h5").labels.shape == (1024, 3)
