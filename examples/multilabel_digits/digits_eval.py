@@ -22,15 +22,6 @@ def import_caffe():
     global _caffe
     if _caffe is None:
         os.environ.setdefault("GLOG_minloglevel", "2")
-        if "google.protobuf" not in sys.modules:
-            # The caffe_pb2.py shipped in the Caffe sdist is old protoc output, which the
-            # C++ (upb) backend of protobuf >= 4 refuses; the pure-python backend loads it.
-            try:
-                from importlib.metadata import version
-                if int(version("protobuf").split(".")[0]) >= 4:
-                    os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
-            except Exception:
-                pass
         import caffe
         caffe.set_mode_cpu()
         _caffe = caffe
