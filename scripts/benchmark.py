@@ -307,6 +307,7 @@ def run_worker(args):
     caffe = import_caffe()
     sizes = parse_sizes(args.sizes)
     results = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench_nets_") as workdir:
         for shape in sizes:
             scores, cases = cases_for(shape)
@@ -336,7 +337,10 @@ def run_worker(args):
                                                                  stats["median_ms"]), file=sys.stderr, flush=True)
             del nets
             results.append(row)
-    out = {"threads_label": args.threads_label, "environment": environment(), "results": results,
+    env = environment()
+    env["load_average_1_5_15min"] = {"start": [round(v, 2) for v in load_before],
+                                     "end": [round(v, 2) for v in os.getloadavg()]}
+    out = {"threads_label": args.threads_label, "environment": env, "results": results,
            "reps": args.reps, "warmup": args.warmup, "blog_reps": min(args.blog_reps, args.reps)}
     with open(args.worker_out, "w") as f:
         json.dump(out, f, indent=1)
@@ -430,6 +434,11 @@ def markdown(report):
         lines.append("## OPENBLAS_NUM_THREADS=%s" % ("1" if run["threads_label"] == "1" else "unset (library default)"))
         lines.append("")
         lines.append("Thread pools: %s" % thread_summary(env))
+        lines.append("")
+        load = env.get("load_average_1_5_15min", {})
+        lines.append("Load average (1, 5, 15 min) at start %s, at end %s on %s CPUs: other processes on the machine "
+                     "slow every case and add noise when it is above ~1." % (load.get("start"), load.get("end"),
+                                                                              env["cpu_count"]))
         lines.append("")
         lines.append("| size | layer | median ms | p25-p75 ms | x Caffe SM | x floor | loss |")
         lines.append("|---|---|---:|---:|---:|---:|---:|")
