@@ -360,7 +360,7 @@ class SigmoidContext:
     probabilities: np.ndarray = None  # general path: sigmoid(x)
 
 
-def _sum_all(a3, workspace):
+def _sum_all(a3):
     """Sum of all elements of an (O, C, I) array, as a Python float (row sums, then float64)."""
     outer = a3.shape[0]
     return float(_row_sum(a3.reshape(outer, -1, 1)).sum())
@@ -373,11 +373,11 @@ def _plain_bce(x, y, ws):
     """
     buf = ws.get("sigmoid_work", x.shape, x.dtype)
     np.abs(x, out=buf)
-    abs_sum = _sum_all(buf, ws)
+    abs_sum = _sum_all(buf)
     np.negative(buf, out=buf)
     np.exp(buf, out=buf)
     np.log1p(buf, out=buf)
-    total = _sum_all(buf, ws) + 0.5 * (_sum_all(x, ws) + abs_sum)
+    total = _sum_all(buf) + 0.5 * (_sum_all(x) + abs_sum)
     outer = x.shape[0]
     total -= float(np.einsum("ij,ij->i", x.reshape(outer, -1), y.reshape(outer, -1)).sum(dtype=np.float64))
     np.multiply(x, 0.5, out=buf)
