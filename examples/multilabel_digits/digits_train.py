@@ -85,36 +85,52 @@ def prepare_run(variant, run_dir, data_dir, seed=None, **solver_fields):
     return solver_path
 
 
-def progress_line(line):
-    """The short progress text for a Caffe log line, or None for the glog noise."""
-    m = TRAIN_RE.search(line)
-    if m:
-        return "iter %6s  train loss %s" % (m.group(1), m.group(2))
-    m = TEST_LOSS_RE.search(line)
-    if m:
-        return "             test loss  %s" % m.group(1)
-    m = SNAPSHOT_RE.search(line)
-    if m:
-        return "snapshot %s" % os.path.basename(m.group(1))
-    if ("Optimization Done" in line and "solver.cpp" in line) or "stopped early" in line:
-        return line.split("] ", 1)[-1].strip()
-    if line.startswith(("F", "E")) and re.match(r"^[FE]\d{4}", line) or "Error" in line:
-        return line.rstrip()
-    return None
+class ProgressFilter:
+    """Caffe log line -> short progress text, or None for the glog noise.
+
+    Keeps training-loss lines at multiples of ``train_every``, every test loss (with its
+    iteration), the end of optimization, resumes and errors.
+    """
+
+    def __init__(self, train_every=1):
+        self.train_every = train_every
+        self.testing_iter = None
+
+    def __call__(self, line):
+        m = TRAIN_RE.search(line)
+        if m:
+            if int(m.group(1)) % self.train_every:
+                return None
+            return "iter %5s  train loss %s" % (m.group(1), m.group(2))
+        m = TEST_START_RE.search(line)
+        if m:
+            self.testing_iter = m.group(1)
+            return None
+        m = TEST_LOSS_RE.search(line)
+        if m:
+            return "iter %5s  test loss  %s" % (self.testing_iter, m.group(1))
+        if ("Optimization Done" in line and "solver.cpp" in line) or "stopped early" in line \
+                or "Resuming from" in line:
+            return line.split("] ", 1)[-1].strip()
+        if re.match(r"^[FE]\d{4}", line) or "Error" in line or "Traceback" in line:
+            return line.rstrip()
+        return None
 
 
 def caffe_env():
     env = dict(os.environ)
     env.setdefault("OPENBLAS_NUM_THREADS", "1")    # runs go in parallel, one core each
     env["GLOG_logtostderr"] = "1"                  # log to the pipe only, no /tmp/caffe.bin.* files
+    env["GLOG_minloglevel"] = "0"                  # INFO lines carry the losses (pycaffe users set 2)
     env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 
-def train(solver_path, log_path, snapshot=None, on_progress=None, extra_args=()):
+def train(solver_path, log_path, snapshot=None, on_progress=None, progress_every=1, extra_args=()):
     """Run ``caffe train --solver ...`` (from the repo root), tee the log to log_path.
 
-    on_progress(text) gets the filtered progress lines. Returns the exit code.
+    on_progress(text) gets the filtered progress lines (training loss every
+    progress_every iterations, see ProgressFilter). Returns the exit code.
     With snapshot=X.solverstate, the run resumes from it; the log is appended.
     """
     cmd = [caffe_bin(), "train", "--solver", solver_path]
@@ -126,10 +142,11 @@ def train(solver_path, log_path, snapshot=None, on_progress=None, extra_args=())
         log.flush()
         proc = subprocess.Popen(cmd, cwd=REPO, env=caffe_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
+        progress = ProgressFilter(progress_every)
         for line in proc.stdout:
             log.write(line)
             if on_progress is not None:
-                text = progress_line(line)
+                text = progress(line)
                 if text:
                     on_progress(text)
         return proc.wait()

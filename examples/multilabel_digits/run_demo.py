@@ -1,0 +1,180 @@
+"""Multi-label digits demo: data, training of every loss variant, evaluation, report.
+
+    .venv/bin/python examples/multilabel_digits/run_demo.py [--out output/digits] [--seeds 1 2 3]
+
+1. composes 1-3 real 8x8 digit scans per 24x24 image (digits_data.py) into HDF5;
+2. trains prototxt/digits/<variant>_solver.prototxt for each loss variant and solver
+   seed with ``.venv/bin/caffe train`` (two runs at a time, one core each), showing the
+   Caffe log filtered to iteration/loss lines; full logs and snapshots stay in
+   <out>/runs/<variant>/seed<S>/;
+3. scores every snapshot on the test set with pycaffe (digits_eval.py);
+4. writes <out>/results.json, <out>/results.md and <out>/losses.png and prints the table.
+"""
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import digits_data  # noqa: E402
+import digits_eval  # noqa: E402
+import digits_report  # noqa: E402
+import digits_train  # noqa: E402
+from digits_train import REPO, VARIANTS  # noqa: E402
+
+TEST_BATCH = 100     # batch_size of the TEST HDF5Data layer in the train_val prototxts
+TRAIN_BATCH = 64
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=os.path.join(REPO, "output", "digits"))
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="solver random_seed values")
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--n-train", type=int, default=9600)
+    p.add_argument("--n-test", type=int, default=2000)
+    p.add_argument("--max-iter", type=int, default=None, help="override the solvers' max_iter "
+                   "(stepsize becomes 80%% of it)")
+    p.add_argument("--snapshot-every", type=int, default=None, help="override snapshot/test_interval")
+    p.add_argument("--jobs", type=int, default=2, help="parallel caffe runs")
+    p.add_argument("--progress-every", type=int, default=500,
+                   help="show the training loss every N iterations (test loss: at every test)")
+    return p.parse_args(argv)
+
+
+def solver_overrides(args):
+    if args.n_test % TEST_BATCH:
+        raise SystemExit("--n-test must be a multiple of %d" % TEST_BATCH)
+    fields = {"test_iter": args.n_test // TEST_BATCH}
+    if args.max_iter:
+        fields["max_iter"] = args.max_iter
+        fields["stepsize"] = max(1, int(args.max_iter * 0.8))
+        fields["display"] = max(1, min(100, args.max_iter // 30))
+    if args.snapshot_every:
+        fields["snapshot"] = fields["test_interval"] = args.snapshot_every
+    return fields
+
+
+def evaluate_run(run, test_data, test_labels):
+    deploy = digits_train.prototxt_path(run["variant"], "deploy")
+    snaps = []
+    for it, path in digits_train.list_snapshots(run["run_dir"]):
+        m = digits_eval.evaluate(deploy, path, test_data, test_labels)
+        m["iter"] = it
+        m["caffemodel"] = path
+        snaps.append(m)
+    if not snaps:
+        raise RuntimeError("%s: no snapshots in %s" % (run["name"], run["run_dir"]))
+    run["snapshots"] = [{k: v for k, v in s.items() if k != "per_class_ap"} for s in snaps]
+    run["final"] = snaps[-1]
+    return run
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    t0 = time.time()
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    print_lock = threading.Lock()
+
+    def say(text):
+        with print_lock:
+            print(text, flush=True)
+
+    # 1. data
+    say("== 1/3 data: %d train + %d test images (data seed %d)" % (args.n_train, args.n_test, args.data_seed))
+    if args.n_train % TRAIN_BATCH:
+        say("   note: n_train is not a multiple of the batch size %d; resume from a snapshot is "
+            "then not exact (HDF5Data restarts at row 0)" % TRAIN_BATCH)
+    data_dir = os.path.join(out, "data")
+    data_summary = digits_data.make_dataset(data_dir, args.n_train, args.n_test, args.data_seed,
+                                            log=say)
+    say(digits_data.format_summary(data_summary))
+    t_data = time.time() - t0
+
+    # 2. + 3. train every (variant, seed); evaluate each run's snapshots as soon as it ends
+    fields = solver_overrides(args)
+    runs = []
+    for variant in args.variants:
+        for seed in args.seeds:
+            run_dir = os.path.join(out, "runs", variant, "seed%d" % seed)
+            runs.append({"variant": variant, "seed": seed, "name": "%s s%d" % (variant, seed),
+                         "run_dir": run_dir, "log": os.path.join(run_dir, "train.log")})
+    say("\n== 2/3 training %d runs with %s train (%d at a time); each run's snapshots are "
+        "scored on the test set with pycaffe when it ends%s"
+        % (len(runs), digits_train.caffe_bin(), args.jobs,
+           "; overrides: %s" % fields if fields else ""))
+    test_data, test_labels = digits_eval.load_split(data_summary["splits"]["test"]["h5_file"])
+
+    def train_one(run):
+        if os.path.isdir(run["run_dir"]):
+            for _, old in digits_train.list_snapshots(run["run_dir"]) + \
+                    digits_train.list_snapshots(run["run_dir"], "solverstate"):
+                os.remove(old)
+        solver = digits_train.prepare_run(run["variant"], run["run_dir"], data_dir,
+                                          seed=run["seed"], **fields)
+        start = time.time()
+        rc = digits_train.train(solver, run["log"], progress_every=args.progress_every,
+                                on_progress=lambda t: say("  [%-22s] %s" % (run["name"], t)))
+        run["train_seconds"] = time.time() - start
+        run["command"] = "%s train --solver %s" % (digits_train.caffe_bin(), solver)
+        if rc != 0:
+            raise RuntimeError("%s: caffe exited with %d, see %s" % (run["name"], rc, run["log"]))
+        return run
+
+    t1 = time.time()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(train_one, r) for r in runs]
+        for fut in as_completed(futures):
+            run = fut.result()
+            with open(run["log"]) as f:
+                parsed = digits_train.parse_log(f.read())
+            if not parsed["train"]:
+                raise RuntimeError("%s: no training loss in %s" % (run["name"], run["log"]))
+            run["train_loss"] = parsed["train"]
+            run["test_loss"] = parsed["test"]
+            evaluate_run(run, test_data, test_labels)
+            say("  [%-22s] done in %.0f s; test mAP %.4f at iter %d"
+                % (run["name"], run["train_seconds"], run["final"]["mAP"], run["final"]["iter"]))
+    t_train = time.time() - t1
+
+    # 4. report
+    summary = digits_report.summarize(runs)
+    table = digits_report.markdown_table(summary, runs)
+    plot_path = digits_report.plot(runs, os.path.join(out, "losses.png"))
+    wall = time.time() - t0
+    results = {
+        "command": " ".join([os.path.relpath(sys.executable, REPO), "examples/multilabel_digits/run_demo.py"]
+                            + (argv if argv is not None else sys.argv[1:])),
+        "solver_overrides": fields,
+        "data": data_summary,
+        "summary": summary,
+        "runs": runs,
+        "seconds": {"data": t_data, "train_and_eval": t_train, "total": wall},
+    }
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    md = ["# Multi-label digits: loss comparison", "",
+          "Test set: %d images (%d held-out source scans). Metrics of the last snapshot; "
+          "mean ± sample std (min–max) over solver seeds %s." % (
+              args.n_test, data_summary["source_scans"]["test"], ", ".join(map(str, args.seeds))), "",
+          table, "", "Plot: %s" % os.path.basename(plot_path), "",
+          "Wall time: %.0f s (data %.0f s, training + evaluation %.0f s)." % (wall, t_data, t_train)]
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    say("\n== 3/3 report\n")
+    say(table)
+    say("\nresults: %s\ntable:   %s\nplot:    %s" % (os.path.join(out, "results.json"),
+                                                   os.path.join(out, "results.md"), plot_path))
+    say("wall time %.0f s (data %.0f s, training + evaluation %.0f s)" % (wall, t_data, t_train))
+    return results
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
