@@ -7,8 +7,8 @@ log (train.log) and the snapshots. Progress is the log filtered to iteration/los
     python examples/multilabel_digits/digits_train.py VARIANT --data output/digits/data \\
         --run-dir output/digits/runs/VARIANT [--max-iter N] [--seed S] [--snapshot X.solverstate]
 
-The Caffe executable is <repo>/.venv/bin/caffe (installed by ``make setup``); the
-environment variable CAFFE_BIN overrides it.
+The Caffe executable is always <repo>/.venv/bin/caffe, the wrapper ``make setup`` writes
+(it sets up the paths for pycaffe and for this package's Python layers).
 """
 import argparse
 import os
@@ -36,7 +36,7 @@ SNAPSHOT_RE = re.compile(r"Snapshotting to binary proto file (\S+)")
 
 
 def caffe_bin():
-    return os.environ.get("CAFFE_BIN") or os.path.join(REPO, ".venv", "bin", "caffe")
+    return os.path.join(REPO, ".venv", "bin", "caffe")
 
 
 def prototxt_path(variant, kind):
