@@ -82,12 +82,15 @@ def _scores_not_finite(owner, scores):
 
 
 def _row_sum(a3):
-    """Sum over the class axis of an (O, C, I) array, as float64 of shape (O, 1, I)."""
-    outer, classes, inner = a3.shape
-    if inner == 1 and a3.flags.c_contiguous:
-        # A matrix-vector product is several times faster than np.sum here.
-        return (a3.reshape(outer, classes) @ np.ones(classes, a3.dtype)).astype(np.float64).reshape(outer, 1, 1)
-    return a3.sum(axis=1, keepdims=True, dtype=np.float64)
+    """Sum over the class axis of an (O, C, I) array, as float64 of shape (O, 1, I).
+
+    einsum is several times faster than np.sum here and, unlike a BLAS
+    matrix-vector product, runs on one thread: its result cannot depend on the
+    thread count, and it does not compete with Caffe's BLAS threads for cores.
+    """
+    if a3.shape[2] == 1:
+        return np.einsum("oc->o", a3[:, :, 0]).astype(np.float64).reshape(-1, 1, 1)
+    return np.einsum("oci->oi", a3).astype(np.float64)[:, None, :]
 
 
 def _normalizer(mode, outer, inner, valid_count):
@@ -129,7 +132,7 @@ class _DenseTargets:
     def subtract_scaled(self, out3, k):
         """out3 -= k * y, with k of shape (O, 1, I)."""
         scratch = self.workspace.get("scaled_labels", out3.shape, out3.dtype)
-        np.multiply(self.labels3, k, out=scratch)
+        np.multiply(self.labels3, k.astype(out3.dtype), out=scratch)
         np.subtract(out3, scratch, out=out3)
 
 
