@@ -32,6 +32,23 @@ def _fmt(s):
     return "%.4f ± %.4f (%.4f–%.4f)" % (s["mean"], s["std"], s["min"], s["max"])
 
 
+def by_m_table(runs):
+    """Markdown: exact-set accuracy by the true number of digits M (mean over seeds)."""
+    ms = sorted({int(m) for r in runs for m in r["final"]["exact_set_accuracy_by_m"]})
+    lines = ["| Loss | " + " | ".join("M=%d" % m for m in ms) + " |", "|---|" + "---|" * len(ms)]
+    for variant in VARIANTS:
+        rs = [r for r in runs if r["variant"] == variant]
+        if rs:
+            cells = ["%.4f" % np.mean([_by_m(r, m) for r in rs]) for m in ms]
+            lines.append("| %s | %s |" % (LOSS_NAMES[variant], " | ".join(cells)))
+    return "\n".join(lines)
+
+
+def _by_m(run, m):
+    by_m = run["final"]["exact_set_accuracy_by_m"]
+    return by_m[m] if m in by_m else by_m[str(m)]     # int keys, or str keys after JSON
+
+
 def markdown_table(summary, runs):
     head = ["Loss", "seeds"] + [label for _, label in METRICS] + ["train s/run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -50,7 +67,9 @@ def markdown_table(summary, runs):
     return "\n".join(lines)
 
 
-def plot(runs, path):
+def plot(runs, path, softmax_floor=None):
+    """Training loss and per-snapshot test mAP of every run. softmax_floor: the lowest
+    possible softmax-multilabel loss (mean log M of the training labels), drawn dashed."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -67,6 +86,9 @@ def plot(runs, path):
             snaps = r["snapshots"]
             ax_map.plot([s["iter"] for s in snaps], [s["mAP"] for s in snaps], "o-",
                         color=colors[variant], alpha=0.9 if i == 0 else 0.35, ms=3, label=label)
+    if softmax_floor and any(r["variant"] == "softmax_multilabel" for r in runs):
+        ax_loss.axhline(softmax_floor, color=colors["softmax_multilabel"], ls="--", lw=1,
+                        label="softmax-multilabel floor: mean log M = %.3f" % softmax_floor)
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("iteration")
     ax_loss.set_ylabel("training loss (Caffe log; scales differ between losses)")
