@@ -71,7 +71,7 @@ def compose(images, targets, pool, n, rng, canvas=(24, 24), max_digits=3, progre
     label = np.zeros((n, NUM_CLASSES), np.float32)
     scan_index = np.full((n, max_digits), -1, np.int64)
     position = np.full((n, max_digits, 2), -1, np.int64)
-    step = max(1, n // 10)
+    step = max(1, n // 4)
     for i in range(n):
         k = int(rng.integers(1, max_digits + 1))
         classes = rng.choice(NUM_CLASSES, size=k, replace=False)
