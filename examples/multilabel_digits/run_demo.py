@@ -4,7 +4,7 @@
 
 1. composes 1-3 real 8x8 digit scans per 24x24 image (digits_data.py) into HDF5;
 2. trains prototxt/digits/<variant>_solver.prototxt for each loss variant and solver
-   seed with ``.venv/bin/caffe train`` (two runs at a time, one core each), showing the
+   seed with ``.venv/bin/caffe train`` (one run per CPU core), showing the
    Caffe log filtered to iteration/loss lines; full logs and snapshots stay in
    <out>/runs/<variant>/seed<S>/;
 3. scores every snapshot on the test set with pycaffe (digits_eval.py);
@@ -42,7 +42,8 @@ def parse_args(argv):
     p.add_argument("--max-iter", type=int, default=None, help="override the solvers' max_iter "
                    "(stepsize becomes 80%% of it)")
     p.add_argument("--snapshot-every", type=int, default=None, help="override snapshot/test_interval")
-    p.add_argument("--jobs", type=int, default=2, help="parallel caffe runs")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="parallel caffe runs, one BLAS thread each (default: CPU count)")
     p.add_argument("--progress-every", type=int, default=500,
                    help="show the training loss every N iterations (test loss: at every test)")
     return p.parse_args(argv)
