@@ -63,10 +63,30 @@ def _float_view(array, owner, blob, axis):
     return array.reshape(class_axis_shape(array.shape, axis, owner, blob))
 
 
-def _check_same_shape(scores, labels, owner, blob="labels"):
-    if np.shape(labels) != np.shape(scores):
-        raise MultilabelLossError("%s: %s shape %s does not match scores shape %s"
-                                  % (owner, blob, tuple(np.shape(labels)), tuple(np.shape(scores))))
+def check_label_shapes(options, scores_shape, labels_shape, weights_shape=None, blob="labels"):
+    """Raise unless the label bottoms fit the scores (shared by the core and the layers' reshape)."""
+    owner, scores_shape, labels_shape = options.owner, tuple(scores_shape), tuple(labels_shape)
+    if getattr(options, "label_format", "dense") == "dense":
+        if labels_shape != scores_shape:
+            raise MultilabelLossError("%s: %s shape %s does not match scores shape %s"
+                                      % (owner, blob, labels_shape, scores_shape))
+        return
+    axis = options.axis % len(scores_shape)
+    if len(labels_shape) != len(scores_shape) or \
+            labels_shape[:axis] + labels_shape[axis + 1:] != scores_shape[:axis] + scores_shape[axis + 1:]:
+        raise MultilabelLossError("%s: labels (indices format) shape %s does not fit scores shape %s; expected the "
+                                  "scores shape with the class axis %d replaced by K label slots"
+                                  % (owner, labels_shape, scores_shape, axis))
+    if weights_shape is not None and tuple(weights_shape) != labels_shape:
+        raise MultilabelLossError("%s: label_weights shape %s does not match labels shape %s"
+                                  % (owner, tuple(weights_shape), labels_shape))
+
+
+def _bad_labels(owner, array, bad, blob="labels"):
+    """The error for labels that are negative, NaN or infinite (error path only)."""
+    index, value = _first_bad(array, bad)
+    return MultilabelLossError("%s: %s must be finite and >= 0 (0 = negative), found %r at index %s of the "
+                               "(O, C, I) view" % (owner, blob, value, index))
 
 
 def _first_bad(array, bad):
@@ -110,16 +130,11 @@ class _DenseTargets:
 
     def __init__(self, labels3, positive_mask, owner, workspace):
         self.labels3 = labels3
-        smallest = labels3.min()
-        if not smallest >= 0:
-            index, value = _first_bad(labels3, ~(labels3 >= 0))
-            raise MultilabelLossError("%s: labels must be finite and >= 0 (0 = negative), found %r at index %s of "
-                                      "the (O, C, I) view" % (owner, value, index))
+        if not labels3.min() >= 0:
+            raise _bad_labels(owner, labels3, ~(labels3 >= 0))
         self.label_sum = _row_sum(labels3)
         if not np.isfinite(self.label_sum).all():
-            index, value = _first_bad(labels3, ~np.isfinite(labels3))
-            raise MultilabelLossError("%s: labels must be finite and >= 0, found %r at index %s of the (O, C, I) view"
-                                      % (owner, value, index))
+            raise _bad_labels(owner, labels3, ~np.isfinite(labels3))
         self.count = positive_mask.view(np.uint8).sum(axis=1, keepdims=True, dtype=np.int64).astype(np.float64)
         self.workspace = workspace
 
@@ -168,28 +183,15 @@ def _dense_targets(labels3, owner, workspace):
         return _DenseTargets(labels3, positive, owner, workspace)
     flat = np.flatnonzero(positive)
     values = labels3.reshape(-1)[flat]
-    bad = ~((values > 0) & np.isfinite(values))
-    if bad.any():
-        position = np.unravel_index(flat[np.argmax(bad)], labels3.shape)
-        raise MultilabelLossError("%s: labels must be finite and >= 0 (0 = negative), found %r at index %s of the "
-                                  "(O, C, I) view" % (owner, values[np.argmax(bad)].item(),
-                                                      tuple(int(i) for i in position)))
+    if not ((values > 0) & np.isfinite(values)).all():
+        raise _bad_labels(owner, labels3, (labels3 != 0) & ~((labels3 > 0) & np.isfinite(labels3)))
     return _SparseTargets(flat, values, labels3.shape)
 
 
-def _index_targets(indices, weights, shape3, axis, scores_shape, owner):
+def _index_targets(indices, weights, shape3, owner):
     """Labels given as class indices (padded with -1) along the class axis, plus optional weights."""
     outer, classes, inner = shape3
     indices = np.asarray(indices)
-    expected = "scores shape %s with the class axis replaced by K (the number of label slots)" % (tuple(scores_shape),)
-    ndim = len(scores_shape)
-    ax = axis % ndim
-    if indices.ndim != ndim or tuple(np.delete(indices.shape, ax)) != tuple(np.delete(scores_shape, ax)):
-        raise MultilabelLossError("%s: labels (indices format) shape %s does not fit: expected %s"
-                                  % (owner, tuple(indices.shape), expected))
-    if weights is not None and np.shape(weights) != indices.shape:
-        raise MultilabelLossError("%s: label_weights shape %s does not match labels (indices) shape %s"
-                                  % (owner, tuple(np.shape(weights)), tuple(indices.shape)))
     idx3 = indices.reshape(outer, -1, inner)
     if not np.isfinite(idx3).all() or (idx3 != np.floor(idx3)).any() or (idx3 < -1).any() or (idx3 >= classes).any():
         bad = ~(np.isfinite(idx3) & (idx3 == np.floor(idx3)) & (idx3 >= -1) & (idx3 < classes))
@@ -209,9 +211,7 @@ def _index_targets(indices, weights, shape3, axis, scores_shape, owner):
     else:
         values = np.asarray(weights, np.float64).reshape(idx3.shape)
         if not (np.isfinite(values) & (values >= 0)).all():
-            index, value = _first_bad(values, ~(np.isfinite(values) & (values >= 0)))
-            raise MultilabelLossError("%s: label_weights must be finite and >= 0, found %r at index %s of the "
-                                      "(O, K, I) view" % (owner, value, index))
+            raise _bad_labels(owner, values, ~(np.isfinite(values) & (values >= 0)), "label_weights")
     keep = (idx3 >= 0) & (values != 0)
     o, _, i = np.nonzero(keep)
     flat = (o * classes + idx3[keep]) * inner + i
@@ -264,14 +264,13 @@ def softmax_multilabel_forward(scores, labels, label_weights=None, options=None,
     ws = workspace if workspace is not None else Workspace()
     s3 = _float_view(scores, owner, "scores", opts.axis)
     outer, classes, inner = s3.shape
+    if opts.label_format == "dense" and label_weights is not None:
+        raise MultilabelLossError("%s: label_weights are only used with label_format \"indices\"" % owner)
+    check_label_shapes(opts, np.shape(scores), np.shape(labels), None if label_weights is None else np.shape(label_weights))
     if opts.label_format == "dense":
-        if label_weights is not None:
-            raise MultilabelLossError("%s: label_weights are only used with label_format \"indices\"" % owner)
-        _check_same_shape(scores, labels, owner)
-        labels3 = _float_view(labels, owner, "labels", opts.axis)
-        targets = _dense_targets(labels3, owner, ws)
+        targets = _dense_targets(_float_view(labels, owner, "labels", opts.axis), owner, ws)
     else:
-        targets = _index_targets(labels, label_weights, s3.shape, opts.axis, np.shape(scores), owner)
+        targets = _index_targets(labels, label_weights, s3.shape, owner)
 
     smax = np.max(s3, axis=1, keepdims=True)
     if not np.isfinite(smax).all() or not math.isfinite(s3.min()):
@@ -421,7 +420,7 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, **
     owner = opts.owner
     ws = workspace if workspace is not None else Workspace()
     x = _float_view(scores, owner, "scores", opts.axis)
-    _check_same_shape(scores, targets, owner, "targets")
+    check_label_shapes(opts, np.shape(scores), np.shape(targets), blob="targets")
     y = _float_view(targets, owner, "targets", opts.axis)
     outer, classes, inner = x.shape
     opts.check_class_count(classes)

@@ -44,17 +44,12 @@ class _MultilabelLossLayer(caffe.Layer):
     def reshape(self, bottom, top):
         shape = tuple(bottom[0].data.shape)
         _, classes, _ = F.class_axis_shape(shape, self.options.axis, self.options.owner)
-        self._check_bottom_shapes(bottom, shape)
+        F.check_label_shapes(self.options, shape, bottom[1].data.shape,
+                             bottom[2].data.shape if len(bottom) > 2 else None, blob=self.bottom_names[1])
         self.options.check_class_count(classes)
         top[0].reshape()                  # a scalar, like Caffe's own loss layers
         if len(top) > 1:
             top[1].reshape(*shape)
-
-    def _check_bottom_shapes(self, bottom, shape):
-        labels_shape = tuple(bottom[1].data.shape)
-        if labels_shape != shape:
-            raise MultilabelLossError("%s: %s shape %s does not match scores shape %s"
-                                      % (self.options.owner, self.bottom_names[1], labels_shape, shape))
 
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
@@ -76,19 +71,6 @@ class SoftmaxMultilabelLossLayer(_MultilabelLossLayer):
 
     def _max_bottoms(self):
         return 3 if self.options.label_format == "indices" else 2
-
-    def _check_bottom_shapes(self, bottom, shape):
-        if self.options.label_format == "dense":
-            return super()._check_bottom_shapes(bottom, shape)
-        axis = self.options.axis % len(shape)
-        labels_shape = tuple(bottom[1].data.shape)
-        if len(labels_shape) != len(shape) or labels_shape[:axis] + labels_shape[axis + 1:] != shape[:axis] + shape[axis + 1:]:
-            raise MultilabelLossError("%s: labels (indices format) shape %s does not fit scores shape %s; expected "
-                                      "the scores shape with the class axis %d replaced by K label slots"
-                                      % (self.options.owner, labels_shape, shape, axis))
-        if len(bottom) > 2 and tuple(bottom[2].data.shape) != labels_shape:
-            raise MultilabelLossError("%s: label_weights shape %s does not match labels shape %s"
-                                      % (self.options.owner, tuple(bottom[2].data.shape), labels_shape))
 
     def forward(self, bottom, top):
         weights = bottom[2].data if len(bottom) > 2 else None
