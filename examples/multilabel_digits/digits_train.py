@@ -45,6 +45,13 @@ def prototxt_path(variant, kind):
     return os.path.join(PROTOTXT_DIR, "%s_%s.prototxt" % (variant, kind))
 
 
+def solver_field(variant, key):
+    """The value text of a top-level field of the committed solver, or None."""
+    with open(prototxt_path(variant, "solver")) as f:
+        m = re.search(r"^%s:\s*([^#\n]*)" % re.escape(key), f.read(), re.M)
+    return m.group(1).strip() if m else None
+
+
 def set_field(text, key, value):
     """Set a top-level ``key: value`` line of a solver prototxt (appended if missing)."""
     line = "%s: %s" % (key, value)

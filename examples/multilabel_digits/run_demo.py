@@ -41,6 +41,8 @@ def parse_args(argv):
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--max-iter", type=int, default=None, help="override the solvers' max_iter "
                    "(stepsize becomes 80%% of it)")
+    p.add_argument("--base-lr", type=float, default=None, help="override the solvers' base_lr "
+                   "(for learning-rate sensitivity checks; the default keeps the committed 0.05)")
     p.add_argument("--snapshot-every", type=int, default=None, help="override snapshot/test_interval")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="parallel caffe runs, one BLAS thread each (default: CPU count)")
@@ -57,6 +59,8 @@ def solver_overrides(args):
         fields["max_iter"] = args.max_iter
         fields["stepsize"] = max(1, int(args.max_iter * 0.8))
         fields["display"] = max(1, min(100, args.max_iter // 30))
+    if args.base_lr:
+        fields["base_lr"] = args.base_lr
     if args.snapshot_every:
         fields["snapshot"] = fields["test_interval"] = args.snapshot_every
     return fields
@@ -90,17 +94,19 @@ def main(argv=None):
 
     # 1. data
     say("== 1/3 data: %d train + %d test images (data seed %d)" % (args.n_train, args.n_test, args.data_seed))
-    if args.n_train % TRAIN_BATCH:
-        say("   note: n_train is not a multiple of the batch size %d; resume from a snapshot is "
-            "then not exact (HDF5Data restarts at row 0)" % TRAIN_BATCH)
+    fields = solver_overrides(args)
+    snapshot_every = fields.get("snapshot") or int(digits_train.solver_field(args.variants[0], "snapshot"))
+    if (snapshot_every * TRAIN_BATCH) % args.n_train:
+        say("   note: snapshots every %d iterations of %d images are not on epoch boundaries of %d "
+            "images; resuming from them is not exact (HDF5Data restarts at row 0)"
+            % (snapshot_every, TRAIN_BATCH, args.n_train))
     data_dir = os.path.join(out, "data")
     data_summary = digits_data.make_dataset(data_dir, args.n_train, args.n_test, args.data_seed,
                                             log=say)
     say(digits_data.format_summary(data_summary))
     t_data = time.time() - t0
 
-    # 2. + 3. train every (variant, seed); evaluate each run's snapshots as soon as it ends
-    fields = solver_overrides(args)
+    # 2. train every (variant, seed); evaluate each run's snapshots as soon as it ends
     runs = []
     for variant in args.variants:
         for seed in args.seeds:
@@ -145,7 +151,7 @@ def main(argv=None):
                 % (run["name"], run["train_seconds"], run["final"]["mAP"], run["final"]["iter"]))
     t_train = time.time() - t1
 
-    # 4. report
+    # 3. report
     summary = digits_report.summarize(runs)
     table = digits_report.markdown_table(summary, runs)
     hist = {int(k): v for k, v in data_summary["splits"]["train"]["cardinality_histogram"].items()}
@@ -164,7 +170,7 @@ def main(argv=None):
     }
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    md = ["# Multi-label digits: loss comparison", "",
+    md = ["# Multi-label digits: loss comparison", "", "`%s`" % results["command"], "",
           "Test set: %d images (%d held-out source scans). Metrics of the last snapshot; "
           "mean ± sample std (min–max) over solver seeds %s." % (
               args.n_test, data_summary["source_scans"]["test"], ", ".join(map(str, args.seeds))), "",
