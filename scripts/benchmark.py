@@ -2,7 +2,9 @@
 """Benchmark of the loss layers inside real ``caffe.Net``s on the CPU (``make bench``).
 
 Each case is a net of ``Input`` layers feeding one loss layer, with
-``force_backward: true``; one timed iteration is ``net.forward(); net.backward()``.
+``force_backward: true`` and ``propagate_down: true propagate_down: false`` on the
+loss layer (backward to the scores, not the labels, as in training where labels
+come from a data layer); one timed iteration is ``net.forward(); net.backward()``.
 The time is the median of ``--reps`` iterations after warm-up, all cases in
 one process. Compared at every size:
 
@@ -195,7 +197,9 @@ def build_net(caffe, workdir, name, inputs, loss_layer):
     text = 'name: "%s"\nforce_backward: true\n' % name
     text += "".join(_input(k, v.shape) for k, v in inputs.items())
     bottoms = " ".join('bottom: "%s"' % k for k in inputs)
-    text += 'layer { name: "loss" %s top: "loss" loss_weight: 1 %s }\n' % (bottoms, loss_layer)
+    # As in training, where labels come from a data layer: backward to the scores only.
+    propagate = " ".join("propagate_down: %s" % ("true" if i == 0 else "false") for i in range(len(inputs)))
+    text += 'layer { name: "loss" %s top: "loss" loss_weight: 1 %s %s }\n' % (bottoms, propagate, loss_layer)
     path = os.path.join(workdir, name + ".prototxt")
     with open(path, "w") as f:
         f.write(text)
@@ -242,10 +246,14 @@ def time_net(net, reps, warmup):
     return times
 
 
-def time_floor(scores, reps, warmup):
+def floor_buffers(scores):
+    """The floor's arrays, allocated once per size (as the layers keep their buffers)."""
     s = np.ascontiguousarray(scores)
-    buf = np.empty_like(s)
-    d = np.empty_like(s)
+    return s, np.empty_like(s), np.empty_like(s)
+
+
+def time_floor(buffers, reps, warmup):
+    s, buf, d = buffers
     times = []
     for i in range(warmup + reps):
         start = time.perf_counter()
@@ -318,12 +326,13 @@ def run_worker(args):
                     inputs, layer = cases[key]
                     nets[key] = build_net(caffe, workdir, "%s_%s" % (key, row["size"]), inputs, layer)
                     time_net(nets[key], 0, 1 if key == "blog" else args.warmup)
+            floor = floor_buffers(scores)
             times = {key: [] for key in list(nets) + ["floor"]}
             for rep in range(args.reps):
                 for key, net in nets.items():
                     if key != "blog" or rep < args.blog_reps:
                         times[key] += time_net(net, 1, 0)
-                times["floor"] += time_floor(scores, 1, args.warmup if rep == 0 else 0)
+                times["floor"] += time_floor(floor, 1, args.warmup if rep == 0 else 0)
             for key, _ in METHODS:
                 if key not in times:
                     continue
@@ -425,7 +434,8 @@ def markdown(report):
     lines.append("Command: `%s`. Median of %d repetitions after %d warm-up iterations (blog layer: %d after 1), "
                  "the cases of one size timed in interleaved rounds; times in ms; `x Caffe SM` = time / Caffe "
                  "SoftmaxWithLoss time, `x floor` = time / floor time. Every case is one `net.forward(); "
-                 "net.backward()` of a net with Input layers and the loss layer (force_backward); the floor is "
+                 "net.backward()` of a net with Input layers and the loss layer (force_backward, propagate_down only to "
+                 "the scores, as in training); the floor is "
                  "plain numpy: `np.exp(s, out=buf); np.copyto(d, s)` over N x C."
                  % (report["command"], report["reps"], report["warmup"], min(report["blog_reps"], report["reps"])))
     lines.append("")
