@@ -34,9 +34,10 @@ def test_fast_demo_end_to_end(tmp_path, capsys):
     for run in runs:
         # trained through the wrapper CLI; the full log is kept next to the snapshots
         with open(run["log"]) as f:
-            first = f.readline()
-        assert first.startswith("# %s train --solver " % digits_train.caffe_bin())
-        assert os.path.basename(os.path.dirname(digits_train.caffe_bin())) == "bin"
+            log = f.read()
+        assert log.startswith("# %s train --solver " % digits_train.caffe_bin())
+        assert digits_train.caffe_bin().endswith(os.path.join(".venv", "bin", "caffe"))
+        assert "Solving MultilabelDigits" in log and "Optimization Done." in log
         assert [s["iter"] for s in run["snapshots"]] == [EVERY, 2 * EVERY, 3 * EVERY]
         assert os.path.exists(os.path.join(run["run_dir"], "snap_iter_%d.solverstate" % MAX_ITER))
         its = [it for it, _ in run["train_loss"]]
