@@ -47,8 +47,8 @@ def class_axis_shape(shape, axis, owner, blob="scores"):
         raise MultilabelLossError("%s: axis %d is out of range for %s of shape %s (%d axes); expected -%d <= axis < %d"
                                   % (owner, axis, blob, tuple(shape), ndim, ndim, ndim))
     axis %= ndim
-    outer = int(np.prod(shape[:axis], dtype=np.int64))
-    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    outer = math.prod(shape[:axis])
+    inner = math.prod(shape[axis + 1:])
     return outer, int(shape[axis]), inner
 
 
@@ -272,17 +272,23 @@ def softmax_multilabel_forward(scores, labels, label_weights=None, options=None,
     else:
         targets = _index_targets(labels, label_weights, s3.shape, owner)
 
-    smax = np.max(s3, axis=1, keepdims=True)
-    if not np.isfinite(smax).all() or not math.isfinite(s3.min()):
+    # Global max and min: they catch NaN and +-inf, and usually settle the shift below.
+    high, low = s3.max(), s3.min()
+    if not (math.isfinite(high) and math.isfinite(low)):
         raise _scores_not_finite(owner, np.asarray(scores))
     shifted = ws.get("exp_shifted", s3.shape, s3.dtype)
-    # The shift by m only guards exp against overflow and against losing the
-    # largest term. When every sample's max lies in [-30, 60], exp(s) cannot
-    # overflow (C e^60 << 3e38) and the largest term is >= e^-30, so the shift
-    # (one pass over N x C) is skipped; the result is the same to rounding.
-    if SAFE_UNSHIFTED_MAX[0] <= smax.min() and smax.max() <= SAFE_UNSHIFTED_MAX[1]:
+    # The shift by m = max_c s only guards exp against overflow and against
+    # losing the largest term. When every sample's max lies in [-30, 60],
+    # exp(s) cannot overflow (C e^60 << 3e38) and the largest term is >= e^-30,
+    # so the shift (a pass over N x C) is skipped; the result is the same to
+    # rounding. All scores in [-30, 60] is the cheap sufficient test.
+    safe_low, safe_high = SAFE_UNSHIFTED_MAX
+    smax = None if low >= safe_low else s3.max(axis=1, keepdims=True)
+    if high <= safe_high and (smax is None or smax.min() >= safe_low):
         base = s3
     else:
+        if smax is None:
+            smax = s3.max(axis=1, keepdims=True)
         base = np.subtract(s3, smax, out=shifted)
     label_dot = targets.dot(base)                   # sum_c y_c b_c, with b = s or s - m
     eps = opts.label_smoothing
