@@ -88,7 +88,7 @@ fi
 mkdir -p "$CACHE_ROOT"
 WORK=$(mktemp -d "$CACHE_ROOT/.building-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-log "building Caffe $CAFFE_SDIST==$CAFFE_VERSION in $WORK (about 7 minutes on 2 cores)"
+log "building Caffe $CAFFE_SDIST==$CAFFE_VERSION in $WORK (3 to 8 minutes on 2 cores)"
 "$PYTHON" -m pip download -q --no-deps --no-binary :all: "$CAFFE_SDIST==$CAFFE_VERSION" -d "$WORK/sdist" >&2
 tar xzf "$WORK/sdist/$CAFFE_SDIST-$CAFFE_VERSION.tar.gz" -C "$WORK"
 SRC="$WORK/$CAFFE_SDIST-$CAFFE_VERSION"
