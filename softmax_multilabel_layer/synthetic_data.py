@@ -22,9 +22,9 @@ Prototxt::
 Tops: ``data`` of shape (batch_size, dim), ``label`` of shape
 (batch_size, num_classes) with entries 0 or 1.
 """
-import json
-
 import numpy as np
+
+from .params import MultilabelLossError, parse_param_str
 
 DEFAULTS = {
     "batch_size": 32,
@@ -38,26 +38,18 @@ DEFAULTS = {
 
 
 def parse_params(param_str):
-    """Return the layer options from a JSON ``param_str`` ('' means defaults)."""
+    """Return the layer options from ``param_str`` ('' means defaults), read by the package's one parser."""
     params = dict(DEFAULTS)
-    if param_str and param_str.strip():
-        given = json.loads(param_str)
-        if not isinstance(given, dict):
-            raise ValueError("SyntheticMultilabelDataLayer: param_str must be a JSON object, got %r" % param_str)
-        unknown = sorted(set(given) - set(DEFAULTS))
-        if unknown:
-            raise ValueError("SyntheticMultilabelDataLayer: unknown keys %s in param_str; known: %s"
-                             % (", ".join(unknown), ", ".join(sorted(DEFAULTS))))
-        params.update(given)
+    params.update(parse_param_str(param_str, "SyntheticMultilabelDataLayer", list(DEFAULTS)))
     for key in ("batch_size", "num_classes", "dim", "min_labels", "max_labels"):
         if int(params[key]) != params[key] or params[key] < 1:
-            raise ValueError("SyntheticMultilabelDataLayer: %s must be a positive integer, got %r"
+            raise MultilabelLossError("SyntheticMultilabelDataLayer: %s must be a positive integer, got %r"
                              % (key, params[key]))
     if not params["min_labels"] <= params["max_labels"] <= params["num_classes"]:
-        raise ValueError("SyntheticMultilabelDataLayer: need 1 <= min_labels <= max_labels <= num_classes, got "
+        raise MultilabelLossError("SyntheticMultilabelDataLayer: need 1 <= min_labels <= max_labels <= num_classes, got "
                          "%(min_labels)r, %(max_labels)r, %(num_classes)r" % params)
     if params["noise"] < 0:
-        raise ValueError("SyntheticMultilabelDataLayer: noise must be >= 0, got %r" % params["noise"])
+        raise MultilabelLossError("SyntheticMultilabelDataLayer: noise must be >= 0, got %r" % params["noise"])
     return params
 
 
@@ -91,9 +83,9 @@ if caffe is not None:
 
         def setup(self, bottom, top):
             if len(bottom) != 0:
-                raise ValueError("SyntheticMultilabelDataLayer: takes no bottoms, got %d" % len(bottom))
+                raise MultilabelLossError("SyntheticMultilabelDataLayer: takes no bottoms, got %d" % len(bottom))
             if len(top) != 2:
-                raise ValueError("SyntheticMultilabelDataLayer: needs 2 tops (data, label), got %d" % len(top))
+                raise MultilabelLossError("SyntheticMultilabelDataLayer: needs 2 tops (data, label), got %d" % len(top))
             self.batches = SyntheticBatches(**parse_params(self.param_str))
 
         def reshape(self, bottom, top):

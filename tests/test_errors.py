@@ -107,6 +107,10 @@ def test_param_str_accepts_json_and_dict_literal():
     assert parse_param_str("{'axis': 1, 'label_smoothing': 0.1}", "L", keys) == {"axis": 1, "label_smoothing": 0.1}
     assert parse_param_str("  ", "L", keys) == {}
     assert SoftmaxOptions.from_param_str("", "L") == SoftmaxOptions(owner="L")
+    with pytest.raises(MultilabelLossError, match=r"L: param_str is neither JSON nor a Python dict literal"):
+        parse_param_str("{axis: 1}", "L", keys)
+    with pytest.raises(MultilabelLossError, match=r"L: unknown param_str key\(s\) ax; known keys: normalize_targets"):
+        SoftmaxOptions.from_param_str('{"ax": 1}', "L")
 
 
 # ---------------------------------------------------------------- wiring
