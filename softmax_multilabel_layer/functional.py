@@ -449,53 +449,78 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, **
 
 
 def _general_sigmoid(x, y, opts, ws, shape):
+    """Weights, focal term and ignore_label, in workspace buffers (no per-iteration N x C allocations)."""
     owner = opts.owner
     outer, classes, inner = x.shape
     dtype = x.dtype
+
+    def buf(name):
+        return ws.get(name, x.shape, dtype)
+
+    valid = None
+    valid_count = x.size
     if opts.ignore_label is not None:
-        valid = y != opts.ignore_label
-        y = np.where(valid, y, 0).astype(dtype, copy=False)
+        valid = ws.get("valid", x.shape, np.bool_)
+        np.not_equal(y, opts.ignore_label, out=valid)
+        y = np.multiply(y, valid, out=buf("y"))        # ignored entries count as y = 0, then get weight 0
         valid_count = int(np.count_nonzero(valid))
-    else:
-        valid, valid_count = None, x.size
     _check_targets(y, owner, opts.ignore_label)
     if not (math.isfinite(x.max()) and math.isfinite(x.min())):
         raise _scores_not_finite(owner, x)
 
-    # softplus(x) = max(x, 0) + log1p(exp(-|x|)); p = sigmoid(x), computed from e = exp(-|x|).
-    e = np.exp(-np.abs(x))
-    p = ws.get("probabilities", x.shape, dtype)
-    np.divide(np.where(x >= 0, 1, e), 1 + e, out=p)
-    softplus_pos = np.maximum(x, 0) + np.log1p(e)
-    softplus_neg = softplus_pos - x
+    # softplus(x) = max(x, 0) + log1p(exp(-|x|)); p = exp(-softplus(-x)) and 1 - p = exp(-softplus(x)),
+    # both with full relative precision in the tails.
+    tmp, sp_pos, sp_neg, p, one_minus_p = buf("tmp"), buf("softplus_pos"), buf("softplus_neg"), buf("p"), buf("1-p")
+    np.abs(x, out=tmp)
+    np.negative(tmp, out=tmp)
+    np.exp(tmp, out=tmp)
+    np.log1p(tmp, out=tmp)
+    np.maximum(x, 0, out=sp_pos)
+    sp_pos += tmp
+    np.subtract(sp_pos, x, out=sp_neg)
+    np.exp(np.negative(sp_neg, out=p), out=p)
+    np.exp(np.negative(sp_pos, out=one_minus_p), out=one_minus_p)
 
     pos_weight = opts.pos_weight
     if isinstance(pos_weight, tuple):
         pos_weight = np.asarray(pos_weight, dtype).reshape(1, classes, 1)
-    ce = pos_weight * y * softplus_neg + (1 - y) * softplus_pos
-    grad = ws.get("grad", x.shape, dtype)
-    np.copyto(grad, pos_weight * y * (p - 1) + (1 - y) * p)
+    not_y = np.subtract(1, y, out=buf("1-y"))
+    weighted_y = np.multiply(y, pos_weight, out=buf("pos_weight*y"))
+    ce = np.multiply(weighted_y, sp_neg, out=buf("ce"))
+    ce += np.multiply(not_y, sp_pos, out=tmp)
+    grad = np.multiply(not_y, p, out=buf("grad"))          # d ce / dx = (1 - y) p - pos_weight y (1 - p)
+    grad -= np.multiply(weighted_y, one_minus_p, out=tmp)
 
     if opts.gamma > 0:
-        one_minus_p = np.where(x >= 0, e, 1) / (1 + e)
-        q = y * one_minus_p + (1 - y) * p              # 1 - p_t
-        modulator = q ** opts.gamma
-        dq = (1 - 2 * y) * p * one_minus_p             # d q / dx
-        q_pow = np.divide(modulator, q, out=np.zeros_like(q), where=q > 0)   # q^(gamma-1)
+        q = np.multiply(y, one_minus_p, out=sp_pos)        # 1 - p_t = y (1 - p) + (1 - y) p
+        q += np.multiply(not_y, p, out=tmp)
+        dq = np.multiply(p, one_minus_p, out=tmp)           # d q / dx = (1 - 2y) p (1 - p)
+        dq *= np.subtract(not_y, y, out=sp_neg)
+        modulator = np.power(q, dtype.type(opts.gamma), out=sp_neg)
+        if opts.gamma < 1:   # q^(gamma-1) is infinite at q = 0, where dq = 0: use a tiny floor there
+            np.maximum(q, dtype.type(1e-30), out=q)
+        dq *= np.power(q, dtype.type(opts.gamma - 1), out=q)
+        dq *= ce
+        dq *= dtype.type(opts.gamma)
         grad *= modulator
-        grad += opts.gamma * q_pow * dq * ce
+        grad += dq
         ce *= modulator
-    weight = 1.0
-    if opts.alpha >= 0:
-        weight = opts.alpha * y + (1 - opts.alpha) * (1 - y)
-    if opts.class_weight is not None:
-        weight = weight * np.asarray(opts.class_weight, dtype).reshape(1, classes, 1)
-    if not isinstance(weight, float):
+    weight = None                                         # alpha, class and ignore weights, built in tmp
+    if opts.alpha >= 0:                                   # alpha y + (1 - alpha)(1 - y)
+        weight = np.multiply(y, dtype.type(2 * opts.alpha - 1), out=tmp)
+        weight += dtype.type(1 - opts.alpha)
+    class_weight = None if opts.class_weight is None else np.asarray(opts.class_weight, dtype).reshape(1, classes, 1)
+    for factor in (class_weight, valid):
+        if factor is None:
+            continue
+        if weight is None:
+            weight = tmp
+            np.copyto(weight, factor)
+        else:
+            weight *= factor
+    if weight is not None:
         ce *= weight
         grad *= weight
-    if valid is not None:
-        ce[~valid] = 0
-        grad[~valid] = 0
     normalizer = _normalizer(opts.normalization, outer, classes * inner, valid_count)
     return float(ce.sum(dtype=np.float64)), SigmoidContext(normalizer, shape, grad=grad, probabilities=p)
 

@@ -102,3 +102,16 @@ def test_sigmoid_bce(tmp_path, n, c):
     feeds = {"scores": rng.normal(size=(n, c)).astype(np.float32), "targets": binary_labels(rng, n, c, 3)}
     net = python_loss_net(tmp_path, SIGMOID, {k: v.shape for k, v in feeds.items()})
     check(net, feeds, n, c)
+
+
+@pytest.mark.parametrize("params", [{"gamma": 2.0, "alpha": 0.25},
+                                    {"gamma": 0.5, "pos_weight": 2.0, "class_weight": [1.0, 2.0] * 500,
+                                     "ignore_label": -1}])
+def test_sigmoid_general_path_256x1000(tmp_path, params):
+    rng = np.random.default_rng(4)
+    n, c = 256, 1000
+    targets = binary_labels(rng, n, c, 3)
+    targets[:, :10] = -1 if "ignore_label" in params else 0
+    feeds = {"scores": rng.normal(size=(n, c)).astype(np.float32), "targets": targets}
+    net = python_loss_net(tmp_path, SIGMOID, {k: v.shape for k, v in feeds.items()}, params)
+    check(net, feeds, n, c)
