@@ -149,6 +149,20 @@ def test_inputs_are_not_modified_and_outputs_repeat_bit_for_bit():
         assert loss == results[0][0] and np.array_equal(grad, results[0][1])
 
 
+@pytest.mark.parametrize("shape,axis", SHAPES)
+@pytest.mark.parametrize("kind", ["binary", "real"])
+def test_sparse_and_dense_label_paths_agree(monkeypatch, shape, axis, kind):
+    """Dense labels are handled sparsely below SPARSE_FRACTION non-zeros; both paths give the same result."""
+    rng = np.random.default_rng(7)
+    scores, labels = rng.normal(size=shape), random_labels(rng, shape, kind)
+    results = []
+    for fraction in (0.0, 1.0):                      # force the dense path, then the sparse one
+        monkeypatch.setattr(F, "SPARSE_FRACTION", fraction)
+        results.append(F.softmax_multilabel_loss(scores, labels, axis=axis, label_smoothing=0.1, loss_weight=2.0))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-15)
+
+
 def test_probabilities():
     rng = np.random.default_rng(2)
     scores = rng.normal(size=(2, 4, 3))
