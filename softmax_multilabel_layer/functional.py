@@ -109,8 +109,6 @@ def _row_sum(a3):
     matrix-vector product, runs on one thread: its result cannot depend on the
     thread count, and it does not compete with Caffe's BLAS threads for cores.
     """
-    if a3.shape[2] == 1:
-        return np.einsum("oc->o", a3[:, :, 0]).astype(np.float64).reshape(-1, 1, 1)
     return np.einsum("oci->oi", a3).astype(np.float64)[:, None, :]
 
 
@@ -141,8 +139,6 @@ class _DenseTargets:
 
     def dot(self, a3):
         """sum_c y_c a_c for each sample, float64 (O, 1, I)."""
-        if a3.shape[2] == 1:
-            return np.einsum("oc,oc->o", self.labels3[:, :, 0], a3[:, :, 0]).astype(np.float64).reshape(-1, 1, 1)
         return np.einsum("oci,oci->oi", self.labels3, a3).astype(np.float64)[:, None, :]
 
     def subtract_scaled(self, out3, k):
@@ -545,13 +541,15 @@ def sigmoid_multilabel_backward(ctx, loss_weight=1.0, out=None):
 
 def sigmoid_probabilities(ctx, out=None):
     """p = sigmoid(x), from a forward context."""
-    if ctx.probabilities is not None:
-        p = ctx.probabilities
-    else:
-        p = ctx.tanh_half * ctx.tanh_half.dtype.type(0.5) + ctx.tanh_half.dtype.type(0.5)
+    work = ctx.probabilities if ctx.probabilities is not None else ctx.tanh_half
     if out is None:
-        return p.reshape(ctx.shape).copy()
-    out.reshape(p.shape)[...] = p
+        out = np.empty(ctx.shape, work.dtype)
+    out3 = out.reshape(work.shape)
+    if ctx.probabilities is not None:
+        np.copyto(out3, ctx.probabilities)
+    else:                                           # p = (1 + tanh(x/2)) / 2, written straight into out
+        np.multiply(ctx.tanh_half, work.dtype.type(0.5), out=out3)
+        out3 += work.dtype.type(0.5)
     return out
 
 

@@ -12,7 +12,6 @@ nothing. They never write to a bottom's data. The gradient is scaled by
 ``top[0].diff``, which is where Caffe puts ``loss_weight``.
 """
 import caffe
-import numpy as np
 
 from . import functional as F
 from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions

@@ -7,7 +7,7 @@ import numpy as np
 LAYER_MODULE = "softmax_multilabel_layer.layers"
 
 
-def _input(name, shape):
+def input_layer(name, shape):
     dims = " ".join("dim: %d" % d for d in shape)
     return 'layer { name: "%s" type: "Input" top: "%s" input_param { shape { %s } } }\n' % (name, name, dims)
 
@@ -21,7 +21,7 @@ def python_loss_net(tmp_path, layer, inputs, params=None, loss_weight=1.0, extra
     bottoms = " ".join('bottom: "%s"' % name for name in inputs)
     tops = " ".join('top: "%s"' % name for name in ("loss",) + tuple(extra_tops))
     text = 'name: "loss_test"\nforce_backward: true\n'
-    text += "".join(_input(name, shape) for name, shape in inputs.items())
+    text += "".join(input_layer(name, shape) for name, shape in inputs.items())
     text += ('layer { name: "loss" type: "Python" %s %s loss_weight: %r %s\n'
              '  python_param { module: "%s" layer: "%s" param_str: \'%s\' } }\n'
              % (bottoms, tops, loss_weight, "loss_weight: 0 " * len(extra_tops), LAYER_MODULE, layer, param_str))
@@ -32,7 +32,7 @@ def native_loss_net(tmp_path, layer_type, inputs, loss_param="", loss_weight=1.0
     """The same wiring with one of Caffe's own C++ loss layers."""
     bottoms = " ".join('bottom: "%s"' % name for name in inputs)
     text = 'name: "native_loss_test"\nforce_backward: true\n'
-    text += "".join(_input(name, shape) for name, shape in inputs.items())
+    text += "".join(input_layer(name, shape) for name, shape in inputs.items())
     text += ('layer { name: "loss" type: "%s" %s top: "loss" loss_weight: %r %s }\n'
              % (layer_type, bottoms, loss_weight, loss_param))
     return _net(tmp_path, text)

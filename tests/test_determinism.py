@@ -1,5 +1,4 @@
 """Results do not depend on the BLAS thread count or on how many times the net has run."""
-import hashlib
 import os
 import subprocess
 import sys

@@ -6,7 +6,6 @@ the net is built (setup/reshape), before any forward pass.
 """
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np

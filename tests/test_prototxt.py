@@ -4,6 +4,7 @@ from pathlib import Path
 import caffe
 import numpy as np
 import pytest
+from caffe_nets import input_layer
 
 SNIPPETS = Path(__file__).resolve().parents[1] / "prototxt" / "layers"
 INPUTS = {
@@ -20,9 +21,7 @@ def test_every_snippet_is_covered():
 @pytest.mark.parametrize("name", sorted(INPUTS))
 def test_snippet_runs(tmp_path, name):
     inputs = INPUTS[name]
-    text = "force_backward: true\n" + "".join(
-        'layer { name: "%s" type: "Input" top: "%s" input_param { shape { %s } } }\n'
-        % (blob, blob, " ".join("dim: %d" % d for d in shape)) for blob, shape in inputs.items())
+    text = "force_backward: true\n" + "".join(input_layer(blob, shape) for blob, shape in inputs.items())
     path = tmp_path / "net.prototxt"
     path.write_text(text + (SNIPPETS / name).read_text())
     net = caffe.Net(str(path), caffe.TRAIN)

@@ -6,7 +6,6 @@ environment prepared by the caller.
 import os
 import re
 import subprocess
-import sys
 
 import caffe
 
