@@ -16,4 +16,5 @@ setup(
     packages=["softmax_multilabel_layer"],
     python_requires=">=3.8",
     install_requires=["numpy", "protobuf"],
+    entry_points={"console_scripts": ["softmax-multilabel = softmax_multilabel_layer.cli:main"]},
 )

@@ -1,0 +1,175 @@
+"""The ``softmax-multilabel`` command (also ``python -m softmax_multilabel_layer``).
+
+Subcommands: ``gradcheck`` (check any layer's backward against central
+differences, see :mod:`.gradcheck`) and ``prototxt`` (print a validated layer
+block for our losses, see :mod:`.netspec`). Exit status: 0 success, 1 a
+gradient check that ran and failed, 2 a wrong argument or a net that cannot be
+checked (one line on stderr).
+"""
+import argparse
+import json
+import os
+import sys
+
+from . import __version__
+from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+
+PROG = "softmax-multilabel"
+EXAMPLES = """examples:
+  %(prog)s gradcheck train.prototxt --layer loss --fill label=bernoulli:0.3
+  %(prog)s gradcheck net.prototxt --layer fc7 --weights model.caffemodel --phase test
+  %(prog)s prototxt --loss softmax --normalization valid
+  %(prog)s prototxt --loss sigmoid --gamma 2 --alpha 0.25 --bottom fc8 --bottom label
+"""
+GRADCHECK_EXAMPLES = """examples:
+  %(prog)s train.prototxt --layer loss
+      the net's data layers fill the bottoms; checks the loss layer's first bottom
+  %(prog)s net.prototxt --layer loss --fill scores=gaussian:3 --fill labels=bernoulli:0.2
+      Input blobs: N(0, 1) unless --fill says otherwise
+  %(prog)s net.prototxt --layer loss --fill label=randint:0:10
+      integer class labels, e.g. for Caffe's SoftmaxWithLoss
+  %(prog)s deploy.prototxt --layer relu1 --kink-range 0.01 --phase test --weights model.caffemodel
+
+fill specs: gaussian[:STD], uniform:LO:HI, randint:LO:HI, bernoulli:P, constant:V, or FILE.npy
+exit status: 0 passed, 1 failed, 2 bad arguments or a net that cannot be checked
+"""
+PROTOTXT_EXAMPLES = """examples:
+  %(prog)s --loss softmax
+  %(prog)s --loss softmax --label-format indices --bottom fc8 --bottom label --bottom label_weight
+  %(prog)s --loss sigmoid --gamma 2 --alpha 0.25 --pos-weight '[1, 2, 3]'
+Option values are JSON (numbers, lists, strings); a bare word is a string.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message (and exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, "%s: error: %s (see %s --help)\n" % (self.prog, message, self.prog))
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print("%s %s" % (PROG, __version__))
+        print(caffe_version())
+        parser.exit(0)
+
+
+def caffe_version():
+    """One line naming the Caffe that ``import caffe`` finds, or why none was found."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        import caffe
+    except Exception as exc:       # pycaffe missing or broken: say so, --version still works
+        return "Caffe: not importable (%s: %s); run `make setup`" % (type(exc).__name__, exc)
+    python_layer = "with" if "Python" in caffe.layer_type_list() else "WITHOUT"
+    return "Caffe %s (%s Python layers) at %s" % (getattr(caffe, "__version__", "unknown version"),
+                                                python_layer, os.path.dirname(caffe.__file__))
+
+
+def _json_value(text):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _blob_spec(text):
+    blob, sep, spec = text.partition("=")
+    if not sep or not blob or not spec:
+        raise argparse.ArgumentTypeError("expected BLOB=SPEC, got %r" % text)
+    return blob, spec
+
+
+def build_parser():
+    parser = _Parser(prog=PROG, description="Tools for Caffe's multi-label loss layers of softmax_multilabel_layer: "
+                     "a gradient checker for any layer, and prototxt generation.",
+                     epilog=EXAMPLES % {"prog": PROG}, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=_VersionAction, help="print this project's version and the Caffe found")
+    sub = parser.add_subparsers(dest="command", metavar="{gradcheck,prototxt}", parser_class=_Parser)
+    sub.required = True
+
+    g = sub.add_parser("gradcheck", help="check one layer's backward against central differences",
+                       description="Check one layer of a net (C++ or Python) like Caffe's C++ GradientChecker: the "
+                       "layer's backward against central differences of its loss (times loss_weight) or of a "
+                       "random projection of its tops.",
+                       epilog=GRADCHECK_EXAMPLES % {"prog": PROG + " gradcheck"},
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("net", help="the net's prototxt")
+    g.add_argument("--layer", required=True, help="name of the layer to check")
+    g.add_argument("--weights", help="a .caffemodel to load (default: the net's fillers)")
+    g.add_argument("--phase", choices=("train", "test"), default="train", help="net phase (default: train)")
+    g.add_argument("--bottom", type=int, action="append", metavar="K",
+                   help="check bottom K (repeatable; default: bottom 0 of a loss layer, else every bottom)")
+    g.add_argument("--fill", type=_blob_spec, action="append", default=[], metavar="BLOB=SPEC",
+                   help="how to fill an Input blob (repeatable; default gaussian)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the fills, the projection and the subset (default 0)")
+    g.add_argument("--stepsize", type=float, default=1e-2, help="finite-difference step (default 1e-2, as Caffe)")
+    g.add_argument("--threshold", type=float, default=1e-2, help="relative error threshold (default 1e-2, as Caffe)")
+    g.add_argument("--kink", type=float, default=0.0, help="skip bottom values near +-KINK (with --kink-range)")
+    g.add_argument("--kink-range", type=float, default=-1.0, help="width around the kink; < 0 = off (default)")
+    g.add_argument("--max-elements", type=int, default=1000,
+                   help="check a seeded random subset of this many elements per bottom when larger "
+                        "(default 1000; 0 = all)")
+
+    p = sub.add_parser("prototxt", help="print a validated layer block for our losses",
+                       description="Print a ready `layer { ... }` block for SoftmaxMultilabelLossLayer or "
+                       "SigmoidMultilabelLossLayer; the options are validated as the layer validates them.",
+                       epilog=PROTOTXT_EXAMPLES % {"prog": PROG + " prototxt"},
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--loss", required=True, choices=("softmax", "sigmoid"), help="which loss")
+    p.add_argument("--name", default="loss", help='layer name (default "loss")')
+    p.add_argument("--bottom", action="append", metavar="BLOB",
+                   help="bottom blob, repeatable (default: scores, labels[, label_weights with indices labels])")
+    p.add_argument("--top", default="loss", help='top blob (default "loss")')
+    p.add_argument("--loss-weight", type=float, default=1.0, help="loss_weight (default 1; required by Caffe)")
+    options = p.add_argument_group("layer options (docs/losses.md)")
+    owners = {}
+    for options_class, loss in ((SoftmaxOptions, "softmax"), (SigmoidOptions, "sigmoid")):
+        for key in options_class.keys():
+            owners.setdefault(key, []).append(loss)
+    for key, losses in owners.items():
+        flags = ["--" + key.replace("_", "-")] + (["--" + key] if "_" in key else [])
+        options.add_argument(*flags, dest="opt_" + key, type=_json_value, metavar="VALUE",
+                             help="%s loss" % " and ".join(losses))
+    return parser
+
+
+def _gradcheck(args):
+    from .gradcheck import check_layer_gradient, format_report
+    report = check_layer_gradient(args.net, args.layer, bottoms=args.bottom, weights=args.weights, phase=args.phase,
+                                  fills=dict(args.fill), seed=args.seed, stepsize=args.stepsize,
+                                  threshold=args.threshold, kink=args.kink, kink_range=args.kink_range,
+                                  max_elements=args.max_elements)
+    print(format_report(report))
+    return 0 if report.passed else 1
+
+
+def _prototxt(args):
+    from .netspec import layer_prototxt
+    params = {k[len("opt_"):]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
+    bottoms = args.bottom or (("scores", "labels", "label_weights") if params.get("label_format") == "indices"
+                              else ("scores", "labels"))
+    sys.stdout.write(layer_prototxt(args.loss, bottoms=tuple(bottoms), top=args.top, name=args.name,
+                                    loss_weight=args.loss_weight, **params))
+    return 0
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = {"gradcheck": _gradcheck, "prototxt": _prototxt}[args.command]
+    try:
+        return run(args)
+    except (MultilabelLossError, ValueError, OSError, ImportError) as exc:
+        # GradcheckError is a ValueError; a layer's own exception during set-up or forward lands here too.
+        message = str(exc).strip().splitlines()
+        sys.stderr.write("%s %s: error: %s\n" % (PROG, args.command, message[-1] if message else type(exc).__name__))
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

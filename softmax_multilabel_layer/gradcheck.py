@@ -1,0 +1,373 @@
+"""Numeric-versus-analytic gradient check of one layer of a Caffe net, C++ or Python.
+
+Caffe's only gradient checker is the C++ ``GradientChecker`` of its own test
+suite (``include/caffe/test/test_gradient_check_util.hpp``). This module does
+the same check on any layer of any net from Python::
+
+    report = check_layer_gradient("train.prototxt", "loss", fills={"label": "bernoulli:0.3"})
+    print(format_report(report)); assert report.passed
+
+Method, for the layer L with bottoms x and tops y:
+
+* The net is loaded with ``force_backward: true`` and the layer's
+  ``propagate_down`` set to the bottoms being checked. An in-place layer's
+  top is given its own blob, so that perturbing the bottom is possible.
+* Input blobs (``Input`` layers) are filled: from ``.npy`` files, from fill
+  specs, or else N(0, 1), seeded. The net runs forward up to L once, so data
+  layers fill their tops as in training.
+* Objective J: if a top of L has a loss weight w (``loss_weight``, or
+  Caffe's default 1 on a ``*Loss`` layer's first top), J = sum_t w_t sum(y_t)
+  over those tops; otherwise J = sum_t sum(R_t * y_t), a seeded N(0, 1)
+  random projection of every top.
+* Analytic side: L's own backward, with ``top.diff`` = dJ/dy (w_t, or R_t).
+* Numeric side: for each checked element x_i, central differences
+  (J(x_i + h) - J(x_i - h)) / (x_i+ - x_i-), where x_i+- are the values the
+  float blob actually holds. Every evaluation first restores all of L's
+  bottoms, so a layer that writes to its bottoms is still checked fairly
+  (and reported).
+* Rule (Caffe's): element i fails when |a_i - n_i| > threshold * max(|a_i|, |n_i|, 1).
+  Kink handling (Caffe's): with ``kink_range`` >= 0, elements whose bottom
+  value is within ``kink_range`` of +-``kink`` are skipped (e.g. ReLU at 0).
+* Large bottoms: a seeded random subset of ``max_elements`` elements is
+  checked (the report says so); ``max_elements=0`` checks every element.
+"""
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PHASES = ("train", "test")
+
+
+class GradcheckError(ValueError):
+    """A gradient check that cannot be run as asked (bad net, layer, bottom or fill)."""
+
+
+@dataclass
+class BottomCheck:
+    """The result for one bottom blob of the layer."""
+    index: int
+    blob: str
+    shape: tuple
+    total: int
+    checked: int = 0
+    kinks_skipped: int = 0
+    failures: int = 0
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0        # |a - n| / max(|a|, |n|, 1), Caffe's scaled error
+    worst_index: tuple = ()
+    worst_analytic: float = 0.0
+    worst_numeric: float = 0.0
+    non_finite_analytic: int = 0      # NaN/inf in the layer's bottom diff (not written, or diverged)
+
+    @property
+    def passed(self):
+        return self.failures == 0 and self.non_finite_analytic == 0 and self.checked > 0
+
+
+@dataclass
+class GradcheckReport:
+    """The whole check: one :class:`BottomCheck` per checked bottom, plus what was noticed."""
+    layer: str
+    layer_type: str
+    objective: str
+    stepsize: float
+    threshold: float
+    bottoms: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def passed(self):
+        return bool(self.bottoms) and all(b.passed for b in self.bottoms)
+
+
+# ---------------------------------------------------------------- fills
+
+def parse_fill(spec):
+    """A fill spec -> function(rng, shape) -> array.
+
+    ``gaussian[:STD]``, ``uniform:LO:HI``, ``randint:LO:HI`` (integers in [LO, HI)),
+    ``bernoulli:P`` (0/1 with P(1) = P), ``constant:V``, or a path to a ``.npy`` file.
+    """
+    if spec.endswith(".npy"):
+        if not os.path.isfile(spec):
+            raise GradcheckError("fill %r: no such .npy file" % spec)
+        data = np.load(spec)
+        return lambda rng, shape: data
+    kind, _, rest = spec.partition(":")
+    try:
+        args = [float(a) for a in rest.split(":")] if rest else []
+    except ValueError:
+        raise GradcheckError("fill %r: arguments must be numbers" % spec) from None
+    makers = {
+        ("gaussian", 0): lambda rng, shape: rng.normal(size=shape),
+        ("gaussian", 1): lambda rng, shape: rng.normal(scale=args[0], size=shape),
+        ("uniform", 2): lambda rng, shape: rng.uniform(args[0], args[1], size=shape),
+        ("randint", 2): lambda rng, shape: rng.integers(int(args[0]), int(args[1]), size=shape),
+        ("bernoulli", 1): lambda rng, shape: rng.random(size=shape) < args[0],
+        ("constant", 1): lambda rng, shape: np.full(shape, args[0]),
+    }
+    maker = makers.get((kind, len(args)))
+    if maker is None:
+        raise GradcheckError("fill %r: expected gaussian[:STD], uniform:LO:HI, randint:LO:HI, bernoulli:P, "
+                             "constant:V or a .npy file" % spec)
+    return maker
+
+
+# ---------------------------------------------------------------- net preparation
+
+def _call(what, fn, *args, **kwargs):
+    """Run a Caffe step; an exception from it (say a Python layer's) becomes a GradcheckError naming the step."""
+    try:
+        return fn(*args, **kwargs)
+    except GradcheckError:
+        raise
+    except Exception as exc:
+        raise GradcheckError("%s failed: %s: %s" % (what, type(exc).__name__, exc)) from exc
+
+
+def _import_caffe():
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import caffe
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    return caffe, caffe_pb2, text_format
+
+
+def _default_bottoms(layer_param):
+    """Caffe's tests check a loss layer's first bottom (the others are usually labels), other layers' every bottom."""
+    is_loss = any(w != 0 for w in layer_param.loss_weight) or layer_param.type.endswith("Loss")
+    return [0] if is_loss else list(range(len(layer_param.bottom)))
+
+
+def prepare_net_param(net_param, layer_name, bottoms=None):
+    """Rewrite a NetParameter for checking ``layer_name``; returns (net_param, checked bottom indices, notes).
+
+    Sets ``force_backward``, the layer's ``propagate_down`` (true exactly for the
+    checked bottoms), and gives an in-place top its own blob name.
+    """
+    matches = [layer for layer in net_param.layer if layer.name == layer_name]
+    if not matches:
+        if net_param.layers:
+            raise GradcheckError("the net uses the old V1 'layers' field; upgrade it with Caffe's "
+                                 "upgrade_net_proto_text tool first")
+        raise GradcheckError("no layer named %r; the layers are: %s"
+                             % (layer_name, ", ".join(layer.name for layer in net_param.layer)))
+    notes = []
+    count = len(matches[0].bottom)
+    if count == 0:
+        raise GradcheckError("layer %r has no bottoms: nothing to check" % layer_name)
+    if bottoms is None:
+        bottoms = _default_bottoms(matches[0])
+    bottoms = sorted(set(bottoms))
+    bad = [k for k in bottoms if not 0 <= k < count]
+    if bad:
+        raise GradcheckError("--bottom %s out of range: layer %r has %d bottom(s) (%s), indices 0..%d"
+                             % (bad[0], layer_name, count, ", ".join(matches[0].bottom), count - 1))
+    net_param.force_backward = True
+    for layer in matches:
+        del layer.propagate_down[:]
+        layer.propagate_down.extend(k in bottoms for k in range(len(layer.bottom)))
+        for t, top in enumerate(layer.top):
+            if top in layer.bottom:
+                layer.top[t] = top + "__gradcheck_top"
+                notes.append("in-place layer: its top %r was given its own blob %r for the check"
+                             % (top, layer.top[t]))
+    return net_param, bottoms, notes
+
+
+def load_net(prototxt, layer_name, bottoms=None, weights=None, phase="train"):
+    """Load ``prototxt`` prepared for checking ``layer_name``; returns (net, checked bottom indices, notes)."""
+    caffe, caffe_pb2, text_format = _import_caffe()
+    if phase not in PHASES:
+        raise GradcheckError("phase must be one of %s, got %r" % (", ".join(PHASES), phase))
+    if not os.path.isfile(prototxt):
+        raise GradcheckError("no such net file: %s" % prototxt)
+    if weights is not None and not os.path.isfile(weights):
+        raise GradcheckError("no such weights file: %s" % weights)
+    net_param = caffe_pb2.NetParameter()
+    try:
+        with open(prototxt) as f:
+            text_format.Merge(f.read(), net_param)
+    except text_format.ParseError as exc:
+        raise GradcheckError("%s is not a valid Caffe net prototxt: %s" % (prototxt, exc)) from None
+    known = set(caffe.layer_type_list())
+    unknown = sorted({layer.type for layer in net_param.layer} - known)
+    if unknown:
+        raise GradcheckError("this Caffe has no layer type(s) %s (a Caffe fork's layer, or a typo?)"
+                             % ", ".join(unknown))
+    net_param, bottoms, notes = prepare_net_param(net_param, layer_name, bottoms)
+    # Python layers' modules are imported like `caffe train` does (PYTHONPATH), plus the
+    # current folder and the net's folder, where a user's layer module usually sits.
+    for folder in (os.getcwd(), os.path.dirname(os.path.abspath(prototxt))):
+        if folder not in sys.path:
+            sys.path.append(folder)
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
+        f.write(text_format.MessageToString(net_param))
+    try:
+        caffe.set_mode_cpu()
+        net = _call("building the net", caffe.Net, f.name, caffe.TRAIN if phase == "train" else caffe.TEST,
+                    weights=weights)
+    finally:
+        os.unlink(f.name)
+    if layer_name not in list(net._layer_names):
+        raise GradcheckError("layer %r is not in the %s phase of the net (see its include/exclude rules)"
+                             % (layer_name, phase.upper()))
+    return net, bottoms, notes
+
+
+def fill_inputs(net, fills=None, seed=0):
+    """Fill the net's input blobs (Input layers): a fill spec per blob name, default N(0, 1)."""
+    fills = dict(fills or {})
+    unknown = sorted(set(fills) - set(net.inputs))
+    if unknown:
+        raise GradcheckError("--fill/--input for %s: not an input blob of the net; its input blobs are: %s"
+                             % (", ".join(unknown), ", ".join(net.inputs) or "none (data layers fill it)"))
+    rng = np.random.default_rng(seed)
+    for name in net.inputs:
+        blob = net.blobs[name]
+        value = np.asarray(parse_fill(fills.get(name, "gaussian"))(rng, blob.data.shape))
+        if value.shape != blob.data.shape and value.size == blob.data.size:
+            value = value.reshape(blob.data.shape)
+        if value.shape != blob.data.shape:
+            raise GradcheckError("input blob %r has shape %s, the fill gave %s"
+                                 % (name, tuple(blob.data.shape), tuple(value.shape)))
+        blob.data[...] = value
+
+
+# ---------------------------------------------------------------- the check
+
+def _objective(net, layer_name, rng):
+    """dJ/dy for each top of the layer, and a description of J."""
+    tops = list(net.top_names[layer_name])
+    if not tops:
+        raise GradcheckError("layer %r has no tops: no objective to differentiate" % layer_name)
+    weights = net.blob_loss_weights
+    loss_tops = [t for t in tops if weights.get(t, 0) != 0]
+    if loss_tops:
+        grads = {t: np.full(net.blobs[t].data.shape, weights[t]) for t in loss_tops}
+        text = " + ".join("%g * sum(%s)" % (weights[t], t) for t in loss_tops)
+        others = [t for t in tops if t not in loss_tops]
+        if others:
+            text += " (top(s) %s have no loss weight: not part of the objective)" % ", ".join(others)
+        return grads, "J = " + text
+    grads = {t: rng.normal(size=net.blobs[t].data.shape) for t in tops}
+    return grads, "J = " + " + ".join("sum(R_%s * %s)" % (t, t) for t in tops) + ", R ~ N(0, 1) seeded"
+
+
+def check_layer_gradient(prototxt, layer_name, bottoms=None, weights=None, phase="train", fills=None, seed=0,
+                         stepsize=1e-2, threshold=1e-2, kink=0.0, kink_range=-1.0, max_elements=1000):
+    """Check one layer's backward against central differences; returns a :class:`GradcheckReport`."""
+    if not stepsize > 0 or not threshold > 0:
+        raise GradcheckError("stepsize and threshold must be > 0, got %r and %r" % (stepsize, threshold))
+    if max_elements < 0:
+        raise GradcheckError("max_elements must be >= 0 (0 = all), got %r" % max_elements)
+    net, bottoms, notes = load_net(prototxt, layer_name, bottoms, weights, phase)
+    fill_inputs(net, fills, seed)
+    index = list(net._layer_names).index(layer_name)
+    layer = net.layers[index]
+    rng = np.random.default_rng(seed)
+    _call("the forward pass up to layer %r" % layer_name, net._forward, 0, index - 1)   # data layers etc., once
+
+    bottom_names = list(net.bottom_names[layer_name])
+    bottom_blobs = [net.blobs[name] for name in bottom_names]
+    saved = [blob.data.copy() for blob in bottom_blobs]
+    top_grads, objective = _objective(net, layer_name, rng)
+    report = GradcheckReport(layer_name, layer.type, objective, stepsize, threshold, notes=notes)
+
+    def restore():
+        for blob, data in zip(bottom_blobs, saved):
+            blob.data[...] = data
+
+    def evaluate():
+        _call("layer %r forward" % layer_name, net._forward, index, index)
+        return sum(float(np.dot(net.blobs[t].data.ravel().astype(np.float64), g.ravel()))
+                   for t, g in top_grads.items())
+
+    j0 = evaluate()
+    if not math.isfinite(j0):
+        raise GradcheckError("the objective is %r at the starting point; check the inputs (--fill)" % j0)
+    for name, blob in zip(bottom_names, bottom_blobs):
+        blob.diff[...] = np.nan                 # a bottom diff the layer does not write stays NaN
+    for t, g in top_grads.items():
+        net.blobs[t].diff[...] = g
+    _call("layer %r backward" % layer_name, net._backward, index, index)
+    analytic = {k: bottom_blobs[k].diff.astype(np.float64) for k in bottoms}
+    written = [k for k, (blob, data) in enumerate(zip(bottom_blobs, saved)) if not np.array_equal(blob.data, data)]
+    if written:
+        notes.append("the layer wrote to the data of bottom(s) %s during forward/backward; a Caffe layer must not "
+                     "(other layers read the same blob). Each evaluation restored them."
+                     % ", ".join("%d (%s)" % (k, bottom_names[k]) for k in written))
+
+    for k in bottoms:
+        blob = bottom_blobs[k]
+        check = BottomCheck(k, bottom_names[k], tuple(blob.data.shape), blob.count)
+        grad = analytic[k].ravel()
+        check.non_finite_analytic = int(np.count_nonzero(~np.isfinite(grad)))
+        if max_elements and blob.count > max_elements:
+            chosen = np.sort(rng.choice(blob.count, size=max_elements, replace=False))
+            notes.append("bottom %d (%s): checked a seeded random subset of %d of its %d elements "
+                         "(seed %d; max_elements=0 checks all)" % (k, bottom_names[k], max_elements, blob.count, seed))
+        else:
+            chosen = np.arange(blob.count)
+        for i in chosen:
+            restore()
+            x = float(saved[k].flat[i])
+            if kink_range >= 0 and kink - kink_range <= abs(x) <= kink + kink_range:
+                check.kinks_skipped += 1
+                continue
+            values = []
+            for sign in (1, -1):
+                restore()
+                flat = blob.data.reshape(-1)
+                flat[i] = x + sign * stepsize
+                held = float(flat[i])           # read before forward: a layer may write to its bottom
+                values.append((evaluate(), held))
+            (j_plus, x_plus), (j_minus, x_minus) = values
+            numeric = (j_plus - j_minus) / (x_plus - x_minus)
+            a = float(grad[i])
+            error = abs(a - numeric)
+            scale = max(abs(a), abs(numeric), 1.0)
+            check.checked += 1
+            if not error <= threshold * scale:   # NaN counts as a failure
+                check.failures += 1
+            rel = error / scale if math.isfinite(error) else math.inf
+            if check.checked == 1 or rel > check.max_rel_error:
+                check.worst_index = tuple(int(v) for v in np.unravel_index(i, blob.data.shape))
+                check.worst_analytic, check.worst_numeric = a, numeric
+            check.max_rel_error = max(check.max_rel_error, rel)
+            check.max_abs_error = max(check.max_abs_error, error if math.isfinite(error) else math.inf)
+        report.bottoms.append(check)
+    restore()
+    return report
+
+
+def format_report(report):
+    """The report as text: a header, one table row per bottom, notes, and the verdict."""
+    lines = ["layer %r (%s): %s" % (report.layer, report.layer_type, report.objective),
+             "rule: |analytic - numeric| <= %g * max(|analytic|, |numeric|, 1), central differences, step %g"
+             % (report.threshold, report.stepsize), ""]
+    header = ("bottom", "blob", "checked", "max abs error", "max rel error", "worst index", "analytic", "numeric",
+              "failures", "result")
+    rows = []
+    for b in report.bottoms:
+        checked = "%d/%d" % (b.checked, b.total) + (" (%d kinks skipped)" % b.kinks_skipped if b.kinks_skipped else "")
+        rows.append((str(b.index), b.blob, checked, "%.3g" % b.max_abs_error, "%.3g" % b.max_rel_error,
+                     str(b.worst_index), "%.6g" % b.worst_analytic, "%.6g" % b.worst_numeric, str(b.failures),
+                     "PASS" if b.passed else "FAIL"))
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for b in report.bottoms:
+        if b.non_finite_analytic:
+            lines.append("bottom %d (%s): %d non-finite values in the layer's gradient (diff not written, or NaN/inf)"
+                         % (b.index, b.blob, b.non_finite_analytic))
+    if report.notes:
+        lines.append("")
+        lines.extend("note: " + note for note in report.notes)
+    lines.append("")
+    lines.append("gradient check %s" % ("PASSED" if report.passed else "FAILED"))
+    return "\n".join(lines)

@@ -1,0 +1,212 @@
+"""softmax_multilabel_layer.gradcheck: passes on correct layers (ours and Caffe's), fails on wrong ones.
+
+The wrong layer is the 2018 blog's (tests/blog_softmax_loss_layer.py): its
+backward is exact for binary labels only, and it ignores loss_weight.
+"""
+from pathlib import Path
+
+import caffe
+import numpy as np
+import pytest
+
+from caffe_nets import input_layer
+from softmax_multilabel_layer.gradcheck import (GradcheckError, check_layer_gradient, format_report, parse_fill,
+                                                prepare_net_param)
+
+REPO = Path(__file__).resolve().parents[1]
+OURS = "softmax_multilabel_layer.layers"
+
+
+def loss_net(tmp_path, layer_body, inputs, loss_weight=1, name="loss"):
+    """Input blobs (name -> shape) feeding one layer named ``name``; returns the prototxt path."""
+    bottoms = " ".join('bottom: "%s"' % b for b in inputs)
+    weight = "loss_weight: %r" % loss_weight if loss_weight is not None else ""
+    text = "".join(input_layer(b, shape) for b, shape in inputs.items())
+    text += 'layer { name: "%s" %s top: "%s" %s %s }\n' % (name, bottoms, name, weight, layer_body)
+    path = tmp_path / ("%s.prototxt" % name)
+    path.write_text(text)
+    return str(path)
+
+
+def python_layer(layer, param_str="", module=OURS):
+    return 'type: "Python" python_param { module: "%s" layer: "%s" param_str: \'%s\' }' % (module, layer, param_str)
+
+
+SCORES_LABELS = {"scores": (4, 6), "labels": (4, 6)}
+BINARY = "bernoulli:0.5"
+REAL = "uniform:0.2:3"        # every label positive, real-valued
+
+
+@pytest.mark.parametrize("layer,param_str,labels", [
+    ("SoftmaxMultilabelLossLayer", "", BINARY),
+    ("SoftmaxMultilabelLossLayer", "", REAL),
+    ("SoftmaxMultilabelLossLayer", '{"normalize_targets": "sum", "label_smoothing": 0.1}', REAL),
+    ("SigmoidMultilabelLossLayer", "", "uniform:0:1"),
+    ("SigmoidMultilabelLossLayer", '{"gamma": 2, "alpha": 0.25, "pos_weight": 3}', BINARY),
+])
+@pytest.mark.parametrize("loss_weight", [1, 3])
+def test_our_layers_pass(tmp_path, layer, param_str, labels, loss_weight):
+    net = loss_net(tmp_path, python_layer(layer, param_str), SCORES_LABELS, loss_weight)
+    report = check_layer_gradient(net, "loss", fills={"scores": "gaussian:2", "labels": labels})
+    assert report.passed, format_report(report)
+    assert report.objective == "J = %g * sum(loss)" % loss_weight
+    (check,) = report.bottoms
+    assert (check.index, check.blob, check.checked, check.total) == (0, "scores", 24, 24)
+    assert check.max_rel_error < 1e-3, format_report(report)
+
+
+def test_our_indices_format_passes(tmp_path):
+    inputs = {"scores": (4, 6), "labels": (4, 2), "label_weights": (4, 2)}
+    net = loss_net(tmp_path, python_layer("SoftmaxMultilabelLossLayer", '{"label_format": "indices"}'), inputs)
+    report = check_layer_gradient(net, "loss", fills={"labels": "randint:-1:6", "label_weights": REAL})
+    assert report.passed, format_report(report)
+
+
+def test_caffe_softmax_with_loss_passes(tmp_path):
+    net = loss_net(tmp_path, 'type: "SoftmaxWithLoss"', {"scores": (5, 7), "label": (5,)}, loss_weight=None)
+    report = check_layer_gradient(net, "loss", fills={"scores": "gaussian:3", "label": "randint:0:7"})
+    assert report.passed, format_report(report)
+    assert report.objective == "J = 1 * sum(loss)"        # Caffe's default loss weight of a *Loss layer
+    assert [b.index for b in report.bottoms] == [0]         # labels are not checked by default
+
+
+def test_caffe_sigmoid_cross_entropy_passes_at_loss_weight_2(tmp_path):
+    net = loss_net(tmp_path, 'type: "SigmoidCrossEntropyLoss"', SCORES_LABELS, loss_weight=2)
+    report = check_layer_gradient(net, "loss", fills={"labels": BINARY})
+    assert report.passed, format_report(report)
+
+
+def test_blog_layer_passes_with_binary_labels(tmp_path):
+    net = loss_net(tmp_path, python_layer("BlogSoftmaxLossLayer", module="blog_softmax_loss_layer"), SCORES_LABELS)
+    report = check_layer_gradient(net, "loss", fills={"labels": "constant:1"})
+    assert report.passed, format_report(report)
+    # ... and the checker notices that the layer writes to its bottom (the in-place max shift).
+    assert any("wrote to the data of bottom(s) 0 (scores)" in note for note in report.notes), report.notes
+
+
+def test_blog_layer_fails_with_real_valued_labels(tmp_path):
+    net = loss_net(tmp_path, python_layer("BlogSoftmaxLossLayer", module="blog_softmax_loss_layer"), SCORES_LABELS)
+    report = check_layer_gradient(net, "loss", fills={"labels": REAL})
+    assert not report.passed
+    (check,) = report.bottoms
+    assert check.failures > 0 and check.max_rel_error > 0.05, format_report(report)
+    assert "gradient check FAILED" in format_report(report)
+
+
+def test_blog_layer_fails_at_loss_weight_3_because_it_ignores_top_diff(tmp_path):
+    net = loss_net(tmp_path, python_layer("BlogSoftmaxLossLayer", module="blog_softmax_loss_layer"), SCORES_LABELS, 3)
+    report = check_layer_gradient(net, "loss", fills={"labels": "constant:1"})
+    assert not report.passed, format_report(report)
+    check = report.bottoms[0]
+    assert check.worst_numeric == pytest.approx(3 * check.worst_analytic, rel=1e-2)
+
+
+def test_non_loss_layer_uses_a_seeded_random_projection(tmp_path):
+    path = tmp_path / "ip.prototxt"
+    path.write_text(input_layer("w", (3, 4)) + input_layer("x", (3, 4)) + input_layer("y", (3, 4)) +
+                    'layer { name: "ip" type: "InnerProduct" bottom: "w" top: "ip" '
+                    'inner_product_param { num_output: 5 weight_filler { type: "gaussian" std: 1 } } }\n'
+                    'layer { name: "sum" type: "Eltwise" bottom: "x" bottom: "y" top: "sum" '
+                    'eltwise_param { operation: PROD } }\n')
+    report = check_layer_gradient(str(path), "ip")
+    assert report.passed, format_report(report)
+    assert report.objective == "J = sum(R_ip * ip), R ~ N(0, 1) seeded"
+    both = check_layer_gradient(str(path), "sum")           # not a loss: every bottom by default
+    assert both.passed and [b.blob for b in both.bottoms] == ["x", "y"], format_report(both)
+
+
+def test_in_place_relu_gets_its_own_top_and_kinks_are_skipped(tmp_path):
+    path = tmp_path / "relu.prototxt"
+    path.write_text(input_layer("x", (4, 5)) + 'layer { name: "relu" type: "ReLU" bottom: "x" top: "x" }\n')
+    report = check_layer_gradient(str(path), "relu", fills={"x": "uniform:-1:1"}, kink_range=0.02)
+    assert report.passed, format_report(report)
+    assert any("in-place layer" in note for note in report.notes)
+    assert report.bottoms[0].checked + report.bottoms[0].kinks_skipped == 20
+
+
+def test_data_layers_fill_the_net(tmp_path):
+    """The smoke net's own Python data layer fills the bottoms; checks the loss and the InnerProduct."""
+    smoke = str(REPO / "prototxt" / "smoke" / "train.prototxt")
+    for layer in ("loss", "scores"):
+        report = check_layer_gradient(smoke, layer)
+        assert report.passed, format_report(report)
+
+
+def test_large_bottoms_check_a_seeded_subset(tmp_path):
+    net = loss_net(tmp_path, python_layer("SoftmaxMultilabelLossLayer"), {"scores": (8, 50), "labels": (8, 50)})
+    runs = [check_layer_gradient(net, "loss", fills={"labels": BINARY}, max_elements=30, seed=s) for s in (1, 1, 2)]
+    assert all(r.passed for r in runs)
+    assert [r.bottoms[0].checked for r in runs] == [30, 30, 30]
+    assert runs[0].bottoms[0] == runs[1].bottoms[0] != runs[2].bottoms[0]
+    assert "seeded random subset of 30 of its 400 elements (seed 1" in runs[0].notes[-1]
+
+
+class BackwardForgetsDiffLayer(caffe.Layer):
+    """Loss = sum(x); its backward never writes bottom[0].diff."""
+
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        top[0].reshape(1)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = bottom[0].data.sum()
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+
+
+def test_a_bottom_diff_the_layer_never_writes_fails(tmp_path):
+    net = loss_net(tmp_path, python_layer("BackwardForgetsDiffLayer", module="test_gradcheck"), {"x": (2, 3)})
+    report = check_layer_gradient(net, "loss")
+    assert not report.passed
+    assert report.bottoms[0].non_finite_analytic == 6
+    assert "6 non-finite values in the layer's gradient" in format_report(report)
+
+
+@pytest.mark.parametrize("kwargs,fragments", [
+    ({"layer_name": "nope"}, ["no layer named 'nope'", "scores, labels, loss"]),
+    ({"bottoms": [2]}, ["--bottom 2 out of range", "2 bottom(s) (scores, labels)"]),
+    ({"fills": {"loss": "gaussian"}}, ["loss: not an input blob", "scores, labels"]),
+    ({"fills": {"labels": "poisson:3"}}, ["fill 'poisson:3'", "bernoulli:P"]),
+    ({"fills": {"labels": "constant:0"}}, ["layer 'loss' forward failed", "ZeroDivisionError"]),
+    ({"phase": "deploy"}, ["phase must be one of train, test"]),
+])
+def test_errors_say_what_is_wrong(tmp_path, kwargs, fragments):
+    net = loss_net(tmp_path, python_layer("BlogSoftmaxLossLayer", module="blog_softmax_loss_layer"), SCORES_LABELS)
+    kwargs = {"layer_name": "loss", **kwargs}
+    with pytest.raises(GradcheckError) as info:
+        check_layer_gradient(net, **kwargs)
+    for fragment in fragments:
+        assert fragment in str(info.value), (fragment, str(info.value))
+
+
+def test_unknown_layer_type_and_bad_prototxt_are_errors_not_crashes(tmp_path):
+    bad_type = tmp_path / "bad_type.prototxt"
+    bad_type.write_text(input_layer("x", (2, 3)) + 'layer { name: "l" type: "Softmaxx" bottom: "x" top: "y" }\n')
+    with pytest.raises(GradcheckError, match="no layer type.*Softmaxx"):
+        check_layer_gradient(str(bad_type), "l")
+    bad_text = tmp_path / "bad_text.prototxt"
+    bad_text.write_text("layer { name: ")
+    with pytest.raises(GradcheckError, match="not a valid Caffe net prototxt"):
+        check_layer_gradient(str(bad_text), "l")
+
+
+def test_prepare_sets_force_backward_and_propagate_down():
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    net = text_format.Merge('layer { name: "loss" type: "Python" bottom: "s" bottom: "l" top: "loss" '
+                            'loss_weight: 1 propagate_down: false propagate_down: false }', caffe_pb2.NetParameter())
+    net, bottoms, notes = prepare_net_param(net, "loss", [1])
+    assert net.force_backward and bottoms == [1] and notes == []
+    assert list(net.layer[0].propagate_down) == [False, True]
+
+
+def test_parse_fill_specs():
+    rng = np.random.default_rng(0)
+    assert set(np.unique(parse_fill("randint:2:4")(rng, (100,)))) == {2, 3}
+    assert parse_fill("constant:1.5")(rng, (2,)).tolist() == [1.5, 1.5]
+    values = parse_fill("uniform:-2:-1")(rng, (100,))
+    assert values.min() >= -2 and values.max() < -1
+    assert abs(parse_fill("gaussian:10")(rng, (10000,)).std() - 10) < 0.5

@@ -1,0 +1,330 @@
+"""netspec.py: the NetSpec helpers and layer_prototxt() rebuild our prototxts exactly,
+reject bad options when the net is built, and produce nets that load and run in caffe.Net.
+"""
+import difflib
+import json
+from pathlib import Path
+
+import caffe
+import numpy as np
+import pytest
+from caffe import layers as L
+from caffe import params as P
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
+
+from softmax_multilabel_layer.netspec import (MODULE, layer_prototxt, python_param, sigmoid_multilabel_loss,
+                                              softmax_multilabel_loss)
+from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+
+PROTOTXT = Path(__file__).resolve().parents[1] / "prototxt"
+
+
+def parse(text, message=None):
+    message = caffe_pb2.NetParameter() if message is None else message
+    text_format.Merge(text, message)
+    return message
+
+
+def assert_same(built, expected):
+    """Protobuf message equality, with a unified diff of the text forms on failure."""
+    if built != expected:
+        diff = difflib.unified_diff(str(expected).splitlines(), str(built).splitlines(),
+                                    "expected (file)", "built", lineterm="")
+        pytest.fail("messages differ:\n" + "\n".join(diff))
+
+
+def inputs(**shapes):
+    """A NetSpec with one Input layer per named shape."""
+    n = caffe.NetSpec()
+    for name, shape in shapes.items():
+        n[name] = L.Input(shape=dict(dim=list(shape)))
+    return n
+
+
+def name_tops(n, built):
+    """Name the helper's output in NetSpec ``n``: "loss", plus "prob" when it has two tops."""
+    if isinstance(built, tuple):
+        n.loss, n.prob = built
+    else:
+        n.loss = built
+
+
+def layer_named(net, name):
+    matches = [layer for layer in net.layer if layer.name == name]
+    assert len(matches) == 1, "expected one layer %r, found %d" % (name, len(matches))
+    return matches[0]
+
+
+# ---------------------------------------------------------------- the reusable layer snippets
+
+SNIPPETS = {  # file -> (loss, bottoms, options); bottoms are the snippet's blob names
+    "softmax_multilabel_loss.prototxt": (
+        "softmax", ("scores", "labels"),
+        dict(normalize_targets="count", normalization="batch_size", axis=1, label_smoothing=0.0, label_format="dense")),
+    "softmax_multilabel_loss_indices.prototxt": (
+        "softmax", ("scores", "labels", "label_weights"), dict(label_format="indices")),
+    "sigmoid_multilabel_loss.prototxt": (
+        "sigmoid", ("scores", "labels"), dict(gamma=2.0, alpha=0.25, normalization="batch_size")),
+}
+HELPERS = {"softmax": softmax_multilabel_loss, "sigmoid": sigmoid_multilabel_loss}
+
+
+def snippet_layer(name):
+    net = parse((PROTOTXT / "layers" / name).read_text())
+    assert len(net.layer) == 1
+    return net.layer[0]
+
+
+def test_every_layer_snippet_is_covered():
+    assert sorted(p.name for p in (PROTOTXT / "layers").glob("*.prototxt")) == sorted(SNIPPETS)
+
+
+@pytest.mark.parametrize("name", sorted(SNIPPETS))
+def test_netspec_helper_rebuilds_layer_snippet(name):
+    loss, bottoms, options = SNIPPETS[name]
+    n = inputs(**{blob: (4, 6) for blob in bottoms})
+    n.loss = HELPERS[loss](*(n[blob] for blob in bottoms), **options)
+    assert_same(layer_named(n.to_proto(), "loss"), snippet_layer(name))
+
+
+@pytest.mark.parametrize("name", sorted(SNIPPETS))
+def test_layer_prototxt_rebuilds_layer_snippet(name):
+    loss, bottoms, options = SNIPPETS[name]
+    text = layer_prototxt(loss, bottoms=bottoms, **options)
+    assert_same(parse(text).layer[0], snippet_layer(name))
+
+
+# ---------------------------------------------------------------- whole example nets
+
+def test_netspec_rebuilds_smoke_train_net():
+    n = caffe.NetSpec()
+    data_params = {"batch_size": 32, "num_classes": 10, "dim": 32, "min_labels": 1, "max_labels": 3,
+                   "noise": 0.3, "seed": 1}
+    n.data, n.label = L.Python(module="softmax_multilabel_layer.synthetic_data", layer="SyntheticMultilabelDataLayer",
+                               param_str=json.dumps(data_params), ntop=2)
+    n.scores = L.InnerProduct(n.data, num_output=10, weight_filler=dict(type="gaussian", std=0.01),
+                              bias_filler=dict(type="constant", value=0))
+    n.loss = softmax_multilabel_loss(n.scores, n.label, normalize_targets="count", normalization="batch_size")
+    built = n.to_proto()
+    built.name = "multilabel_smoke"
+    assert_same(built, parse((PROTOTXT / "smoke" / "train.prototxt").read_text()))
+
+
+def digits_net(loss):
+    """The digits CNN of prototxt/digits/*_train_val.prototxt, ending in ``loss(scores, labels)``.
+
+    NetSpec keys layers by top name, so the TRAIN and TEST data layers (both
+    named "data", tops data + label) cannot share one NetSpec: the TRAIN one is
+    built alone and its layer put first; the rest of the net hangs off the TEST
+    one. Both give the same top names, so the bottoms agree.
+    """
+    def hdf5(phase, source, batch_size):
+        return L.HDF5Data(source=source, batch_size=batch_size, shuffle=False, include=dict(phase=phase), ntop=2)
+
+    def learnable(kind, bottom, num_output, **kwargs):
+        return kind(bottom, param=[dict(lr_mult=1), dict(lr_mult=2)], num_output=num_output,
+                    weight_filler=dict(type="xavier"), bias_filler=dict(type="constant"), **kwargs)
+
+    train = caffe.NetSpec()
+    train.data, train.label = hdf5(caffe.TRAIN, "output/digits/data/train_list.txt", 64)
+    n = caffe.NetSpec()
+    n.data, n.label = hdf5(caffe.TEST, "output/digits/data/test_list.txt", 100)
+    n.conv1 = learnable(L.Convolution, n.data, 20, kernel_size=5, pad=2)
+    n.relu1 = L.ReLU(n.conv1, in_place=True)
+    n.pool1 = L.Pooling(n.relu1, pool=P.Pooling.MAX, kernel_size=2, stride=2)
+    n.conv2 = learnable(L.Convolution, n.pool1, 40, kernel_size=3, pad=1)
+    n.relu2 = L.ReLU(n.conv2, in_place=True)
+    n.pool2 = L.Pooling(n.relu2, pool=P.Pooling.MAX, kernel_size=2, stride=2)
+    n.fc1 = learnable(L.InnerProduct, n.pool2, 128)
+    n.relu3 = L.ReLU(n.fc1, in_place=True)
+    n.fc_out = learnable(L.InnerProduct, n.relu3, 10)
+    n.loss = loss(n.fc_out, n.label)
+    net = caffe_pb2.NetParameter(name="MultilabelDigits")
+    net.layer.extend(train.to_proto().layer)
+    net.layer.extend(n.to_proto().layer)
+    return net
+
+
+@pytest.mark.parametrize("name, loss", [
+    ("softmax_multilabel_train_val.prototxt",
+     lambda s, l: softmax_multilabel_loss(s, l, normalize_targets="count", normalization="batch_size")),
+    ("sigmoid_focal_train_val.prototxt",
+     lambda s, l: sigmoid_multilabel_loss(s, l, gamma=2, normalization="batch_size")),
+])
+def test_netspec_rebuilds_digits_train_val_net(name, loss):
+    assert_same(digits_net(loss), parse((PROTOTXT / "digits" / name).read_text()))
+
+
+# ---------------------------------------------------------------- validation at net-build time
+
+def tops(count):
+    return [L.Input(shape=dict(dim=[2, 3])) for _ in range(count)]
+
+
+# (id, call, fragments expected in the message)
+BAD_BUILDS = [
+    ("typo_key", lambda: softmax_multilabel_loss(*tops(2), normalise_targets="count"),
+     ["softmax_multilabel_loss", "unknown option", "normalise_targets", "normalize_targets"]),
+    ("bad_choice", lambda: softmax_multilabel_loss(*tops(2), normalization="mean"),
+     ["softmax_multilabel_loss", "normalization", "'mean'", '"batch_size"', '"valid"']),
+    ("label_smoothing_too_big", lambda: softmax_multilabel_loss(*tops(2), label_smoothing=1.5),
+     ["softmax_multilabel_loss", "label_smoothing", "1.5", "[0.0, 1.0)"]),
+    ("sigmoid_negative_gamma", lambda: sigmoid_multilabel_loss(*tops(2), gamma=-1),
+     ["sigmoid_multilabel_loss", "gamma", "-1"]),
+    ("sigmoid_softmax_only_key", lambda: sigmoid_multilabel_loss(*tops(2), label_format="indices"),
+     ["sigmoid_multilabel_loss", "label_format", "gamma"]),
+    ("softmax_dense_third_bottom", lambda: softmax_multilabel_loss(*tops(3)),
+     ["softmax_multilabel_loss", "got 3 bottoms", "expected 2", "label_format"]),
+    ("softmax_indices_fourth_bottom", lambda: softmax_multilabel_loss(*tops(4), label_format="indices"),
+     ["softmax_multilabel_loss", "got 4 bottoms", "expected 2 or 3"]),
+    ("sigmoid_third_bottom", lambda: sigmoid_multilabel_loss(*tops(3)),
+     ["sigmoid_multilabel_loss", "got 3 bottoms", "expected 2 (scores, targets)"]),
+    ("loss_weight_nan", lambda: softmax_multilabel_loss(*tops(2), loss_weight=float("nan")),
+     ["softmax_multilabel_loss", "loss_weight", "finite", "nan"]),
+    ("loss_weight_string", lambda: sigmoid_multilabel_loss(*tops(2), loss_weight="1"),
+     ["sigmoid_multilabel_loss", "loss_weight", "'1'"]),
+    ("ntop_3", lambda: softmax_multilabel_loss(*tops(2), ntop=3),
+     ["softmax_multilabel_loss", "ntop", "1 (loss) or 2", "got 3"]),
+    ("unknown_loss", lambda: python_param("hinge", {}, "owner_name"),
+     ["owner_name", "loss", '"softmax"', '"sigmoid"', "'hinge'"]),
+    ("prototxt_typo_key", lambda: layer_prototxt("sigmoid", gama=2),
+     ["layer_prototxt", "gama", "gamma"]),
+    ("prototxt_unknown_loss", lambda: layer_prototxt("focal"),
+     ["layer_prototxt", '"softmax"', '"sigmoid"', "'focal'"]),
+    ("prototxt_wrong_bottom_count", lambda: layer_prototxt("softmax", bottoms=("scores",)),
+     ["layer_prototxt", "got 1 bottoms", "expected 2"]),
+    ("prototxt_bottoms_string", lambda: layer_prototxt("softmax", bottoms="scores"),
+     ["layer_prototxt", "bottoms", "'scores'"]),
+    ("prototxt_three_tops", lambda: layer_prototxt("softmax", top=("a", "b", "c")),
+     ["layer_prototxt", "top", "('a', 'b', 'c')"]),
+]
+
+
+@pytest.mark.parametrize("call, fragments", [case[1:] for case in BAD_BUILDS], ids=[c[0] for c in BAD_BUILDS])
+def test_bad_options_raise_when_building(call, fragments):
+    with pytest.raises(MultilabelLossError) as info:
+        call()
+    message = str(info.value)
+    missing = [f for f in fragments if f not in message]
+    assert not missing, "message %r lacks %r" % (message, missing)
+
+
+# ---------------------------------------------------------------- python_param and layer_prototxt text
+
+def test_python_param_keeps_given_keys_in_order_as_json():
+    fields = python_param("softmax", {"normalize_targets": "count", "normalization": "batch_size"}, "x")
+    assert fields == {"module": MODULE, "layer": "SoftmaxMultilabelLossLayer",
+                      "param_str": '{"normalize_targets": "count", "normalization": "batch_size"}'}
+
+
+def test_python_param_without_options_has_no_param_str():
+    assert python_param("sigmoid", {}, "x") == {"module": MODULE, "layer": "SigmoidMultilabelLossLayer"}
+    layer = parse(layer_prototxt("sigmoid")).layer[0]
+    assert not layer.python_param.HasField("param_str")
+
+
+@pytest.mark.parametrize("loss, options_class, params", [
+    ("softmax", SoftmaxOptions, dict(label_smoothing=0.1, normalization="valid", label_format="indices", axis=1)),
+    ("sigmoid", SigmoidOptions, dict(pos_weight=(1, 2.5), class_weight=[1, 1], gamma=2, alpha=0.25,
+                                      ignore_label=-1, normalization="full")),
+])
+def test_param_str_parses_back_to_the_same_options_in_the_layer(loss, options_class, params):
+    param_str = python_param(loss, params, "x")["param_str"]
+    assert options_class.from_param_str(param_str, "x") == options_class.from_kwargs("x", params)
+
+
+def test_layer_prototxt_text_is_a_readable_layer_block():
+    text = layer_prototxt("sigmoid", bottoms=("fc_out", "label"), gamma=2)
+    lines = text.splitlines()
+    assert lines[0] == "layer {" and lines[-1] == "}" and text.endswith("}\n")
+    assert '  bottom: "fc_out"' in lines and "  python_param {" in lines
+    assert "    param_str: '{\"gamma\": 2}'" in lines
+
+
+@pytest.mark.parametrize("ntop", [1, 2])
+def test_layer_prototxt_equals_the_netspec_layer(ntop):
+    options = dict(normalize_targets="sum", label_smoothing=0.1)
+    n = inputs(fc_out=(4, 6), label=(4, 6))
+    name_tops(n, softmax_multilabel_loss(n.fc_out, n.label, loss_weight=0.5, ntop=ntop, **options))
+    top = ("loss", "prob") if ntop == 2 else "loss"
+    text = layer_prototxt("softmax", bottoms=("fc_out", "label"), top=top, loss_weight=0.5, **options)
+    expected = layer_named(n.to_proto(), "loss")
+    assert list(expected.loss_weight) == [0.5, 0.0][:ntop]
+    assert_same(parse(text).layer[0], expected)
+
+
+# ---------------------------------------------------------------- built nets load and run
+
+RNG = np.random.default_rng(0)
+SCORES = RNG.normal(size=(4, 6)).astype(np.float32)
+DENSE = (np.arange(24).reshape(4, 6) % 3 == 0).astype(np.float32)
+INDICES = np.array([[0, 1], [2, -1], [3, 4], [5, 0]], np.float32)
+RUNS = {  # id -> (helper loss, options, feeds after the scores)
+    "softmax": ("softmax", {}, {"labels": DENSE}),
+    "softmax_indices": ("softmax", {"label_format": "indices"},
+                        {"labels": INDICES, "label_weights": np.ones((4, 2), np.float32)}),
+    "sigmoid_focal": ("sigmoid", {"gamma": 2, "alpha": 0.25}, {"labels": DENSE}),
+}
+
+
+def load(tmp_path, proto_text):
+    path = tmp_path / ("net_%d.prototxt" % len(list(tmp_path.glob("net_*.prototxt"))))
+    path.write_text("force_backward: true\n" + proto_text)
+    caffe.set_mode_cpu()
+    return caffe.Net(str(path), caffe.TRAIN)
+
+
+def forward_backward(net, feeds):
+    for name, value in feeds.items():
+        net.blobs[name].data[...] = value
+    net.forward()
+    net.backward()
+    return float(net.blobs["loss"].data), net.blobs["scores"].diff.copy()
+
+
+def netspec_net(tmp_path, case, ntop=1, loss_weight=1):
+    loss, options, feeds = RUNS[case]
+    n = inputs(scores=SCORES.shape, **{name: value.shape for name, value in feeds.items()})
+    name_tops(n, HELPERS[loss](n.scores, *(n[name] for name in feeds), ntop=ntop, loss_weight=loss_weight, **options))
+    return load(tmp_path, str(n.to_proto())), dict(scores=SCORES, **feeds)
+
+
+@pytest.mark.parametrize("case", sorted(RUNS))
+def test_netspec_net_runs_forward_and_backward(tmp_path, case):
+    net, feeds = netspec_net(tmp_path, case)
+    loss, diff = forward_backward(net, feeds)
+    assert np.isfinite(loss) and loss > 0
+    assert np.abs(diff).sum() > 0
+
+
+def test_netspec_loss_weight_scales_the_gradient(tmp_path):
+    _, one = forward_backward(*netspec_net(tmp_path, "softmax"))
+    _, three = forward_backward(*netspec_net(tmp_path, "softmax", loss_weight=3))
+    np.testing.assert_allclose(three, 3 * one, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("case", sorted(RUNS))
+def test_netspec_second_top_holds_the_probabilities(tmp_path, case):
+    net, feeds = netspec_net(tmp_path, case, ntop=2)
+    loss, diff = forward_backward(net, feeds)
+    prob = net.blobs["prob"].data
+    assert np.isfinite(loss) and loss > 0 and np.abs(diff).sum() > 0
+    assert prob.shape == SCORES.shape
+    if RUNS[case][0] == "softmax":
+        np.testing.assert_allclose(prob.sum(axis=1), 1, rtol=1e-5)
+    else:
+        np.testing.assert_allclose(prob, 1 / (1 + np.exp(-SCORES)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("case, top", [("softmax", "loss"), ("softmax_indices", "loss"),
+                                       ("sigmoid_focal", ("loss", "prob"))])
+def test_layer_prototxt_after_input_layers_loads_and_runs(tmp_path, case, top):
+    loss, options, feeds = RUNS[case]
+    n = inputs(scores=SCORES.shape, **{name: value.shape for name, value in feeds.items()})
+    text = str(n.to_proto()) + layer_prototxt(loss, bottoms=["scores", *feeds], top=top, **options)
+    net = load(tmp_path, text)
+    value, diff = forward_backward(net, dict(scores=SCORES, **feeds))
+    assert np.isfinite(value) and value > 0
+    assert np.abs(diff).sum() > 0
+    assert ("prob" in net.blobs) == (top != "loss")
