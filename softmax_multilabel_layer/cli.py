@@ -29,6 +29,8 @@ GRADCHECK_EXAMPLES = """examples:
   %(prog)s net.prototxt --layer loss --fill label=randint:0:10
       integer class labels, e.g. for Caffe's SoftmaxWithLoss
   %(prog)s deploy.prototxt --layer relu1 --kink-range 0.01 --phase test --weights model.caffemodel
+  %(prog)s train.prototxt --layer fc8 --params
+      also the layer's weights and biases
 
 fill specs: gaussian[:STD], uniform:LO:HI, randint:LO:HI, bernoulli:P, constant:V, or FILE.npy
 exit status: 0 passed, 1 failed, 2 bad arguments or a net that cannot be checked
@@ -104,6 +106,8 @@ def build_parser():
     g.add_argument("--phase", choices=("train", "test"), default="train", help="net phase (default: train)")
     g.add_argument("--bottom", type=int, action="append", metavar="K",
                    help="check bottom K (repeatable; default: bottom 0 of a loss layer, else every bottom)")
+    g.add_argument("--params", action="store_true",
+                   help="also check the layer's parameter blobs (weights, biases), as Caffe's checker does")
     g.add_argument("--fill", type=_blob_spec, action="append", default=[], metavar="BLOB=SPEC",
                    help="how to fill an Input blob (repeatable; default gaussian)")
     g.add_argument("--seed", type=int, default=0, help="seed of the fills, the projection and the subset (default 0)")
@@ -143,7 +147,7 @@ def _gradcheck(args):
     report = check_layer_gradient(args.net, args.layer, bottoms=args.bottom, weights=args.weights, phase=args.phase,
                                   fills=dict(args.fill), seed=args.seed, stepsize=args.stepsize,
                                   threshold=args.threshold, kink=args.kink, kink_range=args.kink_range,
-                                  max_elements=args.max_elements)
+                                  max_elements=args.max_elements, check_params=args.params)
     print(format_report(report))
     return 0 if report.passed else 1
 

@@ -47,8 +47,9 @@ class GradcheckError(ValueError):
 
 
 @dataclass
-class BottomCheck:
-    """The result for one bottom blob of the layer."""
+class BlobCheck:
+    """The result for one checked blob of the layer: a bottom, or one of its parameter blobs."""
+    role: str                         # "bottom" or "param"
     index: int
     blob: str
     shape: tuple
@@ -70,18 +71,18 @@ class BottomCheck:
 
 @dataclass
 class GradcheckReport:
-    """The whole check: one :class:`BottomCheck` per checked bottom, plus what was noticed."""
+    """The whole check: one :class:`BlobCheck` per checked bottom (and parameter blob), plus what was noticed."""
     layer: str
     layer_type: str
     objective: str
     stepsize: float
     threshold: float
-    bottoms: list = field(default_factory=list)
+    checks: list = field(default_factory=list)
     notes: list = field(default_factory=list)
 
     @property
     def passed(self):
-        return bool(self.bottoms) and all(b.passed for b in self.bottoms)
+        return bool(self.checks) and all(c.passed for c in self.checks)
 
 
 # ---------------------------------------------------------------- fills
@@ -119,14 +120,14 @@ def parse_fill(spec):
 
 # ---------------------------------------------------------------- net preparation
 
-def _call(what, fn, *args, **kwargs):
+def _call(what, fn, *args, hint="", **kwargs):
     """Run a Caffe step; an exception from it (say a Python layer's) becomes a GradcheckError naming the step."""
     try:
         return fn(*args, **kwargs)
     except GradcheckError:
         raise
     except Exception as exc:
-        raise GradcheckError("%s failed: %s: %s" % (what, type(exc).__name__, exc)) from exc
+        raise GradcheckError("%s failed: %s: %s%s" % (what, type(exc).__name__, exc, hint)) from exc
 
 
 def _import_caffe():
@@ -259,63 +260,78 @@ def _objective(net, layer_name, rng):
 
 
 def check_layer_gradient(prototxt, layer_name, bottoms=None, weights=None, phase="train", fills=None, seed=0,
-                         stepsize=1e-2, threshold=1e-2, kink=0.0, kink_range=-1.0, max_elements=1000):
-    """Check one layer's backward against central differences; returns a :class:`GradcheckReport`."""
+                         stepsize=1e-2, threshold=1e-2, kink=0.0, kink_range=-1.0, max_elements=1000,
+                         check_params=False):
+    """Check one layer's backward against central differences; returns a :class:`GradcheckReport`.
+
+    ``bottoms``: indices of the bottoms to check (default: bottom 0 of a loss
+    layer, every bottom of another layer). ``check_params``: also check the
+    layer's parameter blobs (weights, biases), as Caffe's checker does.
+    """
     if not stepsize > 0 or not threshold > 0:
         raise GradcheckError("stepsize and threshold must be > 0, got %r and %r" % (stepsize, threshold))
     if max_elements < 0:
         raise GradcheckError("max_elements must be >= 0 (0 = all), got %r" % max_elements)
+    caffe, _, _ = _import_caffe()
+    caffe.set_random_seed(seed)                 # the weight fillers, for a reproducible check
     net, bottoms, notes = load_net(prototxt, layer_name, bottoms, weights, phase)
     fill_inputs(net, fills, seed)
+    defaulted = [name for name in net.inputs if name not in (fills or {})]
+    hint = (" (input blob(s) %s were filled with N(0, 1); give values the net accepts with --fill BLOB=SPEC)"
+            % ", ".join(defaulted)) if defaulted else ""
     index = list(net._layer_names).index(layer_name)
     layer = net.layers[index]
     rng = np.random.default_rng(seed)
-    _call("the forward pass up to layer %r" % layer_name, net._forward, 0, index - 1)   # data layers etc., once
+    _call("the forward pass up to layer %r" % layer_name, net._forward, 0, index - 1, hint=hint)
 
     bottom_names = list(net.bottom_names[layer_name])
-    bottom_blobs = [net.blobs[name] for name in bottom_names]
-    saved = [blob.data.copy() for blob in bottom_blobs]
+    targets = [("bottom", k, bottom_names[k], net.blobs[bottom_names[k]]) for k in bottoms]
+    if check_params:
+        targets += [("param", j, "%s[%d]" % (layer_name, j), blob) for j, blob in enumerate(layer.blobs)]
+        if not layer.blobs:
+            notes.append("the layer has no parameter blobs to check")
+    restored = [net.blobs[name] for name in bottom_names] + list(layer.blobs)
+    saved = [blob.data.copy() for blob in restored]
     top_grads, objective = _objective(net, layer_name, rng)
     report = GradcheckReport(layer_name, layer.type, objective, stepsize, threshold, notes=notes)
 
     def restore():
-        for blob, data in zip(bottom_blobs, saved):
+        for blob, data in zip(restored, saved):
             blob.data[...] = data
 
     def evaluate():
-        _call("layer %r forward" % layer_name, net._forward, index, index)
+        _call("layer %r forward" % layer_name, net._forward, index, index, hint=hint)
         return sum(float(np.dot(net.blobs[t].data.ravel().astype(np.float64), g.ravel()))
                    for t, g in top_grads.items())
 
     j0 = evaluate()
     if not math.isfinite(j0):
-        raise GradcheckError("the objective is %r at the starting point; check the inputs (--fill)" % j0)
-    for name, blob in zip(bottom_names, bottom_blobs):
-        blob.diff[...] = np.nan                 # a bottom diff the layer does not write stays NaN
+        raise GradcheckError("the objective is %r at the starting point%s" % (j0, hint))
+    for role, _, _, blob in targets:
+        # A bottom diff the layer does not write stays NaN; parameter diffs accumulate, so they start at 0.
+        blob.diff[...] = np.nan if role == "bottom" else 0
     for t, g in top_grads.items():
         net.blobs[t].diff[...] = g
     _call("layer %r backward" % layer_name, net._backward, index, index)
-    analytic = {k: bottom_blobs[k].diff.astype(np.float64) for k in bottoms}
-    written = [k for k, (blob, data) in enumerate(zip(bottom_blobs, saved)) if not np.array_equal(blob.data, data)]
+    analytic = [blob.diff.astype(np.float64).ravel() for _, _, _, blob in targets]
+    written = [k for k, name in enumerate(bottom_names) if not np.array_equal(net.blobs[name].data, saved[k])]
     if written:
         notes.append("the layer wrote to the data of bottom(s) %s during forward/backward; a Caffe layer must not "
                      "(other layers read the same blob). Each evaluation restored them."
                      % ", ".join("%d (%s)" % (k, bottom_names[k]) for k in written))
 
-    for k in bottoms:
-        blob = bottom_blobs[k]
-        check = BottomCheck(k, bottom_names[k], tuple(blob.data.shape), blob.count)
-        grad = analytic[k].ravel()
+    for (role, k, name, blob), grad in zip(targets, analytic):
+        check = BlobCheck(role, k, name, tuple(blob.data.shape), blob.count)
         check.non_finite_analytic = int(np.count_nonzero(~np.isfinite(grad)))
+        original = saved[k if role == "bottom" else len(bottom_names) + k].ravel()   # before any forward
         if max_elements and blob.count > max_elements:
             chosen = np.sort(rng.choice(blob.count, size=max_elements, replace=False))
-            notes.append("bottom %d (%s): checked a seeded random subset of %d of its %d elements "
-                         "(seed %d; max_elements=0 checks all)" % (k, bottom_names[k], max_elements, blob.count, seed))
+            notes.append("%s %d (%s): checked a seeded random subset of %d of its %d elements "
+                         "(seed %d; max_elements=0 checks all)" % (role, k, name, max_elements, blob.count, seed))
         else:
             chosen = np.arange(blob.count)
         for i in chosen:
-            restore()
-            x = float(saved[k].flat[i])
+            x = float(original[i])
             if kink_range >= 0 and kink - kink_range <= abs(x) <= kink + kink_range:
                 check.kinks_skipped += 1
                 continue
@@ -327,22 +343,25 @@ def check_layer_gradient(prototxt, layer_name, bottoms=None, weights=None, phase
                 held = float(flat[i])           # read before forward: a layer may write to its bottom
                 values.append((evaluate(), held))
             (j_plus, x_plus), (j_minus, x_minus) = values
-            numeric = (j_plus - j_minus) / (x_plus - x_minus)
-            a = float(grad[i])
-            error = abs(a - numeric)
-            scale = max(abs(a), abs(numeric), 1.0)
-            check.checked += 1
-            if not error <= threshold * scale:   # NaN counts as a failure
-                check.failures += 1
-            rel = error / scale if math.isfinite(error) else math.inf
-            if check.checked == 1 or rel > check.max_rel_error:
-                check.worst_index = tuple(int(v) for v in np.unravel_index(i, blob.data.shape))
-                check.worst_analytic, check.worst_numeric = a, numeric
-            check.max_rel_error = max(check.max_rel_error, rel)
-            check.max_abs_error = max(check.max_abs_error, error if math.isfinite(error) else math.inf)
-        report.bottoms.append(check)
+            _record(check, i, float(grad[i]), (j_plus - j_minus) / (x_plus - x_minus), threshold)
+        report.checks.append(check)
     restore()
     return report
+
+
+def _record(check, flat_index, analytic, numeric, threshold):
+    """Apply Caffe's rule to one element and keep the worst one."""
+    error = abs(analytic - numeric)
+    scale = max(abs(analytic), abs(numeric), 1.0)
+    rel = error / scale if math.isfinite(error) else math.inf
+    check.checked += 1
+    if not error <= threshold * scale:          # NaN counts as a failure
+        check.failures += 1
+    if check.checked == 1 or rel > check.max_rel_error:
+        check.worst_index = tuple(int(v) for v in np.unravel_index(flat_index, check.shape))
+        check.worst_analytic, check.worst_numeric = analytic, numeric
+    check.max_rel_error = max(check.max_rel_error, rel)
+    check.max_abs_error = max(check.max_abs_error, error if math.isfinite(error) else math.inf)
 
 
 def format_report(report):
@@ -350,21 +369,21 @@ def format_report(report):
     lines = ["layer %r (%s): %s" % (report.layer, report.layer_type, report.objective),
              "rule: |analytic - numeric| <= %g * max(|analytic|, |numeric|, 1), central differences, step %g"
              % (report.threshold, report.stepsize), ""]
-    header = ("bottom", "blob", "checked", "max abs error", "max rel error", "worst index", "analytic", "numeric",
+    header = ("checked blob", "name", "elements", "max abs error", "max rel error", "worst index", "analytic", "numeric",
               "failures", "result")
     rows = []
-    for b in report.bottoms:
+    for b in report.checks:
         checked = "%d/%d" % (b.checked, b.total) + (" (%d kinks skipped)" % b.kinks_skipped if b.kinks_skipped else "")
-        rows.append((str(b.index), b.blob, checked, "%.3g" % b.max_abs_error, "%.3g" % b.max_rel_error,
+        rows.append(("%s %d" % (b.role, b.index), b.blob, checked, "%.3g" % b.max_abs_error, "%.3g" % b.max_rel_error,
                      str(b.worst_index), "%.6g" % b.worst_analytic, "%.6g" % b.worst_numeric, str(b.failures),
                      "PASS" if b.passed else "FAIL"))
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    for b in report.bottoms:
+    for b in report.checks:
         if b.non_finite_analytic:
-            lines.append("bottom %d (%s): %d non-finite values in the layer's gradient (diff not written, or NaN/inf)"
-                         % (b.index, b.blob, b.non_finite_analytic))
+            lines.append("%s %d (%s): %d non-finite values in the layer's gradient (diff not written, or NaN/inf)"
+                         % (b.role, b.index, b.blob, b.non_finite_analytic))
     if report.notes:
         lines.append("")
         lines.extend("note: " + note for note in report.notes)

@@ -50,7 +50,7 @@ def test_our_layers_pass(tmp_path, layer, param_str, labels, loss_weight):
     report = check_layer_gradient(net, "loss", fills={"scores": "gaussian:2", "labels": labels})
     assert report.passed, format_report(report)
     assert report.objective == "J = %g * sum(loss)" % loss_weight
-    (check,) = report.bottoms
+    (check,) = report.checks
     assert (check.index, check.blob, check.checked, check.total) == (0, "scores", 24, 24)
     assert check.max_rel_error < 1e-3, format_report(report)
 
@@ -67,7 +67,7 @@ def test_caffe_softmax_with_loss_passes(tmp_path):
     report = check_layer_gradient(net, "loss", fills={"scores": "gaussian:3", "label": "randint:0:7"})
     assert report.passed, format_report(report)
     assert report.objective == "J = 1 * sum(loss)"        # Caffe's default loss weight of a *Loss layer
-    assert [b.index for b in report.bottoms] == [0]         # labels are not checked by default
+    assert [b.index for b in report.checks] == [0]         # labels are not checked by default
 
 
 def test_caffe_sigmoid_cross_entropy_passes_at_loss_weight_2(tmp_path):
@@ -88,7 +88,7 @@ def test_blog_layer_fails_with_real_valued_labels(tmp_path):
     net = loss_net(tmp_path, python_layer("BlogSoftmaxLossLayer", module="blog_softmax_loss_layer"), SCORES_LABELS)
     report = check_layer_gradient(net, "loss", fills={"labels": REAL})
     assert not report.passed
-    (check,) = report.bottoms
+    (check,) = report.checks
     assert check.failures > 0 and check.max_rel_error > 0.05, format_report(report)
     assert "gradient check FAILED" in format_report(report)
 
@@ -97,7 +97,7 @@ def test_blog_layer_fails_at_loss_weight_3_because_it_ignores_top_diff(tmp_path)
     net = loss_net(tmp_path, python_layer("BlogSoftmaxLossLayer", module="blog_softmax_loss_layer"), SCORES_LABELS, 3)
     report = check_layer_gradient(net, "loss", fills={"labels": "constant:1"})
     assert not report.passed, format_report(report)
-    check = report.bottoms[0]
+    check = report.checks[0]
     assert check.worst_numeric == pytest.approx(3 * check.worst_analytic, rel=1e-2)
 
 
@@ -112,7 +112,7 @@ def test_non_loss_layer_uses_a_seeded_random_projection(tmp_path):
     assert report.passed, format_report(report)
     assert report.objective == "J = sum(R_ip * ip), R ~ N(0, 1) seeded"
     both = check_layer_gradient(str(path), "sum")           # not a loss: every bottom by default
-    assert both.passed and [b.blob for b in both.bottoms] == ["x", "y"], format_report(both)
+    assert both.passed and [b.blob for b in both.checks] == ["x", "y"], format_report(both)
 
 
 def test_in_place_relu_gets_its_own_top_and_kinks_are_skipped(tmp_path):
@@ -121,7 +121,7 @@ def test_in_place_relu_gets_its_own_top_and_kinks_are_skipped(tmp_path):
     report = check_layer_gradient(str(path), "relu", fills={"x": "uniform:-1:1"}, kink_range=0.02)
     assert report.passed, format_report(report)
     assert any("in-place layer" in note for note in report.notes)
-    assert report.bottoms[0].checked + report.bottoms[0].kinks_skipped == 20
+    assert report.checks[0].checked + report.checks[0].kinks_skipped == 20
 
 
 def test_data_layers_fill_the_net(tmp_path):
@@ -136,8 +136,8 @@ def test_large_bottoms_check_a_seeded_subset(tmp_path):
     net = loss_net(tmp_path, python_layer("SoftmaxMultilabelLossLayer"), {"scores": (8, 50), "labels": (8, 50)})
     runs = [check_layer_gradient(net, "loss", fills={"labels": BINARY}, max_elements=30, seed=s) for s in (1, 1, 2)]
     assert all(r.passed for r in runs)
-    assert [r.bottoms[0].checked for r in runs] == [30, 30, 30]
-    assert runs[0].bottoms[0] == runs[1].bottoms[0] != runs[2].bottoms[0]
+    assert [r.checks[0].checked for r in runs] == [30, 30, 30]
+    assert runs[0].checks[0] == runs[1].checks[0] != runs[2].checks[0]
     assert "seeded random subset of 30 of its 400 elements (seed 1" in runs[0].notes[-1]
 
 
@@ -161,7 +161,7 @@ def test_a_bottom_diff_the_layer_never_writes_fails(tmp_path):
     net = loss_net(tmp_path, python_layer("BackwardForgetsDiffLayer", module="test_gradcheck"), {"x": (2, 3)})
     report = check_layer_gradient(net, "loss")
     assert not report.passed
-    assert report.bottoms[0].non_finite_analytic == 6
+    assert report.checks[0].non_finite_analytic == 6
     assert "6 non-finite values in the layer's gradient" in format_report(report)
 
 
@@ -210,3 +210,53 @@ def test_parse_fill_specs():
     values = parse_fill("uniform:-2:-1")(rng, (100,))
     assert values.min() >= -2 and values.max() < -1
     assert abs(parse_fill("gaussian:10")(rng, (10000,)).std() - 10) < 0.5
+
+
+class ScaleByParamLayer(caffe.Layer):
+    """y = w * x with a learnable scalar w; param_str "wrong" doubles dJ/dw."""
+
+    def setup(self, bottom, top):
+        self.blobs.add_blob(1)
+        self.blobs[0].data[...] = 1.5
+        self.factor = 2.0 if self.param_str == "wrong" else 1.0
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = self.blobs[0].data[0] * bottom[0].data
+
+    def backward(self, top, propagate_down, bottom):
+        bottom[0].diff[...] = self.blobs[0].data[0] * top[0].diff
+        self.blobs[0].diff[...] += self.factor * np.sum(bottom[0].data * top[0].diff)   # params accumulate
+
+
+@pytest.mark.parametrize("param_str,passed", [("", True), ("wrong", False)])
+def test_parameter_blobs_are_checked_with_check_params(tmp_path, param_str, passed):
+    net = loss_net(tmp_path, python_layer("ScaleByParamLayer", param_str, module="test_gradcheck"), {"x": (3, 4)},
+                   loss_weight=None, name="scale")
+    report = check_layer_gradient(net, "scale", check_params=True)
+    assert [(c.role, c.blob, c.checked) for c in report.checks] == [("bottom", "x", 12), ("param", "scale[0]", 1)]
+    assert report.checks[0].passed
+    assert report.checks[1].passed is passed, format_report(report)
+    assert report.passed is passed
+    assert check_layer_gradient(net, "scale").passed          # without check_params only the bottom counts
+
+
+def test_caffe_inner_product_weights_and_bias_pass(tmp_path):
+    path = tmp_path / "ip.prototxt"
+    path.write_text(input_layer("x", (3, 4)) + 'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" '
+                    'inner_product_param { num_output: 5 weight_filler { type: "gaussian" std: 1 } '
+                    'bias_filler { type: "gaussian" std: 1 } } }\n')
+    report = check_layer_gradient(str(path), "ip", check_params=True)
+    assert report.passed, format_report(report)
+    assert [(c.role, c.shape) for c in report.checks] == [("bottom", (3, 4)), ("param", (5, 4)), ("param", (5,))]
+
+
+def test_default_gaussian_labels_get_a_hint(tmp_path):
+    net = loss_net(tmp_path, python_layer("SoftmaxMultilabelLossLayer"), SCORES_LABELS)
+    with pytest.raises(GradcheckError) as info:
+        check_layer_gradient(net, "loss")
+    message = str(info.value)
+    assert "layer 'loss' forward failed: MultilabelLossError: SoftmaxMultilabelLossLayer: labels" in message
+    assert "input blob(s) scores, labels were filled with N(0, 1)" in message and "--fill BLOB=SPEC" in message
