@@ -113,6 +113,8 @@ def build_parser():
     g.add_argument("--seed", type=int, default=0, help="seed of the fills, the projection and the subset (default 0)")
     g.add_argument("--stepsize", type=float, default=1e-2, help="finite-difference step (default 1e-2, as Caffe)")
     g.add_argument("--threshold", type=float, default=1e-2, help="relative error threshold (default 1e-2, as Caffe)")
+    g.add_argument("--floor", type=float, default=1.0,
+                   help="errors are relative to max(|analytic|, |numeric|, FLOOR) (default 1, as Caffe)")
     g.add_argument("--kink", type=float, default=0.0, help="skip bottom values near +-KINK (with --kink-range)")
     g.add_argument("--kink-range", type=float, default=-1.0, help="width around the kink; < 0 = off (default)")
     g.add_argument("--max-elements", type=int, default=1000,
@@ -146,7 +148,7 @@ def _gradcheck(args):
     from .gradcheck import check_layer_gradient, format_report
     report = check_layer_gradient(args.net, args.layer, bottoms=args.bottom, weights=args.weights, phase=args.phase,
                                   fills=dict(args.fill), seed=args.seed, stepsize=args.stepsize,
-                                  threshold=args.threshold, kink=args.kink, kink_range=args.kink_range,
+                                  threshold=args.threshold, floor=args.floor, kink=args.kink, kink_range=args.kink_range,
                                   max_elements=args.max_elements, check_params=args.params)
     print(format_report(report))
     return 0 if report.passed else 1
