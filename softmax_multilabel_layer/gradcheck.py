@@ -68,7 +68,7 @@ class BlobCheck:
     kinks_skipped: int = 0
     failures: int = 0
     max_abs_error: float = 0.0
-    max_rel_error: float = 0.0        # |a - n| / max(|a|, |n|, 1), Caffe's scaled error
+    max_rel_error: float = 0.0        # |a - n| / max(|a|, |n|, floor), Caffe's scaled error (floor 1)
     worst_index: tuple = ()
     worst_analytic: float = 0.0
     worst_numeric: float = 0.0
@@ -239,7 +239,7 @@ def fill_inputs(net, fills=None, seed=0):
     fills = dict(fills or {})
     unknown = sorted(set(fills) - set(net.inputs))
     if unknown:
-        raise GradcheckError("--fill/--input for %s: not an input blob of the net; its input blobs are: %s"
+        raise GradcheckError("--fill for %s: not an input blob of the net; its input blobs are: %s"
                              % (", ".join(unknown), ", ".join(net.inputs) or "none (data layers fill it)"))
     rng = np.random.default_rng(seed)
     for name in net.inputs:

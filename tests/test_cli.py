@@ -118,3 +118,11 @@ def test_console_script_and_python_m_run(tmp_path):
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert 'layer: "SoftmaxMultilabelLossLayer"' in result.stdout
+
+
+def test_version_still_works_without_pycaffe(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "caffe", None)        # makes `import caffe` raise ImportError
+    status, out, _ = run_main(capsys, "--version")
+    assert status == 0
+    assert out.splitlines()[1].startswith("Caffe: not importable (ModuleNotFoundError: ")
+    assert out.rstrip().endswith("run `make setup`")

@@ -284,3 +284,23 @@ def test_default_gaussian_labels_get_a_hint(tmp_path):
     message = str(info.value)
     assert "layer 'loss' forward failed: MultilabelLossError: SoftmaxMultilabelLossLayer: labels" in message
     assert "input blob(s) scores, labels were filled with N(0, 1)" in message and "--fill BLOB=SPEC" in message
+
+
+def test_weights_file_and_npy_fill_are_used(tmp_path):
+    """InnerProduct weights default to 0: only with the saved .caffemodel is dJ/dx non-zero."""
+    path = tmp_path / "ip.prototxt"
+    path.write_text(input_layer("x", (2, 3)) + 'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" '
+                    'inner_product_param { num_output: 4 bias_term: false } }\n')
+    net = caffe.Net(str(path), caffe.TEST)
+    net.params["ip"][0].data[...] = np.arange(12).reshape(4, 3)
+    weights = tmp_path / "ip.caffemodel"
+    net.save(str(weights))
+    x = tmp_path / "x.npy"
+    np.save(x, np.full((2, 3), 0.5))
+    with_weights = check_layer_gradient(str(path), "ip", weights=str(weights), fills={"x": str(x)}, phase="test")
+    without = check_layer_gradient(str(path), "ip", fills={"x": str(x)}, phase="test")
+    assert with_weights.passed and without.passed
+    assert with_weights.checks[0].largest_gradient > 1 and without.checks[0].largest_gradient == 0
+    with pytest.raises(GradcheckError, match=r"input blob 'x' has shape \(2, 3\), the fill gave \(4,\)"):
+        np.save(x, np.zeros(4))
+        check_layer_gradient(str(path), "ip", fills={"x": str(x)})
