@@ -304,3 +304,18 @@ def test_weights_file_and_npy_fill_are_used(tmp_path):
     with pytest.raises(GradcheckError, match=r"input blob 'x' has shape \(2, 3\), the fill gave \(4,\)"):
         np.save(x, np.zeros(4))
         check_layer_gradient(str(path), "ip", fills={"x": str(x)})
+
+
+def test_a_blob_of_kinks_only_is_reported_not_failed(tmp_path):
+    path = tmp_path / "relu.prototxt"
+    path.write_text(input_layer("x", (2, 3)) + input_layer("y", (2, 3)) +
+                    'layer { name: "relu" type: "ReLU" bottom: "x" top: "r" }\n')
+    report = check_layer_gradient(str(path), "relu", fills={"x": "constant:0"}, kink_range=0.01)
+    assert not report.passed                           # nothing at all was checked
+    assert "none checked" in format_report(report)
+    assert "every selected element is within the kink range" in format_report(report)
+    path.write_text(input_layer("x", (2, 3)) + 'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" '
+                    'inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 1 } } }\n')
+    report = check_layer_gradient(str(path), "ip", check_params=True, kink_range=0.001)
+    assert [c.checked for c in report.checks] == [6, 6, 0]       # the bias is all zeros: all kinks
+    assert report.passed, format_report(report)
