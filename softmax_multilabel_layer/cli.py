@@ -12,7 +12,7 @@ import os
 import sys
 
 from . import __version__
-from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+from .params import SigmoidOptions, SoftmaxOptions
 
 PROG = "softmax-multilabel"
 EXAMPLES = """examples:
@@ -170,8 +170,8 @@ def main(argv=None):
     run = {"gradcheck": _gradcheck, "prototxt": _prototxt}[args.command]
     try:
         return run(args)
-    except (MultilabelLossError, ValueError, OSError, ImportError) as exc:
-        # GradcheckError is a ValueError; a layer's own exception during set-up or forward lands here too.
+    except (ValueError, OSError, ImportError) as exc:
+        # MultilabelLossError and GradcheckError are ValueErrors; GradcheckError also carries a layer's own exception.
         message = str(exc).strip().splitlines()
         sys.stderr.write("%s %s: error: %s\n" % (PROG, args.command, message[-1] if message else type(exc).__name__))
         return 2

@@ -25,7 +25,7 @@ def python_loss_net(tmp_path, layer, inputs, params=None, loss_weight=1.0, extra
     text += ('layer { name: "loss" type: "Python" %s %s loss_weight: %r %s\n'
              '  python_param { module: "%s" layer: "%s" param_str: \'%s\' } }\n'
              % (bottoms, tops, loss_weight, "loss_weight: 0 " * len(extra_tops), LAYER_MODULE, layer, param_str))
-    return _net(tmp_path, text)
+    return net_from_text(tmp_path, text)
 
 
 def native_loss_net(tmp_path, layer_type, inputs, loss_param="", loss_weight=1.0):
@@ -35,10 +35,11 @@ def native_loss_net(tmp_path, layer_type, inputs, loss_param="", loss_weight=1.0
     text += "".join(input_layer(name, shape) for name, shape in inputs.items())
     text += ('layer { name: "loss" type: "%s" %s top: "loss" loss_weight: %r %s }\n'
              % (layer_type, bottoms, loss_weight, loss_param))
-    return _net(tmp_path, text)
+    return net_from_text(tmp_path, text)
 
 
-def _net(tmp_path, text):
+def net_from_text(tmp_path, text):
+    """A TRAIN-phase caffe.Net from prototxt text (written to a new file under tmp_path)."""
     path = tmp_path / ("net_%d.prototxt" % len(list(tmp_path.glob("net_*.prototxt"))))
     path.write_text(text)
     caffe.set_mode_cpu()

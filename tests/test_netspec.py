@@ -13,6 +13,7 @@ from caffe import params as P
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
+from caffe_nets import net_from_text, run
 from softmax_multilabel_layer.netspec import (MODULE, layer_prototxt, python_param, sigmoid_multilabel_loss,
                                               softmax_multilabel_loss)
 from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
@@ -269,18 +270,7 @@ RUNS = {  # id -> (helper loss, options, feeds after the scores)
 
 
 def load(tmp_path, proto_text):
-    path = tmp_path / ("net_%d.prototxt" % len(list(tmp_path.glob("net_*.prototxt"))))
-    path.write_text("force_backward: true\n" + proto_text)
-    caffe.set_mode_cpu()
-    return caffe.Net(str(path), caffe.TRAIN)
-
-
-def forward_backward(net, feeds):
-    for name, value in feeds.items():
-        net.blobs[name].data[...] = value
-    net.forward()
-    net.backward()
-    return float(net.blobs["loss"].data), net.blobs["scores"].diff.copy()
+    return net_from_text(tmp_path, "force_backward: true\n" + proto_text)
 
 
 def netspec_net(tmp_path, case, ntop=1, loss_weight=1):
@@ -293,21 +283,21 @@ def netspec_net(tmp_path, case, ntop=1, loss_weight=1):
 @pytest.mark.parametrize("case", sorted(RUNS))
 def test_netspec_net_runs_forward_and_backward(tmp_path, case):
     net, feeds = netspec_net(tmp_path, case)
-    loss, diff = forward_backward(net, feeds)
+    loss, diff = run(net, feeds)
     assert np.isfinite(loss) and loss > 0
     assert np.abs(diff).sum() > 0
 
 
 def test_netspec_loss_weight_scales_the_gradient(tmp_path):
-    _, one = forward_backward(*netspec_net(tmp_path, "softmax"))
-    _, three = forward_backward(*netspec_net(tmp_path, "softmax", loss_weight=3))
+    _, one = run(*netspec_net(tmp_path, "softmax"))
+    _, three = run(*netspec_net(tmp_path, "softmax", loss_weight=3))
     np.testing.assert_allclose(three, 3 * one, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("case", sorted(RUNS))
 def test_netspec_second_top_holds_the_probabilities(tmp_path, case):
     net, feeds = netspec_net(tmp_path, case, ntop=2)
-    loss, diff = forward_backward(net, feeds)
+    loss, diff = run(net, feeds)
     prob = net.blobs["prob"].data
     assert np.isfinite(loss) and loss > 0 and np.abs(diff).sum() > 0
     assert prob.shape == SCORES.shape
@@ -324,7 +314,7 @@ def test_layer_prototxt_after_input_layers_loads_and_runs(tmp_path, case, top):
     n = inputs(scores=SCORES.shape, **{name: value.shape for name, value in feeds.items()})
     text = str(n.to_proto()) + layer_prototxt(loss, bottoms=["scores", *feeds], top=top, **options)
     net = load(tmp_path, text)
-    value, diff = forward_backward(net, dict(scores=SCORES, **feeds))
+    value, diff = run(net, dict(scores=SCORES, **feeds))
     assert np.isfinite(value) and value > 0
     assert np.abs(diff).sum() > 0
     assert ("prob" in net.blobs) == (top != "loss")
