@@ -8,3 +8,26 @@ import sys
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 sys.path.insert(0, os.path.dirname(__file__))
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def require_caffe_feature(name):
+    """Fail (or, only with ``USE_SYSTEM_CAFFE=1`` outside CI, skip) when the Caffe
+    found lacks an optional feature (see softmax_multilabel_layer.caffe_features).
+
+    The Caffe that ``make setup`` builds has every feature, so in CI and with the
+    built Caffe a missing feature is a broken build: the test fails.
+    """
+    import pytest
+
+    from softmax_multilabel_layer.caffe_features import FEATURES, caffe_features
+
+    if caffe_features()[name]:
+        return
+    message = "the Caffe found lacks %s" % FEATURES[name]
+    system = open(os.path.join(REPO, ".venv", ".use-system-caffe")).read().strip() == "1" \
+        if os.path.exists(os.path.join(REPO, ".venv", ".use-system-caffe")) else False
+    if system and not os.environ.get("CI"):
+        pytest.skip(message + " (USE_SYSTEM_CAFFE=1)")
+    pytest.fail(message + ": the Caffe built by `make setup` must have it")
