@@ -78,7 +78,7 @@ def import_caffe():
         try:
             import caffe
         except ImportError as exc:
-            raise SystemExit("benchmark: cannot import caffe (%s); run `make setup` first" % exc)
+            raise SystemExit("benchmark: cannot import caffe (%s); run `make setup` first" % exc) from None
     caffe.set_mode_cpu()
     return caffe
 
@@ -373,8 +373,8 @@ def markdown(report):
     lines.append("Command: `%s`. Median of %d repetitions after %d warm-up iterations (blog layer: %d after 1), "
                  "the cases of one size timed in interleaved rounds; times in ms; `x Caffe SM` = time / Caffe "
                  "SoftmaxWithLoss time, `x floor` = time / floor time. Every case is one `net.forward(); "
-                 "net.backward()` of a net with Input layers and the loss layer (force_backward, propagate_down only to "
-                 "the scores, as in training); the floor is "
+                 "net.backward()` of a net with Input layers and the loss layer (force_backward, propagate_down only "
+                 "to the scores, as in training); the floor is "
                  "plain numpy: `np.exp(s, out=buf); np.copyto(d, s)` over N x C."
                  % (report["command"], report["reps"], report["warmup"], min(report["blog_reps"], report["reps"])))
     lines.append("")
@@ -476,7 +476,7 @@ def run_parent(args):
               "targets": evaluate_targets(runs)}
     if len(runs) > 1:
         same = True
-        for rows in zip(*(r["results"] for r in runs)):
+        for rows in zip(*(r["results"] for r in runs), strict=True):
             for key in rows[0]["methods"]:
                 losses = {row["methods"].get(key, {}).get("loss") for row in rows}
                 same &= len(losses) == 1

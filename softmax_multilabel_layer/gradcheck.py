@@ -311,7 +311,7 @@ def check_layer_gradient(prototxt, layer_name, bottoms=None, weights=None, phase
     report = GradcheckReport(layer_name, layer.type, objective, stepsize, threshold, floor, notes=notes)
 
     def restore():
-        for blob, data in zip(restored, saved):
+        for blob, data in zip(restored, saved, strict=True):
             blob.data[...] = data
 
     def evaluate():
@@ -332,14 +332,14 @@ def check_layer_gradient(prototxt, layer_name, bottoms=None, weights=None, phase
     written = [k for k, name in enumerate(bottom_names) if not np.array_equal(net.blobs[name].data, saved[k])]
     # Only a layer that writes to its inputs needs them all restored before each evaluation;
     # otherwise putting back the one perturbed element is enough.
-    restore_all = any(not np.array_equal(blob.data, data) for blob, data in zip(restored, saved))
+    restore_all = any(not np.array_equal(blob.data, data) for blob, data in zip(restored, saved, strict=True))
     restore()
     if written:
         notes.append("the layer wrote to the data of bottom(s) %s during forward/backward; a Caffe layer must not "
                      "(other layers read the same blob). Each evaluation restored them."
                      % ", ".join("%d (%s)" % (k, bottom_names[k]) for k in written))
 
-    for (role, k, name, blob), grad in zip(targets, analytic):
+    for (role, k, name, blob), grad in zip(targets, analytic, strict=True):
         check = BlobCheck(role, k, name, tuple(blob.data.shape), blob.count)
         check.non_finite_analytic = int(np.count_nonzero(~np.isfinite(grad)))
         original = saved[k if role == "bottom" else len(bottom_names) + k].ravel()   # before any forward
@@ -412,8 +412,8 @@ def format_report(report):
     lines = ["layer %r (%s): %s" % (report.layer, report.layer_type, report.objective),
              "rule: |analytic - numeric| <= %g * max(|analytic|, |numeric|, %g), central differences, step %g"
              % (report.threshold, report.floor, report.stepsize), ""]
-    header = ("checked blob", "name", "elements", "max abs error", "max rel error", "worst index", "analytic", "numeric",
-              "failures", "result")
+    header = ("checked blob", "name", "elements", "max abs error", "max rel error", "worst index", "analytic",
+              "numeric", "failures", "result")
     rows = []
     for b in report.checks:
         checked = "%d/%d" % (b.checked, b.total) + (" (%d kinks skipped)" % b.kinks_skipped if b.kinks_skipped else "")
@@ -422,7 +422,7 @@ def format_report(report):
                      "none checked" if not b.checked and b.passed else "PASS" if b.passed else "FAIL"))
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     for b in report.checks:
         if b.non_finite_analytic:
             lines.append("%s %d (%s): %d non-finite values in the layer's gradient (diff not written, or NaN/inf)"

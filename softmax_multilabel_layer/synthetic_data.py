@@ -44,10 +44,10 @@ def parse_params(param_str):
     for key in ("batch_size", "num_classes", "dim", "min_labels", "max_labels"):
         if int(params[key]) != params[key] or params[key] < 1:
             raise MultilabelLossError("SyntheticMultilabelDataLayer: %s must be a positive integer, got %r"
-                             % (key, params[key]))
+                                      % (key, params[key]))
     if not params["min_labels"] <= params["max_labels"] <= params["num_classes"]:
-        raise MultilabelLossError("SyntheticMultilabelDataLayer: need 1 <= min_labels <= max_labels <= num_classes, got "
-                         "%(min_labels)r, %(max_labels)r, %(num_classes)r" % params)
+        raise MultilabelLossError("SyntheticMultilabelDataLayer: need 1 <= min_labels <= max_labels <= num_classes, "
+                                  "got %(min_labels)r, %(max_labels)r, %(num_classes)r" % params)
     if params["noise"] < 0:
         raise MultilabelLossError("SyntheticMultilabelDataLayer: noise must be >= 0, got %r" % params["noise"])
     return params

@@ -13,10 +13,16 @@ from caffe import params as P
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from caffe_nets import net_from_text, run
-from softmax_multilabel_layer.netspec import (MODULE, layer_prototxt, python_param, sigmoid_multilabel_loss,
-                                              softmax_multilabel_loss)
+from softmax_multilabel_layer.netspec import (
+    MODULE,
+    layer_prototxt,
+    python_param,
+    sigmoid_multilabel_loss,
+    softmax_multilabel_loss,
+)
 from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+
+from caffe_nets import net_from_text, run
 
 PROTOTXT = Path(__file__).resolve().parents[1] / "prototxt"
 
@@ -149,9 +155,9 @@ def digits_net(loss):
 
 @pytest.mark.parametrize("name, loss", [
     ("softmax_multilabel_train_val.prototxt",
-     lambda s, l: softmax_multilabel_loss(s, l, normalize_targets="count", normalization="batch_size")),
+     lambda s, y: softmax_multilabel_loss(s, y, normalize_targets="count", normalization="batch_size")),
     ("sigmoid_focal_train_val.prototxt",
-     lambda s, l: sigmoid_multilabel_loss(s, l, gamma=2, normalization="batch_size")),
+     lambda s, y: sigmoid_multilabel_loss(s, y, gamma=2, normalization="batch_size")),
 ])
 def test_netspec_rebuilds_digits_train_val_net(name, loss):
     assert_same(digits_net(loss), parse((PROTOTXT / "digits" / name).read_text()))

@@ -75,7 +75,7 @@ def compose(images, targets, pool, n, rng, canvas=(24, 24), max_digits=3, progre
     for i in range(n):
         k = int(rng.integers(1, max_digits + 1))
         classes = rng.choice(NUM_CLASSES, size=k, replace=False)
-        for j, (cls, (r, c)) in enumerate(zip(classes, _place_boxes(k, canvas, rng))):
+        for j, (cls, (r, c)) in enumerate(zip(classes, _place_boxes(k, canvas, rng), strict=True)):
             s = int(rng.choice(by_class[cls]))
             data[i, 0, r:r + DIGIT_SIZE, c:c + DIGIT_SIZE] = images[s]
             label[i, cls] = 1.0

@@ -28,8 +28,12 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from softmax_multilabel_layer.hdf5_labels import (dense_from_indices, read_index_labels,  # noqa: E402
-                                                  write_index_labels, write_list_file)
+from softmax_multilabel_layer.hdf5_labels import (  # noqa: E402
+    dense_from_indices,
+    read_index_labels,
+    write_index_labels,
+    write_list_file,
+)
 
 FEATURES, CLASSES, K, SAMPLES, BATCH = 32, 500, 3, 1024, 64
 
@@ -40,7 +44,7 @@ def make_data(seed=0):
     x = rng.normal(size=(SAMPLES, FEATURES)).astype(np.float32)
     affinity = x @ prototypes.T
     counts = rng.integers(1, K + 1, SAMPLES)
-    lists = [list(np.argsort(-row)[:m].tolist()) for row, m in zip(affinity, counts)]
+    lists = [list(np.argsort(-row)[:m].tolist()) for row, m in zip(affinity, counts, strict=True)]
     weights = [list((0.5 + rng.random(m)).round(2).tolist()) for m in counts]
     return x, lists, weights
 
