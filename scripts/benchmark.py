@@ -32,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 
@@ -213,12 +215,13 @@ def summarize(times):
 # ---------------------------------------------------------------- environment report
 
 def environment():
-    info = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
+    info: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
             "cpu_count": os.cpu_count(),
             "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                                    "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}}
     try:
-        config = np.show_config(mode="dicts")
+        # numpy >= 1.25; its type stub still says show_config() takes no argument and returns None.
+        config: dict[str, Any] = cast(Callable[..., dict[str, Any]], np.show_config)(mode="dicts")
         blas = config.get("Build Dependencies", {}).get("blas", {})
         info["numpy_blas"] = {k: blas.get(k) for k in ("name", "version", "openblas configuration")}
         simd = config.get("SIMD Extensions", {})
@@ -266,7 +269,7 @@ def run_worker(args):
                     nets[key] = build_net(caffe, workdir, "%s_%s" % (key, row["size"]), inputs, layer)
                     time_net(nets[key], 0, 1 if key == "blog" else args.warmup)
             floor = floor_buffers(scores)
-            times = {key: [] for key in list(nets) + ["floor"]}
+            times: dict[str, list[float]] = {key: [] for key in list(nets) + ["floor"]}
             for rep in range(args.reps):
                 for key, net in nets.items():
                     if key != "blog" or rep < args.blog_reps:

@@ -44,9 +44,15 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
+
+# A fill: (random generator, blob shape) -> values for the blob.
+Fill = Callable[[np.random.Generator, tuple[int, ...]], NDArray[Any]]
 
 PHASES = ("train", "test")
 
@@ -61,14 +67,14 @@ class BlobCheck:
     role: str                         # "bottom" or "param"
     index: int
     blob: str
-    shape: tuple
+    shape: tuple[int, ...]
     total: int
     checked: int = 0
     kinks_skipped: int = 0
     failures: int = 0
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0        # |a - n| / max(|a|, |n|, floor), Caffe's scaled error (floor 1)
-    worst_index: tuple = ()
+    worst_index: tuple[int, ...] = ()
     worst_analytic: float = 0.0
     worst_numeric: float = 0.0
     non_finite_analytic: int = 0      # NaN/inf in the layer's bottom diff (not written, or diverged)
@@ -77,7 +83,7 @@ class BlobCheck:
     unresolved: bool = False          # the numeric side's rounding error is comparable to the gradients
 
     @property
-    def passed(self):
+    def passed(self) -> bool:
         """No failure and a finite gradient (a blob whose every element is a skipped kink passes, checking nothing)."""
         return self.failures == 0 and self.non_finite_analytic == 0
 
@@ -91,17 +97,17 @@ class GradcheckReport:
     stepsize: float
     threshold: float
     floor: float = 1.0
-    checks: list = field(default_factory=list)
-    notes: list = field(default_factory=list)
+    checks: list[BlobCheck] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
-    def passed(self):
+    def passed(self) -> bool:
         return any(c.checked for c in self.checks) and all(c.passed for c in self.checks)
 
 
 # ---------------------------------------------------------------- fills
 
-def parse_fill(spec):
+def parse_fill(spec: str) -> Fill:
     """A fill spec -> function(rng, shape) -> array.
 
     ``gaussian[:STD]``, ``uniform:LO:HI``, ``randint:LO:HI`` (integers in [LO, HI)),
@@ -158,7 +164,8 @@ def _default_bottoms(layer_param):
     return [0] if is_loss else list(range(len(layer_param.bottom)))
 
 
-def prepare_net_param(net_param, layer_name, bottoms=None):
+def prepare_net_param(net_param: Any, layer_name: str,
+                      bottoms: Iterable[int] | None = None) -> tuple[Any, list[int], list[str]]:
     """Rewrite a NetParameter for checking ``layer_name``; returns (net_param, checked bottom indices, notes).
 
     Sets ``force_backward``, the layer's ``propagate_down`` (true exactly for the
@@ -194,7 +201,8 @@ def prepare_net_param(net_param, layer_name, bottoms=None):
     return net_param, bottoms, notes
 
 
-def load_net(prototxt, layer_name, bottoms=None, weights=None, phase="train"):
+def load_net(prototxt: str, layer_name: str, bottoms: Iterable[int] | None = None, weights: str | None = None,
+             phase: str = "train") -> tuple[Any, list[int], list[str]]:
     """Load ``prototxt`` prepared for checking ``layer_name``; returns (net, checked bottom indices, notes)."""
     caffe, caffe_pb2, text_format = _import_caffe()
     if phase not in PHASES:
@@ -220,21 +228,21 @@ def load_net(prototxt, layer_name, bottoms=None, weights=None, phase="train"):
     for folder in (os.getcwd(), os.path.dirname(os.path.abspath(prototxt))):
         if folder not in sys.path:
             sys.path.append(folder)
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(text_format.MessageToString(net_param))
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as tmp:
+        tmp.write(text_format.MessageToString(net_param))
     try:
         caffe.set_mode_cpu()
-        net = _call("building the net", caffe.Net, f.name, caffe.TRAIN if phase == "train" else caffe.TEST,
+        net = _call("building the net", caffe.Net, tmp.name, caffe.TRAIN if phase == "train" else caffe.TEST,
                     weights=weights)
     finally:
-        os.unlink(f.name)
+        os.unlink(tmp.name)
     if layer_name not in list(net._layer_names):
         raise GradcheckError("layer %r is not in the %s phase of the net (see its include/exclude rules)"
                              % (layer_name, phase.upper()))
     return net, bottoms, notes
 
 
-def fill_inputs(net, fills=None, seed=0):
+def fill_inputs(net: Any, fills: Mapping[str, str] | None = None, seed: int = 0) -> None:
     """Fill the net's input blobs (Input layers): a fill spec per blob name, default N(0, 1)."""
     fills = dict(fills or {})
     unknown = sorted(set(fills) - set(net.inputs))
@@ -273,9 +281,11 @@ def _objective(net, layer_name, rng):
     return grads, "J = " + " + ".join("sum(R_%s * %s)" % (t, t) for t in tops) + ", R ~ N(0, 1) seeded"
 
 
-def check_layer_gradient(prototxt, layer_name, bottoms=None, weights=None, phase="train", fills=None, seed=0,
-                         stepsize=1e-2, threshold=1e-2, floor=1.0, kink=0.0, kink_range=-1.0, max_elements=1000,
-                         check_params=False):
+def check_layer_gradient(prototxt: str, layer_name: str, bottoms: Iterable[int] | None = None,
+                         weights: str | None = None, phase: str = "train", fills: Mapping[str, str] | None = None,
+                         seed: int = 0, stepsize: float = 1e-2, threshold: float = 1e-2, floor: float = 1.0,
+                         kink: float = 0.0, kink_range: float = -1.0, max_elements: int = 1000,
+                         check_params: bool = False) -> GradcheckReport:
     """Check one layer's backward against central differences; returns a :class:`GradcheckReport`.
 
     ``bottoms``: indices of the bottoms to check (default: bottom 0 of a loss
@@ -371,7 +381,7 @@ def check_layer_gradient(prototxt, layer_name, bottoms=None, weights=None, phase
             notes.append("%s %d (%s): every selected element is within the kink range, so none was checked"
                          % (role, k, name))
         # Rounding of the objective alone can make the numeric side wrong by about eps * |J| / step.
-        noise = np.finfo(blob.data.dtype).eps * largest_objective / stepsize
+        noise = float(np.finfo(blob.data.dtype).eps) * largest_objective / stepsize
         suggested = float("%.2g" % max(0.1 * check.largest_gradient, 4 * noise / threshold))
         if noise > 0.1 * check.largest_gradient:
             check.unresolved = True
@@ -391,7 +401,7 @@ def check_layer_gradient(prototxt, layer_name, bottoms=None, weights=None, phase
     return report
 
 
-def _record(check, flat_index, analytic, numeric, threshold, floor):
+def _record(check: BlobCheck, flat_index: int, analytic: float, numeric: float, threshold: float, floor: float) -> None:
     """Apply Caffe's rule to one element and keep the worst one."""
     error = abs(analytic - numeric)
     scale = max(abs(analytic), abs(numeric), floor)
@@ -407,7 +417,7 @@ def _record(check, flat_index, analytic, numeric, threshold, floor):
     check.max_abs_error = max(check.max_abs_error, error if math.isfinite(error) else math.inf)
 
 
-def format_report(report):
+def format_report(report: GradcheckReport) -> str:
     """The report as text: a header, one table row per bottom, notes, and the verdict."""
     lines = ["layer %r (%s): %s" % (report.layer, report.layer_type, report.objective),
              "rule: |analytic - numeric| <= %g * max(|analytic|, |numeric|, %g), central differences, step %g"

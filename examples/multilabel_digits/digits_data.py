@@ -48,7 +48,7 @@ def _place_boxes(k, canvas, rng, max_tries=200):
     """k non-overlapping DIGIT_SIZE boxes in canvas -> list of (row, col) top-left corners."""
     h, w = canvas
     while True:
-        boxes = []
+        boxes: list[tuple[int, int]] = []
         for _ in range(max_tries):
             r = int(rng.integers(0, h - DIGIT_SIZE + 1))
             c = int(rng.integers(0, w - DIGIT_SIZE + 1))

@@ -73,6 +73,8 @@ def main():
     parser.add_argument("--iters", type=int, default=60)
     parser.add_argument("--cli", action="store_true", help="train with .venv/bin/caffe (CAFFE_BIN) instead of pycaffe")
     args = parser.parse_args()
+    if args.iters < 1:
+        parser.error("--iters must be at least 1, got %d" % args.iters)
     os.makedirs(args.out, exist_ok=True)
     os.environ.setdefault("GLOG_minloglevel", "2")
 
@@ -105,11 +107,11 @@ def main():
     import caffe
     caffe.set_mode_cpu()
     solver = caffe.SGDSolver(solver_path)
-    first = None
+    losses = []
     for it in range(args.iters):
         solver.step(1)
         loss = float(solver.net.blobs["loss"].data)
-        first = loss if first is None else first
+        losses.append(loss)
         if it % 10 == 0 or it == args.iters - 1:
             print("iteration %3d  loss %.4f" % (it, loss))
 
@@ -124,7 +126,7 @@ def main():
           % (float(net.blobs["loss"].data), dense_loss, stored.data.shape[0], stored.num_classes, K))
     if not np.isclose(float(net.blobs["loss"].data), dense_loss, rtol=1e-5):
         raise SystemExit("indices and dense losses differ")
-    print("loss went from %.4f to %.4f over %d SGD iterations" % (first, loss, args.iters))
+    print("loss went from %.4f to %.4f over %d SGD iterations" % (losses[0], losses[-1], args.iters))
     return 0
 
 
