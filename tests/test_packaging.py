@@ -39,15 +39,15 @@ def requirement_name(requirement):
 def requirements():
     """Every requirement the venv is set up from: the project's dependencies, its extras, requirements-dev.txt."""
     lines = (REPO / "requirements-dev.txt").read_text().splitlines()
-    return (PROJECT["dependencies"] + sum(PROJECT["optional-dependencies"].values(), [])
-            + [line for line in lines if line.strip() and not line.startswith("#")])
+    extras = [r for group in PROJECT["optional-dependencies"].values() for r in group]
+    return PROJECT["dependencies"] + extras + [line for line in lines if line.strip() and not line.startswith("#")]
 
 
 def read_constraints(path):
     """constraints.txt -> {normalized name: version}; every line that is not a comment must be name==version."""
     pins = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
+    for number, text in enumerate(path.read_text().splitlines(), 1):
+        line = text.strip()
         if not line or line.startswith("#"):
             continue
         match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;=<>!~]+)", line)
