@@ -21,7 +21,7 @@ USE_SYSTEM_CAFFE ?=
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
-SETUP_INPUTS := requirements-dev.txt constraints.txt pyproject.toml setup.py scripts/setup.sh scripts/install_caffe.sh scripts/find_system_caffe.sh
+SETUP_INPUTS := requirements-dev.txt constraints.txt pyproject.toml setup.py scripts/setup.sh scripts/install_requirements.sh scripts/install_caffe.sh scripts/find_system_caffe.sh
 DEMO := examples/multilabel_digits/run_demo.py
 
 # The stamp lists files set-up made or relies on (the wrapper, the caffe binary,

@@ -22,12 +22,7 @@ trap 'rm -rf "$WORK"' EXIT
 log "resolving requirements-dev.txt and .[demo,test,lint] in a fresh venv ($("$PYTHON" -V 2>&1))"
 "$PYTHON" -m venv "$WORK/venv"
 VPY=$WORK/venv/bin/python
-pip_install=("$VPY" -m pip install -q --disable-pip-version-check)
-"${pip_install[@]}" --upgrade pip setuptools
-# The project is installed from a copy so that the build leaves nothing in the work tree.
-mkdir "$WORK/src"
-cp -r pyproject.toml setup.py README.md softmax_multilabel_layer "$WORK/src/"
-"${pip_install[@]}" --no-build-isolation -r requirements-dev.txt "$WORK/src[demo,test,lint]"
+scripts/install_requirements.sh "$VPY"
 
 {
   echo "# Every package version in the project's .venv (pip install -c constraints.txt, by make setup)."

@@ -7,10 +7,10 @@
 # (recorded in .venv/.use-system-caffe); the first default is 0 (build).
 #
 # 1. creates .venv (PYTHON -m venv) if it is missing;
-# 2. pip-installs, with the exact versions of constraints.txt, pip and
-#    setuptools, then requirements-dev.txt and the project (editable, with its
-#    demo, test and lint extras); skipped when .venv/.requirements-stamp shows
-#    those files and the Python are unchanged;
+# 2. pip-installs (scripts/install_requirements.sh) pip, setuptools,
+#    requirements-dev.txt and the project (editable, with its demo, test and
+#    lint extras), at the exact versions of constraints.txt; skipped when
+#    .venv/.requirements-stamp shows those files and the Python are unchanged;
 # 3. gets Caffe: builds it into the cache (scripts/install_caffe.sh, reused
 #    when present) or, with USE_SYSTEM_CAFFE=1, finds an existing one
 #    (scripts/find_system_caffe.sh);
@@ -53,17 +53,13 @@ VPY=$VENV/bin/python
 "$VPY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "$VPY is older than Python 3.11"
 
 # 2. requirements + editable install, every version pinned by constraints.txt
-# (a fresh machine gets what CI tested; `make lock` refreshes the pins). The
-# pinned pip and setuptools come first; the project is then built with that
-# setuptools (--no-build-isolation), not with whatever the registry serves.
+# (a fresh machine gets what CI tested; `make lock` refreshes the pins).
 REQ_STAMP=$VENV/.requirements-stamp
-req_hash=$( { cat requirements-dev.txt constraints.txt pyproject.toml setup.py; "$VPY" -VV; } | sha256sum | cut -c1-16)
+req_hash=$( { cat requirements-dev.txt constraints.txt pyproject.toml setup.py scripts/install_requirements.sh
+              "$VPY" -VV; } | sha256sum | cut -c1-16)
 if [ "$(cat "$REQ_STAMP" 2>/dev/null || true)" != "$req_hash" ]; then
-  pip_install=("$VPY" -m pip install -q --disable-pip-version-check -c constraints.txt)
-  log "installing pip and setuptools (constraints.txt) into .venv"
-  "${pip_install[@]}" pip setuptools
-  log "installing requirements-dev.txt and softmax_multilabel_layer[demo,test,lint] (editable, constraints.txt)"
-  "${pip_install[@]}" --no-build-isolation -r requirements-dev.txt -e ".[demo,test,lint]"
+  log "installing requirements-dev.txt and softmax_multilabel_layer[demo,test,lint] (editable) at the versions of constraints.txt"
+  scripts/install_requirements.sh "$VPY" constraints.txt
   echo "$req_hash" > "$REQ_STAMP"
 else
   log "requirements unchanged (.venv/.requirements-stamp); pip skipped"
