@@ -6,8 +6,8 @@
 #   make test    set up if needed, then run the tests
 #   make demo    set up if needed, then run the digits demo (or train the smoke net)
 #   make bench   set up if needed, then run scripts/benchmark.py
-#   make lock    re-resolve the requirements and rewrite constraints.txt (deliberate upgrades only)
 #   make clean   remove local outputs (never .venv, never the Caffe cache)
+#   make lock    re-resolve the requirements and rewrite constraints.txt (deliberate upgrades only)
 #
 # Variables: PYTHON (interpreter for the venv, default python3), USE_SYSTEM_CAFFE=1 (use
 # an existing pycaffe + caffe binary instead of building; remembered by the
@@ -31,7 +31,8 @@ ifneq ($(strip $(STAMP_STALE)),)
 .PHONY: $(STAMP)
 endif
 
-.PHONY: setup lint test demo bench lock clean distclean
+.PHONY: setup test demo bench clean distclean
+.PHONY: lint lock
 
 setup:
 	PYTHON="$(PYTHON)" USE_SYSTEM_CAFFE="$(USE_SYSTEM_CAFFE)" bash scripts/setup.sh
@@ -45,6 +46,9 @@ lint: $(STAMP)
 	echo "$(VENV)/bin/ruff check ."; $(VENV)/bin/ruff check . || status=1; \
 	echo "$(VENV)/bin/mypy"; $(VENV)/bin/mypy || status=1; \
 	exit $$status
+
+lock:
+	PYTHON="$(PYTHON)" bash scripts/lock.sh
 
 test: $(STAMP)
 	$(VPY) -m pytest -q tests
@@ -60,9 +64,6 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) scripts/benchmark.py
-
-lock:
-	PYTHON="$(PYTHON)" bash scripts/lock.sh
 
 clean:
 	rm -rf output .pytest_cache .hypothesis .mypy_cache .ruff_cache *.egg-info

@@ -215,10 +215,11 @@ def summarize(times):
 # ---------------------------------------------------------------- environment report
 
 def environment():
-    info: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
-            "cpu_count": os.cpu_count(),
-            "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                                   "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}}
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
+        "cpu_count": os.cpu_count(),
+        "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                               "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}}
     try:
         # numpy >= 1.25; its type stub still says show_config() takes no argument and returns None.
         config: dict[str, Any] = cast(Callable[..., dict[str, Any]], np.show_config)(mode="dicts")

@@ -101,7 +101,7 @@ class GradcheckReport:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def passed(self) -> bool:
+    def passed(self):
         return any(c.checked for c in self.checks) and all(c.passed for c in self.checks)
 
 
@@ -164,8 +164,7 @@ def _default_bottoms(layer_param):
     return [0] if is_loss else list(range(len(layer_param.bottom)))
 
 
-def prepare_net_param(net_param: Any, layer_name: str,
-                      bottoms: Iterable[int] | None = None) -> tuple[Any, list[int], list[str]]:
+def prepare_net_param(net_param, layer_name, bottoms=None):
     """Rewrite a NetParameter for checking ``layer_name``; returns (net_param, checked bottom indices, notes).
 
     Sets ``force_backward``, the layer's ``propagate_down`` (true exactly for the
@@ -222,7 +221,7 @@ def load_net(prototxt: str, layer_name: str, bottoms: Iterable[int] | None = Non
     if unknown:
         raise GradcheckError("this Caffe has no layer type(s) %s (a Caffe fork's layer, or a typo?)"
                              % ", ".join(unknown))
-    net_param, bottoms, notes = prepare_net_param(net_param, layer_name, bottoms)
+    net_param, checked, notes = prepare_net_param(net_param, layer_name, bottoms)
     # Python layers' modules are imported like `caffe train` does (PYTHONPATH), plus the
     # current folder and the net's folder, where a user's layer module usually sits.
     for folder in (os.getcwd(), os.path.dirname(os.path.abspath(prototxt))):
@@ -239,7 +238,7 @@ def load_net(prototxt: str, layer_name: str, bottoms: Iterable[int] | None = Non
     if layer_name not in list(net._layer_names):
         raise GradcheckError("layer %r is not in the %s phase of the net (see its include/exclude rules)"
                              % (layer_name, phase.upper()))
-    return net, bottoms, notes
+    return net, checked, notes
 
 
 def fill_inputs(net: Any, fills: Mapping[str, str] | None = None, seed: int = 0) -> None:

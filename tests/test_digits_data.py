@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples", "multilabel_digits"))
-import digits_data
+import digits_data  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples", "multilabel_digits"))
-import digits_metrics as M
+import digits_metrics as M  # noqa: E402
 
 
 def test_average_precision_by_hand():

@@ -8,10 +8,10 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples", "multilabel_digits"))
-import digits_eval
-import digits_metrics
-import digits_train
-import run_demo
+import digits_eval  # noqa: E402
+import digits_metrics  # noqa: E402
+import digits_train  # noqa: E402
+import run_demo  # noqa: E402
 
 MAX_ITER, EVERY = 450, 150
 

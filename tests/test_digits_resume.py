@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples", "multilabel_digits"))
-import digits_data
-import digits_train
+import digits_data  # noqa: E402
+import digits_train  # noqa: E402
 
 MAX_ITER, SNAPSHOT = 150, 50
 FIELDS = dict(max_iter=MAX_ITER, snapshot=SNAPSHOT, display=1, test_interval=100000, test_iter=1,

@@ -21,11 +21,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import digits_data
-import digits_eval
-import digits_report
-import digits_train
-from digits_train import REPO, VARIANTS
+import digits_data  # noqa: E402
+import digits_eval  # noqa: E402
+import digits_report  # noqa: E402
+import digits_train  # noqa: E402
+from digits_train import REPO, VARIANTS  # noqa: E402
 
 TEST_BATCH = 100     # batch_size of the TEST HDF5Data layer in the train_val prototxts
 TRAIN_BATCH = 64
