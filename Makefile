@@ -32,13 +32,14 @@ ifneq ($(strip $(STAMP_STALE)),)
 endif
 
 .PHONY: setup test demo bench clean distclean
-.PHONY: lint lock
 
 setup:
 	PYTHON="$(PYTHON)" USE_SYSTEM_CAFFE="$(USE_SYSTEM_CAFFE)" bash scripts/setup.sh
 
 $(STAMP): $(SETUP_INPUTS)
 	PYTHON="$(PYTHON)" USE_SYSTEM_CAFFE="$(USE_SYSTEM_CAFFE)" bash scripts/setup.sh
+
+.PHONY: lint lock
 
 # Both run even if the first fails; either failing fails the target.
 lint: $(STAMP)
