@@ -2,7 +2,6 @@
 package versions against constraints.txt (what `make setup` installs and CI tested)."""
 import importlib.metadata
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,9 @@ from pathlib import Path
 
 import caffe
 import pytest
+from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 import softmax_multilabel_layer
 
@@ -26,14 +27,9 @@ IN_REPO_VENV = Path(sys.prefix).resolve() == (REPO / ".venv").resolve()
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "softmax_multilabel_layer")
 
 
-def canonical(name):
-    """PEP 503 normalized distribution name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def requirement_name(requirement):
     """"numpy<2" -> "numpy", "protobuf>=3.20" -> "protobuf" (normalized)."""
-    return canonical(re.split(r"[\s<>=!~\[;]", requirement.strip())[0])
+    return canonicalize_name(Requirement(requirement).name)
 
 
 def requirements():
@@ -50,11 +46,13 @@ def read_constraints(path):
         line = text.strip()
         if not line or line.startswith("#"):
             continue
-        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;=<>!~]+)", line)
-        assert match, "%s:%d: expected name==version, got %r" % (path.name, number, line)
-        name = canonical(match.group(1))
+        requirement = Requirement(line)
+        specifiers = list(requirement.specifier)
+        assert [s.operator for s in specifiers] == ["=="] and not requirement.extras and not requirement.marker, (
+            "%s:%d: expected name==version, got %r" % (path.name, number, line))
+        name = canonicalize_name(requirement.name)
         assert name not in pins, "%s:%d: %s pinned twice" % (path.name, number, name)
-        pins[name] = match.group(2)
+        pins[name] = specifiers[0].version
     return pins
 
 
@@ -81,7 +79,7 @@ def test_entry_point_is_the_cli_main():
 
 def test_constraints_pin_every_requirement_exactly():
     pins = read_constraints(REPO / "constraints.txt")
-    assert canonical(PROJECT["name"]) not in pins, "the project itself is not a constraint"
+    assert canonicalize_name(PROJECT["name"]) not in pins, "the project itself is not a constraint"
     assert "caffe" not in pins
     # The build tools too: make setup builds the project with the pinned setuptools.
     unpinned = sorted(({"pip", "setuptools"} | {requirement_name(r) for r in requirements()}) - set(pins))
@@ -93,9 +91,9 @@ def test_constraints_pin_every_requirement_exactly():
                     reason="checks the repo's .venv (make test runs in it; CI never skips this)")
 def test_installed_versions_match_constraints():
     pins = read_constraints(REPO / "constraints.txt")
-    installed = {canonical(dist.metadata["Name"]): dist.version
+    installed = {canonicalize_name(dist.metadata["Name"]): dist.version
                  for dist in importlib.metadata.distributions(path=[str(PURELIB)])}
-    assert installed.pop(canonical(PROJECT["name"]), None) == softmax_multilabel_layer.__version__
+    assert installed.pop(canonicalize_name(PROJECT["name"]), None) == softmax_multilabel_layer.__version__
     wrong = ["%s %s (constraints.txt: %s)" % (n, v, pins[n]) for n, v in sorted(installed.items())
              if n in pins and pins[n] != v]
     extra = sorted(set(installed) - set(pins))
