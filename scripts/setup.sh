@@ -50,7 +50,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 VPY=$VENV/bin/python
 # pyproject.toml's requires-python: only 3.11 is tested.
-"$VPY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "$VPY is older than Python 3.11"
+if ! "$VPY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  die "$VPY is Python $("$VPY" -c 'import platform; print(platform.python_version())'); only 3.11 is tested and
+  admitted (pyproject.toml requires-python): make distclean, then make setup PYTHON=python3.11"
+fi
 
 # 2. requirements + editable install, every version pinned by constraints.txt
 # (a fresh machine gets what CI tested; `make lock` refreshes the pins).
