@@ -1,10 +1,13 @@
 # softmax_multilabel_layer: one-command set-up, tests, demo and benchmark.
 #
-#   make setup   create .venv, install requirements, build (or reuse) Caffe, write .venv/bin/caffe
+#   make setup   create .venv, install requirements (versions pinned by constraints.txt), build (or reuse)
+#                Caffe, write .venv/bin/caffe
+#   make lint    set up if needed, then ruff check and mypy (settings in pyproject.toml)
 #   make test    set up if needed, then run the tests
 #   make demo    set up if needed, then run the digits demo (or train the smoke net)
 #   make bench   set up if needed, then run scripts/benchmark.py
 #   make clean   remove local outputs (never .venv, never the Caffe cache)
+#   make lock    re-resolve the requirements and rewrite constraints.txt (deliberate upgrades only)
 #
 # Variables: PYTHON (interpreter for the venv, default python3), USE_SYSTEM_CAFFE=1 (use
 # an existing pycaffe + caffe binary instead of building; remembered by the
@@ -18,7 +21,7 @@ USE_SYSTEM_CAFFE ?=
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
-SETUP_INPUTS := requirements-dev.txt setup.py scripts/setup.sh scripts/install_caffe.sh scripts/find_system_caffe.sh
+SETUP_INPUTS := requirements-dev.txt constraints.txt pyproject.toml setup.py scripts/setup.sh scripts/install_requirements.sh scripts/install_caffe.sh scripts/find_system_caffe.sh
 DEMO := examples/multilabel_digits/run_demo.py
 
 # The stamp lists files set-up made or relies on (the wrapper, the caffe binary,
@@ -36,6 +39,18 @@ setup:
 $(STAMP): $(SETUP_INPUTS)
 	PYTHON="$(PYTHON)" USE_SYSTEM_CAFFE="$(USE_SYSTEM_CAFFE)" bash scripts/setup.sh
 
+.PHONY: lint lock
+
+# Both run even if the first fails; either failing fails the target.
+lint: $(STAMP)
+	@status=0; \
+	echo "$(VENV)/bin/ruff check ."; $(VENV)/bin/ruff check . || status=1; \
+	echo "$(VENV)/bin/mypy"; $(VENV)/bin/mypy || status=1; \
+	exit $$status
+
+lock:
+	PYTHON="$(PYTHON)" bash scripts/lock.sh
+
 test: $(STAMP)
 	$(VPY) -m pytest -q tests
 
@@ -52,7 +67,7 @@ bench: $(STAMP)
 	$(VPY) scripts/benchmark.py
 
 clean:
-	rm -rf output .pytest_cache .hypothesis *.egg-info
+	rm -rf output .pytest_cache .hypothesis .mypy_cache .ruff_cache *.egg-info
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # Also removes the venv (not the Caffe cache: delete $${CAFFE_CACHE_DIR:-~/.cache/softmax_multilabel_layer} by hand).

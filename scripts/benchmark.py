@@ -32,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 
@@ -78,7 +80,7 @@ def import_caffe():
         try:
             import caffe
         except ImportError as exc:
-            raise SystemExit("benchmark: cannot import caffe (%s); run `make setup` first" % exc)
+            raise SystemExit("benchmark: cannot import caffe (%s); run `make setup` first" % exc) from None
     caffe.set_mode_cpu()
     return caffe
 
@@ -213,12 +215,14 @@ def summarize(times):
 # ---------------------------------------------------------------- environment report
 
 def environment():
-    info = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
-            "cpu_count": os.cpu_count(),
-            "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                                   "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}}
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
+        "cpu_count": os.cpu_count(),
+        "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                               "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}}
     try:
-        config = np.show_config(mode="dicts")
+        # numpy >= 1.25; its type stub still says show_config() takes no argument and returns None.
+        config: dict[str, Any] = cast(Callable[..., dict[str, Any]], np.show_config)(mode="dicts")
         blas = config.get("Build Dependencies", {}).get("blas", {})
         info["numpy_blas"] = {k: blas.get(k) for k in ("name", "version", "openblas configuration")}
         simd = config.get("SIMD Extensions", {})
@@ -266,7 +270,7 @@ def run_worker(args):
                     nets[key] = build_net(caffe, workdir, "%s_%s" % (key, row["size"]), inputs, layer)
                     time_net(nets[key], 0, 1 if key == "blog" else args.warmup)
             floor = floor_buffers(scores)
-            times = {key: [] for key in list(nets) + ["floor"]}
+            times: dict[str, list[float]] = {key: [] for key in list(nets) + ["floor"]}
             for rep in range(args.reps):
                 for key, net in nets.items():
                     if key != "blog" or rep < args.blog_reps:
@@ -373,8 +377,8 @@ def markdown(report):
     lines.append("Command: `%s`. Median of %d repetitions after %d warm-up iterations (blog layer: %d after 1), "
                  "the cases of one size timed in interleaved rounds; times in ms; `x Caffe SM` = time / Caffe "
                  "SoftmaxWithLoss time, `x floor` = time / floor time. Every case is one `net.forward(); "
-                 "net.backward()` of a net with Input layers and the loss layer (force_backward, propagate_down only to "
-                 "the scores, as in training); the floor is "
+                 "net.backward()` of a net with Input layers and the loss layer (force_backward, propagate_down only "
+                 "to the scores, as in training); the floor is "
                  "plain numpy: `np.exp(s, out=buf); np.copyto(d, s)` over N x C."
                  % (report["command"], report["reps"], report["warmup"], min(report["blog_reps"], report["reps"])))
     lines.append("")
@@ -476,7 +480,7 @@ def run_parent(args):
               "targets": evaluate_targets(runs)}
     if len(runs) > 1:
         same = True
-        for rows in zip(*(r["results"] for r in runs)):
+        for rows in zip(*(r["results"] for r in runs), strict=True):
             for key in rows[0]["methods"]:
                 losses = {row["methods"].get(key, {}).get("loss") for row in rows}
                 same &= len(losses) == 1

@@ -7,9 +7,10 @@
 # (recorded in .venv/.use-system-caffe); the first default is 0 (build).
 #
 # 1. creates .venv (PYTHON -m venv) if it is missing;
-# 2. pip-installs requirements-dev.txt and the project (editable), skipped when
-#    .venv/.requirements-stamp shows requirements-dev.txt, setup.py and the
-#    Python are unchanged;
+# 2. pip-installs (scripts/install_requirements.sh) pip, setuptools,
+#    requirements-dev.txt and the project (editable, with its demo, test and
+#    lint extras), at the exact versions of constraints.txt; skipped when
+#    .venv/.requirements-stamp shows those files and the Python are unchanged;
 # 3. gets Caffe: builds it into the cache (scripts/install_caffe.sh, reused
 #    when present) or, with USE_SYSTEM_CAFFE=1, finds an existing one
 #    (scripts/find_system_caffe.sh);
@@ -177,16 +178,20 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 VPY=$VENV/bin/python
-"$VPY" -c 'import sys; sys.exit(sys.version_info < (3, 8))' || die "$VPY is older than Python 3.8"
+# pyproject.toml's requires-python: only 3.11 is tested.
+if ! "$VPY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  die "$VPY is Python $("$VPY" -c 'import platform; print(platform.python_version())'); only 3.11 is tested and
+  admitted (pyproject.toml requires-python): make distclean, then make setup PYTHON=python3.11"
+fi
 
-# 2. requirements + editable install
+# 2. requirements + editable install, every version pinned by constraints.txt
+# (a fresh machine gets what CI tested; `make lock` refreshes the pins).
 REQ_STAMP=$VENV/.requirements-stamp
-req_hash=$( { cat requirements-dev.txt setup.py; "$VPY" -VV; } | sha256sum | cut -c1-16)
+req_hash=$( { cat requirements-dev.txt constraints.txt pyproject.toml setup.py scripts/install_requirements.sh
+              "$VPY" -VV; } | sha256sum | cut -c1-16)
 if [ "$(cat "$REQ_STAMP" 2>/dev/null || true)" != "$req_hash" ]; then
-  log "installing requirements-dev.txt into .venv"
-  "$VPY" -m pip install -q --disable-pip-version-check -r requirements-dev.txt
-  log "installing softmax_multilabel_layer (editable)"
-  "$VPY" -m pip install -q --disable-pip-version-check -e .
+  log "installing requirements-dev.txt and softmax_multilabel_layer[demo,test,lint] (editable) at the versions of constraints.txt"
+  scripts/install_requirements.sh "$VPY" constraints.txt
   echo "$req_hash" > "$REQ_STAMP"
 else
   log "requirements unchanged (.venv/.requirements-stamp); pip skipped"

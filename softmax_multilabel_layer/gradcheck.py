@@ -44,9 +44,15 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
+
+# A fill: (random generator, blob shape) -> values for the blob.
+Fill = Callable[[np.random.Generator, tuple[int, ...]], NDArray[Any]]
 
 PHASES = ("train", "test")
 
@@ -61,14 +67,14 @@ class BlobCheck:
     role: str                         # "bottom" or "param"
     index: int
     blob: str
-    shape: tuple
+    shape: tuple[int, ...]
     total: int
     checked: int = 0
     kinks_skipped: int = 0
     failures: int = 0
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0        # |a - n| / max(|a|, |n|, floor), Caffe's scaled error (floor 1)
-    worst_index: tuple = ()
+    worst_index: tuple[int, ...] = ()
     worst_analytic: float = 0.0
     worst_numeric: float = 0.0
     non_finite_analytic: int = 0      # NaN/inf in the layer's bottom diff (not written, or diverged)
@@ -77,7 +83,7 @@ class BlobCheck:
     unresolved: bool = False          # the numeric side's rounding error is comparable to the gradients
 
     @property
-    def passed(self):
+    def passed(self) -> bool:
         """No failure and a finite gradient (a blob whose every element is a skipped kink passes, checking nothing)."""
         return self.failures == 0 and self.non_finite_analytic == 0
 
@@ -91,8 +97,8 @@ class GradcheckReport:
     stepsize: float
     threshold: float
     floor: float = 1.0
-    checks: list = field(default_factory=list)
-    notes: list = field(default_factory=list)
+    checks: list[BlobCheck] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self):
@@ -101,7 +107,7 @@ class GradcheckReport:
 
 # ---------------------------------------------------------------- fills
 
-def parse_fill(spec):
+def parse_fill(spec: str) -> Fill:
     """A fill spec -> function(rng, shape) -> array.
 
     ``gaussian[:STD]``, ``uniform:LO:HI``, ``randint:LO:HI`` (integers in [LO, HI)),
@@ -194,7 +200,8 @@ def prepare_net_param(net_param, layer_name, bottoms=None):
     return net_param, bottoms, notes
 
 
-def load_net(prototxt, layer_name, bottoms=None, weights=None, phase="train"):
+def load_net(prototxt: str, layer_name: str, bottoms: Iterable[int] | None = None, weights: str | None = None,
+             phase: str = "train") -> tuple[Any, list[int], list[str]]:
     """Load ``prototxt`` prepared for checking ``layer_name``; returns (net, checked bottom indices, notes)."""
     caffe, caffe_pb2, text_format = _import_caffe()
     if phase not in PHASES:
@@ -214,27 +221,27 @@ def load_net(prototxt, layer_name, bottoms=None, weights=None, phase="train"):
     if unknown:
         raise GradcheckError("this Caffe has no layer type(s) %s (a Caffe fork's layer, or a typo?)"
                              % ", ".join(unknown))
-    net_param, bottoms, notes = prepare_net_param(net_param, layer_name, bottoms)
+    net_param, checked, notes = prepare_net_param(net_param, layer_name, bottoms)
     # Python layers' modules are imported like `caffe train` does (PYTHONPATH), plus the
     # current folder and the net's folder, where a user's layer module usually sits.
     for folder in (os.getcwd(), os.path.dirname(os.path.abspath(prototxt))):
         if folder not in sys.path:
             sys.path.append(folder)
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(text_format.MessageToString(net_param))
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as tmp:
+        tmp.write(text_format.MessageToString(net_param))
     try:
         caffe.set_mode_cpu()
-        net = _call("building the net", caffe.Net, f.name, caffe.TRAIN if phase == "train" else caffe.TEST,
+        net = _call("building the net", caffe.Net, tmp.name, caffe.TRAIN if phase == "train" else caffe.TEST,
                     weights=weights)
     finally:
-        os.unlink(f.name)
+        os.unlink(tmp.name)
     if layer_name not in list(net._layer_names):
         raise GradcheckError("layer %r is not in the %s phase of the net (see its include/exclude rules)"
                              % (layer_name, phase.upper()))
-    return net, bottoms, notes
+    return net, checked, notes
 
 
-def fill_inputs(net, fills=None, seed=0):
+def fill_inputs(net: Any, fills: Mapping[str, str] | None = None, seed: int = 0) -> None:
     """Fill the net's input blobs (Input layers): a fill spec per blob name, default N(0, 1)."""
     fills = dict(fills or {})
     unknown = sorted(set(fills) - set(net.inputs))
@@ -273,9 +280,11 @@ def _objective(net, layer_name, rng):
     return grads, "J = " + " + ".join("sum(R_%s * %s)" % (t, t) for t in tops) + ", R ~ N(0, 1) seeded"
 
 
-def check_layer_gradient(prototxt, layer_name, bottoms=None, weights=None, phase="train", fills=None, seed=0,
-                         stepsize=1e-2, threshold=1e-2, floor=1.0, kink=0.0, kink_range=-1.0, max_elements=1000,
-                         check_params=False):
+def check_layer_gradient(prototxt: str, layer_name: str, bottoms: Iterable[int] | None = None,
+                         weights: str | None = None, phase: str = "train", fills: Mapping[str, str] | None = None,
+                         seed: int = 0, stepsize: float = 1e-2, threshold: float = 1e-2, floor: float = 1.0,
+                         kink: float = 0.0, kink_range: float = -1.0, max_elements: int = 1000,
+                         check_params: bool = False) -> GradcheckReport:
     """Check one layer's backward against central differences; returns a :class:`GradcheckReport`.
 
     ``bottoms``: indices of the bottoms to check (default: bottom 0 of a loss
@@ -311,7 +320,7 @@ def check_layer_gradient(prototxt, layer_name, bottoms=None, weights=None, phase
     report = GradcheckReport(layer_name, layer.type, objective, stepsize, threshold, floor, notes=notes)
 
     def restore():
-        for blob, data in zip(restored, saved):
+        for blob, data in zip(restored, saved, strict=True):
             blob.data[...] = data
 
     def evaluate():
@@ -332,14 +341,14 @@ def check_layer_gradient(prototxt, layer_name, bottoms=None, weights=None, phase
     written = [k for k, name in enumerate(bottom_names) if not np.array_equal(net.blobs[name].data, saved[k])]
     # Only a layer that writes to its inputs needs them all restored before each evaluation;
     # otherwise putting back the one perturbed element is enough.
-    restore_all = any(not np.array_equal(blob.data, data) for blob, data in zip(restored, saved))
+    restore_all = any(not np.array_equal(blob.data, data) for blob, data in zip(restored, saved, strict=True))
     restore()
     if written:
         notes.append("the layer wrote to the data of bottom(s) %s during forward/backward; a Caffe layer must not "
                      "(other layers read the same blob). Each evaluation restored them."
                      % ", ".join("%d (%s)" % (k, bottom_names[k]) for k in written))
 
-    for (role, k, name, blob), grad in zip(targets, analytic):
+    for (role, k, name, blob), grad in zip(targets, analytic, strict=True):
         check = BlobCheck(role, k, name, tuple(blob.data.shape), blob.count)
         check.non_finite_analytic = int(np.count_nonzero(~np.isfinite(grad)))
         original = saved[k if role == "bottom" else len(bottom_names) + k].ravel()   # before any forward
@@ -371,7 +380,7 @@ def check_layer_gradient(prototxt, layer_name, bottoms=None, weights=None, phase
             notes.append("%s %d (%s): every selected element is within the kink range, so none was checked"
                          % (role, k, name))
         # Rounding of the objective alone can make the numeric side wrong by about eps * |J| / step.
-        noise = np.finfo(blob.data.dtype).eps * largest_objective / stepsize
+        noise = float(np.finfo(blob.data.dtype).eps) * largest_objective / stepsize
         suggested = float("%.2g" % max(0.1 * check.largest_gradient, 4 * noise / threshold))
         if noise > 0.1 * check.largest_gradient:
             check.unresolved = True
@@ -391,7 +400,7 @@ def check_layer_gradient(prototxt, layer_name, bottoms=None, weights=None, phase
     return report
 
 
-def _record(check, flat_index, analytic, numeric, threshold, floor):
+def _record(check: BlobCheck, flat_index: int, analytic: float, numeric: float, threshold: float, floor: float) -> None:
     """Apply Caffe's rule to one element and keep the worst one."""
     error = abs(analytic - numeric)
     scale = max(abs(analytic), abs(numeric), floor)
@@ -407,13 +416,13 @@ def _record(check, flat_index, analytic, numeric, threshold, floor):
     check.max_abs_error = max(check.max_abs_error, error if math.isfinite(error) else math.inf)
 
 
-def format_report(report):
+def format_report(report: GradcheckReport) -> str:
     """The report as text: a header, one table row per bottom, notes, and the verdict."""
     lines = ["layer %r (%s): %s" % (report.layer, report.layer_type, report.objective),
              "rule: |analytic - numeric| <= %g * max(|analytic|, |numeric|, %g), central differences, step %g"
              % (report.threshold, report.floor, report.stepsize), ""]
-    header = ("checked blob", "name", "elements", "max abs error", "max rel error", "worst index", "analytic", "numeric",
-              "failures", "result")
+    header = ("checked blob", "name", "elements", "max abs error", "max rel error", "worst index", "analytic",
+              "numeric", "failures", "result")
     rows = []
     for b in report.checks:
         checked = "%d/%d" % (b.checked, b.total) + (" (%d kinks skipped)" % b.kinks_skipped if b.kinks_skipped else "")
@@ -422,7 +431,7 @@ def format_report(report):
                      "none checked" if not b.checked and b.passed else "PASS" if b.passed else "FAIL"))
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     for b in report.checks:
         if b.non_finite_analytic:
             lines.append("%s %d (%s): %d non-finite values in the layer's gradient (diff not written, or NaN/inf)"

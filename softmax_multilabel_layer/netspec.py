@@ -21,6 +21,8 @@ Without NetSpec, :func:`layer_prototxt` returns the same layer as prototxt text:
     print(layer_prototxt("sigmoid", bottoms=("fc_out", "label"), gamma=2))
 """
 import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import caffe
 from caffe.proto import caffe_pb2
@@ -28,12 +30,13 @@ from google.protobuf import text_format
 
 from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions, _choice, _number
 
-LOSSES = {"softmax": ("SoftmaxMultilabelLossLayer", SoftmaxOptions),
-          "sigmoid": ("SigmoidMultilabelLossLayer", SigmoidOptions)}
+LOSSES: dict[str, tuple[str, type[SoftmaxOptions] | type[SigmoidOptions]]] = {
+    "softmax": ("SoftmaxMultilabelLossLayer", SoftmaxOptions),
+    "sigmoid": ("SigmoidMultilabelLossLayer", SigmoidOptions)}
 MODULE = "softmax_multilabel_layer.layers"
 
 
-def python_param(loss, params, owner):
+def python_param(loss: str, params: Mapping[str, Any], owner: str) -> dict[str, str]:
     """Validated ``python_param`` fields for ``loss`` ("softmax" or "sigmoid") and a dict of options.
 
     Returns ``dict(module=MODULE, layer=<class name>, param_str=<JSON>)``. The
@@ -51,7 +54,8 @@ def python_param(loss, params, owner):
     return fields
 
 
-def _check(owner, loss, num_bottoms, loss_weight, ntop, params):
+def _check(owner: str, loss: str, num_bottoms: int, loss_weight: float, ntop: int,
+           params: Mapping[str, Any]) -> tuple[dict[str, str], list[float]]:
     """Validate a whole loss layer; returns (python_param fields, one loss_weight per top)."""
     fields = python_param(loss, params, owner)
     indices = loss == "softmax" and params.get("label_format") == "indices"
@@ -69,7 +73,8 @@ def _check(owner, loss, num_bottoms, loss_weight, ntop, params):
     return fields, [weight] + [0.0] * (ntop - 1)   # the probabilities top is not a loss
 
 
-def softmax_multilabel_loss(scores, labels, *label_weights, loss_weight=1, ntop=1, **params):
+def softmax_multilabel_loss(scores: Any, labels: Any, *label_weights: Any, loss_weight: float = 1, ntop: int = 1,
+                            **params: Any) -> Any:
     """A NetSpec ``Python`` layer running :class:`~.layers.SoftmaxMultilabelLossLayer`.
 
     ``label_weights`` (a third bottom) is allowed only with ``label_format="indices"``.
@@ -81,7 +86,8 @@ def softmax_multilabel_loss(scores, labels, *label_weights, loss_weight=1, ntop=
     return caffe.layers.Python(*bottoms, python_param=fields, loss_weight=weights, ntop=ntop)
 
 
-def sigmoid_multilabel_loss(scores, targets, *extra_bottoms, loss_weight=1, ntop=1, **params):
+def sigmoid_multilabel_loss(scores: Any, targets: Any, *extra_bottoms: Any, loss_weight: float = 1, ntop: int = 1,
+                            **params: Any) -> Any:
     """A NetSpec ``Python`` layer running :class:`~.layers.SigmoidMultilabelLossLayer`.
 
     ``params`` are the layer's options (see :class:`~.params.SigmoidOptions`).
@@ -93,7 +99,8 @@ def sigmoid_multilabel_loss(scores, targets, *extra_bottoms, loss_weight=1, ntop
     return caffe.layers.Python(*bottoms, python_param=fields, loss_weight=weights, ntop=ntop)
 
 
-def layer_prototxt(loss, bottoms=("scores", "labels"), top="loss", name="loss", loss_weight=1, **params):
+def layer_prototxt(loss: str, bottoms: Sequence[str] = ("scores", "labels"), top: str | Iterable[str] = "loss",
+                   name: str = "loss", loss_weight: float = 1, **params: Any) -> str:
     """A ready ``layer { ... }`` prototxt block for ``loss`` ("softmax" or "sigmoid").
 
     ``bottoms`` is a sequence of blob names; ``top`` a name, or two names

@@ -11,8 +11,9 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 import softmax_multilabel_layer
-from caffe_nets import input_layer
 from softmax_multilabel_layer.cli import main
+
+from caffe_nets import input_layer
 
 REPO = Path(__file__).resolve().parents[1]
 CONSOLE_SCRIPT = Path(sys.executable).parent / "softmax-multilabel"
@@ -110,8 +111,8 @@ def test_prototxt_block_builds_and_runs(tmp_path, capsys):
 def test_console_script_and_python_m_run(tmp_path):
     assert CONSOLE_SCRIPT.exists(), "make setup installs the softmax-multilabel console script into the venv"
     net = loss_net(tmp_path, "softmax_multilabel_layer.layers", "SigmoidMultilabelLossLayer")
-    result = subprocess.run([str(CONSOLE_SCRIPT), "gradcheck", net, "--layer", "loss", "--fill", "labels=bernoulli:0.5"],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    command = [str(CONSOLE_SCRIPT), "gradcheck", net, "--layer", "loss", "--fill", "labels=bernoulli:0.5"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "gradient check PASSED" in result.stdout
     result = subprocess.run([sys.executable, "-m", "softmax_multilabel_layer", "prototxt", "--loss", "softmax"],

@@ -36,7 +36,8 @@ def test_labels_match_placed_digits(dataset):
     _, _, splits = dataset
     images, targets = digits_data.load_scans()
     for arrays in splits.values():
-        for x, y, scans, pos in zip(arrays["data"], arrays["label"], arrays["scan_index"], arrays["position"]):
+        for x, y, scans, pos in zip(arrays["data"], arrays["label"], arrays["scan_index"], arrays["position"],
+                                    strict=True):
             placed = scans[scans >= 0]
             assert 1 <= len(placed) <= 3
             assert (scans[len(placed):] == -1).all()
@@ -47,7 +48,7 @@ def test_labels_match_placed_digits(dataset):
             # the canvas is exactly the scans at their positions, zero elsewhere
             expected = np.zeros((24, 24), np.float32)
             boxes = pos[:len(placed)]
-            for s, (r, c) in zip(placed, boxes):
+            for s, (r, c) in zip(placed, boxes, strict=True):
                 assert (expected[r:r + 8, c:c + 8] == 0).all()
                 expected[r:r + 8, c:c + 8] = images[s]
             np.testing.assert_array_equal(x[0], expected)

@@ -32,7 +32,7 @@ def test_train_val_identical_except_loss():
     for layer in bodies[VARIANTS[0]][:2]:
         assert not layer.hdf5_data_param.shuffle        # resume stays exact
     losses = {v: split_loss(n)[1] for v, n in nets.items()}
-    for v, (loss,) in losses.items():
+    for (loss,) in losses.values():
         assert list(loss.bottom) == ["fc_out", "label"] and list(loss.loss_weight) == [1.0]
     assert losses["sigmoid_native"][0].type == "SigmoidCrossEntropyLoss"
     assert losses["softmax_multilabel"][0].python_param.layer == "SoftmaxMultilabelLossLayer"

@@ -45,6 +45,7 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path):
                             cwd=digits_train.REPO, env=digits_train.caffe_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     killed_at = None
+    assert proc.stdout is not None
     with open(log_b, "w") as log:
         for line in proc.stdout:
             log.write(line)

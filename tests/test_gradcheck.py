@@ -9,9 +9,15 @@ import caffe
 import numpy as np
 import pytest
 
+from softmax_multilabel_layer.gradcheck import (
+    GradcheckError,
+    check_layer_gradient,
+    format_report,
+    parse_fill,
+    prepare_net_param,
+)
+
 from caffe_nets import input_layer
-from softmax_multilabel_layer.gradcheck import (GradcheckError, check_layer_gradient, format_report, parse_fill,
-                                                prepare_net_param)
 
 REPO = Path(__file__).resolve().parents[1]
 OURS = "softmax_multilabel_layer.layers"
@@ -209,7 +215,7 @@ def test_errors_say_what_is_wrong(tmp_path, kwargs, fragments):
 def test_unknown_layer_type_and_bad_prototxt_are_errors_not_crashes(tmp_path):
     bad_type = tmp_path / "bad_type.prototxt"
     bad_type.write_text(input_layer("x", (2, 3)) + 'layer { name: "l" type: "Softmaxx" bottom: "x" top: "y" }\n')
-    with pytest.raises(GradcheckError, match="no layer type.*Softmaxx"):
+    with pytest.raises(GradcheckError, match=r"no layer type.*Softmaxx"):
         check_layer_gradient(str(bad_type), "l")
     bad_text = tmp_path / "bad_text.prototxt"
     bad_text.write_text("layer { name: ")

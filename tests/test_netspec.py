@@ -3,7 +3,9 @@ reject bad options when the net is built, and produce nets that load and run in 
 """
 import difflib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import caffe
 import numpy as np
@@ -13,10 +15,16 @@ from caffe import params as P
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from caffe_nets import net_from_text, run
-from softmax_multilabel_layer.netspec import (MODULE, layer_prototxt, python_param, sigmoid_multilabel_loss,
-                                              softmax_multilabel_loss)
+from softmax_multilabel_layer.netspec import (
+    MODULE,
+    layer_prototxt,
+    python_param,
+    sigmoid_multilabel_loss,
+    softmax_multilabel_loss,
+)
 from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+
+from caffe_nets import net_from_text, run
 
 PROTOTXT = Path(__file__).resolve().parents[1] / "prototxt"
 
@@ -59,7 +67,8 @@ def layer_named(net, name):
 
 # ---------------------------------------------------------------- the reusable layer snippets
 
-SNIPPETS = {  # file -> (loss, bottoms, options); bottoms are the snippet's blob names
+# file -> (loss, bottoms, options); bottoms are the snippet's blob names
+SNIPPETS: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {
     "softmax_multilabel_loss.prototxt": (
         "softmax", ("scores", "labels"),
         dict(normalize_targets="count", normalization="batch_size", axis=1, label_smoothing=0.0, label_format="dense")),
@@ -68,7 +77,7 @@ SNIPPETS = {  # file -> (loss, bottoms, options); bottoms are the snippet's blob
     "sigmoid_multilabel_loss.prototxt": (
         "sigmoid", ("scores", "labels"), dict(gamma=2.0, alpha=0.25, normalization="batch_size")),
 }
-HELPERS = {"softmax": softmax_multilabel_loss, "sigmoid": sigmoid_multilabel_loss}
+HELPERS: dict[str, Callable[..., Any]] = {"softmax": softmax_multilabel_loss, "sigmoid": sigmoid_multilabel_loss}
 
 
 def snippet_layer(name):
@@ -149,9 +158,9 @@ def digits_net(loss):
 
 @pytest.mark.parametrize("name, loss", [
     ("softmax_multilabel_train_val.prototxt",
-     lambda s, l: softmax_multilabel_loss(s, l, normalize_targets="count", normalization="batch_size")),
+     lambda s, y: softmax_multilabel_loss(s, y, normalize_targets="count", normalization="batch_size")),
     ("sigmoid_focal_train_val.prototxt",
-     lambda s, l: sigmoid_multilabel_loss(s, l, gamma=2, normalization="batch_size")),
+     lambda s, y: sigmoid_multilabel_loss(s, y, gamma=2, normalization="batch_size")),
 ])
 def test_netspec_rebuilds_digits_train_val_net(name, loss):
     assert_same(digits_net(loss), parse((PROTOTXT / "digits" / name).read_text()))
@@ -183,7 +192,7 @@ BAD_BUILDS = [
      ["sigmoid_multilabel_loss", "got 3 bottoms", "expected 2 (scores, targets)"]),
     ("loss_weight_nan", lambda: softmax_multilabel_loss(*tops(2), loss_weight=float("nan")),
      ["softmax_multilabel_loss", "loss_weight", "finite", "nan"]),
-    ("loss_weight_string", lambda: sigmoid_multilabel_loss(*tops(2), loss_weight="1"),
+    ("loss_weight_string", lambda: sigmoid_multilabel_loss(*tops(2), loss_weight="1"),  # type: ignore[arg-type]
      ["sigmoid_multilabel_loss", "loss_weight", "'1'"]),
     ("ntop_3", lambda: softmax_multilabel_loss(*tops(2), ntop=3),
      ["softmax_multilabel_loss", "ntop", "1 (loss) or 2", "got 3"]),
@@ -245,7 +254,7 @@ def test_layer_prototxt_text_is_a_readable_layer_block():
 
 @pytest.mark.parametrize("ntop", [1, 2])
 def test_layer_prototxt_equals_the_netspec_layer(ntop):
-    options = dict(normalize_targets="sum", label_smoothing=0.1)
+    options: dict[str, Any] = dict(normalize_targets="sum", label_smoothing=0.1)
     n = inputs(fc_out=(4, 6), label=(4, 6))
     name_tops(n, softmax_multilabel_loss(n.fc_out, n.label, loss_weight=0.5, ntop=ntop, **options))
     top = ("loss", "prob") if ntop == 2 else "loss"
@@ -261,7 +270,8 @@ RNG = np.random.default_rng(0)
 SCORES = RNG.normal(size=(4, 6)).astype(np.float32)
 DENSE = (np.arange(24).reshape(4, 6) % 3 == 0).astype(np.float32)
 INDICES = np.array([[0, 1], [2, -1], [3, 4], [5, 0]], np.float32)
-RUNS = {  # id -> (helper loss, options, feeds after the scores)
+# id -> (helper loss, options, feeds after the scores)
+RUNS: dict[str, tuple[str, dict[str, Any], dict[str, np.ndarray]]] = {
     "softmax": ("softmax", {}, {"labels": DENSE}),
     "softmax_indices": ("softmax", {"label_format": "indices"},
                         {"labels": INDICES, "label_weights": np.ones((4, 2), np.float32)}),

@@ -4,6 +4,7 @@ from pathlib import Path
 import caffe
 import numpy as np
 import pytest
+
 from caffe_nets import input_layer
 
 SNIPPETS = Path(__file__).resolve().parents[1] / "prototxt" / "layers"

@@ -48,7 +48,7 @@ def _place_boxes(k, canvas, rng, max_tries=200):
     """k non-overlapping DIGIT_SIZE boxes in canvas -> list of (row, col) top-left corners."""
     h, w = canvas
     while True:
-        boxes = []
+        boxes: list[tuple[int, int]] = []
         for _ in range(max_tries):
             r = int(rng.integers(0, h - DIGIT_SIZE + 1))
             c = int(rng.integers(0, w - DIGIT_SIZE + 1))
@@ -75,7 +75,7 @@ def compose(images, targets, pool, n, rng, canvas=(24, 24), max_digits=3, progre
     for i in range(n):
         k = int(rng.integers(1, max_digits + 1))
         classes = rng.choice(NUM_CLASSES, size=k, replace=False)
-        for j, (cls, (r, c)) in enumerate(zip(classes, _place_boxes(k, canvas, rng))):
+        for j, (cls, (r, c)) in enumerate(zip(classes, _place_boxes(k, canvas, rng), strict=True)):
             s = int(rng.choice(by_class[cls]))
             data[i, 0, r:r + DIGIT_SIZE, c:c + DIGIT_SIZE] = images[s]
             label[i, cls] = 1.0

@@ -75,12 +75,12 @@ def plot(runs, path, softmax_floor=None):
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(12, 4.5))
-    colors = dict(zip(VARIANTS, ("tab:blue", "tab:orange", "tab:green")))
+    colors = dict(zip(VARIANTS, ("tab:blue", "tab:orange", "tab:green"), strict=True))
     for variant in VARIANTS:
         rs = sorted((r for r in runs if r["variant"] == variant), key=lambda r: r["seed"])
         for i, r in enumerate(rs):
             label = LOSS_NAMES[variant] if i == 0 else None
-            it, loss = zip(*r["train_loss"])
+            it, loss = zip(*r["train_loss"], strict=True)
             ax_loss.plot(it, loss, color=colors[variant], alpha=0.8 if i == 0 else 0.35,
                          lw=1.2, label=label)
             snaps = r["snapshots"]

@@ -150,6 +150,7 @@ def train(solver_path, log_path, snapshot=None, on_progress=None, progress_every
         proc = subprocess.Popen(cmd, cwd=REPO, env=caffe_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
         progress = ProgressFilter(progress_every)
+        assert proc.stdout is not None                  # stdout=PIPE
         for line in proc.stdout:
             log.write(line)
             if on_progress is not None:

@@ -28,8 +28,12 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from softmax_multilabel_layer.hdf5_labels import (dense_from_indices, read_index_labels,  # noqa: E402
-                                                  write_index_labels, write_list_file)
+from softmax_multilabel_layer.hdf5_labels import (  # noqa: E402
+    dense_from_indices,
+    read_index_labels,
+    write_index_labels,
+    write_list_file,
+)
 
 FEATURES, CLASSES, K, SAMPLES, BATCH = 32, 500, 3, 1024, 64
 
@@ -40,7 +44,7 @@ def make_data(seed=0):
     x = rng.normal(size=(SAMPLES, FEATURES)).astype(np.float32)
     affinity = x @ prototypes.T
     counts = rng.integers(1, K + 1, SAMPLES)
-    lists = [list(np.argsort(-row)[:m].tolist()) for row, m in zip(affinity, counts)]
+    lists = [list(np.argsort(-row)[:m].tolist()) for row, m in zip(affinity, counts, strict=True)]
     weights = [list((0.5 + rng.random(m)).round(2).tolist()) for m in counts]
     return x, lists, weights
 
@@ -69,6 +73,8 @@ def main():
     parser.add_argument("--iters", type=int, default=60)
     parser.add_argument("--cli", action="store_true", help="train with .venv/bin/caffe (CAFFE_BIN) instead of pycaffe")
     args = parser.parse_args()
+    if args.iters < 1:
+        parser.error("--iters must be at least 1, got %d" % args.iters)
     os.makedirs(args.out, exist_ok=True)
     os.environ.setdefault("GLOG_minloglevel", "2")
 
@@ -101,11 +107,11 @@ def main():
     import caffe
     caffe.set_mode_cpu()
     solver = caffe.SGDSolver(solver_path)
-    first = None
+    losses = []
     for it in range(args.iters):
         solver.step(1)
         loss = float(solver.net.blobs["loss"].data)
-        first = loss if first is None else first
+        losses.append(loss)
         if it % 10 == 0 or it == args.iters - 1:
             print("iteration %3d  loss %.4f" % (it, loss))
 
@@ -120,7 +126,7 @@ def main():
           % (float(net.blobs["loss"].data), dense_loss, stored.data.shape[0], stored.num_classes, K))
     if not np.isclose(float(net.blobs["loss"].data), dense_loss, rtol=1e-5):
         raise SystemExit("indices and dense losses differ")
-    print("loss went from %.4f to %.4f over %d SGD iterations" % (first, loss, args.iters))
+    print("loss went from %.4f to %.4f over %d SGD iterations" % (losses[0], losses[-1], args.iters))
     return 0
 
 
