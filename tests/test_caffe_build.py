@@ -13,10 +13,11 @@ import caffe
 import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
-from conftest import REPO, require_caffe_feature
 from PIL import Image
 
 from softmax_multilabel_layer.caffe_features import caffe_features
+
+from conftest import REPO, require_caffe_feature
 
 sys.path.insert(0, os.path.join(REPO, "examples", "image_lmdb_hdf5"))
 import make_dataset  # noqa: E402
