@@ -290,10 +290,15 @@ class Transform(object):
                 y, x = (h - c) // 2, (w - c) // 2
             img = img[y:y + c, x:x + c]
         if self.mirror and rng.integers(2):
-            img = img[:, ::-1]
-        np.subtract(img.transpose(2, 0, 1), self.mean, out=out)
-        if self.scale != 1:
-            np.multiply(out, self.scale, out=out)
+            img = _cv2().flip(img, 1)
+        # Per channel: uint8 plane -> float32, minus the mean, times the scale, as Caffe's float arithmetic.
+        planes = _cv2().split(img) if img.shape[2] > 1 else (img[:, :, 0],)
+        for c, plane in enumerate(planes):
+            out[c] = plane
+            if self.mean[c, 0, 0] != 0:
+                out[c] -= self.mean[c, 0, 0]
+            if self.scale != 1:
+                out[c] *= self.scale
         return out
 
 
