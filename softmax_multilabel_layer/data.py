@@ -70,7 +70,10 @@ class MultilabelImageDataLayer(caffe.Layer):
     def backward(self, top, propagate_down, bottom):
         pass
 
-    def __del__(self):
+    def close(self):
+        """Stop the decode threads. pycaffe never frees a Python layer (the C++ PythonLayer and this object hold
+        each other), so deleting the net does not: call this, or let the process end (threads are daemons and
+        are stopped at interpreter exit)."""
         reader = getattr(self, "reader", None)
         if reader is not None:
             reader.close()
