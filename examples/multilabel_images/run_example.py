@@ -48,7 +48,7 @@ def train(solver, out):
     print("%s train --solver %s   (log: %s)" % (caffe_bin, solver, log_path), flush=True)
     with open(log_path, "w") as log:
         done = subprocess.run([caffe_bin, "train", "--solver", solver], stdout=log, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, GLOG_logtostderr="1"))
+                              env=dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0"))
     text = open(log_path).read()
     if done.returncode != 0:
         raise SystemExit("caffe train failed (exit %d); last lines of %s:\n%s"
