@@ -221,10 +221,14 @@ def check_files_exist(image_list, owner=IMAGE_DATA_OWNER, root_folder=""):
     if missing:
         first = ", ".join("line %d: %r" % (image_list.line_numbers[i], image_list.paths[i])
                           for i in missing[:MAX_REPORTED])
-        raise MultilabelLossError("%s: %d of %d image files listed in %r do not exist%s: %s%s"
+        relative = not os.path.isabs(image_list.paths[missing[0]])
+        raise MultilabelLossError("%s: %d of %d image files listed in %r do not exist%s: %s%s%s"
                                   % (owner, len(missing), len(image_list.paths), image_list.source,
                                      " (root_folder %r)" % root_folder if root_folder else "", first,
-                                     ", ..." if len(missing) > MAX_REPORTED else ""))
+                                     ", ..." if len(missing) > MAX_REPORTED else "",
+                                     "; relative paths are read from the working directory %s%s" % (
+                                         os.getcwd(), "" if root_folder else ", set root_folder to the images' "
+                                         "folder") if relative else ""))
 
 
 def encode_labels(image_list, indices, out, label_format, weights_out=None):

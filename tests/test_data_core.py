@@ -330,3 +330,12 @@ def test_dropping_the_reader_stops_its_threads(tmp_path):
     for t in workers:
         t.join(timeout=5)
     assert not any(t.is_alive() for t in workers)
+
+
+def test_missing_relative_paths_say_where_they_were_looked_for(tmp_path, monkeypatch):
+    source = tmp_path / "list.txt"
+    source.write_text("img/a.jpg 1\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MultilabelLossError, match=r"1 of 1 image files .* line 1: 'img/a.jpg'; relative paths are "
+                                                  r"read from the working directory .*, set root_folder"):
+        ImageBatchReader(options(source))
