@@ -324,20 +324,22 @@ class Schedule(object):
         self.rank, self.world_size = rank, world_size
         self.shard_size = len(range(rank, num_images, world_size))
         self._cache = {}
+        self._lock = threading.Lock()          # workers ask for orders too (replacing a bad image)
 
     def epoch_order(self, epoch):
         """The images rank r reads in ``epoch``, in order (int64 array)."""
-        order = self._cache.get(epoch)
-        if order is None:
-            if self.shuffle:
-                full = np.random.default_rng([self.seed, epoch]).permutation(self.num_images)
-            else:
-                full = np.arange(self.num_images)
-            order = full[self.rank::self.world_size]
-            if len(self._cache) > 4:
-                self._cache.pop(min(self._cache))
-            self._cache[epoch] = order
-        return order
+        with self._lock:
+            order = self._cache.get(epoch)
+            if order is None:
+                if self.shuffle:
+                    full = np.random.default_rng([self.seed, epoch]).permutation(self.num_images)
+                else:
+                    full = np.arange(self.num_images)
+                order = full[self.rank::self.world_size]
+                if len(self._cache) > 4:
+                    self._cache.pop(min(self._cache))
+                self._cache[epoch] = order
+            return order
 
     def batch(self, k):
         """[(epoch, image index)] for batch k of this rank."""
@@ -393,7 +395,7 @@ class ImageBatchReader(object):
     has copied it; the caller's copy (Caffe's top blob) is the one more.
     """
 
-    def __init__(self, options, train=True, rank=None, world_size=None, check_files=True, start_batch=0):
+    def __init__(self, options, train=True, rank=None, world_size=None, check_files=True):
         if not isinstance(options, ImageDataOptions):
             raise TypeError("options must be an ImageDataOptions, got %r" % type(options).__name__)
         o = self.options = options
@@ -417,18 +419,20 @@ class ImageBatchReader(object):
         elif o.new_height:
             height, width = o.new_height, o.new_width
         else:                      # like Caffe: the first image (of the first batch) sets the size
-            first = self.schedule.batch(start_batch)[0][1]
+            first = self.schedule.batch(0)[0][1]
             height, width = load_image(self.images.paths[first], o.is_color, where=self.images.where(first)).shape[:2]
         self.image_shape = (height, width)
         self.data_shape = (o.batch_size, channels, height, width)
         k = o.max_labels if o.label_format == "indices" else self.images.num_classes
         self.label_shape = (o.batch_size, k)
         self.transform = Transform(channels, o.crop_size, o.mirror, o.mean_value, o.scale, train)
-        self.skipped = {}          # epoch -> [(path, message)]
+        self.skipped = {}          # epoch -> number of bad images replaced
+        self._first_skipped = {}   # epoch -> the first one's error message
         self._logged_epoch = -1
         self._skip_lock = threading.Lock()
-        self._next_k = start_batch
+        self._next_k = 0
         self._inflight = []
+        self._pending_return = None
         self._tasks = queue.Queue()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=_worker, args=(weakref.proxy(self), self._tasks, self._stop),
@@ -466,7 +470,8 @@ class ImageBatchReader(object):
                 if not o.skip_bad_images:
                     raise
                 with self._skip_lock:
-                    self.skipped.setdefault(epoch, []).append((self.images.paths[image], str(exc)))
+                    self.skipped[epoch] = self.skipped.get(epoch, 0) + 1
+                    self._first_skipped.setdefault(epoch, str(exc))
                 attempt += 1
                 if attempt > MAX_REPLACEMENTS:
                     raise ImageDecodeError("%s: %d bad images in a row while replacing one (skip_bad_images); "
@@ -499,7 +504,7 @@ class ImageBatchReader(object):
         """
         if self._stop.is_set():
             raise MultilabelLossError("%s: the reader is closed" % self.owner)
-        if getattr(self, "_pending_return", None) is not None:
+        if self._pending_return is not None:
             self._submit(self._pending_return)
             self._pending_return = None
         batch = self._inflight.pop(0)
@@ -521,10 +526,11 @@ class ImageBatchReader(object):
         while self._logged_epoch < epoch - 1:
             self._logged_epoch += 1
             with self._skip_lock:
-                bad = self.skipped.get(self._logged_epoch, [])
+                bad = self.skipped.get(self._logged_epoch, 0)
+                first = self._first_skipped.pop(self._logged_epoch, None)
             log.warning("%s: epoch %d of %s (rank %d): %d bad image(s) replaced by other samples%s",
-                        self.owner, self._logged_epoch, self.images.source, self.rank, len(bad),
-                        ("; first: %s" % bad[0][1]) if bad else "")
+                        self.owner, self._logged_epoch, self.images.source, self.rank, bad,
+                        "; first: %s" % first if first else "")
 
     def close(self):
         """Stop the decode threads (idempotent); they finish the image they are on and exit."""

@@ -157,7 +157,7 @@ def test_skip_bad_images_replaces_counts_and_logs(tmp_path, caplog):
     flat = [i for batch in ids for i in batch]
     assert all(i not in (2, 5) for i in flat)
     assert flat[:2] == [0, 1] and flat[3:5] == [3, 4] and flat[6:8] == [6, 7]   # good ones keep their place
-    assert len(reader.skipped[0]) == 2 and len(reader.skipped[1]) == 2     # (epoch 2 may be decoding ahead)
+    assert reader.skipped[0] == 2 and reader.skipped[1] == 2     # (epoch 2 may be decoding ahead)
     epoch_lines = [r.getMessage() for r in caplog.records if "bad image(s) replaced" in r.getMessage()]
     assert len(epoch_lines) == 1 and "epoch 0" in epoch_lines[0] and ": 2 bad image(s)" in epoch_lines[0]
     assert "img_002.png" in epoch_lines[0]
