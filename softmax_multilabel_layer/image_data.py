@@ -42,6 +42,7 @@ import logging
 import math
 import os
 import queue
+import re
 import threading
 import weakref
 from typing import List, NamedTuple, Optional
@@ -109,6 +110,9 @@ def _split_line(line):
     return parts[0], parts[1:]
 
 
+_INDEX = re.compile(r"[+-]?[0-9]+")
+
+
 def _parse_label(token, name_index, num_classes, where, owner):
     label, value = token, 1.0
     head, sep, tail = token.rpartition(":")
@@ -127,10 +131,7 @@ def _parse_label(token, name_index, num_classes, where, owner):
         if value is not None and (not math.isfinite(value) or value < 0):
             raise MultilabelLossError("%s: %s: label %r has weight %r; expected a finite number >= 0"
                                       % (owner, where, token, value))
-    try:
-        index = int(label)
-    except ValueError:
-        index = None
+    index = int(label) if _INDEX.fullmatch(label) else None     # not int(): it takes "1_0" and other digits
     if index is None:
         if name_index is None:
             raise MultilabelLossError(

@@ -75,6 +75,7 @@ BAD_LISTS = [
     ("index-too-big", "a.jpg 1\nb.jpg\nc.jpg 0 5\n", {}, ["list.txt:3", "label 5 is out of range", "[0, 5)",
                                                            "num_classes 5"]),
     ("negative-index", "a.jpg -1\n", {}, ["list.txt:1", "label -1 is out of range"]),
+    ("underscore-number", "a.jpg 1_0\n", {}, ["list.txt:1", "bad label '1_0'"]),
     ("repeated", "a.jpg 2 2:0.5\n", {}, ["list.txt:1", "class 2:0.5 appears twice"]),
     ("unknown-name", "a.jpg cat\nb.jpg dgo\n", {"names": "cat\ndog\n"},
      ["list.txt:2", "unknown class name 'dgo'", "2 class_names", "did you mean 'dog'"]),
