@@ -277,7 +277,22 @@ def load_image(path, is_color=True, new_height=0, new_width=0, where=None):
 
 
 class Transform(object):
-    """Caffe's DataTransformer on one H x W x C uint8 image, written into a C x h x w float32 array."""
+    """Caffe's DataTransformer on one H x W x C uint8 image, written into a C x h x w float32 array.
+
+    out[c] = (float32(crop(img)[:, :, c]) - mean[c]) * scale, in float32 as Caffe computes it. The crop
+    is random in TRAIN (offsets drawn from ``rng``) and centred otherwise; the mirror (a coin from ``rng``)
+    is TRAIN only.
+
+    Args:
+        channels: C (3 BGR, or 1). crop_size: 0 = no crop. mirror: random horizontal flips in TRAIN.
+        mean_value: one value or one per channel (None = 0). scale: multiplier. train: the phase.
+
+    Example::
+
+        >>> t = Transform(3, crop_size=224, mirror=True, mean_value=[104, 117, 123])
+        >>> out = np.empty((3, 224, 224), np.float32)
+        >>> t(load_image("cat.jpg", new_height=256, new_width=256), out, np.random.default_rng(0))  # doctest: +SKIP
+    """
 
     def __init__(self, channels, crop_size=0, mirror=False, mean_value=None, scale=1.0, train=True):
         self.crop_size, self.mirror, self.train = crop_size, bool(mirror) and train, train
