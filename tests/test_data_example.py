@@ -30,11 +30,11 @@ def test_images_and_lists(tmp_path):
 
 def test_trains_through_caffe(tmp_path, capsys):
     out = str(tmp_path / "ex")
-    assert run_example.main(["--out", out, "--n-train", "640", "--n-test", "200", "--max-iter", "150"]) == 0
+    assert run_example.main(["--out", out, "--n-train", "3200", "--n-test", "200", "--max-iter", "150"]) == 0
     printed = capsys.readouterr().out
-    first, last = (float(v) for v in re.search(r"iteration 0 ([\d.]+) -> iteration 150 ([\d.]+)", printed).groups())
-    # seeded (solver random_seed, layer seed): the loss leaves the log(10) = 2.30 plateau
-    assert first == pytest.approx(np.log(10), abs=0.05) and last < first - 0.05
+    # seeded (solver random_seed, layer seed): the loss leaves the log(10) = 2.30 plateau on held-out images
+    tests = [float(v) for v in re.search(r"test loss ([\d.]+), ([\d.]+)", printed).groups()]
+    assert tests[0] == pytest.approx(np.log(10), abs=0.05) and tests[1] < tests[0] - 0.05
     m_ap = float(re.search(r"test mAP over the 10 classes: ([\d.]+)", printed).group(1))
-    assert 0 < m_ap <= 1
+    assert m_ap > 0.3          # chance is about the share of positives, 0.2 (measured: 0.40)
     assert "Optimization Done" in open(os.path.join(out, "train.log")).read()
