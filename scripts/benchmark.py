@@ -496,6 +496,198 @@ def run_parent(args):
                                           os.path.join(args.out, "benchmark.json")), file=sys.stderr)
 
 
+# ---------------------------------------------------------------- image data layer throughput (issue 14)
+
+IMAGE_SIZE, IMAGE_CROP, IMAGE_BATCH, IMAGE_MEAN = 256, 224, 32, (104, 117, 123)
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def write_bench_images(folder, count, num_classes=20, seed=0):
+    """``count`` 256x256 JPEGs (smooth random colour fields with fine noise, ~20 KB each, like photos) and
+    two lists of them: ours (1-3 labels an image) and ImageData's (the first label)."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    ours, single = [], []
+    for i in range(count):
+        low = rng.integers(0, 256, (12, 12, 3)).astype(np.uint8)
+        img = cv2.resize(low, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_CUBIC)
+        img = cv2.add(img, rng.integers(0, 20, img.shape).astype(np.uint8))
+        path = os.path.join(folder, "img_%05d.jpg" % i)
+        cv2.imwrite(path, img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        labels = rng.choice(num_classes, size=int(rng.integers(1, 4)), replace=False)
+        ours.append("%s %s\n" % (path, " ".join(str(c) for c in labels)))
+        single.append("%s %d\n" % (path, labels[0]))
+    lists = os.path.join(folder, "ours.txt"), os.path.join(folder, "imagedata.txt")
+    for path, lines in zip(lists, (ours, single)):
+        with open(path, "w") as f:
+            f.writelines(lines)
+    return lists
+
+
+def image_data_layers(lists, threads, label_format="dense"):
+    """The two data layers on the same images: ours (Python) and Caffe's C++ ImageData, same transform."""
+    params = {"source": lists[0], "batch_size": IMAGE_BATCH, "num_classes": 20, "crop_size": IMAGE_CROP,
+              "mirror": True, "mean_value": list(IMAGE_MEAN), "threads": threads, "shuffle": True, "seed": 1}
+    if label_format == "indices":       # N x 1 class indices: the same label blob shape as ImageData's
+        params.update(label_format="indices", max_labels=1, source=lists[1])
+    ours = ('layer { name: "data" type: "Python" top: "data" top: "label" python_param { '
+            'module: "softmax_multilabel_layer.data" layer: "MultilabelImageDataLayer" param_str: \'%s\' } }\n'
+            % json.dumps(params))
+    caffe_layer = ('layer { name: "data" type: "ImageData" top: "data" top: "label" image_data_param { '
+                   'source: "%s" batch_size: %d shuffle: true } transform_param { crop_size: %d mirror: true %s } }\n'
+                   % (lists[1], IMAGE_BATCH, IMAGE_CROP, " ".join("mean_value: %d" % m for m in IMAGE_MEAN)))
+    return {"ours": ours, "caffe": caffe_layer}
+
+
+def time_data_layer(caffe, path, batches, warmup):
+    """Images per second of one data-layer net: a fresh net, ``warmup`` forwards, then ``batches`` timed."""
+    net = caffe.Net(path, caffe.TRAIN)
+    try:
+        for _ in range(warmup):
+            net.forward()
+        start = time.perf_counter()
+        for _ in range(batches):
+            net.forward()
+        return batches * IMAGE_BATCH / (time.perf_counter() - start)
+    finally:
+        layer = net.layers[0]
+        if hasattr(layer, "close"):       # pycaffe never frees a Python layer: stop its threads now
+            layer.close()
+        del net
+
+
+SMALL_NET = """layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 16 kernel_size: 7 stride: 4 weight_filler { type: "xavier" } } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "fc" type: "InnerProduct" bottom: "pool1" top: "scores"
+  inner_product_param { num_output: 20 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "scores" bottom: "label" top: "loss" }
+"""
+
+
+def train_iteration_ms(workdir, name, data_layer, iterations, warmup=5):
+    """Mean ms per `caffe train` iteration after ``warmup`` iterations, from the glog timestamps of the loss
+    lines (display: 1)."""
+    import re
+    net = os.path.join(workdir, "train_%s.prototxt" % name)
+    with open(net, "w") as f:
+        f.write(data_layer + SMALL_NET)
+    solver = os.path.join(workdir, "solver_%s.prototxt" % name)
+    with open(solver, "w") as f:
+        f.write('net: "%s"\nbase_lr: 0.01\nmomentum: 0.9\nlr_policy: "fixed"\nmax_iter: %d\ndisplay: %d\n'
+                'snapshot_after_train: false\nsolver_mode: CPU\nrandom_seed: 1\n' % (net, warmup + iterations, 1))
+    env = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
+    done = subprocess.run([os.path.join(ROOT, ".venv", "bin", "caffe"), "train", "--solver", solver],
+                          capture_output=True, text=True, env=env, cwd=workdir, timeout=1800)
+    if done.returncode != 0:
+        raise SystemExit("benchmark: caffe train (%s) failed:\n%s" % (name, done.stderr[-3000:]))
+    stamps = []
+    for line in done.stderr.splitlines():
+        m = re.match(r"I\d+ (\d+):(\d+):([\d.]+) .*\] Iteration (\d+)(?: \(.*\))?, loss = ", line)
+        if m:
+            h, mi, sec, it = int(m.group(1)), int(m.group(2)), float(m.group(3)), int(m.group(4))
+            stamps.append((it, h * 3600 + mi * 60 + sec))
+    first, last = [s for s in stamps if s[0] >= warmup][0], stamps[-1]
+    if last[0] <= first[0]:
+        raise SystemExit("benchmark: no iteration timings in the caffe train log (%s)" % name)
+    return 1e3 * (last[1] - first[1]) / (last[0] - first[0])
+
+
+def run_image_data(args):
+    """Our MultilabelImageDataLayer against Caffe's ImageData on the same JPEGs; returns a report dict.
+
+    Throughput: rounds alternate between the two layers, each round a fresh net (so no layer prefetches
+    while the other is timed), ``--image-batches`` timed forwards after a warm-up that empties the
+    prefetch queue. Training: `caffe train` of the same small net (conv 7x7/4, pool, fc, SoftmaxWithLoss)
+    fed by either layer, ms per iteration from the log (ours gives N x 1 class indices, ImageData's shape).
+    """
+    caffe = import_caffe()
+    threads = int(args.image_threads)
+    report = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "images": args.image_count, "threads": threads,
+              "rounds": args.image_rounds, "batches": args.image_batches, "train_iters": args.train_iters,
+              "load_start": list(os.getloadavg())}
+    with tempfile.TemporaryDirectory(prefix="bench_images_") as tmp:
+        lists = write_bench_images(os.path.join(tmp, "img"), args.image_count)
+        nets = {}
+        for key, layer in image_data_layers(lists, threads).items():
+            nets[key] = os.path.join(tmp, "data_%s.prototxt" % key)
+            with open(nets[key], "w") as f:
+                f.write(layer)
+        rates = {"ours": [], "caffe": []}
+        for _ in range(args.image_rounds):
+            for key in ("ours", "caffe"):
+                rates[key].append(time_data_layer(caffe, nets[key], args.image_batches, warmup=6))
+                print("  [image data] %-5s %7.0f images/s" % (key, rates[key][-1]), file=sys.stderr, flush=True)
+        report["images_per_s"] = {k: statistics.median(v) for k, v in rates.items()}
+        report["images_per_s_all"] = rates
+        report["throughput_ratio"] = report["images_per_s"]["ours"] / report["images_per_s"]["caffe"]
+        train = {"ours": [], "caffe": []}
+        if args.train_iters > 0:
+            layers = image_data_layers(lists, threads, label_format="indices")
+            for _ in range(args.train_runs):
+                for key in ("ours", "caffe"):
+                    train[key].append(train_iteration_ms(tmp, key, layers[key], args.train_iters))
+                    print("  [caffe train] %-5s %7.1f ms/iteration" % (key, train[key][-1]), file=sys.stderr,
+                          flush=True)
+            report["train_ms"] = {k: min(v) for k, v in train.items()}
+            report["train_ms_all"] = train
+            report["train_ratio"] = report["train_ms"]["ours"] / report["train_ms"]["caffe"]
+    report["load_end"] = list(os.getloadavg())
+    return report
+
+
+def image_data_markdown(r, command):
+    lines = ["# Image data layer benchmark: MultilabelImageDataLayer vs Caffe's ImageData", ""]
+    lines.append("Command: `%s`. CPU: %s, %d CPUs. %d JPEGs of %dx%d, crop %d, mirror, mean_value %s, batch %d, "
+                 "TRAIN phase, shuffle; ours with %d decode threads, ImageData with its one prefetch thread. "
+                 "Load average at start %s, at end %s." % (
+                     command, r["cpu"], r["cpu_count"], r["images"], IMAGE_SIZE, IMAGE_SIZE, IMAGE_CROP,
+                     list(IMAGE_MEAN), IMAGE_BATCH, r["threads"], [round(v, 2) for v in r["load_start"]],
+                     [round(v, 2) for v in r["load_end"]]))
+    lines.append("")
+    lines.append("| measure | ours | Caffe ImageData | ours / Caffe | target | status |")
+    lines.append("|---|---:|---:|---:|---|---|")
+    ips = r["images_per_s"]
+    lines.append("| images/s (median of %d rounds of %d batches) | %.0f | %.0f | %.2fx | >= 1.0x | %s |" % (
+        r["rounds"], r["batches"], ips["ours"], ips["caffe"], r["throughput_ratio"],
+        "PASS" if r["throughput_ratio"] >= 1.0 else "FAIL"))
+    if "train_ms" in r:
+        t = r["train_ms"]
+        lines.append("| caffe train ms/iteration, small net (best of %d runs of %d iterations) | %.1f | %.1f | %.2fx "
+                     "| <= 1.1x | %s |" % (len(r["train_ms_all"]["ours"]), r["train_iters"], t["ours"], t["caffe"], r["train_ratio"], "PASS" if r["train_ratio"] <= 1.1 else "FAIL"))
+    lines.append("")
+    lines.append("Every round: images/s ours %s, Caffe %s." % (
+        [round(v) for v in r["images_per_s_all"]["ours"]], [round(v) for v in r["images_per_s_all"]["caffe"]]))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def run_image_data_section(args):
+    """Run the image data comparison and write image_data.md / image_data.json to --out."""
+    report = run_image_data(args)
+    command = args.command or " ".join(["python", "scripts/benchmark.py"] + sys.argv[1:])
+    text = image_data_markdown(report, command)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "image_data.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    with open(os.path.join(args.out, "image_data.md"), "w") as f:
+        f.write(text)
+    print(text)
+    return report
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help="comma list of NxC or NxCxHxW (default %(default)s)")
@@ -507,6 +699,14 @@ def main(argv=None):
     parser.add_argument("--skip", action="append", default=[], choices=[k for k, _ in METHODS if k != "floor"],
                         help="leave a layer out (repeatable)")
     parser.add_argument("--out", default=os.path.join(ROOT, "output", "bench"), help="output folder")
+    parser.add_argument("--skip-image-data", action="store_true", help="leave out the image data layer comparison")
+    parser.add_argument("--only-image-data", action="store_true", help="run only the image data layer comparison")
+    parser.add_argument("--image-count", type=int, default=256, help="JPEGs in the image data comparison")
+    parser.add_argument("--image-rounds", type=int, default=5, help="alternating rounds per data layer")
+    parser.add_argument("--image-batches", type=int, default=20, help="timed batches per round")
+    parser.add_argument("--image-threads", type=int, default=2, help="our layer's decode threads (default 2)")
+    parser.add_argument("--train-iters", type=int, default=40, help="timed caffe train iterations (0 = skip)")
+    parser.add_argument("--train-runs", type=int, default=3, help="caffe train runs per data layer (best is kept)")
     parser.add_argument("--command", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
@@ -517,7 +717,10 @@ def main(argv=None):
     if args.worker:
         run_worker(args)
     else:
-        run_parent(args)
+        if not args.only_image_data:
+            run_parent(args)
+        if not args.skip_image_data:
+            run_image_data_section(args)
 
 
 if __name__ == "__main__":

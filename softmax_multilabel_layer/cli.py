@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from . import __version__
+from . import __version__, convert
 from .params import SigmoidOptions, SoftmaxOptions
 
 PROG = "softmax-multilabel"
@@ -91,7 +91,7 @@ def build_parser():
                      "a gradient checker for any layer, and prototxt generation.",
                      epilog=EXAMPLES % {"prog": PROG}, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action=_VersionAction, help="print this project's version and the Caffe found")
-    sub = parser.add_subparsers(dest="command", metavar="{gradcheck,prototxt}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{gradcheck,prototxt,convert}", parser_class=_Parser)
     sub.required = True
 
     g = sub.add_parser("gradcheck", help="check one layer's backward against central differences",
@@ -141,6 +141,7 @@ def build_parser():
         flags = ["--" + key.replace("_", "-")] + (["--" + key] if "_" in key else [])
         options.add_argument(*flags, dest="opt_" + key, type=_json_value, metavar="VALUE",
                              help="%s loss" % " and ".join(losses))
+    convert.add_parser(sub)
     return parser
 
 
@@ -167,7 +168,7 @@ def _prototxt(args):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    run = {"gradcheck": _gradcheck, "prototxt": _prototxt}[args.command]
+    run = {"gradcheck": _gradcheck, "prototxt": _prototxt, "convert": convert.run}[args.command]
     try:
         return run(args)
     except (ValueError, OSError, ImportError) as exc:

@@ -155,3 +155,102 @@ def parse_param_str(param_str, owner, known_keys):
         raise MultilabelLossError("%s: unknown param_str key(s) %s; known keys: %s"
                                   % (owner, ", ".join(unknown), ", ".join(known_keys)))
     return value
+
+
+# ---------------------------------------------------------------- image data layer options (issue 14)
+
+IMAGE_DATA_OWNER = "MultilabelImageDataLayer"
+
+
+def _positive_int(owner, key, value, low=1):
+    _integer(owner, key, value)
+    if value < low:
+        raise MultilabelLossError("%s: %s must be an integer >= %d, got %r" % (owner, key, low, value))
+    return value
+
+
+@dataclass(frozen=True)
+class ImageDataOptions(_Options):
+    """Options of :class:`softmax_multilabel_layer.data.MultilabelImageDataLayer` (and ``convert``).
+
+    ``source`` is required, and ``num_classes`` unless ``class_names`` gives it.
+    ``shuffle`` None means true in TRAIN and false in TEST; ``rank`` and
+    ``world_size`` None mean "ask pycaffe" (``caffe.solver_rank()``), else 0 and 1.
+    """
+    source: object = None
+    root_folder: str = ""
+    batch_size: int = 32
+    num_classes: object = None
+    label_format: str = "dense"
+    max_labels: object = None
+    new_height: int = 0
+    new_width: int = 0
+    crop_size: int = 0
+    mirror: bool = False
+    mean_value: object = None
+    scale: float = 1.0
+    is_color: bool = True
+    shuffle: object = None
+    seed: int = 0
+    threads: int = 2
+    prefetch: int = 3
+    class_names: object = None
+    skip_bad_images: bool = False
+    rank: object = None
+    world_size: object = None
+
+    def __post_init__(self):
+        o = self.owner
+        if not isinstance(self.source, str) or not self.source:
+            raise MultilabelLossError('%s: source (the list file) is required: a non-empty string, got %r; e.g. '
+                                      '\'{"source": "train.txt", "num_classes": 10}\'' % (o, self.source))
+        if not isinstance(self.root_folder, str):
+            raise MultilabelLossError("%s: root_folder must be a string, got %r" % (o, self.root_folder))
+        if self.class_names is not None and (not isinstance(self.class_names, str) or not self.class_names):
+            raise MultilabelLossError("%s: class_names must be a file name (one class name a line), got %r"
+                                      % (o, self.class_names))
+        if self.num_classes is None and self.class_names is None:
+            raise MultilabelLossError("%s: num_classes is required (or a class_names file, which gives it)" % o)
+        if self.num_classes is not None:
+            _positive_int(o, "num_classes", self.num_classes)
+        _positive_int(o, "batch_size", self.batch_size)
+        _choice(o, "label_format", self.label_format, LABEL_FORMATS)
+        if self.label_format == "indices":
+            if self.max_labels is None:
+                raise MultilabelLossError('%s: "label_format": "indices" needs max_labels (K, the label slots of '
+                                          'each sample; shorter label lists are padded with -1)' % o)
+            _positive_int(o, "max_labels", self.max_labels)
+        elif self.max_labels is not None:
+            raise MultilabelLossError('%s: max_labels is only used with "label_format": "indices", got max_labels '
+                                      '%r with "dense"' % (o, self.max_labels))
+        for key in ("new_height", "new_width", "crop_size", "seed"):
+            _positive_int(o, key, getattr(self, key), low=0)
+        if (self.new_height == 0) != (self.new_width == 0):
+            raise MultilabelLossError("%s: new_height and new_width must both be 0 (keep the size) or both > 0, "
+                                      "got %d and %d" % (o, self.new_height, self.new_width))
+        if self.new_height and self.crop_size > min(self.new_height, self.new_width):
+            raise MultilabelLossError("%s: crop_size %d is larger than the resized image %dx%d (new_height x "
+                                      "new_width)" % (o, self.crop_size, self.new_height, self.new_width))
+        for key in ("mirror", "is_color", "skip_bad_images"):
+            if not isinstance(getattr(self, key), bool):
+                raise MultilabelLossError("%s: %s must be true or false, got %r" % (o, key, getattr(self, key)))
+        if self.shuffle is not None and not isinstance(self.shuffle, bool):
+            raise MultilabelLossError("%s: shuffle must be true or false, got %r" % (o, self.shuffle))
+        if self.mean_value is not None:
+            values = self.mean_value if isinstance(self.mean_value, (list, tuple)) else [self.mean_value]
+            values = _number_list(o, "mean_value", values, low=-math.inf)
+            channels = 3 if self.is_color else 1
+            if len(values) not in (1, channels):
+                raise MultilabelLossError("%s: mean_value must have 1 or %d values (is_color %s), got %d: %r"
+                                          % (o, channels, str(self.is_color).lower(), len(values), self.mean_value))
+            object.__setattr__(self, "mean_value", values)
+        object.__setattr__(self, "scale", _number(o, "scale", self.scale))
+        _positive_int(o, "threads", self.threads)
+        _positive_int(o, "prefetch", self.prefetch)
+        if self.world_size is not None:
+            _positive_int(o, "world_size", self.world_size)
+        if self.rank is not None:
+            _positive_int(o, "rank", self.rank, low=0)
+            if self.rank >= (self.world_size or 1):
+                raise MultilabelLossError("%s: rank must be in [0, world_size) = [0, %d), got %d"
+                                          % (o, self.world_size or 1, self.rank))

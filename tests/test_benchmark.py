@@ -20,6 +20,7 @@ def report(tmp_path_factory):
     env = dict(os.environ)
     env.setdefault("GLOG_minloglevel", "2")
     cmd = [sys.executable, SCRIPT, "--sizes", "6x9,3x4x2x2", "--reps", "2", "--warmup", "1", "--blog-reps", "1",
+           "--skip-image-data",
            "--out", str(out)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]

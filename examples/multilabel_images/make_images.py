@@ -1,0 +1,68 @@
+#!/usr/bin/env python
+"""Write the multi-label digits canvases as JPEG files with list files, for MultilabelImageDataLayer.
+
+Each image is a 32x32 greyscale canvas with 1 to 3 real 8x8 digit scans of distinct
+classes (the same composition as examples/multilabel_digits, train and test drawn from
+disjoint scan pools). Written to OUT:
+
+  train/00000.jpg ...      test/00000.jpg ...
+  train.txt, test.txt      one image a line: path, then class names ("seven three")
+  class_names.txt          zero .. nine, one a line (line i is class i)
+
+Deterministic in --seed.
+"""
+import argparse
+import os
+import sys
+
+import cv2
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "multilabel_digits"))
+import digits_data  # noqa: E402  (the digits example's composition code)
+
+CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def write_split(out, name, arrays):
+    folder = os.path.join(out, name)
+    os.makedirs(folder, exist_ok=True)
+    lines = ["# %s split: path, then the class names of the digits on the canvas\n" % name]
+    for i, (img, label) in enumerate(zip(arrays["data"], arrays["label"])):
+        path = os.path.join(name, "%05d.jpg" % i)
+        pixels = np.clip(np.rint(img[0] * 255), 0, 255).astype(np.uint8)
+        cv2.imwrite(os.path.join(out, path), pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        lines.append("%s %s\n" % (path, " ".join(CLASS_NAMES[c] for c in np.flatnonzero(label))))
+    with open(os.path.join(out, name + ".txt"), "w") as f:
+        f.writelines(lines)
+    return len(arrays["data"])
+
+
+def make_images(out, n_train=4000, n_test=1000, seed=0, canvas=(32, 32)):
+    os.makedirs(out, exist_ok=True)
+    scans, targets = digits_data.load_scans()
+    train_pool, test_pool = digits_data.split_scans(targets, 0.3, seed)
+    counts = {}
+    for split_no, (name, pool, n) in enumerate((("train", train_pool, n_train), ("test", test_pool, n_test))):
+        arrays = digits_data.compose(scans, targets, pool, n, np.random.default_rng([seed, split_no]), canvas)
+        counts[name] = write_split(out, name, arrays)
+    with open(os.path.join(out, "class_names.txt"), "w") as f:
+        f.write("\n".join(CLASS_NAMES) + "\n")
+    return counts
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="output/multilabel_images")
+    p.add_argument("--n-train", type=int, default=4000)
+    p.add_argument("--n-test", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    counts = make_images(args.out, args.n_train, args.n_test, args.seed)
+    print("wrote %d train and %d test JPEGs with list files to %s" % (counts["train"], counts["test"], args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

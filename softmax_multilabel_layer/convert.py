@@ -1,0 +1,426 @@
+"""``softmax-multilabel convert``: a multi-label image list to HDF5 files or to an image LMDB plus a label LMDB.
+
+Reads the list format of :mod:`.image_data` (same parser, same errors) and decodes
+images as Caffe's ``ImageData`` does (OpenCV, BGR, optional resize), in threads.
+
+* ``hdf5``: ``part-00000.h5``, ... with datasets ``data`` (N x C x H x W, uint8 by
+  default: Caffe's HDF5Data reads integers into its float blobs) and ``label``
+  (N x C multi-hot, or N x K indices padded with -1 plus ``label_weight``), each
+  file under ``max_file_bytes`` (default 950 MB, below HDF5Data's ~2 GB
+  trouble); ``list.txt``, the file HDF5Data's ``source`` reads.
+* ``lmdb``: ``images_lmdb`` of ``Datum`` records (raw CHW bytes, or the encoded
+  image) and ``labels_lmdb`` with the labels in ``Datum.float_data``
+  (channels = C or K), and for indices ``label_weights_lmdb``, under the same
+  keys ``%08d_<path>`` (Caffe's Data layer reads keys in order, so the two Data
+  layers stay in step). Needs pycaffe for ``caffe_pb2``.
+
+Both write ``convert.json`` (options, list checksum, progress). An existing
+output folder is refused unless ``resume`` (continue an interrupted run with the
+same options) or ``overwrite``. The counts are verified at the end.
+"""
+import concurrent.futures
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from .image_data import check_files_exist, encode_labels, load_image, parse_image_list
+from .params import ImageDataOptions, MultilabelLossError
+
+OWNER = "softmax-multilabel convert"
+MANIFEST = "convert.json"
+FORMATS = ("hdf5", "lmdb")
+CHUNK = 256                     # images decoded (and committed, for LMDB) per step
+LMDB_MAP_SIZE = 1 << 40         # sparse: only what is written takes disk space
+
+
+class Progress(object):
+    """A one-line progress bar on a stream: count, percent, rate and time left (a line per 10% off a TTY)."""
+
+    def __init__(self, total, done=0, stream=None, label="images"):
+        self.total, self.done, self.label = total, done, label
+        self.stream = sys.stderr if stream is None else stream
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.start, self.start_done, self.last, self.last_decile = None, done, 0.0, -1
+
+    def update(self, n):
+        now = time.monotonic()
+        if self.start is None:          # the rate counts from the first image, not from start-up
+            self.start, self.start_done = now - 1e-3, self.done
+        self.done += n
+        decile = 10 * self.done // max(1, self.total)
+        if (self.tty and now - self.last > 0.3) or (not self.tty and decile > self.last_decile) \
+                or self.done >= self.total:
+            self.last, self.last_decile = now, decile
+            rate = (self.done - self.start_done) / max(now - self.start, 1e-9)
+            left = (self.total - self.done) / rate if rate > 0 else float("nan")
+            line = "convert: %d/%d %s (%3.0f%%), %.0f/s, %s left" % (
+                self.done, self.total, self.label, 100.0 * self.done / max(1, self.total), rate,
+                "%d s" % left if left == left else "?")
+            self.stream.write(("\r" + line) if self.tty else line + "\n")
+            if self.tty and self.done >= self.total:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _prepare_output(out, settings, resume, overwrite):
+    """Create ``out`` or check it for a resume; returns the manifest to continue from (or a fresh one)."""
+    path = os.path.join(out, MANIFEST)
+    if os.path.isdir(out) and os.listdir(out):
+        if overwrite:
+            shutil.rmtree(out)
+        elif resume:
+            if not os.path.isfile(path):
+                raise MultilabelLossError("%s: cannot resume: %s has no %s (not made by convert); use --overwrite "
+                                          "to replace it" % (OWNER, out, MANIFEST))
+            with open(path) as f:
+                manifest = json.load(f)
+            changed = sorted(k for k in set(settings) | set(manifest["settings"])
+                             if settings.get(k) != manifest["settings"].get(k))
+            if changed:
+                raise MultilabelLossError("%s: cannot resume %s: %s changed since the interrupted run (%s); use "
+                                          "--overwrite to start again" % (OWNER, out, ", ".join(changed), "; ".join(
+                                              "%s was %r, now %r" % (k, manifest["settings"].get(k), settings.get(k))
+                                              for k in changed)))
+            return manifest
+        else:
+            raise MultilabelLossError("%s: output folder %s exists and is not empty; pass --resume to continue an "
+                                      "interrupted conversion or --overwrite to replace it" % (OWNER, out))
+    os.makedirs(out, exist_ok=True)
+    return {"settings": settings, "written": 0, "parts": [], "complete": False}
+
+
+def _save_manifest(out, manifest):
+    tmp = os.path.join(out, MANIFEST + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1)
+    os.replace(tmp, os.path.join(out, MANIFEST))
+
+
+def _decoded(options, images, order, start, threads):
+    """Yield (position, index, uint8 image) from ``start`` in list order, decoding ``threads`` at a time."""
+    def load(i):
+        return load_image(images.paths[i], options.is_color, options.new_height, options.new_width, images.where(i))
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        for chunk in range(start, len(order), CHUNK):
+            idx = order[chunk:chunk + CHUNK]
+            for j, (i, img) in enumerate(zip(idx, pool.map(load, idx))):
+                yield chunk + j, int(i), img
+
+
+def convert(source, out, fmt, num_classes=None, class_names=None, root_folder="", new_height=0, new_width=0,
+            is_color=True, label_format="dense", max_labels=None, shuffle=False, seed=0, encoded=False,
+            hdf5_dtype="uint8", max_file_bytes=950 * 10 ** 6, threads=2, resume=False, overwrite=False,
+            batch_size=32, stream=None):
+    """Convert a multi-label image list; returns a summary dict (counts, paths, the prototxt to use).
+
+    Args:
+        source: the list file. fmt: ``"hdf5"`` or ``"lmdb"``. out: the output folder.
+        num_classes, class_names, root_folder, new_height, new_width, is_color, label_format, max_labels:
+            as for :class:`~softmax_multilabel_layer.data.MultilabelImageDataLayer`.
+        shuffle, seed: write the images in a seeded random order (Caffe's HDF5Data and Data layers read in order).
+        encoded: LMDB only: store the image file (re-encoded after a resize or greyscale) instead of raw pixels.
+        hdf5_dtype: ``"uint8"`` (pixels as read, 4x smaller) or ``"float32"``.
+        max_file_bytes: HDF5 files are split to stay under this size.
+        threads: decode threads. resume / overwrite: see the module docstring.
+        batch_size: used in the printed prototxt only.
+
+    Raises :class:`MultilabelLossError` for a bad list (file and line), missing images, an image that cannot
+    be decoded or whose size differs from the first one (HDF5), or an output folder that exists.
+    """
+    if fmt not in FORMATS:
+        raise MultilabelLossError("%s: --format must be one of %s, got %r" % (OWNER, ", ".join(FORMATS), fmt))
+    if hdf5_dtype not in ("uint8", "float32"):
+        raise MultilabelLossError("%s: hdf5_dtype must be uint8 or float32, got %r" % (OWNER, hdf5_dtype))
+    if encoded and fmt != "lmdb":
+        raise MultilabelLossError("%s: --encoded is for --format lmdb only" % OWNER)
+    if resume and overwrite:
+        raise MultilabelLossError("%s: --resume and --overwrite exclude each other" % OWNER)
+    options = ImageDataOptions(owner=OWNER, source=source, root_folder=root_folder, num_classes=num_classes,
+                               class_names=class_names, label_format=label_format, max_labels=max_labels,
+                               new_height=new_height, new_width=new_width, is_color=is_color, seed=seed,
+                               threads=threads, batch_size=batch_size)
+    images = parse_image_list(source, options.num_classes, class_names, root_folder, max_labels, OWNER)
+    check_files_exist(images, OWNER, root_folder)
+    n = len(images.paths)
+    order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+    settings = {"format": fmt, "source": os.path.abspath(source), "source_sha256": _sha256(source),
+                "root_folder": root_folder, "num_classes": images.num_classes, "class_names": class_names,
+                "new_height": new_height, "new_width": new_width, "is_color": is_color, "label_format": label_format,
+                "max_labels": max_labels, "shuffle": shuffle, "seed": seed, "encoded": encoded,
+                "hdf5_dtype": hdf5_dtype, "max_file_bytes": max_file_bytes, "images": n}
+    manifest = _prepare_output(out, settings, resume, overwrite)
+    progress = Progress(n, manifest["written"], stream)
+    writer = _write_hdf5 if fmt == "hdf5" else _write_lmdb
+    summary = writer(options, images, order, out, manifest, progress)
+    manifest["complete"] = True
+    _save_manifest(out, manifest)
+    summary.update(images=n, out=out, format=fmt, resumed_from=progress.start_done)
+    return summary
+
+
+def _label_width(options, images):
+    return options.max_labels if options.label_format == "indices" else images.num_classes
+
+
+def _labels_for(options, images, indices):
+    k = _label_width(options, images)
+    labels = np.zeros((len(indices), k), np.float32)
+    weights = np.zeros((len(indices), k), np.float32) if options.label_format == "indices" else None
+    encode_labels(images, indices, labels, options.label_format, weights)
+    return labels, weights
+
+
+def _size_error(images, i, shape, first):
+    return MultilabelLossError("%s: image %r (%s) is %dx%dx%d but the first image is %dx%dx%d; an HDF5 dataset "
+                               "needs one size: pass --new-height and --new-width" % (
+                                   (OWNER, images.paths[i], images.where(i)) + tuple(shape) + tuple(first)))
+
+
+# ---------------------------------------------------------------- HDF5
+
+def _write_hdf5(options, images, order, out, manifest, progress):
+    import h5py
+    dtype = np.dtype(manifest["settings"]["hdf5_dtype"])
+    k = _label_width(options, images)
+    start = manifest["written"]
+    # parts written completely before an interruption stay; a part being written is redone
+    handle, part_rows, rows, shape = None, 0, 0, manifest.get("image_shape")
+    for pos, i, img in _decoded(options, images, order, start, options.threads):
+        chw = img.transpose(2, 0, 1)
+        if shape is None:
+            shape = manifest["image_shape"] = list(chw.shape)
+        elif list(chw.shape) != shape:
+            raise _size_error(images, i, img.shape, (shape[1], shape[2], shape[0]))
+        if handle is None:
+            row_bytes = int(np.prod(shape)) * dtype.itemsize + 4 * k * (2 if options.label_format == "indices" else 1)
+            part_rows = max(1, min(len(order) - pos, manifest["settings"]["max_file_bytes"] // row_bytes))
+            name = "part-%05d.h5" % len(manifest["parts"])
+            handle = h5py.File(os.path.join(out, name), "w")
+            data = handle.create_dataset("data", (part_rows,) + tuple(shape), dtype)
+            label = handle.create_dataset("label", (part_rows, k), np.float32)
+            weight = handle.create_dataset("label_weight", (part_rows, k), np.float32) \
+                if options.label_format == "indices" else None
+            first, rows = pos, 0
+        data[rows] = chw
+        lab, wts = _labels_for(options, images, [i])
+        label[rows] = lab[0]
+        if weight is not None:
+            weight[rows] = wts[0]
+        rows += 1
+        progress.update(1)
+        if rows == part_rows:
+            handle.attrs["num_classes"] = images.num_classes
+            handle.attrs["label_format"] = options.label_format
+            handle.close()
+            handle = None
+            manifest["parts"].append({"file": name, "rows": rows, "first": first})
+            manifest["written"] = pos + 1
+            _save_manifest(out, manifest)
+    list_path = os.path.join(out, "list.txt")
+    paths = [os.path.abspath(os.path.join(out, p["file"])) for p in manifest["parts"]]
+    with open(list_path, "w") as f:
+        f.write("".join(p + "\n" for p in paths))
+    # verify: every file holds the rows the manifest says, and they add up to the list
+    total = 0
+    for p, part in zip(paths, manifest["parts"]):
+        with h5py.File(p, "r") as f:
+            counts = {name: f[name].shape[0] for name in f}
+        if set(counts.values()) != {part["rows"]}:
+            raise MultilabelLossError("%s: %s holds %s rows, expected %d" % (OWNER, p, counts, part["rows"]))
+        total += part["rows"]
+    if total != len(order):
+        raise MultilabelLossError("%s: the HDF5 files hold %d images but the list has %d" % (OWNER, total,
+                                                                                           len(order)))
+    tops = ' top: "data" top: "label"' + (' top: "label_weight"' if options.label_format == "indices" else "")
+    prototxt = ('layer { name: "data" type: "HDF5Data"%s\n  hdf5_data_param { source: "%s" batch_size: %d } }\n'
+                % (tops, os.path.abspath(list_path), options.batch_size))
+    return {"files": paths, "list": list_path, "counts": {"data": total, "label": total}, "prototxt": prototxt}
+
+
+# ---------------------------------------------------------------- LMDB
+
+def _datum_module():
+    try:
+        from caffe.proto import caffe_pb2
+    except ImportError as exc:
+        raise MultilabelLossError("%s: --format lmdb needs pycaffe's caffe.proto.caffe_pb2 (%s); run `make setup`"
+                                  % (OWNER, exc)) from None
+    return caffe_pb2
+
+
+def _lmdb():
+    try:
+        import lmdb
+    except ImportError as exc:
+        raise MultilabelLossError("%s: --format lmdb needs the lmdb package (%s): pip install lmdb"
+                                  % (OWNER, exc)) from None
+    return lmdb
+
+
+def lmdb_key(position, path):
+    """The key of the position-th record: ``%08d_<path>`` as Caffe's convert_imageset, at most 500 bytes."""
+    return ("%08d_%s" % (position, path)).encode("utf-8")[:500]
+
+
+def _image_datum(caffe_pb2, cv2, img, path, options, encoded):
+    datum = caffe_pb2.Datum()
+    datum.height, datum.width, datum.channels = img.shape[0], img.shape[1], img.shape[2]
+    if encoded:
+        if not options.new_height and options.is_color:
+            with open(path, "rb") as f:
+                datum.data = f.read()
+        else:
+            ext = os.path.splitext(path)[1].lower() or ".png"
+            ok, buf = cv2.imencode(ext if ext in (".jpg", ".jpeg", ".png", ".bmp") else ".png", img)
+            datum.data = buf.tobytes()
+        datum.encoded = True
+    else:
+        datum.data = np.ascontiguousarray(img.transpose(2, 0, 1)).tobytes()
+    return datum.SerializeToString()
+
+
+def _float_datum(caffe_pb2, values):
+    datum = caffe_pb2.Datum()
+    datum.channels, datum.height, datum.width = len(values), 1, 1
+    datum.float_data.extend(values.tolist())
+    return datum.SerializeToString()
+
+
+def _write_lmdb(options, images, order, out, manifest, progress):
+    caffe_pb2, lmdb = _datum_module(), _lmdb()
+    import cv2
+    names = ["images_lmdb", "labels_lmdb"] + (["label_weights_lmdb"] if options.label_format == "indices" else [])
+    envs = [lmdb.open(os.path.join(out, name), map_size=LMDB_MAP_SIZE, subdir=True) for name in names]
+    encoded = manifest["settings"]["encoded"]
+    # Records are committed CHUNK at a time, all databases together, and "written" after that: on resume the
+    # chunk in progress is written again under the same keys (a put replaces).
+    start = manifest["written"]
+    try:
+        txns = None
+        for pos, i, img in _decoded(options, images, order, start, options.threads):
+            if txns is None:
+                txns = [env.begin(write=True) for env in envs]
+            key = lmdb_key(pos, os.path.relpath(images.paths[i], options.root_folder) if options.root_folder
+                           else images.paths[i])
+            txns[0].put(key, _image_datum(caffe_pb2, cv2, img, images.paths[i], options, encoded))
+            labels, weights = _labels_for(options, images, [i])
+            txns[1].put(key, _float_datum(caffe_pb2, labels[0]))
+            if weights is not None:
+                txns[2].put(key, _float_datum(caffe_pb2, weights[0]))
+            progress.update(1)
+            if (pos + 1) % CHUNK == 0 or pos + 1 == len(order):
+                for txn in txns:
+                    txn.commit()
+                txns = None
+                manifest["written"] = pos + 1
+                _save_manifest(out, manifest)
+        counts = {name: env.stat()["entries"] for name, env in zip(names, envs)}
+        keys = []
+        for env in envs:
+            with env.begin() as txn:
+                cursor = txn.cursor()
+                keys.append((cursor.first() and cursor.key(), cursor.last() and cursor.key()))
+    finally:
+        for env in envs:
+            env.close()
+    if set(counts.values()) != {len(order)} or len(set(keys)) != 1:
+        raise MultilabelLossError("%s: the LMDBs hold %s records (first/last keys %s) but the list has %d images"
+                                  % (OWNER, counts, keys, len(order)))
+    paths = [os.path.abspath(os.path.join(out, name)) for name in names]
+    layer = ('layer { name: "%s" type: "Data" top: "%s"%s\n  data_param { source: "%s" backend: LMDB '
+             'batch_size: %d } }\n')
+    transform = "\n  transform_param { mirror: false }  # crop_size, mean_value, scale go here; never on labels"
+    prototxt = layer % ("data", "data", transform, paths[0], options.batch_size)
+    prototxt += layer % ("label_lmdb", "label_4d", "", paths[1], options.batch_size)
+    prototxt += 'layer { name: "label" type: "Flatten" bottom: "label_4d" top: "label" }\n'
+    if len(paths) > 2:
+        prototxt += layer % ("label_weight_lmdb", "label_weight_4d", "", paths[2], options.batch_size)
+        prototxt += 'layer { name: "label_weight" type: "Flatten" bottom: "label_weight_4d" top: "label_weight" }\n'
+    return {"databases": paths, "counts": counts, "prototxt": prototxt}
+
+
+# ---------------------------------------------------------------- command line
+
+CONVERT_EXAMPLES = """examples:
+  %(prog)s train.txt --out train_h5 --format hdf5 --num-classes 20 --new-height 256 --new-width 256
+  %(prog)s train.txt --out train_lmdb --format lmdb --class-names names.txt --encoded --shuffle
+  %(prog)s train.txt --out train_lmdb --format lmdb --num-classes 20 --resume
+      continue an interrupted conversion (same options, same list)
+
+List format: one image a line, 'path label label ...'; a label is a 0-based class index or (with
+--class-names) a name, optionally with a weight as 17:0.5; '#' comments; a TAB ends a path with spaces.
+"""
+
+
+def add_parser(sub, parser_class=None):
+    """Register the ``convert`` subcommand on an argparse subparsers object."""
+    import argparse
+    p = sub.add_parser("convert", help="convert a multi-label image list to HDF5 or to image + label LMDBs",
+                       description="Decode the images of a multi-label list (as Caffe's ImageData: OpenCV, BGR) "
+                       "and write HDF5 files for HDF5Data, or an image LMDB and a label LMDB for two Data layers.",
+                       epilog=CONVERT_EXAMPLES % {"prog": "softmax-multilabel convert"},
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("list", help="the list file")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--format", required=True, choices=FORMATS, help="hdf5 or lmdb")
+    p.add_argument("--num-classes", type=int, help="C (or give --class-names)")
+    p.add_argument("--class-names", help="file with one class name a line")
+    p.add_argument("--root-folder", default="", help="prefix for relative image paths")
+    p.add_argument("--new-height", type=int, default=0, help="resize to this height (0 keeps the size)")
+    p.add_argument("--new-width", type=int, default=0, help="resize to this width (0 keeps the size)")
+    p.add_argument("--gray", action="store_true", help="decode as greyscale (is_color false)")
+    p.add_argument("--label-format", default="dense", choices=("dense", "indices"),
+                   help="dense N x C multi-hot (default) or indices N x K padded with -1 (needs --max-labels)")
+    p.add_argument("--max-labels", type=int, help="K, with --label-format indices")
+    p.add_argument("--shuffle", action="store_true", help="write in a seeded random order")
+    p.add_argument("--seed", type=int, default=0, help="seed of --shuffle (default 0)")
+    p.add_argument("--encoded", action="store_true", help="LMDB: store encoded images, not raw pixels")
+    p.add_argument("--hdf5-dtype", default="uint8", choices=("uint8", "float32"), help="HDF5 data type")
+    p.add_argument("--max-file-mb", type=float, default=950.0, help="HDF5 files stay under this (default 950)")
+    p.add_argument("--threads", type=int, default=2, help="decode threads (default 2)")
+    p.add_argument("--batch-size", type=int, default=32, help="batch_size in the printed prototxt (default 32)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue an interrupted conversion into --out")
+    again.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    return p
+
+
+def run(args):
+    """The ``convert`` subcommand: convert, verify, print the prototxt layers; returns the exit status."""
+    try:
+        summary = _run(args)
+    except MultilabelLossError as exc:
+        message = str(exc)
+        message = message[len(OWNER) + 2:] if message.startswith(OWNER + ": ") else message
+        sys.stderr.write("%s: error: %s\n" % (OWNER, message))
+        return 2
+    where = summary.get("files") or summary.get("databases")
+    print("converted %d images%s into %s (%s); verified counts: %s" % (
+        summary["images"], " (resumed at %d)" % summary["resumed_from"] if summary["resumed_from"] else "",
+        summary["out"], ", ".join(os.path.basename(p) for p in where),
+        ", ".join("%s %d" % kv for kv in summary["counts"].items())))
+    print("# layers for your train prototxt:")
+    sys.stdout.write(summary["prototxt"])
+    return 0
+
+
+def _run(args):
+    return convert(args.list, args.out, args.format, num_classes=args.num_classes, class_names=args.class_names,
+                   root_folder=args.root_folder, new_height=args.new_height, new_width=args.new_width,
+                   is_color=not args.gray, label_format=args.label_format, max_labels=args.max_labels,
+                   shuffle=args.shuffle, seed=args.seed, encoded=args.encoded, hdf5_dtype=args.hdf5_dtype,
+                   max_file_bytes=int(args.max_file_mb * 1e6), threads=args.threads, resume=args.resume,
+                   overwrite=args.overwrite, batch_size=args.batch_size)

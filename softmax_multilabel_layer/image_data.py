@@ -1,0 +1,589 @@
+"""Multi-label image lists, decoding and augmentation, and a prefetching batch reader (no Caffe import).
+
+The core of :class:`softmax_multilabel_layer.data.MultilabelImageDataLayer` and of
+``softmax-multilabel convert``.
+
+**List format** (one image a line)::
+
+    # comment lines and blank lines are skipped
+    images/cat_dog.jpg 3 5
+    images/dog.jpg 5:0.5            a label may carry a weight (the label value)
+    images/beach.jpg beach sky      class names, with a class_names file
+    my photos/a b.jpg<TAB>3 7       with a TAB, the path is everything before the first TAB
+    images/empty.jpg                an image with no label
+
+A label is a 0-based class index or, with ``class_names`` (one name a line; line
+i is class i), a class name. ``17:0.5`` gives class 17 the value 0.5 (our losses
+take real-valued labels); a bare label has the value 1.
+
+**Decoding** is OpenCV's ``cv2.imread`` and ``cv2.resize`` (bilinear), as in
+Caffe's ``ImageData``, so the pixels are BGR, like Caffe's. The transform is
+Caffe's ``DataTransformer``: crop (random in TRAIN, centre in TEST), mirror
+(random, TRAIN only), then ``(pixel - mean_value) * scale`` in float32.
+
+**Order and randomness**: epoch ``e`` visits the images in the permutation
+drawn from ``numpy.random.default_rng([seed, e])`` (the list order without
+shuffle); with ``world_size`` W, rank r takes every W-th image of it from
+position r, so the ranks read disjoint parts of every epoch. Crop and mirror of
+image ``i`` in epoch ``e`` come from ``default_rng([seed, e, i])``: batches do not
+depend on the number of decode threads.
+
+Example::
+
+    >>> from softmax_multilabel_layer.params import ImageDataOptions
+    >>> opts = ImageDataOptions(source="train.txt", num_classes=10, batch_size=8, crop_size=224)
+    >>> reader = ImageBatchReader(opts, train=True)          # doctest: +SKIP
+    >>> data, labels = reader.next_batch()[:2]                # 8x3x224x224 BGR, 8x10
+    >>> reader.close()
+"""
+import atexit
+import difflib
+import logging
+import math
+import os
+import queue
+import re
+import threading
+import weakref
+from typing import List, NamedTuple, Optional
+
+import numpy as np
+
+from .params import IMAGE_DATA_OWNER, ImageDataOptions, MultilabelLossError
+
+log = logging.getLogger(__name__)
+MAX_REPORTED = 5           # missing files named in an error
+MAX_REPLACEMENTS = 50      # tries to replace one bad image with skip_bad_images
+
+
+class ImageDecodeError(MultilabelLossError):
+    """An image file that cannot be read or decoded, or whose size does not fit the batch."""
+
+
+# ---------------------------------------------------------------- the list file
+
+class ImageList(NamedTuple):
+    """A parsed list file. ``labels[i]`` / ``values[i]``: int32 class indices and float32 values of image i."""
+    source: str
+    paths: List[str]                 # root_folder joined
+    line_numbers: List[int]          # 1-based line of each image in ``source``
+    labels: List[np.ndarray]
+    values: List[np.ndarray]
+    num_classes: int
+    class_names: Optional[List[str]]
+
+    def where(self, i):
+        """``"source:line"`` of image i, for messages."""
+        return "%s:%d" % (self.source, self.line_numbers[i])
+
+
+def read_class_names(path, owner=IMAGE_DATA_OWNER):
+    """Class names from a file, one a line (line i is class i); blank lines and duplicates are errors."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise MultilabelLossError("%s: class_names file %r cannot be read: %s" % (owner, path, exc.strerror)) from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    names, seen = [], {}
+    for number, line in enumerate(lines, 1):
+        name = line.strip()
+        if not name:
+            raise MultilabelLossError("%s: %s:%d: empty class name; expected one class name a line (line i is "
+                                      "class i - 1)" % (owner, path, number))
+        if name in seen:
+            raise MultilabelLossError("%s: %s:%d: class name %r repeats line %d" % (owner, path, number, name,
+                                                                                 seen[name]))
+        seen[name] = number
+        names.append(name)
+    if not names:
+        raise MultilabelLossError("%s: class_names file %r has no names" % (owner, path))
+    return names
+
+
+def _split_line(line):
+    if "\t" in line:
+        path, _, rest = line.partition("\t")
+        return path.strip(), rest.split()
+    parts = line.split()
+    return parts[0], parts[1:]
+
+
+_INDEX = re.compile(r"[+-]?[0-9]+")
+
+
+def _parse_label(token, name_index, num_classes, where, owner):
+    label, value = token, 1.0
+    head, sep, tail = token.rpartition(":")
+    if sep:
+        try:
+            value = float(tail)
+        except ValueError:
+            value = None
+        if value is not None:
+            label = head
+        elif name_index is None:
+            raise MultilabelLossError("%s: %s: bad label %r: the weight after ':' must be a number, e.g. 17:0.5"
+                                      % (owner, where, token))
+        else:
+            value = 1.0
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise MultilabelLossError("%s: %s: label %r has weight %r; expected a finite number >= 0"
+                                      % (owner, where, token, value))
+    index = int(label) if _INDEX.fullmatch(label) else None     # not int(): it takes "1_0" and other digits
+    if index is None:
+        if name_index is None:
+            raise MultilabelLossError(
+                "%s: %s: bad label %r: expected a 0-based class index (an integer), optionally with a weight "
+                "as index:weight (e.g. 17:0.5); class names need the class_names option" % (owner, where, token))
+        if label not in name_index:
+            close = difflib.get_close_matches(label, list(name_index), n=1)
+            raise MultilabelLossError("%s: %s: unknown class name %r (not among the %d class_names)%s"
+                                      % (owner, where, label, len(name_index),
+                                         "; did you mean %r?" % close[0] if close else ""))
+        index = name_index[label]
+    elif not 0 <= index < num_classes:
+        raise MultilabelLossError("%s: %s: label %d is out of range: expected a class index in [0, %d) "
+                                  "(num_classes %d; indices are 0-based)" % (owner, where, index, num_classes,
+                                                                             num_classes))
+    return index, value
+
+
+def parse_image_list(source, num_classes=None, class_names=None, root_folder="", max_labels=None,
+                     owner=IMAGE_DATA_OWNER):
+    """Parse and validate a list file (format in the module docstring).
+
+    Args:
+        source: the list file.
+        num_classes: C; optional with ``class_names`` (then C = number of names, and a given C must match).
+        class_names: file with one class name a line, or None.
+        root_folder: prefix joined to relative paths (``os.path.join``; absolute paths are kept).
+        max_labels: with the indices label format, the most labels a line may have.
+
+    Returns:
+        An :class:`ImageList`.
+
+    Raises :class:`MultilabelLossError` naming the file and line: missing or
+    empty list, bad token, index out of range, unknown class name, repeated
+    class on one line, more than ``max_labels`` labels.
+    """
+    names = read_class_names(class_names, owner) if class_names else None
+    if names is not None:
+        if num_classes is not None and num_classes != len(names):
+            raise MultilabelLossError("%s: num_classes is %d but class_names file %r has %d names"
+                                      % (owner, num_classes, class_names, len(names)))
+        num_classes = len(names)
+    if num_classes is None:
+        raise MultilabelLossError("%s: num_classes is required (or a class_names file)" % owner)
+    name_index = {n: i for i, n in enumerate(names)} if names else None
+    try:
+        with open(source, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise MultilabelLossError("%s: list file %r not found (working directory %s)"
+                                  % (owner, source, os.getcwd())) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MultilabelLossError("%s: list file %r cannot be read: %s" % (owner, source, exc)) from None
+    paths, numbers, labels, values = [], [], [], []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip() if "\t" not in raw else raw.lstrip(" ").rstrip()
+        if not line or line.startswith("#"):
+            continue
+        where = "%s:%d" % (source, number)
+        path, tokens = _split_line(line)
+        if not path:
+            raise MultilabelLossError("%s: %s: empty image path before the TAB" % (owner, where))
+        idx = np.empty(len(tokens), np.int32)
+        val = np.empty(len(tokens), np.float32)
+        seen = set()
+        for j, token in enumerate(tokens):
+            idx[j], val[j] = _parse_label(token, name_index, num_classes, where, owner)
+            if idx[j] in seen:
+                raise MultilabelLossError("%s: %s: class %s appears twice on the line; expected distinct classes"
+                                          % (owner, where, token))
+            seen.add(int(idx[j]))
+        if max_labels is not None and len(tokens) > max_labels:
+            raise MultilabelLossError("%s: %s: %d labels but max_labels is %d" % (owner, where, len(tokens),
+                                                                                 max_labels))
+        paths.append(os.path.join(root_folder, path) if root_folder else path)
+        numbers.append(number)
+        labels.append(idx)
+        values.append(val)
+    if not paths:
+        raise MultilabelLossError("%s: list file %r has no images (%d lines, all blank or comments); expected "
+                                  "lines 'path label label ...'" % (owner, source, len(text.splitlines())))
+    return ImageList(source, paths, numbers, labels, values, int(num_classes), names)
+
+
+def check_files_exist(image_list, owner=IMAGE_DATA_OWNER, root_folder=""):
+    """Raise one error naming the count and the first few image files that do not exist."""
+    missing = [i for i, p in enumerate(image_list.paths) if not os.path.isfile(p)]
+    if missing:
+        first = ", ".join("line %d: %r" % (image_list.line_numbers[i], image_list.paths[i])
+                          for i in missing[:MAX_REPORTED])
+        relative = not os.path.isabs(image_list.paths[missing[0]])
+        raise MultilabelLossError("%s: %d of %d image files listed in %r do not exist%s: %s%s%s"
+                                  % (owner, len(missing), len(image_list.paths), image_list.source,
+                                     " (root_folder %r)" % root_folder if root_folder else "", first,
+                                     ", ..." if len(missing) > MAX_REPORTED else "",
+                                     "; relative paths are read from the working directory %s%s" % (
+                                         os.getcwd(), "" if root_folder else ", set root_folder to the images' "
+                                         "folder") if relative else ""))
+
+
+def encode_labels(image_list, indices, out, label_format, weights_out=None):
+    """Write the labels of images ``indices`` into ``out`` (N x C dense, or N x K indices padded with -1)."""
+    if label_format == "dense":
+        out[...] = 0
+        for row, i in enumerate(indices):
+            out[row, image_list.labels[i]] = image_list.values[i]
+        return
+    out[...] = -1
+    if weights_out is not None:
+        weights_out[...] = 0
+    for row, i in enumerate(indices):
+        k = len(image_list.labels[i])
+        out[row, :k] = image_list.labels[i]
+        if weights_out is not None:
+            weights_out[row, :k] = image_list.values[i]
+
+
+# ---------------------------------------------------------------- decoding and augmentation
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError as exc:
+        raise MultilabelLossError("%s: needs OpenCV's Python module cv2 to decode images (%s); install it with "
+                                  "`pip install 'opencv-python-headless<4.12'` (make setup does)"
+                                  % (IMAGE_DATA_OWNER, exc)) from None
+    return cv2
+
+
+def load_image(path, is_color=True, new_height=0, new_width=0, where=None):
+    """Decode and optionally resize one image as Caffe's ``ReadImageToCVMat``: uint8 H x W x C, BGR.
+
+    Raises :class:`ImageDecodeError` naming the file when it cannot be decoded.
+    """
+    cv2 = _cv2()
+    img = cv2.imread(path, cv2.IMREAD_COLOR if is_color else cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise ImageDecodeError("%s: cannot read or decode image %r%s: missing, unreadable or not an image "
+                               "format OpenCV knows" % (IMAGE_DATA_OWNER, path, " (%s)" % where if where else ""))
+    if new_height and new_width and img.shape[:2] != (new_height, new_width):
+        img = cv2.resize(img, (new_width, new_height))
+    return img if img.ndim == 3 else img[:, :, None]
+
+
+class Transform(object):
+    """Caffe's DataTransformer on one H x W x C uint8 image, written into a C x h x w float32 array.
+
+    out[c] = (float32(crop(img)[:, :, c]) - mean[c]) * scale, in float32 as Caffe computes it. The crop
+    is random in TRAIN (offsets drawn from ``rng``) and centred otherwise; the mirror (a coin from ``rng``)
+    is TRAIN only.
+
+    Args:
+        channels: C (3 BGR, or 1). crop_size: 0 = no crop. mirror: random horizontal flips in TRAIN.
+        mean_value: one value or one per channel (None = 0). scale: multiplier. train: the phase.
+
+    Example::
+
+        >>> t = Transform(3, crop_size=224, mirror=True, mean_value=[104, 117, 123])
+        >>> out = np.empty((3, 224, 224), np.float32)
+        >>> t(load_image("cat.jpg", new_height=256, new_width=256), out, np.random.default_rng(0))  # doctest: +SKIP
+    """
+
+    def __init__(self, channels, crop_size=0, mirror=False, mean_value=None, scale=1.0, train=True):
+        self.crop_size, self.mirror, self.train = crop_size, bool(mirror) and train, train
+        mean = np.zeros(channels, np.float32) if mean_value is None else np.asarray(mean_value, np.float32)
+        self.mean = np.broadcast_to(mean, (channels,)).reshape(channels, 1, 1).copy()
+        self.scale = np.float32(scale)
+
+    def __call__(self, img, out, rng):
+        h, w = img.shape[:2]
+        c = self.crop_size
+        if c:
+            if self.train:
+                y, x = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
+            else:
+                y, x = (h - c) // 2, (w - c) // 2
+            img = img[y:y + c, x:x + c]
+        if self.mirror and rng.integers(2):
+            img = _cv2().flip(img, 1)
+        # Per channel: uint8 plane -> float32, minus the mean, times the scale, as Caffe's float arithmetic.
+        planes = _cv2().split(img) if img.shape[2] > 1 else (img[:, :, 0],)
+        for c, plane in enumerate(planes):
+            out[c] = plane
+            if self.mean[c, 0, 0] != 0:
+                out[c] -= self.mean[c, 0, 0]
+            if self.scale != 1:
+                out[c] *= self.scale
+        return out
+
+
+# ---------------------------------------------------------------- order: epochs and shards
+
+class Schedule(object):
+    """Which image fills each batch slot: seeded epoch permutations, split across ranks.
+
+    Position p of rank r's stream is image ``order(e)[p % L]`` of epoch ``e = p // L``,
+    where ``order(e)`` is the epoch's permutation restricted to rank r (every W-th
+    image from position r) and L its length.
+    """
+
+    def __init__(self, num_images, batch_size, shuffle=True, seed=0, rank=0, world_size=1, owner=IMAGE_DATA_OWNER):
+        if num_images < world_size:
+            raise MultilabelLossError("%s: %d images cannot be shared among world_size %d ranks"
+                                      % (owner, num_images, world_size))
+        self.num_images, self.batch_size, self.shuffle, self.seed = num_images, batch_size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.shard_size = len(range(rank, num_images, world_size))
+        self._cache = {}
+        self._lock = threading.Lock()          # workers ask for orders too (replacing a bad image)
+
+    def epoch_order(self, epoch):
+        """The images rank r reads in ``epoch``, in order (int64 array)."""
+        with self._lock:
+            order = self._cache.get(epoch)
+            if order is None:
+                if self.shuffle:
+                    full = np.random.default_rng([self.seed, epoch]).permutation(self.num_images)
+                else:
+                    full = np.arange(self.num_images)
+                order = full[self.rank::self.world_size]
+                if len(self._cache) > 4:
+                    self._cache.pop(min(self._cache))
+                self._cache[epoch] = order
+            return order
+
+    def batch(self, k):
+        """[(epoch, image index)] for batch k of this rank."""
+        out = []
+        for p in range(k * self.batch_size, (k + 1) * self.batch_size):
+            epoch, j = divmod(p, self.shard_size)
+            out.append((epoch, int(self.epoch_order(epoch)[j])))
+        return out
+
+    def sample_rng(self, epoch, image, attempt=0):
+        """The generator of one sample's augmentation: depends on (seed, epoch, image), never on threads."""
+        key = [self.seed, epoch, image] + ([attempt] if attempt else [])
+        return np.random.default_rng(key)
+
+
+# ---------------------------------------------------------------- the prefetching reader
+
+_LIVE = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all():                  # stop decode threads before the interpreter finalizes
+    for reader in list(_LIVE):
+        reader.close()
+
+
+class _Batch(object):
+    __slots__ = ("k", "buffers", "samples", "remaining", "done", "error", "lock")
+
+    def __init__(self, k, buffers, samples):
+        self.k, self.buffers, self.samples = k, buffers, samples
+        self.remaining = len(samples)
+        self.done = threading.Event()
+        self.error = None
+        self.lock = threading.Lock()
+
+
+class ImageBatchReader(object):
+    """Decode and augment batches in background threads; :meth:`next_batch` returns a ready one.
+
+    Args:
+        options: an :class:`~softmax_multilabel_layer.params.ImageDataOptions`.
+        train: TRAIN phase (random crop and mirror; shuffle unless ``options.shuffle`` is false).
+        rank, world_size: the shard to read (default: ``options.rank`` / ``world_size``, else 0 and 1).
+        check_files: check at start that every listed file exists.
+
+    Shape:
+        :attr:`data_shape` is (N, C, H, W), C = 3 (BGR) or 1; :attr:`label_shape` is (N, C)
+        dense or (N, K) indices.
+
+    At most ``options.prefetch`` batches are held (decoded or being decoded), each
+    in a buffer that :meth:`next_batch` hands back to the workers once the caller
+    has copied it; the caller's copy (Caffe's top blob) is the one more.
+    """
+
+    def __init__(self, options, train=True, rank=None, world_size=None, check_files=True):
+        if not isinstance(options, ImageDataOptions):
+            raise TypeError("options must be an ImageDataOptions, got %r" % type(options).__name__)
+        o = self.options = options
+        self.owner = o.owner
+        self.train = train
+        self.images = parse_image_list(o.source, o.num_classes, o.class_names, o.root_folder, o.max_labels, o.owner)
+        if check_files:
+            check_files_exist(self.images, o.owner, o.root_folder)
+        rank = o.rank if rank is None else rank
+        world_size = o.world_size if world_size is None else world_size
+        self.rank, self.world_size = rank or 0, world_size or 1
+        if not 0 <= self.rank < self.world_size:
+            raise MultilabelLossError("%s: rank must be in [0, world_size) = [0, %d), got %d"
+                                      % (self.owner, self.world_size, self.rank))
+        shuffle = train if o.shuffle is None else o.shuffle
+        self.schedule = Schedule(len(self.images.paths), o.batch_size, shuffle, o.seed, self.rank, self.world_size,
+                                 o.owner)
+        channels = 3 if o.is_color else 1
+        if o.crop_size:
+            height = width = o.crop_size
+        elif o.new_height:
+            height, width = o.new_height, o.new_width
+        else:                      # like Caffe: the first image (of the first batch) sets the size
+            first = self.schedule.batch(0)[0][1]
+            height, width = load_image(self.images.paths[first], o.is_color, where=self.images.where(first)).shape[:2]
+        self.image_shape = (height, width)
+        self.data_shape = (o.batch_size, channels, height, width)
+        k = o.max_labels if o.label_format == "indices" else self.images.num_classes
+        self.label_shape = (o.batch_size, k)
+        self.transform = Transform(channels, o.crop_size, o.mirror, o.mean_value, o.scale, train)
+        self.skipped = {}          # epoch -> number of bad images replaced
+        self._first_skipped = {}   # epoch -> the first one's error message
+        self._logged_epoch = -1
+        self._skip_lock = threading.Lock()
+        self._next_k = 0
+        self._inflight = []
+        self._pending_return = None
+        self._tasks = queue.Queue()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=_worker, args=(weakref.proxy(self), self._tasks, self._stop),
+                                          name="MultilabelImageData-%d" % i, daemon=True) for i in range(o.threads)]
+        for t in self._threads:
+            t.start()
+        _LIVE.add(self)
+        for _ in range(o.prefetch):
+            self._submit(self._new_buffers())
+
+    # -- buffers and tasks
+    def _new_buffers(self):
+        label = np.zeros(self.label_shape, np.float32)
+        weight = np.zeros(self.label_shape, np.float32) if self.options.label_format == "indices" else None
+        return np.empty(self.data_shape, np.float32), label, weight
+
+    def _submit(self, buffers):
+        k = self._next_k
+        self._next_k += 1
+        batch = _Batch(k, buffers, self.schedule.batch(k))
+        self._inflight.append(batch)
+        for i in range(len(batch.samples)):
+            self._tasks.put((batch, i))
+
+    def _fill(self, batch, i):
+        """Decode and transform one sample into its slot (runs in a worker thread)."""
+        o = self.options
+        epoch, image = batch.samples[i]
+        attempt = 0
+        while True:
+            try:
+                self._load_into(image, epoch, attempt, batch.buffers[0][i])
+                break
+            except ImageDecodeError as exc:
+                if not o.skip_bad_images:
+                    raise
+                with self._skip_lock:
+                    self.skipped[epoch] = self.skipped.get(epoch, 0) + 1
+                    self._first_skipped.setdefault(epoch, str(exc))
+                attempt += 1
+                if attempt > MAX_REPLACEMENTS:
+                    raise ImageDecodeError("%s: %d bad images in a row while replacing one (skip_bad_images); "
+                                           "last: %s" % (self.owner, attempt, exc)) from None
+                order = self.schedule.epoch_order(epoch)
+                image = int(order[self.schedule.sample_rng(epoch, image, attempt).integers(len(order))])
+                batch.samples[i] = (epoch, image)
+
+    def _load_into(self, image, epoch, attempt, out):
+        o = self.options
+        where = self.images.where(image)
+        img = load_image(self.images.paths[image], o.is_color, o.new_height, o.new_width, where)
+        h, w = img.shape[:2]
+        if o.crop_size:
+            if h < o.crop_size or w < o.crop_size:
+                raise ImageDecodeError("%s: image %r (%s) is %dx%d, smaller than crop_size %d; resize it with "
+                                       "new_height and new_width" % (self.owner, self.images.paths[image], where,
+                                                                     h, w, o.crop_size))
+        elif (h, w) != self.image_shape:
+            raise ImageDecodeError("%s: image %r (%s) is %dx%d but the batch is %dx%d (set by the first image); "
+                                   "images of different sizes need new_height/new_width or crop_size"
+                                   % ((self.owner, self.images.paths[image], where, h, w) + self.image_shape))
+        self.transform(img, out, self.schedule.sample_rng(epoch, image, attempt))
+
+    # -- the consumer side
+    def next_batch(self):
+        """Wait for the next batch; returns (data, labels, label_weights or None), valid until the next call.
+
+        Raises the first error of the batch (e.g. :class:`ImageDecodeError`).
+        """
+        if self._stop.is_set():
+            raise MultilabelLossError("%s: the reader is closed" % self.owner)
+        if self._pending_return is not None:
+            self._submit(self._pending_return)
+            self._pending_return = None
+        batch = self._inflight.pop(0)
+        while not batch.done.wait(0.5):
+            if not any(t.is_alive() for t in self._threads):
+                raise MultilabelLossError("%s: the decode threads have stopped" % self.owner)
+        if batch.error is not None:
+            self._inflight.insert(0, batch)
+            raise batch.error
+        encode_labels(self.images, [s[1] for s in batch.samples], batch.buffers[1], self.options.label_format,
+                      batch.buffers[2])
+        self._log_skipped(batch.samples[-1][0])
+        self._pending_return = batch.buffers
+        return batch.buffers
+
+    def _log_skipped(self, epoch):
+        if not self.options.skip_bad_images:
+            return
+        while self._logged_epoch < epoch - 1:
+            self._logged_epoch += 1
+            with self._skip_lock:
+                bad = self.skipped.get(self._logged_epoch, 0)
+                first = self._first_skipped.pop(self._logged_epoch, None)
+            log.warning("%s: epoch %d of %s (rank %d): %d bad image(s) replaced by other samples%s",
+                        self.owner, self._logged_epoch, self.images.source, self.rank, bad,
+                        "; first: %s" % first if first else "")
+
+    def close(self):
+        """Stop the decode threads (idempotent); they finish the image they are on and exit."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        for _ in self._threads:
+            self._tasks.put(None)
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=5)
+        _LIVE.discard(self)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _worker(reader, tasks, stop):
+    """Decode thread: take (batch, slot) tasks until stopped. Holds the reader only through a weak proxy."""
+    while True:
+        task = tasks.get()
+        if task is None or stop.is_set():
+            return
+        batch, i = task
+        try:
+            if batch.error is None:
+                reader._fill(batch, i)
+        except ReferenceError:     # the reader was collected
+            return
+        except Exception as exc:   # reported by next_batch, in the consumer's thread
+            with batch.lock:
+                if batch.error is None:
+                    batch.error = exc
+        with batch.lock:
+            batch.remaining -= 1
+            if batch.remaining == 0:
+                batch.done.set()

@@ -1,0 +1,179 @@
+"""softmax-multilabel convert: HDF5 and LMDB outputs read back by Caffe's own HDF5Data and Data layers."""
+import io
+import json
+import re
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+import caffe
+from caffe_nets import net_from_text
+from image_files import label_sets, pattern_image, write_images, write_list
+from softmax_multilabel_layer import cli, convert as C
+from softmax_multilabel_layer.image_data import load_image
+from softmax_multilabel_layer.params import MultilabelLossError
+
+N, NUM_CLASSES = 13, 6
+
+
+@pytest.fixture
+def image_list(tmp_path):
+    images = [pattern_image(i, (18 + i % 2, 22)) for i in range(N)]
+    paths = write_images(tmp_path / "img", images[:7], ".jpg") + write_images(tmp_path / "png", images[7:], ".png")
+    labels = label_sets(N, NUM_CLASSES, seed=3)
+    return write_list(tmp_path / "list.txt", paths, labels), paths, labels
+
+
+def run_cli(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    import contextlib
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def read_net(tmp_path, prototxt, iterations, blobs):
+    net = net_from_text(tmp_path, prototxt)
+    got = {b: [] for b in blobs}
+    for _ in range(iterations):
+        net.forward()
+        for b in blobs:
+            got[b].append(net.blobs[b].data.copy())
+    return {b: np.concatenate(v) for b, v in got.items()}
+
+
+def expected(paths, labels, order, size=(20, 24), is_color=True):
+    data = np.stack([load_image(paths[i], is_color, *size).transpose(2, 0, 1) for i in order]).astype(np.float32)
+    dense = np.zeros((len(order), NUM_CLASSES), np.float32)
+    for row, i in enumerate(order):
+        dense[row, labels[i]] = 1
+    return data, dense
+
+
+def test_hdf5_split_files_read_by_hdf5data(tmp_path, image_list):
+    source, paths, labels = image_list
+    out = tmp_path / "h5"
+    code, stdout, stderr = run_cli("convert", source, "--out", str(out), "--format", "hdf5", "--num-classes", "6",
+                                   "--new-height", "20", "--new-width", "24", "--max-file-mb", "0.006",
+                                   "--batch-size", "13", "--shuffle", "--seed", "5")
+    assert code == 0, stderr
+    files = sorted(out.glob("part-*.h5"))
+    assert len(files) == 4                                  # 1440 + 24 bytes a row, < 6000 bytes a file: 4 rows
+    for f in files:
+        assert f.stat().st_size < 6000 + 8192               # + HDF5 headers: small next to the 950 MB default
+        with h5py.File(f, "r") as h:
+            assert h["data"].dtype == np.uint8 and h["data"].shape[1:] == (3, 20, 24)
+    assert "converted 13 images" in stdout and "verified counts: data 13, label 13" in stdout
+    assert re.search(r"convert: 13/13 images \(100%\)", stderr)
+    prototxt = stdout.split("# layers for your train prototxt:\n")[1]
+    got = read_net(tmp_path, prototxt, 1, ["data", "label"])
+    order = np.random.default_rng(5).permutation(N)
+    data, dense = expected(paths, labels, order)
+    np.testing.assert_array_equal(got["data"], data)       # HDF5Data turns the uint8 pixels into floats exactly
+    np.testing.assert_array_equal(got["label"], dense)
+
+
+def test_hdf5_indices_with_weights(tmp_path):
+    paths = write_images(tmp_path / "img", [pattern_image(i, (8, 8)) for i in range(3)])
+    source = tmp_path / "list.txt"
+    source.write_text("%s 4 1:0.5\n%s\n%s 2:2\n" % tuple(paths))
+    summary = C.convert(str(source), str(tmp_path / "h5"), "hdf5", num_classes=5, label_format="indices",
+                        max_labels=2, hdf5_dtype="float32", batch_size=3, stream=io.StringIO())
+    got = read_net(tmp_path, summary["prototxt"], 1, ["data", "label", "label_weight"])
+    np.testing.assert_array_equal(got["label"], [[4, 1], [-1, -1], [2, -1]])
+    np.testing.assert_array_equal(got["label_weight"], [[1, 0.5], [0, 0], [2, 0]])
+    assert got["data"].shape == (3, 3, 8, 8)
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_lmdb_read_by_two_data_layers(tmp_path, image_list, encoded):
+    source, paths, labels = image_list
+    out = tmp_path / "lmdb"
+    argv = ["convert", source, "--out", str(out), "--format", "lmdb", "--num-classes", "6",
+            "--new-height", "20", "--new-width", "24", "--batch-size", "13"] + (["--encoded"] if encoded else [])
+    code, stdout, stderr = run_cli(*argv)
+    assert code == 0, stderr
+    assert "verified counts: images_lmdb 13, labels_lmdb 13" in stdout
+    prototxt = stdout.split("# layers for your train prototxt:\n")[1]
+    got = read_net(tmp_path, prototxt, 2, ["data", "label"])
+    data, dense = expected(paths, labels, list(range(N)) * 2)
+    if encoded:                   # resized images are re-encoded: JPEGs lose a little, PNGs nothing
+        assert np.abs(got["data"] - data).mean() < 3
+        np.testing.assert_array_equal(got["data"][7:13], data[7:13])
+    else:
+        np.testing.assert_array_equal(got["data"], data)
+    np.testing.assert_array_equal(got["label"], dense)
+    assert got["label"].shape == (26, NUM_CLASSES)
+
+
+def test_lmdb_encoded_keeps_the_file_bytes_without_resize(tmp_path):
+    import lmdb
+    from caffe.proto import caffe_pb2
+    paths = write_images(tmp_path / "img", [pattern_image(i, (10, 12)) for i in range(3)], ".jpg")
+    source = write_list(tmp_path / "list.txt", paths, [[0], [1], []])
+    C.convert(source, str(tmp_path / "db"), "lmdb", num_classes=2, encoded=True, stream=io.StringIO())
+    env = lmdb.open(str(tmp_path / "db" / "images_lmdb"), readonly=True)
+    with env.begin() as txn:
+        items = list(txn.cursor())
+    env.close()
+    assert [k.decode() for k, _ in items] == ["%08d_%s" % (i, p) for i, p in enumerate(paths)]
+    for (_, value), path in zip(items, paths):
+        datum = caffe_pb2.Datum.FromString(value)
+        assert datum.encoded and datum.data == open(path, "rb").read()
+
+
+def test_refuses_to_overwrite_then_overwrites(tmp_path, image_list):
+    source = image_list[0]
+    out = tmp_path / "h5"
+    args = ["convert", source, "--out", str(out), "--format", "hdf5", "--num-classes", "6", "--new-height", "20",
+            "--new-width", "24"]
+    assert run_cli(*args)[0] == 0
+    code, _, stderr = run_cli(*args)
+    assert code == 2
+    assert stderr == ("softmax-multilabel convert: error: output folder %s exists and is not empty; pass --resume to "
+                      "continue an interrupted conversion or --overwrite to replace it\n" % out)
+    assert run_cli(*(args + ["--overwrite"]))[0] == 0
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "lmdb"])
+def test_resume_after_an_interruption_equals_a_fresh_run(tmp_path, image_list, monkeypatch, fmt):
+    source, paths, labels = image_list
+    monkeypatch.setattr(C, "CHUNK", 4)
+    kw = dict(num_classes=6, new_height=20, new_width=24, batch_size=13, max_file_bytes=4 * 1464,
+              stream=io.StringIO())
+    good = open(paths[9], "rb").read()
+    open(paths[9], "wb").write(b"broken")                   # the run stops at image 9
+    out = tmp_path / "out"
+    with pytest.raises(MultilabelLossError, match=r"cannot read or decode image '.*img_002.png' \(.*list.txt:10\)"):
+        C.convert(source, str(out), fmt, **kw)
+    manifest = json.loads((out / C.MANIFEST).read_text())
+    assert manifest["written"] == 8 and not manifest["complete"]
+    open(paths[9], "wb").write(good)
+    with pytest.raises(MultilabelLossError, match=r"new_height changed .*new_height was 20, now 21"):
+        C.convert(source, str(out), fmt, resume=True, **dict(kw, new_height=21))
+    summary = C.convert(source, str(out), fmt, resume=True, **kw)
+    assert summary["resumed_from"] == 8
+    got = read_net(tmp_path, summary["prototxt"], 1, ["data", "label"])
+    data, dense = expected(paths, labels, range(N))
+    np.testing.assert_array_equal(got["data"], data)
+    np.testing.assert_array_equal(got["label"], dense)
+
+
+def test_hdf5_needs_one_image_size(tmp_path, image_list):
+    source = image_list[0]
+    with pytest.raises(MultilabelLossError, match=r"img_001.jpg' \(.*list.txt:2\) is 19x22x3 but the first image "
+                                                  r"is 18x22x3; .* --new-height and --new-width"):
+        C.convert(source, str(tmp_path / "h5"), "hdf5", num_classes=6, stream=io.StringIO())
+
+
+def test_bad_list_errors_name_the_command(tmp_path):
+    source = tmp_path / "list.txt"
+    source.write_text("a.jpg 1\nb.jpg 9\n")
+    code, _, stderr = run_cli("convert", str(source), "--out", str(tmp_path / "o"), "--format", "hdf5",
+                              "--num-classes", "6")
+    assert code == 2
+    assert stderr == ("softmax-multilabel convert: error: %s:2: label 9 is out of range: expected a class index in "
+                      "[0, 6) (num_classes 6; indices are 0-based)\n" % source)
+    assert not (tmp_path / "o").exists()

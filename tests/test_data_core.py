@@ -1,0 +1,342 @@
+"""The image-data core without Caffe: list parsing and its errors, transform, epochs, shards, determinism, prefetch."""
+import logging
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from image_files import decoded_ids, id_image, id_list, label_sets, pattern_image, write_images, write_list
+from softmax_multilabel_layer.image_data import (ImageBatchReader, ImageDecodeError, Schedule, Transform,
+                                                 load_image, parse_image_list)
+from softmax_multilabel_layer.params import ImageDataOptions, MultilabelLossError
+
+OWNER = "MultilabelImageDataLayer"
+
+
+def options(source, **kw):
+    kw.setdefault("num_classes", 5)
+    kw.setdefault("batch_size", 4)
+    return ImageDataOptions(owner=OWNER, source=str(source), **kw)
+
+
+def read_batches(opts, count, train=True, **kw):
+    reader = ImageBatchReader(opts, train=train, **kw)
+    try:
+        return [tuple(None if b is None else b.copy() for b in reader.next_batch()) for _ in range(count)]
+    finally:
+        reader.close()
+
+
+# ---------------------------------------------------------------- list format
+
+def test_list_format(tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\nsky\nsea\n")
+    (tmp_path / "my photos").mkdir()
+    text = ("# a comment\n\n"
+            "a.jpg 3 1\n"
+            "   \n"
+            "b.jpg dog:0.5 sea\n"
+            "my photos/c d.jpg\t2 0:0.25\n"
+            "e.jpg\n"
+            "f.jpg 2\t\n")
+    source = tmp_path / "list.txt"
+    source.write_text(text)
+    lst = parse_image_list(str(source), class_names=str(names), root_folder="/data")
+    assert lst.num_classes == 4 and lst.class_names == ["cat", "dog", "sky", "sea"]
+    assert lst.paths == ["/data/a.jpg", "/data/b.jpg", "/data/my photos/c d.jpg", "/data/e.jpg", "/data/f.jpg"]
+    assert lst.line_numbers == [3, 5, 6, 7, 8]
+    assert [v.tolist() for v in lst.labels] == [[3, 1], [1, 3], [2, 0], [], [2]]
+    assert [v.tolist() for v in lst.values] == [[1, 1], [0.5, 1], [1, 0.25], [], [1]]
+
+
+def test_labels_dense_and_indices(tmp_path):
+    source = tmp_path / "list.txt"
+    source.write_text("a 3 1:0.5\nb\nc 4\n")
+    lst = parse_image_list(str(source), num_classes=5)
+    from softmax_multilabel_layer.image_data import encode_labels
+    dense = np.full((3, 5), 7, np.float32)
+    encode_labels(lst, [0, 1, 2], dense, "dense")
+    np.testing.assert_array_equal(dense, [[0, 0.5, 0, 1, 0], [0] * 5, [0, 0, 0, 0, 1]])
+    idx, w = np.full((3, 2), 7, np.float32), np.full((3, 2), 7, np.float32)
+    encode_labels(lst, [2, 0, 1], idx, "indices", w)
+    np.testing.assert_array_equal(idx, [[4, -1], [3, 1], [-1, -1]])
+    np.testing.assert_array_equal(w, [[1, 0], [1, 0.5], [0, 0]])
+
+
+# (id, list text, extra options, fragments expected in the message)
+BAD_LISTS = [
+    ("empty", "# only a comment\n\n", {}, ["list file", "has no images", "2 lines", "'path label label ...'"]),
+    ("bad-token", "a.jpg 1\nb.jpg 2 x7\n", {}, ["list.txt:2", "bad label 'x7'", "0-based class index",
+                                                "class_names"]),
+    ("bad-weight", "a.jpg 1:abc\n", {}, ["list.txt:1", "bad label '1:abc'", "17:0.5"]),
+    ("negative-weight", "a.jpg 1:-2\n", {}, ["list.txt:1", "'1:-2'", "weight -2.0", ">= 0"]),
+    ("index-too-big", "a.jpg 1\nb.jpg\nc.jpg 0 5\n", {}, ["list.txt:3", "label 5 is out of range", "[0, 5)",
+                                                           "num_classes 5"]),
+    ("negative-index", "a.jpg -1\n", {}, ["list.txt:1", "label -1 is out of range"]),
+    ("underscore-number", "a.jpg 1_0\n", {}, ["list.txt:1", "bad label '1_0'"]),
+    ("repeated", "a.jpg 2 2:0.5\n", {}, ["list.txt:1", "class 2:0.5 appears twice"]),
+    ("unknown-name", "a.jpg cat\nb.jpg dgo\n", {"names": "cat\ndog\n"},
+     ["list.txt:2", "unknown class name 'dgo'", "2 class_names", "did you mean 'dog'"]),
+    ("too-many-labels", "a.jpg 0 1 2\n", {"max_labels": 2}, ["list.txt:1", "3 labels but max_labels is 2"]),
+]
+
+
+@pytest.mark.parametrize("text,extra,fragments", [c[1:] for c in BAD_LISTS], ids=[c[0] for c in BAD_LISTS])
+def test_bad_list_errors(tmp_path, text, extra, fragments):
+    source = tmp_path / "list.txt"
+    source.write_text(text)
+    names = None
+    if "names" in extra:
+        names = tmp_path / "names.txt"
+        names.write_text(extra["names"])
+    with pytest.raises(MultilabelLossError) as err:
+        parse_image_list(str(source), num_classes=None if names else 5, class_names=names and str(names),
+                         max_labels=extra.get("max_labels"))
+    message = str(err.value)
+    assert message.startswith(OWNER + ": ")
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_missing_list_file(tmp_path):
+    with pytest.raises(MultilabelLossError, match=r"list file '.*nope.txt' not found \(working directory"):
+        ImageBatchReader(options(tmp_path / "nope.txt"))
+
+
+def test_missing_images_counted_and_named(tmp_path):
+    paths = write_images(tmp_path / "img", [id_image(i) for i in range(3)])
+    missing = [str(tmp_path / "img" / ("gone_%d.png" % i)) for i in range(7)]
+    source = write_list(tmp_path / "list.txt", paths[:1] + missing + paths[1:], [[]] * 10)
+    with pytest.raises(MultilabelLossError) as err:
+        ImageBatchReader(options(source))
+    message = str(err.value)
+    assert "7 of 10 image files listed in" in message and "do not exist" in message
+    assert "line 2: '%s'" % missing[0] in message and "line 6: '%s'" % missing[4] in message
+    assert missing[5] not in message and message.endswith(", ...")
+
+
+def test_class_names_count_must_match(tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("a\nb\na\n")
+    source = tmp_path / "list.txt"
+    source.write_text("x.jpg a\n")
+    with pytest.raises(MultilabelLossError, match=r"names.txt:3: class name 'a' repeats line 1"):
+        parse_image_list(str(source), class_names=str(names))
+    names.write_text("a\nb\n")
+    with pytest.raises(MultilabelLossError, match="num_classes is 3 but class_names file .* has 2 names"):
+        parse_image_list(str(source), num_classes=3, class_names=str(names))
+
+
+# ---------------------------------------------------------------- decode and transform
+
+def test_corrupt_image_named_at_decode(tmp_path):
+    source, _ = id_list(tmp_path, n=6)
+    bad = tmp_path / "ids" / "img_003.png"
+    bad.write_bytes(b"not a png at all")
+    reader = ImageBatchReader(options(source, batch_size=3, shuffle=False))
+    try:
+        reader.next_batch()
+        with pytest.raises(ImageDecodeError, match=r"cannot read or decode image '.*img_003.png' \(.*ids.txt:4\)"):
+            reader.next_batch()
+    finally:
+        reader.close()
+
+
+def test_skip_bad_images_replaces_counts_and_logs(tmp_path, caplog):
+    source, _ = id_list(tmp_path, n=8)
+    for i in (2, 5):
+        (tmp_path / "ids" / ("img_%03d.png" % i)).write_bytes(b"\xff\xd8 truncated")
+    opts = options(source, batch_size=4, skip_bad_images=True, shuffle=False)
+    caplog.set_level(logging.WARNING, logger="softmax_multilabel_layer.image_data")
+    reader = ImageBatchReader(opts)
+    try:
+        ids = [decoded_ids(reader.next_batch()[0]) for _ in range(4)]     # two epochs and the first of a third
+    finally:
+        reader.close()
+    flat = [i for batch in ids for i in batch]
+    assert all(i not in (2, 5) for i in flat)
+    assert flat[:2] == [0, 1] and flat[3:5] == [3, 4] and flat[6:8] == [6, 7]   # good ones keep their place
+    assert reader.skipped[0] == 2 and reader.skipped[1] == 2     # (epoch 2 may be decoding ahead)
+    epoch_lines = [r.getMessage() for r in caplog.records if "bad image(s) replaced" in r.getMessage()]
+    assert len(epoch_lines) == 1 and "epoch 0" in epoch_lines[0] and ": 2 bad image(s)" in epoch_lines[0]
+    assert "img_002.png" in epoch_lines[0]
+
+
+def test_sizes_must_agree_without_crop_or_resize(tmp_path):
+    paths = write_images(tmp_path / "img", [id_image(0), id_image(1, size=(6, 8))])
+    source = write_list(tmp_path / "list.txt", paths, [[0], [1]])
+    reader = ImageBatchReader(options(source, batch_size=2, shuffle=False))
+    try:
+        with pytest.raises(ImageDecodeError, match=r"img_001.png' \(.*list.txt:2\) is 6x8 but the batch is 6x7"):
+            reader.next_batch()
+    finally:
+        reader.close()
+
+
+def test_image_smaller_than_crop(tmp_path):
+    paths = write_images(tmp_path / "img", [pattern_image(0, (30, 40))])
+    source = write_list(tmp_path / "list.txt", paths, [[0]])
+    reader = ImageBatchReader(options(source, batch_size=1, crop_size=32))
+    try:
+        with pytest.raises(ImageDecodeError, match="is 30x40, smaller than crop_size 32"):
+            reader.next_batch()
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("dtype_scale", [1.0, 0.00390625, 0.017])
+def test_transform_matches_reference_arithmetic(dtype_scale):
+    """Crop, mirror, (pixel - mean) * scale in float32, against a direct numpy reference of Caffe's formula."""
+    img = pattern_image(3, (20, 24))
+    mean = [104.5, 117.0, 123.25]
+    t = Transform(3, crop_size=16, mirror=True, mean_value=mean, scale=dtype_scale, train=True)
+    seen_mirror = set()
+    for seed in range(12):
+        out = np.empty((3, 16, 16), np.float32)
+        t(img, out, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        y, x, flip = int(rng.integers(5)), int(rng.integers(9)), bool(rng.integers(2))
+        crop = img[y:y + 16, x:x + 16]
+        crop = crop[:, ::-1] if flip else crop
+        ref = (crop.transpose(2, 0, 1).astype(np.float32) - np.float32(mean).reshape(3, 1, 1)) * np.float32(
+            dtype_scale)
+        np.testing.assert_array_equal(out, ref)
+        seen_mirror.add(flip)
+    assert seen_mirror == {True, False}
+
+
+def test_test_phase_centre_crop_no_mirror():
+    img = pattern_image(4, (21, 26))
+    t = Transform(3, crop_size=16, mirror=True, train=False)
+    out = np.empty((3, 16, 16), np.float32)
+    for seed in range(5):
+        t(img, out, np.random.default_rng(seed))
+        np.testing.assert_array_equal(out, img[2:18, 5:21].transpose(2, 0, 1))
+
+
+def test_greyscale_and_resize(tmp_path):
+    img = pattern_image(5, (30, 50))
+    path = write_images(tmp_path, [img], ".png")[0]
+    grey = load_image(path, is_color=False)
+    assert grey.shape == (30, 50, 1)
+    # libpng's own grey conversion: within 1 of OpenCV's (exact values are checked against Caffe in test_data.py)
+    assert np.abs(grey[:, :, 0].astype(int) - cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)).max() <= 1
+    resized = load_image(path, new_height=20, new_width=25)
+    np.testing.assert_array_equal(resized, cv2.resize(img, (25, 20), interpolation=cv2.INTER_LINEAR))
+
+
+# ---------------------------------------------------------------- epochs, shards, determinism
+
+def test_epochs_are_fresh_permutations(tmp_path):
+    n = 10
+    source, labels = id_list(tmp_path, n=n)
+    batches = read_batches(options(source, batch_size=5, seed=3), 8)      # 4 epochs
+    flat = [i for b in batches for i in decoded_ids(b[0])]
+    epochs = [flat[e * n:(e + 1) * n] for e in range(4)]
+    for order in epochs:
+        assert sorted(order) == list(range(n))
+    assert len({tuple(o) for o in epochs}) == 4                      # each epoch its own order
+    assert epochs[0] != list(range(n))
+    # the labels travel with their image
+    for data, label, _ in batches:
+        for row, i in zip(label, decoded_ids(data)):
+            assert np.flatnonzero(row).tolist() == labels[i]
+
+
+def test_no_shuffle_reads_in_list_order_across_epochs(tmp_path):
+    source, _ = id_list(tmp_path, n=7)
+    batches = read_batches(options(source, batch_size=3), 5, train=False)
+    assert [i for b in batches for i in decoded_ids(b[0])] == list(range(7)) * 2 + [0]
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_shards_are_disjoint_and_cover_every_epoch(tmp_path, world_size):
+    n = 11
+    source, _ = id_list(tmp_path, n=n)
+    per_rank = []
+    for rank in range(world_size):
+        opts = options(source, batch_size=2, seed=7)
+        size = len(range(rank, n, world_size))
+        flat = [i for b in read_batches(opts, size, rank=rank, world_size=world_size) for i in decoded_ids(b[0])]
+        per_rank.append([flat[:size], flat[size:2 * size]])              # epochs 0 and 1 of this rank
+    for epoch in range(2):
+        parts = [set(r[epoch]) for r in per_rank]
+        assert sum(len(p) for p in parts) == n
+        assert set().union(*parts) == set(range(n))
+    assert per_rank[0][0] != per_rank[0][1]
+    # the same as one reader's epoch order, dealt out
+    full = np.random.default_rng([7, 0]).permutation(n)
+    assert per_rank[1][0] == full[1::world_size].tolist()
+
+
+def test_same_seed_same_batches_whatever_the_threads(tmp_path):
+    paths = write_images(tmp_path / "img", [pattern_image(i, (20, 23)) for i in range(9)], ".jpg")
+    source = write_list(tmp_path / "list.txt", paths, label_sets(9, 5))
+    kw = dict(batch_size=4, crop_size=16, mirror=True, mean_value=[100, 110, 120], scale=0.5, seed=11)
+    reference = read_batches(options(source, threads=1, prefetch=1, **kw), 7)
+    for threads, prefetch in ((2, 3), (4, 2), (3, 5)):
+        got = read_batches(options(source, threads=threads, prefetch=prefetch, **kw), 7)
+        for a, b in zip(reference, got):
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+    other = read_batches(options(source, threads=2, **dict(kw, seed=12)), 7)
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(reference, other))
+
+
+def test_augmentation_depends_on_sample_not_on_shard(tmp_path):
+    """Image i in epoch e gets the same crop and mirror on whichever rank reads it."""
+    paths = write_images(tmp_path / "img", [pattern_image(i, (20, 23)) for i in range(6)])
+    source = write_list(tmp_path / "list.txt", paths, [[i % 5] for i in range(6)])
+    kw = dict(batch_size=3, crop_size=12, mirror=True, seed=5)
+    whole = read_batches(options(source, **kw), 2)
+    order = np.random.default_rng([5, 0]).permutation(6)
+    by_image = {int(i): d for i, d in zip(order, np.concatenate([b[0] for b in whole]))}
+    rank1 = read_batches(options(source, **kw), 1, rank=1, world_size=2)[0][0]
+    for i, d in zip(order[1::2], rank1):
+        np.testing.assert_array_equal(d, by_image[int(i)])
+
+
+def test_schedule_needs_enough_images():
+    with pytest.raises(MultilabelLossError, match="3 images cannot be shared among world_size 4 ranks"):
+        Schedule(3, 2, world_size=4)
+
+
+# ---------------------------------------------------------------- prefetch bound and threads
+
+def test_holds_at_most_prefetch_buffers_and_threads_stop(tmp_path):
+    source, _ = id_list(tmp_path, n=10)
+    before = set(threading.enumerate())
+    reader = ImageBatchReader(options(source, batch_size=3, prefetch=2, threads=3))
+    ids = {id(reader.next_batch()[0]) for _ in range(12)}
+    assert len(ids) == 2                        # buffers are reused: prefetch of them, no more
+    assert len(reader._inflight) == 1           # plus the one just handed out
+    workers = [t for t in threading.enumerate() if t not in before]
+    assert len(workers) == 3 and all(t.daemon for t in workers)
+    reader.close()
+    assert not any(t.is_alive() for t in workers)
+    with pytest.raises(MultilabelLossError, match="closed"):
+        reader.next_batch()
+
+
+def test_dropping_the_reader_stops_its_threads(tmp_path):
+    import gc
+    source, _ = id_list(tmp_path, n=4)
+    reader = ImageBatchReader(options(source, batch_size=2, threads=2))
+    reader.next_batch()
+    workers = list(reader._threads)
+    del reader
+    gc.collect()
+    for t in workers:
+        t.join(timeout=5)
+    assert not any(t.is_alive() for t in workers)
+
+
+def test_missing_relative_paths_say_where_they_were_looked_for(tmp_path, monkeypatch):
+    source = tmp_path / "list.txt"
+    source.write_text("img/a.jpg 1\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MultilabelLossError, match=r"1 of 1 image files .* line 1: 'img/a.jpg'; relative paths are "
+                                                  r"read from the working directory .*, set root_folder"):
+        ImageBatchReader(options(source))
