@@ -31,30 +31,34 @@ from digits_train import REPO, VARIANTS  # noqa: E402
 TEST_BATCH = 100     # batch_size of the TEST HDF5Data layer in the train_val prototxts
 TRAIN_BATCH = 64
 # `make demo` runs each committed solver for DEMO_MAX_ITER iterations (the learning-rate step at 80%),
-# not the solvers' 3,000, to stay within a few minutes on 2 cores; --max-iter 3000 runs them in full.
+# not the solvers' 3,000, to stay within a few minutes on 2 cores; --max-iter 0 runs them in full.
 DEMO_MAX_ITER = 1500
 ITER_RE = re.compile(r"^iter\s+(\d+)")
 
 
 class Progress:
-    """Iterations done over all runs -> percentage, elapsed time and an estimate of the time left.
+    """Work done over all runs -> percentage, elapsed time and an estimate of the time left.
 
-    The estimate extrapolates the training rate so far (iterations per second over all
-    parallel runs) to the iterations still to go; evaluation overlaps with training.
+    Work is counted in training iterations; scoring a finished run's snapshots counts as
+    EVAL_SHARE of its iterations (measured: a few seconds against a few minutes of
+    training). The estimate extrapolates the rate so far to the work still to do.
     """
+    EVAL_SHARE = 0.05
 
     def __init__(self, runs, max_iter):
-        self.done = {name: 0 for name in runs}
-        self.total = max_iter * len(runs)
+        self.max_iter = max_iter
+        self.done = {name: 0.0 for name in runs}
+        self.total = max_iter * (1 + self.EVAL_SHARE) * len(runs)
         self.start = time.time()
 
     def update(self, name, text):
         m = ITER_RE.match(text)
         if m:
-            self.done[name] = max(self.done[name], int(m.group(1)))
+            self.done[name] = max(self.done[name], min(int(m.group(1)), self.max_iter))
 
     def finish(self, name):
-        self.done[name] = self.total // len(self.done)
+        """The run is trained and its snapshots scored."""
+        self.done[name] = self.max_iter * (1 + self.EVAL_SHARE)
 
     def status(self):
         done, elapsed = sum(self.done.values()), time.time() - self.start
@@ -64,6 +68,13 @@ class Progress:
 
 def _minutes(seconds):
     return "%d:%02d" % divmod(int(round(seconds)), 60)
+
+
+def cpu_seconds():
+    """User + system CPU time of this process and its finished children (the caffe runs)."""
+    import resource
+    return sum(getattr(resource.getrusage(who), field) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for field in ("ru_utime", "ru_stime"))
 
 
 def machine():
@@ -224,7 +235,7 @@ def main(argv=None):
         "summary": summary,
         "runs": runs,
         "softmax_loss_floor": softmax_floor,
-        "seconds": {"data": t_data, "train_and_eval": t_train, "total": wall},
+        "seconds": {"data": t_data, "train_and_eval": t_train, "total": wall, "cpu": cpu_seconds()},
         "machine": dict(machine_start, loadavg_at_end=machine()["loadavg_1_5_15"]),
     }
     with open(os.path.join(out, "results.json"), "w") as f:
@@ -247,7 +258,8 @@ def main(argv=None):
     say(table)
     say("\nresults: %s\ntable:   %s\nplot:    %s" % (os.path.join(out, "results.json"),
                                                    os.path.join(out, "results.md"), plot_path))
-    say("wall time %.0f s (data %.0f s, training + evaluation %.0f s)" % (wall, t_data, t_train))
+    say("wall time %.0f s (data %.0f s, training + evaluation %.0f s); CPU time %.0f s, load average %s at the end"
+        % (wall, t_data, t_train, results["seconds"]["cpu"], results["machine"]["loadavg_at_end"]))
     return results
 
 
