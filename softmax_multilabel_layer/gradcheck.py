@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 PHASES = ("train", "test")
+ASSUMED_LOSS_WEIGHT = "This check gives it loss_weight: 1"     # in the note on a Python loss layer without one
 
 
 class GradcheckError(ValueError):
@@ -204,10 +205,10 @@ def prepare_net_param(net_param, layer_name, bottoms=None):
         layer = matches[0]
         notes.append("layer %r (Python %s) has no loss_weight%s: in `caffe train` Caffe would add nothing of it to "
                      "the objective and never run its backward, so the net would not train from it; add "
-                     "loss_weight: 1 to the layer. This check gives it loss_weight: 1, so its gradient is checked "
-                     "as training would use it once the weight is there, on its first bottom (the others are "
-                     "labels; --bottom K checks another)"
-                     % (layer.name, layer.python_param.layer, " (it is 0)" if len(layer.loss_weight) else ""))
+                     "loss_weight: 1 to the layer. %s, so its gradient is checked as training would use it once "
+                     "the weight is there, on its first bottom (the others are labels; --bottom K checks another)"
+                     % (layer.name, layer.python_param.layer, " (it is 0)" if len(layer.loss_weight) else "",
+                        ASSUMED_LOSS_WEIGHT))
         for copy in matches:
             del copy.loss_weight[:]
             copy.loss_weight.extend([1.0] + [0.0] * (len(copy.top) - 1))
@@ -468,7 +469,10 @@ def format_report(report):
     if report.tested_nothing:
         lines.append("gradient check TESTED NOTHING: every analytic and numeric value was 0")
         return "\n".join(lines)
-    lines.append("gradient check %s" % ("FAILED" if not report.passed else
-                                        "PASSED under this rule; see the notes for why it is weak here" if caveat
-                                        else "PASSED"))
+    assumed = any(ASSUMED_LOSS_WEIGHT in note for note in report.notes)
+    lines.append("gradient check %s%s" % ("FAILED" if not report.passed else
+                                          "PASSED under this rule; see the notes for why it is weak here" if caveat
+                                          else "PASSED",
+                                          " (with loss_weight: 1, which the prototxt lacks: see the note)"
+                                          if assumed else ""))
     return "\n".join(lines)

@@ -354,3 +354,13 @@ def test_python_loss_layer_without_loss_weight_is_explained_and_checked_as_a_los
     assert "This check gives it loss_weight: 1" in text
     assert [c.blob for c in report.checks] == ["scores"]              # not the labels
     assert report.objective == "J = 1 * sum(loss)" and report.passed
+
+
+def test_verdict_says_the_loss_weight_was_assumed(tmp_path):
+    net = loss_net(tmp_path, python_layer("SoftmaxMultilabelLossLayer"), SCORES_LABELS, loss_weight=None)
+    text = format_report(check_layer_gradient(net, "loss", fills={"labels": BINARY}))
+    assert text.splitlines()[-1] == ("gradient check PASSED (with loss_weight: 1, which the prototxt lacks: "
+                                     "see the note)")
+    net = loss_net(tmp_path, python_layer("SoftmaxMultilabelLossLayer"), SCORES_LABELS, loss_weight=1, name="l1")
+    assert format_report(check_layer_gradient(net, "l1", fills={"labels": BINARY})).splitlines()[-1] == \
+        "gradient check PASSED"
