@@ -3,6 +3,9 @@
 The numpy core (:mod:`.functional`) has no Caffe import; the Caffe layers live
 in :mod:`.layers`, referenced from a prototxt as
 ``python_param { module: "softmax_multilabel_layer.layers" layer: "SoftmaxMultilabelLossLayer" }``.
+``module: "softmax_multilabel_layer"`` works too: the layer classes are
+resolved from :mod:`.layers` on first access (a module-level ``__getattr__``),
+so importing the package itself still needs no Caffe.
 """
 from .functional import (Workspace, sigmoid_multilabel_backward, sigmoid_multilabel_forward,
                          sigmoid_multilabel_loss, sigmoid_probabilities, softmax_multilabel_backward, softmax_multilabel_forward,
@@ -10,3 +13,17 @@ from .functional import (Workspace, sigmoid_multilabel_backward, sigmoid_multila
 from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
 
 __version__ = "0.1.0"
+
+# Names that need Caffe, resolved lazily: name -> submodule that defines it.
+_LAZY = {"SoftmaxMultilabelLossLayer": "layers", "SigmoidMultilabelLossLayer": "layers"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module("." + _LAZY[name], __name__), name)
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -33,7 +33,7 @@ GRADCHECK_EXAMPLES = """examples:
       also the layer's weights and biases
 
 fill specs: gaussian[:STD], uniform:LO:HI, randint:LO:HI, bernoulli:P, constant:V, or FILE.npy
-exit status: 0 passed, 1 failed, 2 bad arguments or a net that cannot be checked
+exit status: 0 passed, 1 failed (or tested nothing: every gradient was 0), 2 bad arguments or a net that cannot be checked
 """
 PROTOTXT_EXAMPLES = """examples:
   %(prog)s --loss softmax
@@ -73,9 +73,16 @@ def caffe_version():
 
 
 def _json_value(text):
+    """An option value: JSON, or a bare word taken as a string (``--normalization valid``).
+
+    Text that starts like a JSON number, list, object or string must be valid JSON.
+    """
     try:
         return json.loads(text)
-    except ValueError:
+    except ValueError as exc:
+        if text.strip()[:1] in '[{"-.0123456789':
+            raise argparse.ArgumentTypeError("%r is not valid JSON (%s); expected e.g. 2, [1, 2, 3] or \"valid\""
+                                             % (text, exc)) from None
         return text
 
 
@@ -165,6 +172,18 @@ def _prototxt(args):
     return 0
 
 
+# Names of internal functions that start the messages of errors raised for the CLI.
+INTERNAL_OWNERS = ("layer_prototxt", "python_param")
+
+
+def _user_message(text):
+    """The last line of an error, without an internal function name the user never called."""
+    lines = text.strip().splitlines()
+    message = lines[-1] if lines else ""
+    owner, sep, rest = message.partition(": ")
+    return rest if sep and owner in INTERNAL_OWNERS else message
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -173,8 +192,8 @@ def main(argv=None):
         return run(args)
     except (ValueError, OSError, ImportError) as exc:
         # MultilabelLossError and GradcheckError are ValueErrors; GradcheckError also carries a layer's own exception.
-        message = str(exc).strip().splitlines()
-        sys.stderr.write("%s %s: error: %s\n" % (PROG, args.command, message[-1] if message else type(exc).__name__))
+        message = _user_message(str(exc)) or type(exc).__name__
+        sys.stderr.write("%s %s: error: %s\n" % (PROG, args.command, message))
         return 2
 
 

@@ -55,6 +55,7 @@ from numpy.typing import NDArray
 Fill = Callable[[np.random.Generator, tuple[int, ...]], NDArray[Any]]
 
 PHASES = ("train", "test")
+ASSUMED_LOSS_WEIGHT = "This check gives it loss_weight: 1"     # in the note on a Python loss layer without one
 
 
 class GradcheckError(ValueError):
@@ -87,6 +88,11 @@ class BlobCheck:
         """No failure and a finite gradient (a blob whose every element is a skipped kink passes, checking nothing)."""
         return self.failures == 0 and self.non_finite_analytic == 0
 
+    @property
+    def all_zero(self):
+        """Elements were checked, but every analytic and numeric value was exactly 0: nothing was tested."""
+        return self.checked > 0 and self.largest_gradient == 0 and self.non_finite_analytic == 0
+
 
 @dataclass
 class GradcheckReport:
@@ -102,7 +108,12 @@ class GradcheckReport:
 
     @property
     def passed(self):
-        return any(c.checked for c in self.checks) and all(c.passed for c in self.checks)
+        return any(c.checked and not c.all_zero for c in self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def tested_nothing(self):
+        """Every checked element of every blob had analytic and numeric gradient exactly 0."""
+        return any(c.checked for c in self.checks) and all(c.all_zero or not c.checked for c in self.checks)
 
 
 # ---------------------------------------------------------------- fills
@@ -160,8 +171,15 @@ def _import_caffe():
 
 def _default_bottoms(layer_param):
     """Caffe's tests check a loss layer's first bottom (the others are usually labels), other layers' every bottom."""
-    is_loss = any(w != 0 for w in layer_param.loss_weight) or layer_param.type.endswith("Loss")
+    is_loss = any(w != 0 for w in layer_param.loss_weight) or layer_param.type.endswith("Loss") \
+        or _python_loss_without_weight(layer_param)
     return [0] if is_loss else list(range(len(layer_param.bottom)))
+
+
+def _python_loss_without_weight(layer_param):
+    """A Python layer whose class name says it is a loss, with no non-zero loss_weight (Python layers get no default)."""
+    return (layer_param.type == "Python" and "loss" in layer_param.python_param.layer.lower()
+            and not any(w != 0 for w in layer_param.loss_weight))
 
 
 def prepare_net_param(net_param, layer_name, bottoms=None):
@@ -189,6 +207,17 @@ def prepare_net_param(net_param, layer_name, bottoms=None):
         raise GradcheckError("--bottom %s out of range: layer %r has %d bottom(s) (%s), indices 0..%d"
                              % (bad[0], layer_name, count, ", ".join(matches[0].bottom), count - 1))
     net_param.force_backward = True
+    if _python_loss_without_weight(matches[0]):
+        layer = matches[0]
+        notes.append("layer %r (Python %s) has no loss_weight%s: in `caffe train` Caffe would add nothing of it to "
+                     "the objective and never run its backward, so the net would not train from it; add "
+                     "loss_weight: 1 to the layer. %s, so its gradient is checked as training would use it once "
+                     "the weight is there, on its first bottom (the others are labels; --bottom K checks another)"
+                     % (layer.name, layer.python_param.layer, " (it is 0)" if len(layer.loss_weight) else "",
+                        ASSUMED_LOSS_WEIGHT))
+        for copy in matches:
+            del copy.loss_weight[:]
+            copy.loss_weight.extend([1.0] + [0.0] * (len(copy.top) - 1))
     for layer in matches:
         del layer.propagate_down[:]
         layer.propagate_down.extend(k in bottoms for k in range(len(layer.bottom)))
@@ -428,11 +457,16 @@ def format_report(report: GradcheckReport) -> str:
         checked = "%d/%d" % (b.checked, b.total) + (" (%d kinks skipped)" % b.kinks_skipped if b.kinks_skipped else "")
         rows.append(("%s %d" % (b.role, b.index), b.blob, checked, "%.3g" % b.max_abs_error, "%.3g" % b.max_rel_error,
                      str(b.worst_index), "%.6g" % b.worst_analytic, "%.6g" % b.worst_numeric, str(b.failures),
-                     "none checked" if not b.checked and b.passed else "PASS" if b.passed else "FAIL"))
+                     "none checked" if not b.checked and b.passed else "ALL ZERO" if b.all_zero
+                     else "PASS" if b.passed else "FAIL"))
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     for b in report.checks:
+        if b.all_zero:
+            lines.append("%s %d (%s): every analytic and numeric gradient of the %d checked elements is exactly 0, "
+                         "so nothing was tested (weights all 0, e.g. no weight_filler: Caffe's default filler is "
+                         "constant 0? a ReLU or mask that is off everywhere?)" % (b.role, b.index, b.blob, b.checked))
         if b.non_finite_analytic:
             lines.append("%s %d (%s): %d non-finite values in the layer's gradient (diff not written, or NaN/inf)"
                          % (b.role, b.index, b.blob, b.non_finite_analytic))
@@ -441,7 +475,13 @@ def format_report(report: GradcheckReport) -> str:
         lines.extend("note: " + note for note in report.notes)
     lines.append("")
     caveat = any(c.unresolved or c.suggested_floor for c in report.checks)
-    lines.append("gradient check %s" % ("FAILED" if not report.passed else
-                                        "PASSED under this rule; see the notes for why it is weak here" if caveat
-                                        else "PASSED"))
+    if report.tested_nothing:
+        lines.append("gradient check TESTED NOTHING: every analytic and numeric value was 0")
+        return "\n".join(lines)
+    assumed = any(ASSUMED_LOSS_WEIGHT in note for note in report.notes)
+    lines.append("gradient check %s%s" % ("FAILED" if not report.passed else
+                                          "PASSED under this rule; see the notes for why it is weak here" if caveat
+                                          else "PASSED",
+                                          " (with loss_weight: 1, which the prototxt lacks: see the note)"
+                                          if assumed else ""))
     return "\n".join(lines)

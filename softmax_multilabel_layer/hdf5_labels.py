@@ -1,4 +1,5 @@
-"""HDF5 files with multi-label targets in the *indices* format, for Caffe's ``HDF5Data`` layer.
+"""HDF5 files with multi-label targets for Caffe's ``HDF5Data`` layer: the *indices* format, and dense N x C labels
+(:func:`write_dense_labels`).
 
 A file holds (N = number of samples, K = label slots per sample):
 
@@ -259,3 +260,59 @@ def write_list_file(list_path, h5_paths, absolute=True):
     with open(list_path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return lines
+
+
+def write_dense_labels(path, data, labels, compression=None):
+    """Write ``data`` and dense multi-hot (or real-valued) N x C labels to the HDF5 file ``path``.
+
+    The format every Caffe label layer reads directly: ``label`` is an N x C
+    float32 dataset (1 = positive, 0 = negative; real values >= 0 allowed),
+    fed with ``data`` by Caffe's ``HDF5Data`` layer to
+    ``SoftmaxMultilabelLossLayer`` (default ``label_format: "dense"``) or
+    ``SigmoidMultilabelLossLayer``. Use it for up to a few hundred classes;
+    beyond that :func:`write_index_labels` stores the same labels in a
+    fraction of the space.
+
+    Args:
+        path: the HDF5 file to write (its folder is created).
+        data: N x ... inputs, stored as float32 under ``data``.
+        labels: N x C array-like of labels, finite and >= 0 (bool and integer
+            arrays are converted), stored as float32 under ``label``.
+        compression: passed to h5py (e.g. ``"gzip"``).
+
+    Returns:
+        The float32 labels as written. Raises :class:`MultilabelLossError`
+        before writing anything for a wrong shape or a negative, NaN or
+        infinite label (naming the sample and class).
+
+    Example::
+
+        write_dense_labels("train.h5", images, [[1, 0, 1], [0, 1, 0]])
+        write_list_file("train_h5.txt", ["train.h5"])   # HDF5Data's source
+    """
+    import h5py
+    owner = "write_dense_labels"
+    data = np.asarray(data)
+    labels = np.asarray(labels)
+    if data.ndim < 1 or data.shape[0] == 0:
+        raise MultilabelLossError("%s: data must be an N x ... array with N >= 1, got shape %s" % (owner, data.shape))
+    if labels.ndim != 2 or labels.shape[0] != data.shape[0]:
+        raise MultilabelLossError("%s: labels must be N x C with N = %d samples (the data's first axis), got shape %s"
+                                  % (owner, data.shape[0], labels.shape))
+    if labels.dtype.kind not in "biuf":
+        raise MultilabelLossError("%s: labels must be numbers, got dtype %s" % (owner, labels.dtype))
+    labels = labels.astype(np.float32)
+    bad = ~(np.isfinite(labels) & (labels >= 0))
+    if bad.any():
+        i, c = (int(v) for v in np.argwhere(bad)[0])
+        raise MultilabelLossError("%s: sample %d, class %d: label %r must be finite and >= 0 (0 = negative)"
+                                  % (owner, i, c, labels[i, c].item()))
+    directory = os.path.dirname(os.fspath(path))
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset(DATA, data=data.astype(np.float32, copy=False), compression=compression)
+        f.create_dataset(LABEL, data=labels, compression=compression)
+        f.attrs["num_classes"] = int(labels.shape[1])
+        f.attrs["label_format"] = "dense"
+    return labels

@@ -14,6 +14,7 @@ nothing. They never write to a bottom's data. The gradient is scaled by
 import caffe
 
 from . import functional as F
+from . import usage_warnings
 from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
 
 
@@ -72,6 +73,7 @@ class SoftmaxMultilabelLossLayer(_MultilabelLossLayer):
         return 3 if self.options.label_format == "indices" else 2
 
     def forward(self, bottom, top):
+        usage_warnings.check_forward(self, bottom, top)
         weights = bottom[2].data if len(bottom) > 2 else None
         loss, self.ctx = F.softmax_multilabel_forward(bottom[0].data, bottom[1].data, weights,
                                                       options=self.options, workspace=self.workspace)
@@ -92,6 +94,7 @@ class SigmoidMultilabelLossLayer(_MultilabelLossLayer):
     bottom_names = ("scores", "targets")
 
     def forward(self, bottom, top):
+        usage_warnings.check_forward(self, bottom, top)
         loss, self.ctx = F.sigmoid_multilabel_forward(bottom[0].data, bottom[1].data,
                                                       options=self.options, workspace=self.workspace)
         top[0].data[...] = loss

@@ -2,6 +2,7 @@
 variant -> pycaffe evaluation of every snapshot -> results.json, results.md, losses.png."""
 import json
 import os
+import re
 import sys
 
 import h5py
@@ -69,5 +70,30 @@ def test_fast_demo_end_to_end(tmp_path, capsys):
 
     # progress is the filtered log, not glog
     assert "iter   150  train loss" in printed and "test loss" in printed
+    # every progress line ends with the share done, the time elapsed and the time left
+    lines = [line for line in printed.splitlines() if "train loss" in line]
+    assert lines and all(re.search(r"\[\s*\d+% \d+:\d\d elapsed, (~\d+:\d\d left|estimating)\]$", line)
+                         for line in lines), lines
+    assert re.search(r"\[100% \d+:\d\d elapsed, ~0:00 left\]", printed)
     assert "solver.cpp" not in printed and "Creating layer" not in printed
     assert "losses.png" in printed and "| Loss |" in printed
+
+
+def test_progress_estimates_the_time_left(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(run_demo.time, "time", lambda: clock[0])
+    progress = run_demo.Progress(["a s1", "b s1"], max_iter=1500)     # 2 x 1575 units with scoring
+    assert progress.status() == "  0% 0:00 elapsed, estimating"
+    clock[0] += 63
+    progress.update("a s1", "iter   300  train loss 1.2")
+    progress.update("b s1", "iter   450  test loss  1.1")
+    progress.update("b s1", "iter   300  train loss 1.3")     # an older line does not move it back
+    progress.update("a s1", "Optimization Done.")
+    assert progress.status() == " 24% 1:03 elapsed, ~3:22 left"   # 750 of 3150 in 63 s
+    progress.update("a s1", "iter  1500  train loss 0.2")
+    assert progress.status().startswith(" 62%")                   # trained, not yet scored
+    progress.finish("a s1")
+    clock[0] += 63
+    assert progress.status() == " 64% 2:06 elapsed, ~1:10 left"   # 2025 of 3150 in 126 s
+    progress.finish("b s1")
+    assert progress.status() == "100% 2:06 elapsed, ~0:00 left"

@@ -305,7 +305,7 @@ def test_weights_file_and_npy_fill_are_used(tmp_path):
     np.save(x, np.full((2, 3), 0.5))
     with_weights = check_layer_gradient(str(path), "ip", weights=str(weights), fills={"x": str(x)}, phase="test")
     without = check_layer_gradient(str(path), "ip", fills={"x": str(x)}, phase="test")
-    assert with_weights.passed and without.passed
+    assert with_weights.passed and without.tested_nothing and not without.passed      # all 0: nothing tested
     assert with_weights.checks[0].largest_gradient > 1 and without.checks[0].largest_gradient == 0
     with pytest.raises(GradcheckError, match=r"input blob 'x' has shape \(2, 3\), the fill gave \(4,\)"):
         np.save(x, np.zeros(4))
@@ -325,3 +325,48 @@ def test_a_blob_of_kinks_only_is_reported_not_failed(tmp_path):
     report = check_layer_gradient(str(path), "ip", check_params=True, kink_range=0.001)
     assert [c.checked for c in report.checks] == [6, 6, 0]       # the bias is all zeros: all kinks
     assert report.passed, format_report(report)
+
+
+def test_all_zero_gradients_say_nothing_was_tested(tmp_path, capsys):
+    # No weight_filler: Caffe's default filler is constant 0, so the bottom gradient W^T dJ/dy is exactly 0.
+    net = loss_net(tmp_path, 'type: "InnerProduct" inner_product_param { num_output: 3 }', {"x": (2, 4)},
+                   loss_weight=None, name="fc")
+    report = check_layer_gradient(net, "fc")
+    assert report.tested_nothing and not report.passed
+    text = format_report(report)
+    assert text.rstrip().endswith("gradient check TESTED NOTHING: every analytic and numeric value was 0")
+    assert "ALL ZERO" in text and "exactly 0, so nothing was tested" in text and "PASS" not in text
+    from softmax_multilabel_layer.cli import main
+    assert main(["gradcheck", net, "--layer", "fc"]) == 1
+    capsys.readouterr()
+    # With a filler the same layer is tested and passes; its weights' gradient (x R) is non-zero either way.
+    filled = loss_net(tmp_path, 'type: "InnerProduct" inner_product_param { num_output: 3 '
+                      'weight_filler { type: "gaussian" std: 1 } }', {"x": (2, 4)}, loss_weight=None, name="fc2")
+    assert check_layer_gradient(filled, "fc2").passed
+    partly = check_layer_gradient(net, "fc", check_params=True)
+    assert partly.passed and not partly.tested_nothing
+    assert [c.all_zero for c in partly.checks] == [True, False, False]
+
+
+@pytest.mark.parametrize("loss_weight", [None, 0])
+def test_python_loss_layer_without_loss_weight_is_explained_and_checked_as_a_loss(tmp_path, loss_weight):
+    net = loss_net(tmp_path, python_layer("SoftmaxMultilabelLossLayer"), SCORES_LABELS, loss_weight=loss_weight)
+    report = check_layer_gradient(net, "loss", fills={"labels": BINARY})
+    text = format_report(report)
+    assert "labels must be" not in text
+    assert "layer 'loss' (Python SoftmaxMultilabelLossLayer) has no loss_weight" in text
+    assert ("(it is 0)" in text) == (loss_weight == 0)
+    assert "the net would not train from it; add loss_weight: 1 to the layer" in text
+    assert "This check gives it loss_weight: 1" in text
+    assert [c.blob for c in report.checks] == ["scores"]              # not the labels
+    assert report.objective == "J = 1 * sum(loss)" and report.passed
+
+
+def test_verdict_says_the_loss_weight_was_assumed(tmp_path):
+    net = loss_net(tmp_path, python_layer("SoftmaxMultilabelLossLayer"), SCORES_LABELS, loss_weight=None)
+    text = format_report(check_layer_gradient(net, "loss", fills={"labels": BINARY}))
+    assert text.splitlines()[-1] == ("gradient check PASSED (with loss_weight: 1, which the prototxt lacks: "
+                                     "see the note)")
+    net = loss_net(tmp_path, python_layer("SoftmaxMultilabelLossLayer"), SCORES_LABELS, loss_weight=1, name="l1")
+    assert format_report(check_layer_gradient(net, "l1", fills={"labels": BINARY})).splitlines()[-1] == \
+        "gradient check PASSED"

@@ -167,3 +167,39 @@ def test_sparse_labels_example_runs(tmp_path):
     assert "iteration  19  loss" in done.stdout
     assert "indices-format loss" in done.stdout
     assert read_index_labels(tmp_path / "train.h5").labels.shape == (1024, 3)
+
+
+# ---------------------------------------------------------------- dense labels
+
+def test_dense_labels_read_by_caffe_hdf5data(tmp_path):
+    from softmax_multilabel_layer.hdf5_labels import write_dense_labels
+    rng = np.random.default_rng(7)
+    data = rng.normal(size=(6, 2, 3)).astype(np.float64)
+    labels = rng.random((6, 5)) < 0.4                        # bool multi-hot, converted to float32 0/1
+    written = write_dense_labels(tmp_path / "d" / "train.h5", data, labels)
+    assert written.dtype == np.float32 and (written == labels).all()
+    with h5py.File(tmp_path / "d" / "train.h5", "r") as f:
+        assert f.attrs["label_format"] == "dense" and f.attrs["num_classes"] == 5
+    write_list_file(tmp_path / "list.txt", [tmp_path / "d" / "train.h5"])
+    net_path = tmp_path / "net.prototxt"
+    net_path.write_text('layer { name: "data" type: "HDF5Data" top: "data" top: "label" '
+                        'hdf5_data_param { source: "%s" batch_size: 6 } }\n' % (tmp_path / "list.txt"))
+    net = caffe.Net(str(net_path), caffe.TRAIN)
+    net.forward()
+    assert (net.blobs["label"].data == labels).all()
+    assert np.array_equal(net.blobs["data"].data, data.astype(np.float32))
+
+
+@pytest.mark.parametrize("labels,message", [
+    (np.array([[0, 1], [1, -1]]), "sample 1, class 1: label -1.0 must be finite and >= 0"),
+    (np.array([[0, np.nan], [1, 0]]), "sample 0, class 1: label nan must be finite"),
+    (np.ones((3, 2)), "labels must be N x C with N = 2 samples (the data's first axis), got shape (3, 2)"),
+    (np.ones(2), "got shape (2,)"),
+    (np.array([["a", "b"], ["c", "d"]]), "labels must be numbers, got dtype <U1"),
+])
+def test_dense_labels_validation_names_sample_and_class(tmp_path, labels, message):
+    from softmax_multilabel_layer.hdf5_labels import write_dense_labels
+    with pytest.raises(MultilabelLossError) as info:
+        write_dense_labels(tmp_path / "bad.h5", np.zeros((2, 3)), labels)
+    assert str(info.value).startswith("write_dense_labels: ") and message in str(info.value), str(info.value)
+    assert not (tmp_path / "bad.h5").exists()                 # nothing written
