@@ -213,6 +213,18 @@ def average_precision(labels, scores, average="macro"):
     return float(np.nanmean(per)) if np.isfinite(per).any() else float("nan")
 
 
+def precision_recall_curve(labels, scores):
+    """(recall, precision) of one ranked list at each distinct score, from the highest down, starting at (0, 1);
+    for plots. Shape: (N,), (N,) -> two (T + 1,) arrays."""
+    y = np.asarray(labels).ravel() != 0
+    s = np.asarray(scores).ravel()
+    order = np.argsort(-s, kind="stable")
+    ranked = s[order]
+    last = np.r_[ranked[1:] != ranked[:-1], True]
+    tp = np.cumsum(y[order])[last]
+    return np.r_[0.0, tp / max(tp[-1], 1)], np.r_[1.0, tp / (np.flatnonzero(last) + 1.0)]
+
+
 def missing_positives(labels):
     """Which classes and samples have no true label (left out of macro and samples AP).
 
@@ -435,4 +447,4 @@ def report(labels, scores, rule="top-k:1", k=(1, 3, 5)):
 
 __all__ = ["average_precision", "check_labels", "check_scores", "coverage", "exact_match", "f1", "hamming_loss",
            "indices_to_multi_hot", "label_ranking_average_precision", "missing_positives", "one_error",
-           "precision_at_k", "ranking_loss", "recall_at_k", "report"]
+           "precision_at_k", "precision_recall_curve", "ranking_loss", "recall_at_k", "report"]
