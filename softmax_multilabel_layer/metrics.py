@@ -288,8 +288,10 @@ def coverage(labels, scores):
     return float(depth.mean() - 1.0)
 
 
-def _top_k_mask(s, k):
-    """N x C bool: each row's k[i] highest scores, ties broken by the lower class index."""
+def top_k_labels(scores, k):
+    """N x C bool: each sample's k highest scores (``k`` an int or one int per sample), ties broken by the
+    lower class index. With ``k = labels.sum(1)`` it is the "top-M" label set of the digits demo."""
+    s = check_scores("metrics.top_k_labels", scores)
     n, c = s.shape
     k = np.broadcast_to(np.clip(np.asarray(k, dtype=np.int64), 0, c), (n,))
     out = np.zeros((n, c), dtype=bool)
@@ -332,7 +334,7 @@ def precision_at_k(labels, scores, k):
     keep = kk > 0
     if not keep.any():
         return float("nan")
-    hits = (_top_k_mask(s[keep], kk[keep]) & y[keep]).sum(axis=1)
+    hits = (top_k_labels(s[keep], kk[keep]) & y[keep]).sum(axis=1)
     return float(np.mean(hits / np.minimum(kk[keep], y.shape[1])))
 
 
@@ -348,7 +350,7 @@ def recall_at_k(labels, scores, k):
     keep = p > 0
     if not keep.any():
         return float("nan")
-    hits = (_top_k_mask(s[keep], np.broadcast_to(k, (len(y),))[keep]) & y[keep]).sum(axis=1)
+    hits = (top_k_labels(s[keep], np.broadcast_to(k, (len(y),))[keep]) & y[keep]).sum(axis=1)
     return float(np.mean(hits / p[keep]))
 
 
@@ -447,4 +449,4 @@ def report(labels, scores, rule="top-k:1", k=(1, 3, 5)):
 
 __all__ = ["average_precision", "check_labels", "check_scores", "coverage", "exact_match", "f1", "hamming_loss",
            "indices_to_multi_hot", "label_ranking_average_precision", "missing_positives", "one_error",
-           "precision_at_k", "precision_recall_curve", "ranking_loss", "recall_at_k", "report"]
+           "precision_at_k", "precision_recall_curve", "ranking_loss", "recall_at_k", "report", "top_k_labels"]

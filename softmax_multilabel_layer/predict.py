@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import check_labels, check_scores
+from .metrics import check_labels, check_scores, top_k_labels
 from .params import MultilabelLossError
 
 RULE_SYNTAX = "top-k:K, threshold:T, thresholds:FILE.json or mass:Q"
@@ -37,8 +37,7 @@ class top_k:
             raise MultilabelLossError("rule top-k: k must be an integer >= 1, got %r" % (self.k,))
 
     def __call__(self, scores):
-        from .metrics import _top_k_mask
-        return _top_k_mask(scores, self.k)
+        return top_k_labels(scores, self.k)
 
     def __str__(self):
         return "top-k:%d" % self.k
@@ -93,7 +92,6 @@ class mass:
             raise MultilabelLossError("rule mass: q must be in (0, 1], got %r" % (self.q,))
 
     def __call__(self, scores):
-        from .metrics import _top_k_mask
         sums = scores.sum(axis=1, dtype=np.float64)
         if len(sums) and (np.abs(sums - 1) > 1e-3).any():
             i = int(np.argmax(np.abs(sums - 1)))
@@ -101,7 +99,7 @@ class mass:
                                       "to %.6g; use it on a Softmax output" % (i, sums[i]))
         ranked = np.cumsum(-np.sort(-scores.astype(np.float64), axis=1), axis=1)
         k = np.minimum(1 + np.count_nonzero(ranked < self.q * sums[:, None] - 1e-12, axis=1), scores.shape[1])
-        return _top_k_mask(scores, k)
+        return top_k_labels(scores, k)
 
     def __str__(self):
         return "mass:%g" % self.q

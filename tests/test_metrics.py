@@ -141,6 +141,20 @@ def test_hand_computed_average_precision():
     assert M.average_precision([[1], [1], [0]], [[0.9], [0.4], [0.4]]) == pytest.approx((1 + 2 / 3) / 2, abs=1e-15)
 
 
+def test_digits_demo_case_by_hand():
+    """precision@M and exact-set accuracy of the top-M classes (M = true count; M = 0 left out), as the demo."""
+    labels = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1], [0, 0, 0]])
+    scores = np.array([[0.8, 0.1, 0.1], [0.5, 0.2, 0.3], [0.4, 0.35, 0.25], [0.3, 0.3, 0.4]])
+    # class 0: 0.8(+) 0.5(+) 0.4 0.3 -> 1; class 1: 0.35(+) 0.3 0.2(+) 0.1 -> (1 + 2/3) / 2; class 2: -> 1/3
+    np.testing.assert_allclose(M.average_precision(labels, scores, None), [1, 5 / 6, 1 / 3], rtol=0, atol=1e-15)
+    m = labels.sum(1)
+    # top-M: sample 0 {0} hit; sample 1 {0, 2}: 1 of 2; sample 2 {0, 1}: 1 of 2
+    assert M.precision_at_k(labels, scores, m) == pytest.approx((1 + 0.5 + 0.5) / 3, abs=1e-15)
+    top_m = M.top_k_labels(scores, m)
+    np.testing.assert_array_equal(top_m, [[1, 0, 0], [1, 0, 1], [1, 1, 0], [0, 0, 0]])
+    assert M.exact_match(labels[m > 0], top_m[m > 0]) == pytest.approx(1 / 3)
+
+
 def test_single_class():
     rng = np.random.default_rng(3)
     y = (rng.random((50, 1)) < 0.4).astype(int)
@@ -165,7 +179,7 @@ def test_report_has_every_metric():
     y, s = CASES["trained64"]
     r = M.report(y, s, "top-k:2")
     assert r["mAP"] == M.average_precision(y, s)
-    assert r["exact_match"] == M.exact_match(y, M._top_k_mask(s, 2))
+    assert r["exact_match"] == M.exact_match(y, M.top_k_labels(s, 2))
     for key in ("AP_micro", "AP_samples", "label_ranking_average_precision", "ranking_loss", "coverage",
                 "one_error", "precision_at_3", "recall_at_5", "hamming_loss", "f1_micro", "f1_macro", "f1_samples"):
         assert np.isfinite(r[key]), key
