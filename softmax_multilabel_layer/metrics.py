@@ -121,17 +121,19 @@ def indices_to_multi_hot(indices, num_classes, owner="indices_to_multi_hot"):
 
 def _lower_bound(sorted_values, start, length, values):
     """Vectorized ``np.searchsorted(side="left")``: for each query, the first index in
-    ``sorted_values[start:start + length]`` (ascending) whose value is >= the query's value."""
-    lo = np.array(start, dtype=np.int64)
-    hi = lo + length
-    last = len(sorted_values) - 1
-    for _ in range(int(np.max(length, initial=0)).bit_length()):
-        active = lo < hi
-        mid = (lo + hi) >> 1
-        go = active & (sorted_values[np.minimum(mid, last)] < values)
-        lo = np.where(go, mid + 1, lo)
-        hi = np.where(active & ~go, mid, hi)
-    return lo
+    ``sorted_values[start:start + length]`` (ascending) whose value is >= the query's value.
+    Branch-free binary search: adds the largest powers of two that keep every probed value < the query."""
+    start = np.asarray(start, dtype=np.int64)
+    length = np.broadcast_to(np.asarray(length, dtype=np.int64), start.shape)
+    below = np.zeros(start.shape, dtype=np.int64)          # how many values of the segment are < the query
+    step = 1 << max(int(np.max(length, initial=0)).bit_length() - 1, 0)
+    while step:
+        probe = below + step
+        take = probe <= length
+        take &= sorted_values[start + np.minimum(probe, length) - 1] < values
+        below += step * take
+        step >>= 1
+    return start + below
 
 
 def _true_label_ranks(y, s):
