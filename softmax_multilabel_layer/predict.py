@@ -221,7 +221,7 @@ def preprocess_image(path, shape, resize=None, mean=None, scale=1.0, bgr=True):
     try:
         from PIL import Image
     except ImportError:   # pragma: no cover - Pillow comes with scikit-image
-        raise MultilabelLossError("predict: reading images needs Pillow (pip install pillow)") from None
+        raise MultilabelLossError("reading images needs Pillow (pip install pillow)") from None
     channels, height, width = shape
     try:
         with Image.open(path) as im:
@@ -231,10 +231,10 @@ def preprocess_image(path, shape, resize=None, mean=None, scale=1.0, bgr=True):
                 im = im.resize((rw, rh), Image.BILINEAR)
             x = np.asarray(im, dtype=np.float32)
     except OSError as exc:
-        raise MultilabelLossError("predict: cannot read image %s (%s)" % (path, exc)) from None
+        raise MultilabelLossError("cannot read image %s (%s)" % (path, exc)) from None
     x = x[:, :, None] if x.ndim == 2 else x
     if x.shape[0] < height or x.shape[1] < width:
-        raise MultilabelLossError("predict: image %s resized to %dx%d is smaller than the net input %dx%d"
+        raise MultilabelLossError("image %s resized to %dx%d is smaller than the net input %dx%d"
                                   % (path, x.shape[0], x.shape[1], height, width))
     top, left = (x.shape[0] - height) // 2, (x.shape[1] - width) // 2
     x = x[top:top + height, left:left + width].transpose(2, 0, 1)
