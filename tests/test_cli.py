@@ -54,7 +54,7 @@ def test_version_names_project_and_caffe(capsys):
 
 
 @pytest.mark.parametrize("argv,fragment", [
-    ([], "required: {gradcheck,prototxt}"),
+    ([], "required: {gradcheck,prototxt,evaluate,predict,deploy}"),
     (["bogus"], "invalid choice: 'bogus'"),
     (["gradcheck"], "required: net, --layer"),
     (["gradcheck", "net.prototxt", "--layer", "loss", "--seed", "abc"], "--seed: invalid int value: 'abc'"),
