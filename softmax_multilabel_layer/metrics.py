@@ -17,30 +17,29 @@ in their own precision (float32 or float64, exact); counts and averages are floa
 Each function equals its scikit-learn counterpart to 1e-9 (``tests/test_metrics.py``),
 with these conventions, scikit-learn's except where marked *ours*:
 
-============================== ======================================================================
-metric                         degenerate inputs
-============================== ======================================================================
-average_precision              *ours*: a class (macro, None) or sample ("samples") with no true label
-                               is left out of the mean and reported by :func:`missing_positives`;
-                               per class (``average=None``) its AP is NaN. scikit-learn scores it 0
-                               (and warns). Micro AP with no true label at all is NaN.
-label_ranking_average_precision a sample with no true label, or with every label true, scores 1
-ranking_loss                   a sample with no true label, or with every label true, scores 0
-coverage                       ``coverage_error - 1``; scikit-learn counts a sample with no true
-                               label as depth 0, so it counts -1 here
-one_error                      a sample with no true label counts as an error (its top label is wrong)
-f1                             0/0 (no true and no predicted label) gives ``zero_division`` (default 0,
-                               scikit-learn's default)
-precision_at_k, recall_at_k    ties broken by the lower class index; recall leaves out samples with
-                               no true label
-============================== ======================================================================
+================================ ======================================================================
+metric                           degenerate inputs
+================================ ======================================================================
+average_precision                *ours*: a class (macro, None) or sample ("samples") with no true label
+                                 is left out of the mean and reported by :func:`missing_positives`;
+                                 per class (``average=None``) its AP is NaN. scikit-learn scores it 0
+                                 (and warns). Micro AP with no true label at all is NaN.
+label_ranking_average_precision  a sample with no true label, or with every label true, scores 1
+ranking_loss                     a sample with no true label, or with every label true, scores 0
+coverage                         ``coverage_error - 1``; scikit-learn counts a sample with no true
+                                 label as depth 0, so it counts -1 here
+one_error                        a sample with no true label counts as an error (its top label is wrong)
+f1                               0/0 (no true and no predicted label) gives ``zero_division`` (default 0,
+                                 scikit-learn's default)
+precision_at_k, recall_at_k      ties broken by the lower class index; recall leaves out samples with
+                                 no true label
+================================ ======================================================================
 """
 import numpy as np
 
 from .params import MultilabelLossError
 
 AVERAGES = ("macro", "micro", "samples", None)
-F1_AVERAGES = ("macro", "micro", "samples", None)
 _CHUNK_ELEMENTS = 1 << 22          # sort at most this many scores at once (32 MB of float64)
 
 
@@ -198,7 +197,7 @@ def average_precision(labels, scores, average="macro"):
     Example::
 
         >>> average_precision([[1, 0], [0, 1], [1, 1]], [[0.9, 0.2], [0.3, 0.8], [0.4, 0.1]], None)
-        array([1.  , 0.75])
+        array([1.        , 0.83333333])
     """
     owner = "metrics.average_precision"
     if average not in AVERAGES:
@@ -388,8 +387,8 @@ def f1(labels, predicted, average="macro", zero_division=0.0):
     Shape: (N, C) -> float, or (C,) with ``average=None``.
     """
     owner = "metrics.f1"
-    if average not in F1_AVERAGES:
-        raise MultilabelLossError("%s: average must be one of %s, got %r" % (owner, F1_AVERAGES, average))
+    if average not in AVERAGES:
+        raise MultilabelLossError("%s: average must be one of %s, got %r" % (owner, AVERAGES, average))
     y, p = _check_predicted(owner, labels, predicted)
     axis = None if average == "micro" else (1 if average == "samples" else 0)
     tp = np.sum(y & p, axis=axis, dtype=np.float64)

@@ -5,7 +5,7 @@ The rules and the calibration are numpy only (no Caffe import)::
     >>> import numpy as np
     >>> p = np.array([[0.6, 0.3, 0.1], [0.4, 0.35, 0.25]])
     >>> predict_labels(p, mass(0.9)).astype(int)       # smallest top set with probability >= 0.9
-    array([[1, 1, 1],
+    array([[1, 1, 0],
            [1, 1, 1]])
     >>> predict_labels(p, parse_rule("top-k:1")).astype(int)
     array([[1, 0, 0],
