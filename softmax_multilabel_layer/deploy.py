@@ -4,7 +4,8 @@ The TEST-phase layers are kept, except:
 
 - data layers (``Data``, ``ImageData``, ``HDF5Data``, ``Input``, ... and any ``Python`` layer with no bottom,
   such as this package's data layers) are replaced by one ``Input`` layer per blob the rest of the net reads;
-- loss layers (any type ending in ``Loss``, and this package's Python losses) and ``Accuracy`` layers are removed;
+- loss layers (any type ending in ``Loss``, this package's Python losses, any layer with a non-zero
+  ``loss_weight``), ``Accuracy`` layers, and layers the probabilities do not depend on are removed;
 - our ``SoftmaxMultilabelLossLayer`` and Caffe's ``SoftmaxWithLoss`` become the C++ ``Softmax`` layer, our
   ``SigmoidMultilabelLossLayer`` and ``SigmoidCrossEntropyLoss`` the C++ ``Sigmoid`` layer, with top ``prob``
   (``prob_<loss name>`` for a second loss). The deploy net needs no Python layer and no install of this package.
@@ -58,7 +59,17 @@ def is_data_layer(layer):
 
 def is_removed(layer):
     return is_data_layer(layer) or layer.type.endswith("Loss") or layer.type == "Accuracy" \
-        or loss_probability(layer)[0] is not None
+        or loss_probability(layer)[0] is not None or any(w != 0 for w in layer.loss_weight)
+
+
+def _needed(layers, outputs):
+    """The layers the blobs ``outputs`` depend on (e.g. not a Reshape of the labels that only fed a loss)."""
+    needed, keep = set(outputs), []
+    for layer in reversed(layers):
+        if needed & set(layer.top):
+            keep.append(layer)
+            needed.update(layer.bottom)
+    return keep[::-1]
 
 
 def read_net(path):
@@ -158,7 +169,7 @@ def deploy_net(path, input_shapes=None):
     if not probs:
         raise MultilabelLossError("%s has no SoftmaxMultilabelLossLayer, SigmoidMultilabelLossLayer, "
                                   "SoftmaxWithLoss or SigmoidCrossEntropyLoss layer in the TEST phase" % (path))
-    body = kept + probs
+    body = _needed(kept, [p.bottom[0] for p in probs]) + probs
     names = _inputs(body)
     shapes = dict(input_shapes or {})
     if None in shapes:

@@ -143,18 +143,22 @@ def _true_label_ranks(y, s):
     rows, pos_ge, all_ge = [], [], []
     step = max(1, _CHUNK_ELEMENTS // max(L, 1))
     for r0 in range(0, R, step):
-        yc = y[r0:r0 + step]
-        r, c = np.nonzero(yc)
-        if not len(r):
+        yc = np.ascontiguousarray(y[r0:r0 + step])
+        flat = np.flatnonzero(yc)                  # far faster than a 2-D np.nonzero
+        if not len(flat):
             continue
+        r = flat // L
         sc = np.ascontiguousarray(s[r0:r0 + step])
-        v = sc[r, c]
+        v = sc.ravel()[flat]
         ordered = np.sort(sc, axis=1).ravel()
-        all_ge.append(L - (_lower_bound(ordered, r * L, L, v) - r * L))
+        ge = L - (_lower_bound(ordered, r * L, L, v) - r * L)
+        all_ge.append(ge)
+        # In a row, a higher score has a smaller all_ge and a tie the same one, so pos_ge counts the row's true
+        # labels whose all_ge is <= this one: integer keys, one sort, one C searchsorted (no float lexsort).
+        key = r * (L + 1) + ge
+        row_end = np.searchsorted(np.sort(key), key, side="right")
         counts = np.bincount(r, minlength=len(yc))
-        starts = np.cumsum(counts) - counts
-        pos_sorted = v[np.lexsort((v, r))]                    # true labels' scores, by row then score
-        pos_ge.append(counts[r] - (_lower_bound(pos_sorted, starts[r], counts[r], v) - starts[r]))
+        pos_ge.append(row_end - (np.cumsum(counts) - counts)[r])
         rows.append(r + r0)
     if not rows:
         empty = np.zeros(0, dtype=np.int64)
@@ -280,12 +284,13 @@ def coverage(labels, scores):
     y, s = _check_pair("metrics.coverage", labels, scores)
     if y.size == 0:
         return float("nan")
-    rows, cols = np.nonzero(y)
+    flat = np.flatnonzero(y)
+    rows = flat // y.shape[1]
     lowest = np.full(y.shape[0], np.inf, dtype=s.dtype)
     if len(rows):
         starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-        lowest[rows[starts]] = np.minimum.reduceat(s[rows, cols], starts)
-    depth = np.count_nonzero(s >= lowest[:, None], axis=1)       # 0 for a sample with no true label
+        lowest[rows[starts]] = np.minimum.reduceat(np.ascontiguousarray(s).ravel()[flat], starts)
+    depth = (s >= lowest[:, None]).sum(axis=1)       # 0 for a sample with no true label
     return float(depth.mean() - 1.0)
 
 

@@ -97,7 +97,10 @@ layer { name: "d" type: "HDF5Data" top: "data" top: "label" include { phase: TES
   hdf5_data_param { source: "missing.txt" batch_size: 4 } }
 layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 3 } }
 layer { name: "acc" type: "Accuracy" bottom: "fc" bottom: "label" top: "acc" include { phase: TEST } }
-layer { name: "eu" type: "EuclideanLoss" bottom: "fc" bottom: "label" top: "eu" }
+layer { name: "flat" type: "Reshape" bottom: "label" top: "label_flat" reshape_param { shape { dim: 0 dim: -1 } } }
+layer { name: "eu" type: "EuclideanLoss" bottom: "fc" bottom: "label_flat" top: "eu" }
+layer { name: "mine" type: "Python" bottom: "fc" bottom: "label" top: "mine" loss_weight: 0.5
+  python_param { module: "my_module" layer: "MyLoss" } }
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" softmax_param { axis: 1 } }
 layer { name: "loss2" type: "SigmoidCrossEntropyLoss" bottom: "fc" bottom: "label" top: "loss2" }
 """
