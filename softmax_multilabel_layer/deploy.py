@@ -100,7 +100,7 @@ def parse_input_shapes(values):
             shape = ()
         if not shape or min(shape) < 1:
             raise MultilabelLossError("--input-shape %r: expected positive integers N,C,H,W (optionally BLOB=...)"
-                                      % (text))
+                                      % text)
         shapes[name if sep else None] = shape
     return shapes
 
@@ -152,7 +152,7 @@ def deploy_net(path, input_shapes=None):
     net = read_net(path)
     if net.input or net.input_shape:
         raise MultilabelLossError("%s uses the legacy input:/input_shape fields; it already is a deploy net"
-                                  % (path))
+                                  % path)
     phase = caffe_pb2.TEST
     layers = [layer for layer in net.layer if _in_phase(layer, phase)]
     kept, probs = [], []
@@ -168,7 +168,7 @@ def deploy_net(path, input_shapes=None):
             kept.append(layer)
     if not probs:
         raise MultilabelLossError("%s has no SoftmaxMultilabelLossLayer, SigmoidMultilabelLossLayer, "
-                                  "SoftmaxWithLoss or SigmoidCrossEntropyLoss layer in the TEST phase" % (path))
+                                  "SoftmaxWithLoss or SigmoidCrossEntropyLoss layer in the TEST phase" % path)
     body = _needed(kept, [p.bottom[0] for p in probs]) + probs
     names = _inputs(body)
     shapes = dict(input_shapes or {})

@@ -131,12 +131,12 @@ def progress(label, i, total, stream=None):
 def collect(net_path, weights, iters, scores_blob=None, labels_blob=None, activation="auto", label="forward"):
     """Run the TEST phase ``iters`` times; returns (probabilities N x C float64, labels N x C bool, info)."""
     if iters is None or iters < 1:
-        raise MultilabelLossError("--iters must be >= 1 with --net (batches to run)" )
+        raise MultilabelLossError("--iters must be >= 1 with --net (batches to run)")
     net_param = read_net(net_path)
     loss, kind = find_loss(net_param)
     if loss is None and (scores_blob is None or labels_blob is None):
         raise MultilabelLossError("%s has no multi-label loss layer in the TEST phase; give --scores-blob and "
-                                  "--labels-blob" % (net_path))
+                                  "--labels-blob" % net_path)
     scores_blob = scores_blob or loss.bottom[0]
     labels_blob = labels_blob or loss.bottom[1]
     if activation == "auto":
@@ -159,14 +159,14 @@ def collect(net_path, weights, iters, scores_blob=None, labels_blob=None, activa
         progress(label, i + 1, iters)
     scores, raw = np.concatenate(scores), np.concatenate(labels)
     if fmt == "indices":
-        y = M.indices_to_multi_hot(raw, scores.shape[1], owner="labels blob %s" % (labels_blob))
+        y = M.indices_to_multi_hot(raw, scores.shape[1], owner="labels blob %s" % labels_blob)
     else:
         if raw.shape != scores.shape:
             raise MultilabelLossError("labels blob %s is %s per batch but scores blob %s is %s; expected the same "
                                       "N x C (dense multi-hot) or a loss with label_format \"indices\""
                                       % (labels_blob, raw.shape, scores_blob, scores.shape))
-        y = M.check_labels("labels blob %s" % (labels_blob), raw)
-    M.check_scores("scores blob %s" % (scores_blob), scores)
+        y = M.check_labels("labels blob %s" % labels_blob, raw)
+    M.check_scores("scores blob %s" % scores_blob, scores)
     info = {"net": net_path, "weights": weights, "iters": iters, "scores_blob": scores_blob,
             "labels_blob": labels_blob, "activation": activation or "none", "label_format": fmt}
     return probabilities(scores, activation), y, info
@@ -299,16 +299,16 @@ def run_evaluate(args, stdout=None):
     history, info = [], {}
     if args.scores or args.labels:
         if not (args.scores and args.labels) or args.net or args.snapshots:
-            raise MultilabelLossError("give --scores and --labels together, without --net / --snapshots" )
-        y = M.check_labels("--labels %s" % (args.labels), _load_npy(args.labels, "--labels"))
-        s = M.check_scores("--scores %s" % (args.scores), _load_npy(args.scores, "--scores"), y.shape)
+            raise MultilabelLossError("give --scores and --labels together, without --net / --snapshots")
+        y = M.check_labels("--labels %s" % args.labels, _load_npy(args.labels, "--labels"))
+        s = M.check_scores("--scores %s" % args.scores, _load_npy(args.scores, "--scores"), y.shape)
         s = probabilities(s, activation if activation != "auto" else None)
         info = {"scores": args.scores, "labels": args.labels}
     elif args.net and args.snapshots:
         models = sorted((os.path.join(args.snapshots, f) for f in os.listdir(args.snapshots)
                          if f.endswith(".caffemodel")), key=lambda p: (snapshot_iteration(p), p))
         if not models:
-            raise MultilabelLossError("no .caffemodel in %s" % (args.snapshots))
+            raise MultilabelLossError("no .caffemodel in %s" % args.snapshots)
         rows = []
         for i, model in enumerate(models):
             s, y, info = collect(args.net, model, args.iters, args.scores_blob, args.labels_blob, activation,
@@ -323,10 +323,10 @@ def run_evaluate(args, stdout=None):
         info["snapshots"] = rows
     elif args.net:
         if not args.weights:
-            raise MultilabelLossError("--net needs --weights W.caffemodel (or --snapshots DIR)" )
+            raise MultilabelLossError("--net needs --weights W.caffemodel (or --snapshots DIR)")
         s, y, info = collect(args.net, args.weights, args.iters, args.scores_blob, args.labels_blob, activation)
     else:
-        raise MultilabelLossError("give --net (with --weights or --snapshots) or --scores and --labels" )
+        raise MultilabelLossError("give --net (with --weights or --snapshots) or --scores and --labels")
     names = _class_names(args.class_names, y.shape[1])
     report = M.report(y, s, rule)
     stdout.write(format_table(report) + "\n")
