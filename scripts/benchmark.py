@@ -447,6 +447,122 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
+# ---------------------------------------------------------------- metrics vs scikit-learn (issue 15)
+
+METRICS_SIZE = "20000x1000"
+
+
+def metrics_cases(y, s, predicted):
+    """(name, ours, scikit-learn) callables on the same inputs; scikit-learn's coverage_error is ours + 1."""
+    import warnings
+
+    from sklearn import metrics as skm
+
+    from softmax_multilabel_layer import metrics as M
+
+    def sk(fn, *a, **k):
+        def call():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return fn(*a, **k)
+        return call
+    return [
+        ("average_precision macro", lambda: M.average_precision(y, s), sk(skm.average_precision_score, y, s)),
+        ("average_precision micro", lambda: M.average_precision(y, s, "micro"),
+         sk(skm.average_precision_score, y, s, average="micro")),
+        ("average_precision samples", lambda: M.average_precision(y, s, "samples"),
+         sk(skm.average_precision_score, y, s, average="samples")),
+        ("label_ranking_average_precision", lambda: M.label_ranking_average_precision(y, s),
+         sk(skm.label_ranking_average_precision_score, y, s)),
+        ("ranking_loss", lambda: M.ranking_loss(y, s), sk(skm.label_ranking_loss, y, s)),
+        ("coverage (+1)", lambda: M.coverage(y, s) + 1, sk(skm.coverage_error, y, s)),
+        ("hamming_loss", lambda: M.hamming_loss(y, predicted), sk(skm.hamming_loss, y, predicted)),
+        ("f1 macro", lambda: M.f1(y, predicted, "macro"), sk(skm.f1_score, y, predicted, average="macro")),
+        ("f1 samples", lambda: M.f1(y, predicted, "samples"), sk(skm.f1_score, y, predicted, average="samples")),
+        ("exact_match", lambda: M.exact_match(y, predicted), sk(skm.accuracy_score, y, predicted)),
+    ]
+
+
+def _timed(fn, reps):
+    times, value = [], None
+    for _ in range(reps):
+        start = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), value
+
+
+def _peak_mb(fn):
+    """Peak memory allocated during fn() (numpy arrays included: numpy reports to tracemalloc), in MB."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2 ** 20
+    finally:
+        tracemalloc.stop()
+
+
+def metrics_benchmark(size=METRICS_SIZE, reps=3, seed=0):
+    """Time and peak memory of softmax_multilabel_layer.metrics and scikit-learn side by side on one trained-like
+    input: N x C float32 softmax probabilities, ~1% positives plus one per sample, scores correlated with labels."""
+    sys.path.insert(0, ROOT)
+    n, c = (int(v) for v in size.lower().split("x"))
+    rng = np.random.default_rng(seed)
+    y = rng.random((n, c)) < 0.01
+    y[np.arange(n), rng.integers(0, c, n)] = True
+    z = rng.standard_normal((n, c), dtype=np.float32) + np.float32(2.0) * y
+    s = np.exp(z - z.max(1, keepdims=True))
+    s /= s.sum(1, keepdims=True)
+    from softmax_multilabel_layer.predict import predict_labels
+    predicted = predict_labels(s, "mass:0.5")
+    rows = []
+    for name, ours, theirs in metrics_cases(y, s, predicted):
+        t_ours, v_ours = _timed(ours, reps)
+        t_sk, v_sk = _timed(theirs, 1)
+        rows.append({"metric": name, "ours_s": t_ours, "sklearn_s": t_sk, "speedup": t_sk / t_ours,
+                     "ours_peak_mb": _peak_mb(ours), "sklearn_peak_mb": _peak_mb(theirs),
+                     "abs_diff": abs(float(v_ours) - float(v_sk))})
+        print("benchmark metrics: %-32s ours %.3f s, scikit-learn %.3f s" % (name, t_ours, t_sk), file=sys.stderr,
+              flush=True)
+    import sklearn
+    total_ours, total_sk = sum(r["ours_s"] for r in rows), sum(r["sklearn_s"] for r in rows)
+    return {"size": size, "reps": reps, "input_mb": (y.nbytes + s.nbytes) / 2 ** 20, "rows": rows,
+            "total_ours_s": total_ours, "total_sklearn_s": total_sk, "total_speedup": total_sk / total_ours,
+            "sklearn": sklearn.__version__, "numpy": np.__version__, "cpu": _cpu_name(),
+            "target": {"min_speedup": 5.0, "met_total": total_sk / total_ours >= 5.0,
+                       "below_target": [r["metric"] for r in rows if r["speedup"] < 5.0]}}
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def metrics_markdown(result):
+    lines = ["", "## Metrics over a test set: softmax_multilabel_layer.metrics vs scikit-learn", "",
+             "%s samples x classes (labels bool, scores float32 softmax probabilities, %.0f MB of input); label sets "
+             "for Hamming / F1 / exact match from the rule mass:0.5. Ours: median of %d runs; scikit-learn: 1 run "
+             "(seconds each). Peak = extra memory allocated during the call (tracemalloc, separate run). "
+             "CPU: %s; numpy %s, scikit-learn %s. |diff| = |ours - scikit-learn| (coverage compared as ours + 1)."
+             % (result["size"], result["input_mb"], result["reps"], result["cpu"], result["numpy"], result["sklearn"]),
+             "", "| metric | ours s | scikit-learn s | speed-up | ours peak MB | scikit-learn peak MB | abs diff |",
+             "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append("| %s | %.3f | %.3f | %.1fx | %.0f | %.0f | %.1e |" % (
+            r["metric"], r["ours_s"], r["sklearn_s"], r["speedup"], r["ours_peak_mb"], r["sklearn_peak_mb"],
+            r["abs_diff"]))
+    lines.append("| **all of the above** | %.3f | %.3f | %.1fx | | | |" % (
+        result["total_ours_s"], result["total_sklearn_s"], result["total_speedup"]))
+    return "\n".join(lines) + "\n"
+
+
 def run_parent(args):
     configs = [c.strip() for c in args.threads.split(",") if c.strip()]
     for c in configs:
@@ -485,10 +601,12 @@ def run_parent(args):
                 losses = {row["methods"].get(key, {}).get("loss") for row in rows}
                 same &= len(losses) == 1
         report["loss_identical_across_threads"] = same
+    if args.metrics_size != "none":
+        report["metrics"] = metrics_benchmark(args.metrics_size, args.metrics_reps)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "benchmark.json"), "w") as f:
         json.dump(report, f, indent=1)
-    text = markdown(report)
+    text = markdown(report) + (metrics_markdown(report["metrics"]) if "metrics" in report else "")
     with open(os.path.join(args.out, "benchmark.md"), "w") as f:
         f.write(text)
     print(text)
@@ -707,6 +825,9 @@ def main(argv=None):
     parser.add_argument("--image-threads", type=int, default=2, help="our layer's decode threads (default 2)")
     parser.add_argument("--train-iters", type=int, default=40, help="timed caffe train iterations (0 = skip)")
     parser.add_argument("--train-runs", type=int, default=3, help="caffe train runs per data layer (best is kept)")
+    parser.add_argument("--metrics-size", default=METRICS_SIZE,
+                        help="NxC of the metrics vs scikit-learn comparison, or none (default %(default)s)")
+    parser.add_argument("--metrics-reps", type=int, default=3, help="timed runs of our metrics (default 3)")
     parser.add_argument("--command", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)

@@ -98,7 +98,8 @@ def build_parser():
                      "a gradient checker for any layer, and prototxt generation.",
                      epilog=EXAMPLES % {"prog": PROG}, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action=_VersionAction, help="print this project's version and the Caffe found")
-    sub = parser.add_subparsers(dest="command", metavar="{gradcheck,prototxt,convert}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{gradcheck,prototxt,convert,evaluate,predict,deploy}",
+                                parser_class=_Parser)
     sub.required = True
 
     g = sub.add_parser("gradcheck", help="check one layer's backward against central differences",
@@ -149,6 +150,11 @@ def build_parser():
         options.add_argument(*flags, dest="opt_" + key, type=_json_value, metavar="VALUE",
                              help="%s loss" % " and ".join(losses))
     convert.add_parser(sub)
+    from .deploy import add_deploy_parser        # evaluate, predict, deploy: each module registers its subcommand
+    from .evaluate import add_evaluate_parser
+    from .predict import add_predict_parser
+    for add in (add_evaluate_parser, add_predict_parser, add_deploy_parser):
+        add(sub)
     return parser
 
 
@@ -187,7 +193,7 @@ def _user_message(text):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    run = {"gradcheck": _gradcheck, "prototxt": _prototxt, "convert": convert.run}[args.command]
+    run = {"gradcheck": _gradcheck, "prototxt": _prototxt, "convert": convert.run}.get(args.command) or args.run
     try:
         return run(args)
     except (ValueError, OSError, ImportError) as exc:

@@ -21,7 +21,7 @@ def report(tmp_path_factory):
     env.setdefault("GLOG_minloglevel", "2")
     cmd = [sys.executable, SCRIPT, "--sizes", "6x9,3x4x2x2", "--reps", "2", "--warmup", "1", "--blog-reps", "1",
            "--skip-image-data",
-           "--out", str(out)]
+           "--out", str(out), "--metrics-size", "300x20", "--metrics-reps", "1"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     with open(out / "benchmark.json") as f:
@@ -75,3 +75,13 @@ def test_writes_markdown_table(report):
     assert "OPENBLAS_NUM_THREADS=1" in text
     assert "numpy BLAS" in text
     assert text in stdout
+
+
+def test_metrics_section(report):
+    data, md, _ = report
+    metrics = data["metrics"]
+    assert metrics["size"] == "300x20" and len(metrics["rows"]) == 10
+    for row in metrics["rows"]:
+        assert row["abs_diff"] < 1e-9, row                # the same values as scikit-learn
+        assert row["ours_s"] > 0 and row["sklearn_s"] > 0 and row["ours_peak_mb"] >= 0
+    assert "## Metrics over a test set" in md and "| average_precision macro |" in md

@@ -3,7 +3,7 @@
     python examples/multilabel_digits/digits_eval.py DEPLOY CAFFEMODEL TEST_H5
 
 loads the deploy net with the snapshot's weights, forwards the test set and prints
-mAP, precision@M and exact-set accuracy (see digits_metrics.py) as JSON.
+mAP, precision@M and exact-set accuracy (softmax_multilabel_layer.metrics) as JSON.
 """
 import json
 import os
@@ -12,7 +12,7 @@ import sys
 import h5py
 import numpy as np
 
-from digits_metrics import all_metrics
+from softmax_multilabel_layer import metrics as M
 
 _caffe = None
 
@@ -46,6 +46,20 @@ def predict(deploy, weights, data, output="prob", batch_size=100):
         net.blobs["data"].data[...] = x
         chunks.append(net.forward()[output].copy())
     return np.concatenate(chunks, axis=0)
+
+
+def all_metrics(scores, labels):
+    """mAP, precision@M and exact-set accuracy of the top-M classes (M = the image's number of digits;
+    images with M = 0 left out), also by M, and the per-class AP."""
+    m = labels.sum(axis=1).astype(int)
+    top_m = M.top_k_labels(scores, m)
+    exact = {int(k): M.exact_match(labels[m == k], top_m[m == k]) for k in np.unique(m[m > 0])}
+    return {"mAP": M.average_precision(labels, scores),
+            "precision_at_m": M.precision_at_k(labels, scores, m),
+            "exact_set_accuracy": M.exact_match(labels[m > 0], top_m[m > 0]),
+            "exact_set_accuracy_by_m": exact,
+            "per_class_ap": M.average_precision(labels, scores, None).tolist(),
+            "examples": int(len(labels))}
 
 
 def evaluate(deploy, weights, data, labels):
