@@ -29,7 +29,7 @@ def write_split(out, name, arrays):
     folder = os.path.join(out, name)
     os.makedirs(folder, exist_ok=True)
     lines = ["# %s split: path, then the class names of the digits on the canvas\n" % name]
-    for i, (img, label) in enumerate(zip(arrays["data"], arrays["label"])):
+    for i, (img, label) in enumerate(zip(arrays["data"], arrays["label"], strict=True)):
         path = os.path.join(name, "%05d.jpg" % i)
         pixels = np.clip(np.rint(img[0] * 255), 0, 255).astype(np.uint8)
         cv2.imwrite(os.path.join(out, path), pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
