@@ -184,16 +184,9 @@ def convert(source: str, out: str, fmt: str, num_classes: int | None = None, cla
     return summary
 
 
-def _label_width(options: ImageDataOptions, images: ImageList) -> int:
-    if options.label_format == "indices":
-        assert options.max_labels is not None      # ImageDataOptions requires it with indices
-        return options.max_labels
-    return images.num_classes
-
-
 def _labels_for(options: ImageDataOptions, images: ImageList,
                 indices: Sequence[int]) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
-    k = _label_width(options, images)
+    k = options.label_width(images.num_classes)
     labels = np.zeros((len(indices), k), np.float32)
     weights = np.zeros((len(indices), k), np.float32) if options.label_format == "indices" else None
     encode_labels(images, indices, labels, options.label_format, weights)
@@ -213,7 +206,7 @@ def _write_hdf5(options: ImageDataOptions, images: ImageList, order: Order, out:
                 progress: Progress) -> dict[str, Any]:
     import h5py
     dtype = np.dtype(manifest["settings"]["hdf5_dtype"])
-    k = _label_width(options, images)
+    k = options.label_width(images.num_classes)
     start = manifest["written"]
     # parts written completely before an interruption stay; a part being written is redone
     handle, part_rows, rows, shape = None, 0, 0, manifest.get("image_shape")

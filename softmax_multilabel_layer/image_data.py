@@ -455,12 +455,7 @@ class ImageBatchReader(object):
             height, width = load_image(self.images.paths[first], o.is_color, where=self.images.where(first)).shape[:2]
         self.image_shape = (height, width)
         self.data_shape = (o.batch_size, channels, height, width)
-        if o.label_format == "indices":
-            assert o.max_labels is not None    # ImageDataOptions requires it with indices
-            k = o.max_labels
-        else:
-            k = self.images.num_classes
-        self.label_shape = (o.batch_size, k)
+        self.label_shape = (o.batch_size, o.label_width(self.images.num_classes))
         self.transform = Transform(channels, o.crop_size, o.mirror, o.mean_value, o.scale, train)
         self.skipped: dict[int, int] = {}          # epoch -> number of bad images replaced
         self._first_skipped: dict[int, str] = {}   # epoch -> the first one's error message

@@ -254,3 +254,10 @@ class ImageDataOptions(_Options):
             if self.rank >= (self.world_size or 1):
                 raise MultilabelLossError("%s: rank must be in [0, world_size) = [0, %d), got %d"
                                           % (o, self.world_size or 1, self.rank))
+
+    def label_width(self, num_classes: int) -> int:
+        """Width of the label (and label_weight) blob: K = max_labels with indices labels, else C = num_classes."""
+        if self.label_format == "indices":
+            assert self.max_labels is not None     # __post_init__ requires it with indices
+            return self.max_labels
+        return num_classes
