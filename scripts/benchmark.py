@@ -647,7 +647,7 @@ def write_bench_images(folder, count, num_classes=20, seed=0):
         ours.append("%s %s\n" % (path, " ".join(str(c) for c in labels)))
         single.append("%s %d\n" % (path, labels[0]))
     lists = os.path.join(folder, "ours.txt"), os.path.join(folder, "imagedata.txt")
-    for path, lines in zip(lists, (ours, single)):
+    for path, lines in zip(lists, (ours, single), strict=True):
         with open(path, "w") as f:
             f.writelines(lines)
     return lists
@@ -688,7 +688,8 @@ def time_data_layer(caffe, path, batches, warmup):
 SMALL_NET = """layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
   convolution_param { num_output: 16 kernel_size: 7 stride: 4 weight_filler { type: "xavier" } } }
 layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
-layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+  pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
 layer { name: "fc" type: "InnerProduct" bottom: "pool1" top: "scores"
   inner_product_param { num_output: 20 weight_filler { type: "xavier" } } }
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "scores" bottom: "label" top: "loss" }
@@ -743,7 +744,7 @@ def run_image_data(args):
             nets[key] = os.path.join(tmp, "data_%s.prototxt" % key)
             with open(nets[key], "w") as f:
                 f.write(layer)
-        rates = {"ours": [], "caffe": []}
+        rates: dict[str, list[float]] = {"ours": [], "caffe": []}
         for _ in range(args.image_rounds):
             for key in ("ours", "caffe"):
                 rates[key].append(time_data_layer(caffe, nets[key], args.image_batches, warmup=6))
@@ -751,7 +752,7 @@ def run_image_data(args):
         report["images_per_s"] = {k: statistics.median(v) for k, v in rates.items()}
         report["images_per_s_all"] = rates
         report["throughput_ratio"] = report["images_per_s"]["ours"] / report["images_per_s"]["caffe"]
-        train = {"ours": [], "caffe": []}
+        train: dict[str, list[float]] = {"ours": [], "caffe": []}
         if args.train_iters > 0:
             layers = image_data_layers(lists, threads, label_format="indices")
             for _ in range(args.train_runs):
@@ -784,7 +785,8 @@ def image_data_markdown(r, command):
     if "train_ms" in r:
         t = r["train_ms"]
         lines.append("| caffe train ms/iteration, small net (best of %d runs of %d iterations) | %.1f | %.1f | %.2fx "
-                     "| <= 1.1x | %s |" % (len(r["train_ms_all"]["ours"]), r["train_iters"], t["ours"], t["caffe"], r["train_ratio"], "PASS" if r["train_ratio"] <= 1.1 else "FAIL"))
+                     "| <= 1.1x | %s |" % (len(r["train_ms_all"]["ours"]), r["train_iters"], t["ours"], t["caffe"],
+                                          r["train_ratio"], "PASS" if r["train_ratio"] <= 1.1 else "FAIL"))
     lines.append("")
     lines.append("Every round: images/s ours %s, Caffe %s." % (
         [round(v) for v in r["images_per_s_all"]["ours"]], [round(v) for v in r["images_per_s_all"]["caffe"]]))

@@ -7,10 +7,37 @@ in :mod:`.layers`, referenced from a prototxt as
 resolved from :mod:`.layers` on first access (a module-level ``__getattr__``),
 so importing the package itself still needs no Caffe.
 """
-from .functional import (Workspace, sigmoid_multilabel_backward, sigmoid_multilabel_forward,
-                         sigmoid_multilabel_loss, sigmoid_probabilities, softmax_multilabel_backward, softmax_multilabel_forward,
-                         softmax_multilabel_loss, softmax_probabilities)
+from typing import Any as _Any
+
+from .functional import (
+    Workspace,
+    sigmoid_multilabel_backward,
+    sigmoid_multilabel_forward,
+    sigmoid_multilabel_loss,
+    sigmoid_probabilities,
+    softmax_multilabel_backward,
+    softmax_multilabel_forward,
+    softmax_multilabel_loss,
+    softmax_probabilities,
+)
 from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+
+# The names re-exported from .functional and .params. The layer classes (_LAZY below) are left out,
+# so that `from softmax_multilabel_layer import *` still needs no Caffe.
+__all__ = [
+    "MultilabelLossError",
+    "SigmoidOptions",
+    "SoftmaxOptions",
+    "Workspace",
+    "sigmoid_multilabel_backward",
+    "sigmoid_multilabel_forward",
+    "sigmoid_multilabel_loss",
+    "sigmoid_probabilities",
+    "softmax_multilabel_backward",
+    "softmax_multilabel_forward",
+    "softmax_multilabel_loss",
+    "softmax_probabilities",
+]
 
 __version__ = "0.1.0"
 
@@ -18,12 +45,12 @@ __version__ = "0.1.0"
 _LAZY = {"SoftmaxMultilabelLossLayer": "layers", "SigmoidMultilabelLossLayer": "layers"}
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> _Any:
     if name in _LAZY:
         import importlib
         return getattr(importlib.import_module("." + _LAZY[name], __name__), name)
     raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))

@@ -10,6 +10,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from . import __version__, convert
 from .params import SigmoidOptions, SoftmaxOptions
@@ -33,7 +35,8 @@ GRADCHECK_EXAMPLES = """examples:
       also the layer's weights and biases
 
 fill specs: gaussian[:STD], uniform:LO:HI, randint:LO:HI, bernoulli:P, constant:V, or FILE.npy
-exit status: 0 passed, 1 failed (or tested nothing: every gradient was 0), 2 bad arguments or a net that cannot be checked
+exit status: 0 passed, 1 failed (or tested nothing: every gradient was 0), 2 bad arguments or a net that \
+cannot be checked
 """
 PROTOTXT_EXAMPLES = """examples:
   %(prog)s --loss softmax
@@ -46,21 +49,23 @@ Option values are JSON (numbers, lists, strings); a bare word is a string.
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error message (and exit status 2)."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, "%s: error: %s (see %s --help)\n" % (self.prog, message, self.prog))
 
 
 class _VersionAction(argparse.Action):
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, default: Any = argparse.SUPPRESS,
+                 help: str | None = None) -> None:
         super().__init__(option_strings, dest, nargs=0, default=default, help=help)
 
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
         print("%s %s" % (PROG, __version__))
         print(caffe_version())
         parser.exit(0)
 
 
-def caffe_version():
+def caffe_version() -> str:
     """One line naming the Caffe that ``import caffe`` finds, or why none was found."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     try:
@@ -72,7 +77,7 @@ def caffe_version():
                                                 python_layer, os.path.dirname(caffe.__file__))
 
 
-def _json_value(text):
+def _json_value(text: str) -> Any:
     """An option value: JSON, or a bare word taken as a string (``--normalization valid``).
 
     Text that starts like a JSON number, list, object or string must be valid JSON.
@@ -86,14 +91,14 @@ def _json_value(text):
         return text
 
 
-def _blob_spec(text):
+def _blob_spec(text: str) -> tuple[str, str]:
     blob, sep, spec = text.partition("=")
     if not sep or not blob or not spec:
         raise argparse.ArgumentTypeError("expected BLOB=SPEC, got %r" % text)
     return blob, spec
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Tools for Caffe's multi-label loss layers of softmax_multilabel_layer: "
                      "a gradient checker for any layer, and prototxt generation.",
                      epilog=EXAMPLES % {"prog": PROG}, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,7 +146,7 @@ def build_parser():
     p.add_argument("--top", default="loss", help='top blob (default "loss")')
     p.add_argument("--loss-weight", type=float, default=1.0, help="loss_weight (default 1; required by Caffe)")
     options = p.add_argument_group("layer options (docs/losses.md)")
-    owners = {}
+    owners: dict[str, list[str]] = {}
     for options_class, loss in ((SoftmaxOptions, "softmax"), (SigmoidOptions, "sigmoid")):
         for key in options_class.keys():
             owners.setdefault(key, []).append(loss)
@@ -158,17 +163,18 @@ def build_parser():
     return parser
 
 
-def _gradcheck(args):
+def _gradcheck(args: argparse.Namespace) -> int:
     from .gradcheck import check_layer_gradient, format_report
     report = check_layer_gradient(args.net, args.layer, bottoms=args.bottom, weights=args.weights, phase=args.phase,
                                   fills=dict(args.fill), seed=args.seed, stepsize=args.stepsize,
-                                  threshold=args.threshold, floor=args.floor, kink=args.kink, kink_range=args.kink_range,
-                                  max_elements=args.max_elements, check_params=args.params)
+                                  threshold=args.threshold, floor=args.floor, kink=args.kink,
+                                  kink_range=args.kink_range, max_elements=args.max_elements,
+                                  check_params=args.params)
     print(format_report(report))
     return 0 if report.passed else 1
 
 
-def _prototxt(args):
+def _prototxt(args: argparse.Namespace) -> int:
     from .netspec import layer_prototxt
     params = {k[len("opt_"):]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
     bottoms = args.bottom or (("scores", "labels", "label_weights") if params.get("label_format") == "indices"
@@ -182,7 +188,7 @@ def _prototxt(args):
 INTERNAL_OWNERS = ("layer_prototxt", "python_param")
 
 
-def _user_message(text):
+def _user_message(text: str) -> str:
     """The last line of an error, without an internal function name the user never called."""
     lines = text.strip().splitlines()
     message = lines[-1] if lines else ""
@@ -190,7 +196,7 @@ def _user_message(text):
     return rest if sep and owner in INTERNAL_OWNERS else message
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     run = {"gradcheck": _gradcheck, "prototxt": _prototxt, "convert": convert.run}.get(args.command) or args.run

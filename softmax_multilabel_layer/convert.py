@@ -18,6 +18,7 @@ Both write ``convert.json`` (options, list checksum, progress). An existing
 output folder is refused unless ``resume`` (continue an interrupted run with the
 same options) or ``overwrite``. The counts are verified at the end.
 """
+import argparse
 import concurrent.futures
 import hashlib
 import json
@@ -25,10 +26,13 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from .image_data import check_files_exist, encode_labels, load_image, parse_image_list
+from .image_data import ImageList, check_files_exist, encode_labels, load_image, parse_image_list
 from .params import ImageDataOptions, MultilabelLossError
 
 OWNER = "softmax-multilabel convert"
@@ -37,17 +41,23 @@ FORMATS = ("hdf5", "lmdb")
 CHUNK = 256                     # images decoded (and committed, for LMDB) per step
 LMDB_MAP_SIZE = 1 << 40         # sparse: only what is written takes disk space
 
+# convert.json: {"settings": {...}, "written": int, "parts": [...], "complete": bool, "image_shape": [C, H, W]}
+Manifest = dict[str, Any]
+# The order images are written in: list indices (a permutation of range(N) with shuffle).
+Order = NDArray[np.integer[Any]]
+
 
 class Progress(object):
     """A one-line progress bar on a stream: count, percent, rate and time left (a line per 10% off a TTY)."""
 
-    def __init__(self, total, done=0, stream=None, label="images"):
+    def __init__(self, total: int, done: int = 0, stream: IO[str] | None = None, label: str = "images") -> None:
         self.total, self.done, self.label = total, done, label
         self.stream = sys.stderr if stream is None else stream
         self.tty = getattr(self.stream, "isatty", lambda: False)()
-        self.start, self.start_done, self.last, self.last_decile = None, done, 0.0, -1
+        self.start: float | None = None
+        self.start_done, self.last, self.last_decile = done, 0.0, -1
 
-    def update(self, n):
+    def update(self, n: int) -> None:
         now = time.monotonic()
         if self.start is None:          # the rate counts from the first image, not from start-up
             self.start, self.start_done = now - 1e-3, self.done
@@ -67,7 +77,7 @@ class Progress(object):
             self.stream.flush()
 
 
-def _sha256(path):
+def _sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -75,7 +85,7 @@ def _sha256(path):
     return h.hexdigest()
 
 
-def _prepare_output(out, settings, resume, overwrite):
+def _prepare_output(out: str, settings: dict[str, Any], resume: bool, overwrite: bool) -> Manifest:
     """Create ``out`` or check it for a resume; returns the manifest to continue from (or a fresh one)."""
     path = os.path.join(out, MANIFEST)
     if os.path.isdir(out) and os.listdir(out):
@@ -86,7 +96,7 @@ def _prepare_output(out, settings, resume, overwrite):
                 raise MultilabelLossError("%s: cannot resume: %s has no %s (not made by convert); use --overwrite "
                                           "to replace it" % (OWNER, out, MANIFEST))
             with open(path) as f:
-                manifest = json.load(f)
+                manifest: Manifest = json.load(f)
             changed = sorted(k for k in set(settings) | set(manifest["settings"])
                              if settings.get(k) != manifest["settings"].get(k))
             if changed:
@@ -102,28 +112,31 @@ def _prepare_output(out, settings, resume, overwrite):
     return {"settings": settings, "written": 0, "parts": [], "complete": False}
 
 
-def _save_manifest(out, manifest):
+def _save_manifest(out: str, manifest: Manifest) -> None:
     tmp = os.path.join(out, MANIFEST + ".tmp")
     with open(tmp, "w") as f:
         json.dump(manifest, f, indent=1)
     os.replace(tmp, os.path.join(out, MANIFEST))
 
 
-def _decoded(options, images, order, start, threads):
+def _decoded(options: ImageDataOptions, images: ImageList, order: Order, start: int,
+             threads: int) -> Iterator[tuple[int, int, NDArray[np.uint8]]]:
     """Yield (position, index, uint8 image) from ``start`` in list order, decoding ``threads`` at a time."""
-    def load(i):
+    def load(i: int) -> NDArray[np.uint8]:
         return load_image(images.paths[i], options.is_color, options.new_height, options.new_width, images.where(i))
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         for chunk in range(start, len(order), CHUNK):
             idx = order[chunk:chunk + CHUNK]
-            for j, (i, img) in enumerate(zip(idx, pool.map(load, idx))):
+            for j, (i, img) in enumerate(zip(idx, pool.map(load, idx), strict=True)):
                 yield chunk + j, int(i), img
 
 
-def convert(source, out, fmt, num_classes=None, class_names=None, root_folder="", new_height=0, new_width=0,
-            is_color=True, label_format="dense", max_labels=None, shuffle=False, seed=0, encoded=False,
-            hdf5_dtype="uint8", max_file_bytes=950 * 10 ** 6, threads=2, resume=False, overwrite=False,
-            batch_size=32, stream=None):
+def convert(source: str, out: str, fmt: str, num_classes: int | None = None, class_names: str | None = None,
+            root_folder: str = "", new_height: int = 0, new_width: int = 0, is_color: bool = True,
+            label_format: str = "dense", max_labels: int | None = None, shuffle: bool = False, seed: int = 0,
+            encoded: bool = False, hdf5_dtype: str = "uint8", max_file_bytes: int = 950 * 10 ** 6, threads: int = 2,
+            resume: bool = False, overwrite: bool = False, batch_size: int = 32,
+            stream: IO[str] | None = None) -> dict[str, Any]:
     """Convert a multi-label image list; returns a summary dict (counts, paths, the prototxt to use).
 
     Args:
@@ -155,7 +168,7 @@ def convert(source, out, fmt, num_classes=None, class_names=None, root_folder=""
     images = parse_image_list(source, options.num_classes, class_names, root_folder, max_labels, OWNER)
     check_files_exist(images, OWNER, root_folder)
     n = len(images.paths)
-    order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+    order: Order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
     settings = {"format": fmt, "source": os.path.abspath(source), "source_sha256": _sha256(source),
                 "root_folder": root_folder, "num_classes": images.num_classes, "class_names": class_names,
                 "new_height": new_height, "new_width": new_width, "is_color": is_color, "label_format": label_format,
@@ -171,30 +184,29 @@ def convert(source, out, fmt, num_classes=None, class_names=None, root_folder=""
     return summary
 
 
-def _label_width(options, images):
-    return options.max_labels if options.label_format == "indices" else images.num_classes
-
-
-def _labels_for(options, images, indices):
-    k = _label_width(options, images)
+def _labels_for(options: ImageDataOptions, images: ImageList,
+                indices: Sequence[int]) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
+    k = options.label_width(images.num_classes)
     labels = np.zeros((len(indices), k), np.float32)
     weights = np.zeros((len(indices), k), np.float32) if options.label_format == "indices" else None
     encode_labels(images, indices, labels, options.label_format, weights)
     return labels, weights
 
 
-def _size_error(images, i, shape, first):
-    return MultilabelLossError("%s: image %r (%s) is %dx%dx%d but the first image is %dx%dx%d; an HDF5 dataset "
-                               "needs one size: pass --new-height and --new-width" % (
-                                   (OWNER, images.paths[i], images.where(i)) + tuple(shape) + tuple(first)))
+def _size_error(images: ImageList, i: int, shape: Sequence[int], first: Sequence[int]) -> MultilabelLossError:
+    return MultilabelLossError("%s: image %r (%s) is %s but the first image is %s; an HDF5 dataset "
+                               "needs one size: pass --new-height and --new-width"
+                               % (OWNER, images.paths[i], images.where(i), "x".join("%d" % d for d in shape),
+                                  "x".join("%d" % d for d in first)))
 
 
 # ---------------------------------------------------------------- HDF5
 
-def _write_hdf5(options, images, order, out, manifest, progress):
+def _write_hdf5(options: ImageDataOptions, images: ImageList, order: Order, out: str, manifest: Manifest,
+                progress: Progress) -> dict[str, Any]:
     import h5py
     dtype = np.dtype(manifest["settings"]["hdf5_dtype"])
-    k = _label_width(options, images)
+    k = options.label_width(images.num_classes)
     start = manifest["written"]
     # parts written completely before an interruption stay; a part being written is redone
     handle, part_rows, rows, shape = None, 0, 0, manifest.get("image_shape")
@@ -218,6 +230,7 @@ def _write_hdf5(options, images, order, out, manifest, progress):
         lab, wts = _labels_for(options, images, [i])
         label[rows] = lab[0]
         if weight is not None:
+            assert wts is not None             # both exist exactly with label_format indices
             weight[rows] = wts[0]
         rows += 1
         progress.update(1)
@@ -235,7 +248,7 @@ def _write_hdf5(options, images, order, out, manifest, progress):
         f.write("".join(p + "\n" for p in paths))
     # verify: every file holds the rows the manifest says, and they add up to the list
     total = 0
-    for p, part in zip(paths, manifest["parts"]):
+    for p, part in zip(paths, manifest["parts"], strict=True):
         with h5py.File(p, "r") as f:
             counts = {name: f[name].shape[0] for name in f}
         if set(counts.values()) != {part["rows"]}:
@@ -252,7 +265,7 @@ def _write_hdf5(options, images, order, out, manifest, progress):
 
 # ---------------------------------------------------------------- LMDB
 
-def _datum_module():
+def _datum_module() -> Any:
     try:
         from caffe.proto import caffe_pb2
     except ImportError as exc:
@@ -261,7 +274,7 @@ def _datum_module():
     return caffe_pb2
 
 
-def _lmdb():
+def _lmdb() -> Any:
     try:
         import lmdb
     except ImportError as exc:
@@ -270,12 +283,13 @@ def _lmdb():
     return lmdb
 
 
-def lmdb_key(position, path):
+def lmdb_key(position: int, path: str) -> bytes:
     """The key of the position-th record: ``%08d_<path>`` as Caffe's convert_imageset, at most 500 bytes."""
     return ("%08d_%s" % (position, path)).encode("utf-8")[:500]
 
 
-def _image_datum(caffe_pb2, cv2, img, path, options, encoded):
+def _image_datum(caffe_pb2: Any, cv2: Any, img: NDArray[np.uint8], path: str, options: ImageDataOptions,
+                 encoded: bool) -> bytes:
     datum = caffe_pb2.Datum()
     datum.height, datum.width, datum.channels = img.shape[0], img.shape[1], img.shape[2]
     if encoded:
@@ -292,14 +306,15 @@ def _image_datum(caffe_pb2, cv2, img, path, options, encoded):
     return datum.SerializeToString()
 
 
-def _float_datum(caffe_pb2, values):
+def _float_datum(caffe_pb2: Any, values: NDArray[np.float32]) -> bytes:
     datum = caffe_pb2.Datum()
     datum.channels, datum.height, datum.width = len(values), 1, 1
     datum.float_data.extend(values.tolist())
     return datum.SerializeToString()
 
 
-def _write_lmdb(options, images, order, out, manifest, progress):
+def _write_lmdb(options: ImageDataOptions, images: ImageList, order: Order, out: str, manifest: Manifest,
+                progress: Progress) -> dict[str, Any]:
     caffe_pb2, lmdb = _datum_module(), _lmdb()
     import cv2
     names = ["images_lmdb", "labels_lmdb"] + (["label_weights_lmdb"] if options.label_format == "indices" else [])
@@ -327,7 +342,7 @@ def _write_lmdb(options, images, order, out, manifest, progress):
                 txns = None
                 manifest["written"] = pos + 1
                 _save_manifest(out, manifest)
-        counts = {name: env.stat()["entries"] for name, env in zip(names, envs)}
+        counts = {name: env.stat()["entries"] for name, env in zip(names, envs, strict=True)}
         keys = []
         for env in envs:
             with env.begin() as txn:
@@ -365,9 +380,8 @@ List format: one image a line, 'path label label ...'; a label is a 0-based clas
 """
 
 
-def add_parser(sub, parser_class=None):
+def add_parser(sub: "argparse._SubParsersAction[Any]") -> argparse.ArgumentParser:
     """Register the ``convert`` subcommand on an argparse subparsers object."""
-    import argparse
     p = sub.add_parser("convert", help="convert a multi-label image list to HDF5 or to image + label LMDBs",
                        description="Decode the images of a multi-label list (as Caffe's ImageData: OpenCV, BGR) "
                        "and write HDF5 files for HDF5Data, or an image LMDB and a label LMDB for two Data layers.",
@@ -398,7 +412,7 @@ def add_parser(sub, parser_class=None):
     return p
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     """The ``convert`` subcommand: convert, verify, print the prototxt layers; returns the exit status."""
     try:
         summary = _run(args)
@@ -407,7 +421,7 @@ def run(args):
         message = message[len(OWNER) + 2:] if message.startswith(OWNER + ": ") else message
         sys.stderr.write("%s: error: %s\n" % (OWNER, message))
         return 2
-    where = summary.get("files") or summary.get("databases")
+    where = summary.get("files") or summary["databases"]
     print("converted %d images%s into %s (%s); verified counts: %s" % (
         summary["images"], " (resumed at %d)" % summary["resumed_from"] if summary["resumed_from"] else "",
         summary["out"], ", ".join(os.path.basename(p) for p in where),
@@ -417,7 +431,7 @@ def run(args):
     return 0
 
 
-def _run(args):
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     return convert(args.list, args.out, args.format, num_classes=args.num_classes, class_names=args.class_names,
                    root_folder=args.root_folder, new_height=args.new_height, new_width=args.new_width,
                    is_color=not args.gray, label_format=args.label_format, max_labels=args.max_labels,

@@ -18,6 +18,8 @@ The phase comes from Caffe (random crop, mirror and shuffle in TRAIN only).
 ``rank`` / ``world_size`` default to ``caffe.solver_rank()`` /
 ``caffe.solver_count()`` when pycaffe has them, else 0 and 1.
 """
+from typing import Any
+
 import caffe
 
 from .image_data import ImageBatchReader
@@ -26,7 +28,7 @@ from .params import IMAGE_DATA_OWNER, ImageDataOptions, MultilabelLossError
 TRAIN = 0
 
 
-def _solver_shard():
+def _solver_shard() -> tuple[int, int]:
     """(rank, world_size) from pycaffe when it has them (multi-GPU builds with NCCL), else (0, 1)."""
     rank, count = getattr(caffe, "solver_rank", None), getattr(caffe, "solver_count", None)
     if rank is None or count is None:
@@ -37,9 +39,9 @@ def _solver_shard():
 class MultilabelImageDataLayer(caffe.Layer):
     """Reads a multi-label image list with prefetching decode threads; see the module docstring."""
 
-    def setup(self, bottom, top):
+    def setup(self, bottom: Any, top: Any) -> None:
         name = IMAGE_DATA_OWNER
-        self.reader = None
+        self.reader: ImageBatchReader | None = None
         options = ImageDataOptions.from_param_str(self.param_str, name)
         if len(bottom) != 0:
             raise MultilabelLossError("%s: takes no bottoms, got %d" % (name, len(bottom)))
@@ -57,20 +59,21 @@ class MultilabelImageDataLayer(caffe.Layer):
         for i in range(len(top)):
             top[i].reshape(*shapes[i])
 
-    def reshape(self, bottom, top):
+    def reshape(self, bottom: Any, top: Any) -> None:
         pass                      # fixed shapes, set in setup
 
-    def forward(self, bottom, top):
+    def forward(self, bottom: Any, top: Any) -> None:
+        assert self.reader is not None          # made by setup, which Caffe runs first
         data, label, weight = self.reader.next_batch()
         top[0].data[...] = data
         top[1].data[...] = label
         if len(top) > 2:
             top[2].data[...] = weight
 
-    def backward(self, top, propagate_down, bottom):
+    def backward(self, top: Any, propagate_down: Any, bottom: Any) -> None:
         pass
 
-    def close(self):
+    def close(self) -> None:
         """Stop the decode threads. pycaffe never frees a Python layer (the C++ PythonLayer and this object hold
         each other), so deleting the net does not: call this, or let the process end (threads are daemons and
         are stopped at interpreter exit)."""

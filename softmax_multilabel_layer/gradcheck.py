@@ -89,7 +89,7 @@ class BlobCheck:
         return self.failures == 0 and self.non_finite_analytic == 0
 
     @property
-    def all_zero(self):
+    def all_zero(self) -> bool:
         """Elements were checked, but every analytic and numeric value was exactly 0: nothing was tested."""
         return self.checked > 0 and self.largest_gradient == 0 and self.non_finite_analytic == 0
 
@@ -107,11 +107,11 @@ class GradcheckReport:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def passed(self):
+    def passed(self) -> bool:
         return any(c.checked and not c.all_zero for c in self.checks) and all(c.passed for c in self.checks)
 
     @property
-    def tested_nothing(self):
+    def tested_nothing(self) -> bool:
         """Every checked element of every blob had analytic and numeric gradient exactly 0."""
         return any(c.checked for c in self.checks) and all(c.all_zero or not c.checked for c in self.checks)
 
@@ -151,7 +151,7 @@ def parse_fill(spec: str) -> Fill:
 
 # ---------------------------------------------------------------- net preparation
 
-def _call(what, fn, *args, hint="", **kwargs):
+def _call(what: str, fn: Callable[..., Any], *args: Any, hint: str = "", **kwargs: Any) -> Any:
     """Run a Caffe step; an exception from it (say a Python layer's) becomes a GradcheckError naming the step."""
     try:
         return fn(*args, **kwargs)
@@ -161,7 +161,7 @@ def _call(what, fn, *args, hint="", **kwargs):
         raise GradcheckError("%s failed: %s: %s%s" % (what, type(exc).__name__, exc, hint)) from exc
 
 
-def _import_caffe():
+def _import_caffe() -> tuple[Any, Any, Any]:
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     from caffe.proto import caffe_pb2
@@ -169,20 +169,24 @@ def _import_caffe():
     return caffe, caffe_pb2, text_format
 
 
-def _default_bottoms(layer_param):
+def _default_bottoms(layer_param: Any) -> list[int]:
     """Caffe's tests check a loss layer's first bottom (the others are usually labels), other layers' every bottom."""
     is_loss = any(w != 0 for w in layer_param.loss_weight) or layer_param.type.endswith("Loss") \
         or _python_loss_without_weight(layer_param)
     return [0] if is_loss else list(range(len(layer_param.bottom)))
 
 
-def _python_loss_without_weight(layer_param):
-    """A Python layer whose class name says it is a loss, with no non-zero loss_weight (Python layers get no default)."""
+def _python_loss_without_weight(layer_param: Any) -> bool:
+    """A Python layer whose class name says it is a loss, with no non-zero loss_weight.
+
+    Python layers get no default loss weight.
+    """
     return (layer_param.type == "Python" and "loss" in layer_param.python_param.layer.lower()
             and not any(w != 0 for w in layer_param.loss_weight))
 
 
-def prepare_net_param(net_param, layer_name, bottoms=None):
+def prepare_net_param(net_param: Any, layer_name: str,
+                      bottoms: Iterable[int] | None = None) -> tuple[Any, list[int], list[str]]:
     """Rewrite a NetParameter for checking ``layer_name``; returns (net_param, checked bottom indices, notes).
 
     Sets ``force_backward``, the layer's ``propagate_down`` (true exactly for the
@@ -195,14 +199,14 @@ def prepare_net_param(net_param, layer_name, bottoms=None):
                                  "upgrade_net_proto_text tool first")
         raise GradcheckError("no layer named %r; the layers are: %s"
                              % (layer_name, ", ".join(layer.name for layer in net_param.layer)))
-    notes = []
+    notes: list[str] = []
     count = len(matches[0].bottom)
     if count == 0:
         raise GradcheckError("layer %r has no bottoms: nothing to check" % layer_name)
     if bottoms is None:
         bottoms = _default_bottoms(matches[0])
-    bottoms = sorted(set(bottoms))
-    bad = [k for k in bottoms if not 0 <= k < count]
+    checked = sorted(set(bottoms))
+    bad = [k for k in checked if not 0 <= k < count]
     if bad:
         raise GradcheckError("--bottom %s out of range: layer %r has %d bottom(s) (%s), indices 0..%d"
                              % (bad[0], layer_name, count, ", ".join(matches[0].bottom), count - 1))
@@ -220,13 +224,13 @@ def prepare_net_param(net_param, layer_name, bottoms=None):
             copy.loss_weight.extend([1.0] + [0.0] * (len(copy.top) - 1))
     for layer in matches:
         del layer.propagate_down[:]
-        layer.propagate_down.extend(k in bottoms for k in range(len(layer.bottom)))
+        layer.propagate_down.extend(k in checked for k in range(len(layer.bottom)))
         for t, top in enumerate(layer.top):
             if top in layer.bottom:
                 layer.top[t] = top + "__gradcheck_top"
                 notes.append("in-place layer: its top %r was given its own blob %r for the check"
                              % (top, layer.top[t]))
-    return net_param, bottoms, notes
+    return net_param, checked, notes
 
 
 def load_net(prototxt: str, layer_name: str, bottoms: Iterable[int] | None = None, weights: str | None = None,
@@ -291,7 +295,7 @@ def fill_inputs(net: Any, fills: Mapping[str, str] | None = None, seed: int = 0)
 
 # ---------------------------------------------------------------- the check
 
-def _objective(net, layer_name, rng):
+def _objective(net: Any, layer_name: str, rng: np.random.Generator) -> tuple[dict[str, NDArray[np.float64]], str]:
     """dJ/dy for each top of the layer, and a description of J."""
     tops = list(net.top_names[layer_name])
     if not tops:
@@ -348,11 +352,11 @@ def check_layer_gradient(prototxt: str, layer_name: str, bottoms: Iterable[int] 
     top_grads, objective = _objective(net, layer_name, rng)
     report = GradcheckReport(layer_name, layer.type, objective, stepsize, threshold, floor, notes=notes)
 
-    def restore():
+    def restore() -> None:
         for blob, data in zip(restored, saved, strict=True):
             blob.data[...] = data
 
-    def evaluate():
+    def evaluate() -> float:
         _call("layer %r forward" % layer_name, net._forward, index, index, hint=hint)
         return sum(float(np.dot(net.blobs[t].data.ravel().astype(np.float64), g.ravel()))
                    for t, g in top_grads.items())

@@ -45,9 +45,11 @@ import queue
 import re
 import threading
 import weakref
-from typing import List, NamedTuple, Optional
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .params import IMAGE_DATA_OWNER, ImageDataOptions, MultilabelLossError
 
@@ -65,19 +67,19 @@ class ImageDecodeError(MultilabelLossError):
 class ImageList(NamedTuple):
     """A parsed list file. ``labels[i]`` / ``values[i]``: int32 class indices and float32 values of image i."""
     source: str
-    paths: List[str]                 # root_folder joined
-    line_numbers: List[int]          # 1-based line of each image in ``source``
-    labels: List[np.ndarray]
-    values: List[np.ndarray]
+    paths: list[str]                 # root_folder joined
+    line_numbers: list[int]          # 1-based line of each image in ``source``
+    labels: list[NDArray[np.int32]]
+    values: list[NDArray[np.float32]]
     num_classes: int
-    class_names: Optional[List[str]]
+    class_names: list[str] | None
 
-    def where(self, i):
+    def where(self, i: int) -> str:
         """``"source:line"`` of image i, for messages."""
         return "%s:%d" % (self.source, self.line_numbers[i])
 
 
-def read_class_names(path, owner=IMAGE_DATA_OWNER):
+def read_class_names(path: str, owner: str = IMAGE_DATA_OWNER) -> list[str]:
     """Class names from a file, one a line (line i is class i); blank lines and duplicates are errors."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -86,7 +88,8 @@ def read_class_names(path, owner=IMAGE_DATA_OWNER):
         raise MultilabelLossError("%s: class_names file %r cannot be read: %s" % (owner, path, exc.strerror)) from None
     while lines and not lines[-1].strip():
         lines.pop()
-    names, seen = [], {}
+    names: list[str] = []
+    seen: dict[str, int] = {}
     for number, line in enumerate(lines, 1):
         name = line.strip()
         if not name:
@@ -102,7 +105,7 @@ def read_class_names(path, owner=IMAGE_DATA_OWNER):
     return names
 
 
-def _split_line(line):
+def _split_line(line: str) -> tuple[str, list[str]]:
     if "\t" in line:
         path, _, rest = line.partition("\t")
         return path.strip(), rest.split()
@@ -113,22 +116,20 @@ def _split_line(line):
 _INDEX = re.compile(r"[+-]?[0-9]+")
 
 
-def _parse_label(token, name_index, num_classes, where, owner):
+def _parse_label(token: str, name_index: dict[str, int] | None, num_classes: int, where: str,
+                 owner: str) -> tuple[int, float]:
     label, value = token, 1.0
     head, sep, tail = token.rpartition(":")
     if sep:
         try:
             value = float(tail)
-        except ValueError:
-            value = None
-        if value is not None:
             label = head
-        elif name_index is None:
-            raise MultilabelLossError("%s: %s: bad label %r: the weight after ':' must be a number, e.g. 17:0.5"
-                                      % (owner, where, token))
-        else:
-            value = 1.0
-        if value is not None and (not math.isfinite(value) or value < 0):
+        except ValueError:
+            if name_index is None:
+                raise MultilabelLossError("%s: %s: bad label %r: the weight after ':' must be a number, e.g. "
+                                          "17:0.5" % (owner, where, token)) from None
+            # A name with a ':' in it (class names may have one): the whole token is the name, value 1.
+        if not math.isfinite(value) or value < 0:
             raise MultilabelLossError("%s: %s: label %r has weight %r; expected a finite number >= 0"
                                       % (owner, where, token, value))
     index = int(label) if _INDEX.fullmatch(label) else None     # not int(): it takes "1_0" and other digits
@@ -150,8 +151,9 @@ def _parse_label(token, name_index, num_classes, where, owner):
     return index, value
 
 
-def parse_image_list(source, num_classes=None, class_names=None, root_folder="", max_labels=None,
-                     owner=IMAGE_DATA_OWNER):
+def parse_image_list(source: str, num_classes: int | None = None, class_names: str | None = None,
+                     root_folder: str = "", max_labels: int | None = None,
+                     owner: str = IMAGE_DATA_OWNER) -> ImageList:
     """Parse and validate a list file (format in the module docstring).
 
     Args:
@@ -185,7 +187,10 @@ def parse_image_list(source, num_classes=None, class_names=None, root_folder="",
                                   % (owner, source, os.getcwd())) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise MultilabelLossError("%s: list file %r cannot be read: %s" % (owner, source, exc)) from None
-    paths, numbers, labels, values = [], [], [], []
+    paths: list[str] = []
+    numbers: list[int] = []
+    labels: list[NDArray[np.int32]] = []
+    values: list[NDArray[np.float32]] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip() if "\t" not in raw else raw.lstrip(" ").rstrip()
         if not line or line.startswith("#"):
@@ -196,7 +201,7 @@ def parse_image_list(source, num_classes=None, class_names=None, root_folder="",
             raise MultilabelLossError("%s: %s: empty image path before the TAB" % (owner, where))
         idx = np.empty(len(tokens), np.int32)
         val = np.empty(len(tokens), np.float32)
-        seen = set()
+        seen: set[int] = set()
         for j, token in enumerate(tokens):
             idx[j], val[j] = _parse_label(token, name_index, num_classes, where, owner)
             if idx[j] in seen:
@@ -216,7 +221,7 @@ def parse_image_list(source, num_classes=None, class_names=None, root_folder="",
     return ImageList(source, paths, numbers, labels, values, int(num_classes), names)
 
 
-def check_files_exist(image_list, owner=IMAGE_DATA_OWNER, root_folder=""):
+def check_files_exist(image_list: ImageList, owner: str = IMAGE_DATA_OWNER, root_folder: str = "") -> None:
     """Raise one error naming the count and the first few image files that do not exist."""
     missing = [i for i, p in enumerate(image_list.paths) if not os.path.isfile(p)]
     if missing:
@@ -232,7 +237,8 @@ def check_files_exist(image_list, owner=IMAGE_DATA_OWNER, root_folder=""):
                                          "folder") if relative else ""))
 
 
-def encode_labels(image_list, indices, out, label_format, weights_out=None):
+def encode_labels(image_list: ImageList, indices: Sequence[int], out: NDArray[np.float32], label_format: str,
+                  weights_out: NDArray[np.float32] | None = None) -> None:
     """Write the labels of images ``indices`` into ``out`` (N x C dense, or N x K indices padded with -1)."""
     if label_format == "dense":
         out[...] = 0
@@ -251,7 +257,7 @@ def encode_labels(image_list, indices, out, label_format, weights_out=None):
 
 # ---------------------------------------------------------------- decoding and augmentation
 
-def _cv2():
+def _cv2() -> Any:
     try:
         import cv2
     except ImportError as exc:
@@ -261,7 +267,8 @@ def _cv2():
     return cv2
 
 
-def load_image(path, is_color=True, new_height=0, new_width=0, where=None):
+def load_image(path: str, is_color: bool = True, new_height: int = 0, new_width: int = 0,
+               where: str | None = None) -> NDArray[np.uint8]:
     """Decode and optionally resize one image as Caffe's ``ReadImageToCVMat``: uint8 H x W x C, BGR.
 
     Raises :class:`ImageDecodeError` naming the file when it cannot be decoded.
@@ -294,13 +301,15 @@ class Transform(object):
         >>> t(load_image("cat.jpg", new_height=256, new_width=256), out, np.random.default_rng(0))  # doctest: +SKIP
     """
 
-    def __init__(self, channels, crop_size=0, mirror=False, mean_value=None, scale=1.0, train=True):
+    def __init__(self, channels: int, crop_size: int = 0, mirror: bool = False,
+                 mean_value: ArrayLike | None = None, scale: float = 1.0, train: bool = True) -> None:
         self.crop_size, self.mirror, self.train = crop_size, bool(mirror) and train, train
         mean = np.zeros(channels, np.float32) if mean_value is None else np.asarray(mean_value, np.float32)
         self.mean = np.broadcast_to(mean, (channels,)).reshape(channels, 1, 1).copy()
         self.scale = np.float32(scale)
 
-    def __call__(self, img, out, rng):
+    def __call__(self, img: NDArray[np.uint8], out: NDArray[np.float32],
+                 rng: np.random.Generator) -> NDArray[np.float32]:
         h, w = img.shape[:2]
         c = self.crop_size
         if c:
@@ -332,17 +341,18 @@ class Schedule(object):
     image from position r) and L its length.
     """
 
-    def __init__(self, num_images, batch_size, shuffle=True, seed=0, rank=0, world_size=1, owner=IMAGE_DATA_OWNER):
+    def __init__(self, num_images: int, batch_size: int, shuffle: bool = True, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, owner: str = IMAGE_DATA_OWNER) -> None:
         if num_images < world_size:
             raise MultilabelLossError("%s: %d images cannot be shared among world_size %d ranks"
                                       % (owner, num_images, world_size))
         self.num_images, self.batch_size, self.shuffle, self.seed = num_images, batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.shard_size = len(range(rank, num_images, world_size))
-        self._cache = {}
+        self._cache: dict[int, NDArray[np.intp]] = {}
         self._lock = threading.Lock()          # workers ask for orders too (replacing a bad image)
 
-    def epoch_order(self, epoch):
+    def epoch_order(self, epoch: int) -> NDArray[np.intp]:
         """The images rank r reads in ``epoch``, in order (int64 array)."""
         with self._lock:
             order = self._cache.get(epoch)
@@ -357,15 +367,15 @@ class Schedule(object):
                 self._cache[epoch] = order
             return order
 
-    def batch(self, k):
+    def batch(self, k: int) -> list[tuple[int, int]]:
         """[(epoch, image index)] for batch k of this rank."""
-        out = []
+        out: list[tuple[int, int]] = []
         for p in range(k * self.batch_size, (k + 1) * self.batch_size):
             epoch, j = divmod(p, self.shard_size)
             out.append((epoch, int(self.epoch_order(epoch)[j])))
         return out
 
-    def sample_rng(self, epoch, image, attempt=0):
+    def sample_rng(self, epoch: int, image: int, attempt: int = 0) -> np.random.Generator:
         """The generator of one sample's augmentation: depends on (seed, epoch, image), never on threads."""
         key = [self.seed, epoch, image] + ([attempt] if attempt else [])
         return np.random.default_rng(key)
@@ -373,23 +383,27 @@ class Schedule(object):
 
 # ---------------------------------------------------------------- the prefetching reader
 
-_LIVE = weakref.WeakSet()
+_LIVE: "weakref.WeakSet[ImageBatchReader]" = weakref.WeakSet()
 
 
 @atexit.register
-def _close_all():                  # stop decode threads before the interpreter finalizes
+def _close_all() -> None:          # stop decode threads before the interpreter finalizes
     for reader in list(_LIVE):
         reader.close()
+
+
+# One batch's arrays: data (N x C x H x W), labels (N x C or N x K), label weights (N x K; None unless indices).
+Buffers = tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32] | None]
 
 
 class _Batch(object):
     __slots__ = ("k", "buffers", "samples", "remaining", "done", "error", "lock")
 
-    def __init__(self, k, buffers, samples):
+    def __init__(self, k: int, buffers: Buffers, samples: list[tuple[int, int]]) -> None:
         self.k, self.buffers, self.samples = k, buffers, samples
         self.remaining = len(samples)
         self.done = threading.Event()
-        self.error = None
+        self.error: Exception | None = None
         self.lock = threading.Lock()
 
 
@@ -411,12 +425,14 @@ class ImageBatchReader(object):
     has copied it; the caller's copy (Caffe's top blob) is the one more.
     """
 
-    def __init__(self, options, train=True, rank=None, world_size=None, check_files=True):
+    def __init__(self, options: ImageDataOptions, train: bool = True, rank: int | None = None,
+                 world_size: int | None = None, check_files: bool = True) -> None:
         if not isinstance(options, ImageDataOptions):
             raise TypeError("options must be an ImageDataOptions, got %r" % type(options).__name__)
         o = self.options = options
         self.owner = o.owner
         self.train = train
+        assert o.source is not None            # ImageDataOptions requires it
         self.images = parse_image_list(o.source, o.num_classes, o.class_names, o.root_folder, o.max_labels, o.owner)
         if check_files:
             check_files_exist(self.images, o.owner, o.root_folder)
@@ -439,17 +455,16 @@ class ImageBatchReader(object):
             height, width = load_image(self.images.paths[first], o.is_color, where=self.images.where(first)).shape[:2]
         self.image_shape = (height, width)
         self.data_shape = (o.batch_size, channels, height, width)
-        k = o.max_labels if o.label_format == "indices" else self.images.num_classes
-        self.label_shape = (o.batch_size, k)
+        self.label_shape = (o.batch_size, o.label_width(self.images.num_classes))
         self.transform = Transform(channels, o.crop_size, o.mirror, o.mean_value, o.scale, train)
-        self.skipped = {}          # epoch -> number of bad images replaced
-        self._first_skipped = {}   # epoch -> the first one's error message
+        self.skipped: dict[int, int] = {}          # epoch -> number of bad images replaced
+        self._first_skipped: dict[int, str] = {}   # epoch -> the first one's error message
         self._logged_epoch = -1
         self._skip_lock = threading.Lock()
         self._next_k = 0
-        self._inflight = []
-        self._pending_return = None
-        self._tasks = queue.Queue()
+        self._inflight: list[_Batch] = []
+        self._pending_return: Buffers | None = None
+        self._tasks: queue.Queue[tuple[_Batch, int] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=_worker, args=(weakref.proxy(self), self._tasks, self._stop),
                                           name="MultilabelImageData-%d" % i, daemon=True) for i in range(o.threads)]
@@ -460,12 +475,12 @@ class ImageBatchReader(object):
             self._submit(self._new_buffers())
 
     # -- buffers and tasks
-    def _new_buffers(self):
+    def _new_buffers(self) -> Buffers:
         label = np.zeros(self.label_shape, np.float32)
         weight = np.zeros(self.label_shape, np.float32) if self.options.label_format == "indices" else None
         return np.empty(self.data_shape, np.float32), label, weight
 
-    def _submit(self, buffers):
+    def _submit(self, buffers: Buffers) -> None:
         k = self._next_k
         self._next_k += 1
         batch = _Batch(k, buffers, self.schedule.batch(k))
@@ -473,7 +488,7 @@ class ImageBatchReader(object):
         for i in range(len(batch.samples)):
             self._tasks.put((batch, i))
 
-    def _fill(self, batch, i):
+    def _fill(self, batch: _Batch, i: int) -> None:
         """Decode and transform one sample into its slot (runs in a worker thread)."""
         o = self.options
         epoch, image = batch.samples[i]
@@ -496,7 +511,7 @@ class ImageBatchReader(object):
                 image = int(order[self.schedule.sample_rng(epoch, image, attempt).integers(len(order))])
                 batch.samples[i] = (epoch, image)
 
-    def _load_into(self, image, epoch, attempt, out):
+    def _load_into(self, image: int, epoch: int, attempt: int, out: NDArray[np.float32]) -> None:
         o = self.options
         where = self.images.where(image)
         img = load_image(self.images.paths[image], o.is_color, o.new_height, o.new_width, where)
@@ -513,7 +528,7 @@ class ImageBatchReader(object):
         self.transform(img, out, self.schedule.sample_rng(epoch, image, attempt))
 
     # -- the consumer side
-    def next_batch(self):
+    def next_batch(self) -> Buffers:
         """Wait for the next batch; returns (data, labels, label_weights or None), valid until the next call.
 
         Raises the first error of the batch (e.g. :class:`ImageDecodeError`).
@@ -536,7 +551,7 @@ class ImageBatchReader(object):
         self._pending_return = batch.buffers
         return batch.buffers
 
-    def _log_skipped(self, epoch):
+    def _log_skipped(self, epoch: int) -> None:
         if not self.options.skip_bad_images:
             return
         while self._logged_epoch < epoch - 1:
@@ -548,7 +563,7 @@ class ImageBatchReader(object):
                         self.owner, self._logged_epoch, self.images.source, self.rank, bad,
                         "; first: %s" % first if first else "")
 
-    def close(self):
+    def close(self) -> None:
         """Stop the decode threads (idempotent); they finish the image they are on and exit."""
         if self._stop.is_set():
             return
@@ -560,14 +575,15 @@ class ImageBatchReader(object):
                 t.join(timeout=5)
         _LIVE.discard(self)
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:
             pass
 
 
-def _worker(reader, tasks, stop):
+def _worker(reader: ImageBatchReader, tasks: "queue.Queue[tuple[_Batch, int] | None]",
+            stop: threading.Event) -> None:
     """Decode thread: take (batch, slot) tasks until stopped. Holds the reader only through a weak proxy."""
     while True:
         task = tasks.get()

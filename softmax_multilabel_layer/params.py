@@ -177,29 +177,29 @@ class ImageDataOptions(_Options):
     ``shuffle`` None means true in TRAIN and false in TEST; ``rank`` and
     ``world_size`` None mean "ask pycaffe" (``caffe.solver_rank()``), else 0 and 1.
     """
-    source: object = None
+    source: str | None = None              # required: __post_init__ rejects None
     root_folder: str = ""
     batch_size: int = 32
-    num_classes: object = None
+    num_classes: int | None = None
     label_format: str = "dense"
-    max_labels: object = None
+    max_labels: int | None = None          # required with label_format indices
     new_height: int = 0
     new_width: int = 0
     crop_size: int = 0
     mirror: bool = False
-    mean_value: object = None
+    mean_value: float | list[float] | None = None      # a list after __post_init__
     scale: float = 1.0
     is_color: bool = True
-    shuffle: object = None
+    shuffle: bool | None = None
     seed: int = 0
     threads: int = 2
     prefetch: int = 3
-    class_names: object = None
+    class_names: str | None = None
     skip_bad_images: bool = False
-    rank: object = None
-    world_size: object = None
+    rank: int | None = None
+    world_size: int | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         o = self.owner
         if not isinstance(self.source, str) or not self.source:
             raise MultilabelLossError('%s: source (the list file) is required: a non-empty string, got %r; e.g. '
@@ -254,3 +254,10 @@ class ImageDataOptions(_Options):
             if self.rank >= (self.world_size or 1):
                 raise MultilabelLossError("%s: rank must be in [0, world_size) = [0, %d), got %d"
                                           % (o, self.world_size or 1, self.rank))
+
+    def label_width(self, num_classes: int) -> int:
+        """Width of the label (and label_weight) blob: K = max_labels with indices labels, else C = num_classes."""
+        if self.label_format == "indices":
+            assert self.max_labels is not None     # __post_init__ requires it with indices
+            return self.max_labels
+        return num_classes

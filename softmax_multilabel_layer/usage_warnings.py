@@ -22,8 +22,11 @@ Python users can filter them or turn them into errors
 """
 import os
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 TRAIN = 0                     # caffe.TRAIN, the value of a Python layer's self.phase
 LABEL_BATCHES_CHECKED = 10
@@ -33,13 +36,13 @@ class MultilabelLossWarning(UserWarning):
     """A net that runs, but will not train as its author meant."""
 
 
-def _warn(message):
+def _warn(message: str) -> None:
     warnings.warn(message, MultilabelLossWarning, stacklevel=4)      # the layer's forward
 
 
 # ---------------------------------------------------------------- loss weight
 
-def check_loss_weight(layer, top):
+def check_loss_weight(layer: Any, top: Any) -> None:
     """Warn once if ``layer`` (a Caffe Python loss layer, in forward) has no loss weight in the TRAIN phase."""
     if getattr(layer, "_loss_weight_checked", False):
         return
@@ -51,7 +54,8 @@ def check_loss_weight(layer, top):
     _warn(loss_weight_message(class_name, names, weights))
 
 
-def loss_weight_message(class_name, names=(), weights=()):
+def loss_weight_message(class_name: str, names: Sequence[str] = (),
+                        weights: Sequence[Sequence[float]] = ()) -> str:
     """The text of the no-loss-weight warning.
 
     ``names``: the prototxt names of the layers this may be (``class_name``
@@ -70,13 +74,14 @@ def loss_weight_message(class_name, names=(), weights=()):
                 "set loss_weight: 1." % (which, effect))
     lines = ["%s has no loss weight, %s. The training loss will stay 0 (\"Iteration N, loss = 0\")." % (which, effect),
              "A Python layer gets no loss weight by default: add loss_weight: 1 to the layer, e.g.",
-             "    layer { name: \"%s\" type: \"Python\" ... top: \"loss\" loss_weight: 1  python_param { ... } }" % name]
+             "    layer { name: \"%s\" type: \"Python\" ... top: \"loss\" loss_weight: 1  "
+             "python_param { ... } }" % name]
     if not missing:
         lines.append("(If loss_weight: 0 is deliberate, for a monitor-only loss, ignore this warning.)")
     return "\n".join(lines)
 
 
-def _layers_in_caffe_train_net(class_name, param_str):
+def _layers_in_caffe_train_net(class_name: str, param_str: str) -> tuple[list[str], list[list[float]]]:
     """When this process is ``caffe train --solver S``: the names and loss_weight lists of the
     net's Python layers running ``class_name`` with ``param_str`` (best effort; ([], []) if unknown)."""
     try:
@@ -114,7 +119,7 @@ def _layers_in_caffe_train_net(class_name, param_str):
 
 # ---------------------------------------------------------------- label values
 
-def check_count_labels(layer, labels, owner, blob="labels"):
+def check_count_labels(layer: Any, labels: ArrayLike, owner: str, blob: str = "labels") -> None:
     """Warn once if a label exceeds 1 while ``normalize_targets`` is ``"count"`` (first batches only)."""
     seen = getattr(layer, "_label_batches_checked", 0)
     if seen >= LABEL_BATCHES_CHECKED:
@@ -126,22 +131,22 @@ def check_count_labels(layer, labels, owner, blob="labels"):
         _warn(message)
 
 
-def count_labels_message(labels, owner, blob="labels"):
+def count_labels_message(labels: ArrayLike, owner: str, blob: str = "labels") -> str | None:
     """The warning text if ``labels`` has a value > 1 (for ``"normalize_targets": "count"``), else None."""
-    labels = np.asarray(labels)
-    if labels.size == 0 or not labels.max() > 1:          # NaN: the loss's own check reports it
+    values = np.asarray(labels)
+    if values.size == 0 or not values.max() > 1:          # NaN: the loss's own check reports it
         return None
-    where = np.unravel_index(int(np.argmax(labels)), labels.shape)
-    value = labels[where].item()
+    where = np.unravel_index(int(np.argmax(values)), values.shape)
+    value = values[where].item()
     return ('%s: %s has values above 1 (largest %g, at index %s of shape %s) with "normalize_targets": "count". '
             "Targets are y/M over the M non-zero labels, so they no longer sum to 1 and the loss and gradient "
             "grow with the label values (0/255 masks give a loss 255 times too large). Likely fixes: labels in "
             '0/1 (for 0/255 masks, divide by 255), or "normalize_targets": "sum" (targets y / sum(y)) for '
             "real-valued labels. Real-valued labels are allowed: if this is what you want, ignore this warning."
-            % (owner, blob, value, tuple(int(i) for i in where), tuple(labels.shape)))
+            % (owner, blob, value, tuple(int(i) for i in where), tuple(values.shape)))
 
 
-def check_forward(layer, bottom, top):
+def check_forward(layer: Any, bottom: Any, top: Any) -> None:
     """Both checks, for a loss layer's ``forward`` (one call per forward pass; cheap after the first batches)."""
     check_loss_weight(layer, top)
     options = layer.options

@@ -38,7 +38,8 @@ def label_sets(n, num_classes, seed=0, max_labels=3):
 
 
 def write_list(path, image_paths, labels):
-    path.write_text("".join("%s %s\n" % (p, " ".join(str(c) for c in labs)) for p, labs in zip(image_paths, labels)))
+    path.write_text("".join("%s %s\n" % (p, " ".join(str(c) for c in labs))
+                            for p, labs in zip(image_paths, labels, strict=True)))
     return str(path)
 
 

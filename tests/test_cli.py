@@ -20,6 +20,7 @@ CONSOLE_SCRIPT = Path(sys.executable).parent / "softmax-multilabel"
 
 
 def run_main(capsys, *argv):
+    status: int | str | None
     try:
         status = main(list(argv))
     except SystemExit as exc:          # argparse's --help, --version and usage errors

@@ -2,18 +2,19 @@
 import io
 import json
 import re
+from typing import Any
 
-import cv2
 import h5py
 import numpy as np
 import pytest
-
-import caffe
-from caffe_nets import net_from_text
 from image_files import label_sets, pattern_image, write_images, write_list
-from softmax_multilabel_layer import cli, convert as C
+
+from softmax_multilabel_layer import cli
+from softmax_multilabel_layer import convert as C
 from softmax_multilabel_layer.image_data import load_image
 from softmax_multilabel_layer.params import MultilabelLossError
+
+from caffe_nets import net_from_text
 
 N, NUM_CLASSES = 13, 6
 
@@ -36,7 +37,7 @@ def run_cli(*argv):
 
 def read_net(tmp_path, prototxt, iterations, blobs):
     net = net_from_text(tmp_path, prototxt)
-    got = {b: [] for b in blobs}
+    got: dict[str, list[np.ndarray]] = {b: [] for b in blobs}
     for _ in range(iterations):
         net.forward()
         for b in blobs:
@@ -83,7 +84,7 @@ def test_hdf5_indices_with_weights(tmp_path):
                         max_labels=2, hdf5_dtype="float32", batch_size=3, stream=io.StringIO())
     got = read_net(tmp_path, summary["prototxt"], 1, ["data", "label", "label_weight"])
     np.testing.assert_array_equal(got["label"], [[4, 1], [-1, -1], [2, -1]])
-    np.testing.assert_array_equal(got["label_weight"], [[1, 0.5], [0, 0], [2, 0]])
+    np.testing.assert_array_equal(got["label_weight"], [[1, 0.5], [0.0, 0], [2.0, 0]])
     assert got["data"].shape == (3, 3, 8, 8)
 
 
@@ -119,7 +120,7 @@ def test_lmdb_encoded_keeps_the_file_bytes_without_resize(tmp_path):
         items = list(txn.cursor())
     env.close()
     assert [k.decode() for k, _ in items] == ["%08d_%s" % (i, p) for i, p in enumerate(paths)]
-    for (_, value), path in zip(items, paths):
+    for (_, value), path in zip(items, paths, strict=True):
         datum = caffe_pb2.Datum.FromString(value)
         assert datum.encoded and datum.data == open(path, "rb").read()
 
@@ -141,8 +142,8 @@ def test_refuses_to_overwrite_then_overwrites(tmp_path, image_list):
 def test_resume_after_an_interruption_equals_a_fresh_run(tmp_path, image_list, monkeypatch, fmt):
     source, paths, labels = image_list
     monkeypatch.setattr(C, "CHUNK", 4)
-    kw = dict(num_classes=6, new_height=20, new_width=24, batch_size=13, max_file_bytes=4 * 1464,
-              stream=io.StringIO())
+    kw: dict[str, Any] = dict(num_classes=6, new_height=20, new_width=24, batch_size=13, max_file_bytes=4 * 1464,
+                              stream=io.StringIO())
     good = open(paths[9], "rb").read()
     open(paths[9], "wb").write(b"broken")                   # the run stops at image 9
     out = tmp_path / "out"

@@ -6,13 +6,14 @@ import sys
 import threading
 from pathlib import Path
 
+import caffe
 import numpy as np
 import pytest
-
-import caffe
-from caffe_nets import net_from_text
 from image_files import decoded_ids, id_list, label_sets, pattern_image, write_images, write_list
+
 from softmax_multilabel_layer.params import MultilabelLossError
+
+from caffe_nets import net_from_text
 
 REPO = Path(__file__).resolve().parents[1]
 CAFFE = str(REPO / ".venv" / "bin" / "caffe")
@@ -58,7 +59,7 @@ def test_values_equal_caffe_image_data(tmp_path, ext, is_color):
         np.testing.assert_array_equal(net.blobs["data"].data, net.blobs["cdata"].data)
         seen.append(net.blobs["label"].data.copy())
     dense = np.concatenate(seen)
-    for row, i in zip(dense, list(range(7)) + list(range(5))):
+    for row, i in zip(dense, list(range(7)) + list(range(5)), strict=True):
         assert np.flatnonzero(row).tolist() == labels[i]
     assert np.abs(net.blobs["data"].data).max() > 1     # not a constant image
 
@@ -73,7 +74,7 @@ def test_train_phase_crops_and_mirrors_images(tmp_path):
     offsets, flips = set(), set()
     for _ in range(6):
         net.forward()
-        for sample, label in zip(net.blobs["data"].data, net.blobs["label"].data):
+        for sample, label in zip(net.blobs["data"].data, net.blobs["label"].data, strict=True):
             img = images[int(np.flatnonzero(label)[0])].transpose(2, 0, 1).astype(np.float32)
             found = [(y, x, f) for y in range(5) for x in range(11) for f in (0, 1)
                      if np.array_equal(sample, img[:, y:y + 20, x:x + 20][:, :, ::-1] if f else
@@ -93,7 +94,7 @@ def test_indices_format_with_weight_top(tmp_path):
     net = net_from_text(tmp_path, ours(params, tops=("data", "label", "label_weight")))
     net.forward()
     np.testing.assert_array_equal(net.blobs["label"].data, [[4, 1, -1], [-1, -1, -1], [2, -1, -1]])
-    np.testing.assert_array_equal(net.blobs["label_weight"].data, [[1, 0.5, 0], [0, 0, 0], [2, 0, 0]])
+    np.testing.assert_array_equal(net.blobs["label_weight"].data, [[1, 0.5, 0], [0.0, 0, 0], [2.0, 0, 0]])
 
 
 def test_feeds_our_loss_and_trains(tmp_path):
@@ -121,9 +122,11 @@ def test_feeds_our_loss_and_trains(tmp_path):
     ({"source": "x.txt", "num_classes": 3, "mirror": 1}, ["mirror must be true or false, got 1"]),
 ])
 def test_option_errors_at_net_construction(tmp_path, params, fragments):
-    with pytest.raises(Exception):
+    with pytest.raises(MultilabelLossError) as err:          # pycaffe passes the layer's exception through
         net_from_text(tmp_path, ours(params))
-    # pycaffe reports a Python layer's exception only as a generic error: check the message in the core too
+    for fragment in fragments:
+        assert fragment in str(err.value)
+    # the same message from the options alone, without Caffe
     from softmax_multilabel_layer.params import ImageDataOptions
     with pytest.raises(MultilabelLossError) as err:
         ImageDataOptions.from_param_str(json.dumps(params), "MultilabelImageDataLayer")
@@ -133,7 +136,7 @@ def test_option_errors_at_net_construction(tmp_path, params, fragments):
 
 def test_label_weight_top_needs_indices(tmp_path):
     source, _ = id_list(tmp_path, n=2)
-    with pytest.raises(Exception):
+    with pytest.raises(MultilabelLossError, match='a label_weight top needs "label_format": "indices"'):
         net_from_text(tmp_path, ours(dict(source=source, batch_size=2, num_classes=5),
                                      tops=("data", "label", "label_weight")))
 

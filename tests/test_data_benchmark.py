@@ -18,5 +18,6 @@ def test_image_data_section(tmp_path):
     assert report["throughput_ratio"] > 0 and report["train_ratio"] > 0
     assert report["cpu"] and report["cpu_count"] >= 1
     text = (tmp_path / "image_data.md").read_text()
-    assert "| images/s (median of 1 rounds of 2 batches) |" in text and "caffe train ms/iteration, small net (best of 1 runs of 2 iterations)" in text
+    assert "| images/s (median of 1 rounds of 2 batches) |" in text
+    assert "caffe train ms/iteration, small net (best of 1 runs of 2 iterations)" in text
     assert not (tmp_path / "benchmark.json").exists()        # --only-image-data: no loss benchmark

@@ -5,10 +5,16 @@ import threading
 import cv2
 import numpy as np
 import pytest
-
 from image_files import decoded_ids, id_image, id_list, label_sets, pattern_image, write_images, write_list
-from softmax_multilabel_layer.image_data import (ImageBatchReader, ImageDecodeError, Schedule, Transform,
-                                                 load_image, parse_image_list)
+
+from softmax_multilabel_layer.image_data import (
+    ImageBatchReader,
+    ImageDecodeError,
+    Schedule,
+    Transform,
+    load_image,
+    parse_image_list,
+)
 from softmax_multilabel_layer.params import ImageDataOptions, MultilabelLossError
 
 OWNER = "MultilabelImageDataLayer"
@@ -58,11 +64,11 @@ def test_labels_dense_and_indices(tmp_path):
     from softmax_multilabel_layer.image_data import encode_labels
     dense = np.full((3, 5), 7, np.float32)
     encode_labels(lst, [0, 1, 2], dense, "dense")
-    np.testing.assert_array_equal(dense, [[0, 0.5, 0, 1, 0], [0] * 5, [0, 0, 0, 0, 1]])
+    np.testing.assert_array_equal(dense, [[0, 0.5, 0, 1, 0], [0.0] * 5, [0, 0, 0, 0, 1.0]])
     idx, w = np.full((3, 2), 7, np.float32), np.full((3, 2), 7, np.float32)
     encode_labels(lst, [2, 0, 1], idx, "indices", w)
     np.testing.assert_array_equal(idx, [[4, -1], [3, 1], [-1, -1]])
-    np.testing.assert_array_equal(w, [[1, 0], [1, 0.5], [0, 0]])
+    np.testing.assert_array_equal(w, [[1.0, 0], [1, 0.5], [0.0, 0]])
 
 
 # (id, list text, extra options, fragments expected in the message)
@@ -125,7 +131,7 @@ def test_class_names_count_must_match(tmp_path):
     with pytest.raises(MultilabelLossError, match=r"names.txt:3: class name 'a' repeats line 1"):
         parse_image_list(str(source), class_names=str(names))
     names.write_text("a\nb\n")
-    with pytest.raises(MultilabelLossError, match="num_classes is 3 but class_names file .* has 2 names"):
+    with pytest.raises(MultilabelLossError, match=r"num_classes is 3 but class_names file .* has 2 names"):
         parse_image_list(str(source), num_classes=3, class_names=str(names))
 
 
@@ -200,8 +206,8 @@ def test_transform_matches_reference_arithmetic(dtype_scale):
         y, x, flip = int(rng.integers(5)), int(rng.integers(9)), bool(rng.integers(2))
         crop = img[y:y + 16, x:x + 16]
         crop = crop[:, ::-1] if flip else crop
-        ref = (crop.transpose(2, 0, 1).astype(np.float32) - np.float32(mean).reshape(3, 1, 1)) * np.float32(
-            dtype_scale)
+        ref = (crop.transpose(2, 0, 1).astype(np.float32)
+               - np.asarray(mean, np.float32).reshape(3, 1, 1)) * np.float32(dtype_scale)
         np.testing.assert_array_equal(out, ref)
         seen_mirror.add(flip)
     assert seen_mirror == {True, False}
@@ -241,7 +247,7 @@ def test_epochs_are_fresh_permutations(tmp_path):
     assert epochs[0] != list(range(n))
     # the labels travel with their image
     for data, label, _ in batches:
-        for row, i in zip(label, decoded_ids(data)):
+        for row, i in zip(label, decoded_ids(data), strict=True):
             assert np.flatnonzero(row).tolist() == labels[i]
 
 
@@ -278,11 +284,11 @@ def test_same_seed_same_batches_whatever_the_threads(tmp_path):
     reference = read_batches(options(source, threads=1, prefetch=1, **kw), 7)
     for threads, prefetch in ((2, 3), (4, 2), (3, 5)):
         got = read_batches(options(source, threads=threads, prefetch=prefetch, **kw), 7)
-        for a, b in zip(reference, got):
+        for a, b in zip(reference, got, strict=True):
             np.testing.assert_array_equal(a[0], b[0])
             np.testing.assert_array_equal(a[1], b[1])
     other = read_batches(options(source, threads=2, **dict(kw, seed=12)), 7)
-    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(reference, other))
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(reference, other, strict=True))
 
 
 def test_augmentation_depends_on_sample_not_on_shard(tmp_path):
@@ -292,9 +298,9 @@ def test_augmentation_depends_on_sample_not_on_shard(tmp_path):
     kw = dict(batch_size=3, crop_size=12, mirror=True, seed=5)
     whole = read_batches(options(source, **kw), 2)
     order = np.random.default_rng([5, 0]).permutation(6)
-    by_image = {int(i): d for i, d in zip(order, np.concatenate([b[0] for b in whole]))}
+    by_image = {int(i): d for i, d in zip(order, np.concatenate([b[0] for b in whole]), strict=True)}
     rank1 = read_batches(options(source, **kw), 1, rank=1, world_size=2)[0][0]
-    for i, d in zip(order[1::2], rank1):
+    for i, d in zip(order[1::2], rank1, strict=True):
         np.testing.assert_array_equal(d, by_image[int(i)])
 
 

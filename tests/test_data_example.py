@@ -17,7 +17,7 @@ def test_images_and_lists(tmp_path):
     assert counts == {"train": 30, "test": 10}
     names = (tmp_path / "class_names.txt").read_text().split()
     assert names == make_images.CLASS_NAMES
-    lines = [l for l in (tmp_path / "train.txt").read_text().splitlines() if not l.startswith("#")]
+    lines = [line for line in (tmp_path / "train.txt").read_text().splitlines() if not line.startswith("#")]
     assert len(lines) == 30
     for line in lines:
         path, *labels = line.split()
@@ -33,8 +33,12 @@ def test_trains_through_caffe(tmp_path, capsys):
     assert run_example.main(["--out", out, "--n-train", "3200", "--n-test", "200", "--max-iter", "150"]) == 0
     printed = capsys.readouterr().out
     # seeded (solver random_seed, layer seed): the loss leaves the log(10) = 2.30 plateau on held-out images
-    tests = [float(v) for v in re.search(r"test loss ([\d.]+), ([\d.]+)", printed).groups()]
+    losses = re.search(r"test loss ([\d.]+), ([\d.]+)", printed)
+    assert losses, printed
+    tests = [float(v) for v in losses.groups()]
     assert tests[0] == pytest.approx(np.log(10), abs=0.05) and tests[1] < tests[0] - 0.05
-    m_ap = float(re.search(r"test mAP over the 10 classes: ([\d.]+)", printed).group(1))
+    found = re.search(r"test mAP over the 10 classes: ([\d.]+)", printed)
+    assert found, printed
+    m_ap = float(found.group(1))
     assert m_ap > 0.3          # chance is about the share of positives, 0.2 (measured: 0.40)
     assert "Optimization Done" in open(os.path.join(out, "train.log")).read()

@@ -6,16 +6,18 @@ import numpy as np
 import pytest
 
 import softmax_multilabel_layer
-from caffe_nets import input_layer, net_from_text, run
 from softmax_multilabel_layer import layers
+
+from caffe_nets import input_layer, net_from_text, run
 
 
 @pytest.mark.parametrize("layer", ["SoftmaxMultilabelLossLayer", "SigmoidMultilabelLossLayer"])
 def test_module_given_as_the_package_root_works(tmp_path, layer):
     # The mistake: module "softmax_multilabel_layer", forgetting ".layers". Both names give the same class.
     assert getattr(softmax_multilabel_layer, layer) is getattr(layers, layer)
-    net = net_from_text(tmp_path, "force_backward: true\n" + input_layer("scores", (2, 3)) + input_layer("labels", (2, 3)) +
-                        'layer { name: "loss" type: "Python" bottom: "scores" bottom: "labels" top: "loss" '
+    net = net_from_text(tmp_path, "force_backward: true\n" + input_layer("scores", (2, 3))
+                        + input_layer("labels", (2, 3))
+                        + 'layer { name: "loss" type: "Python" bottom: "scores" bottom: "labels" top: "loss" '
                         'loss_weight: 1 python_param { module: "softmax_multilabel_layer" layer: "%s" } }\n' % layer)
     loss, grad = run(net, {"scores": np.zeros((2, 3)), "labels": [[1, 0, 0], [0, 1, 1]]})
     assert loss > 0 and np.abs(grad).sum() > 0

@@ -53,7 +53,7 @@ def test_committed_results_are_consistent_and_have_no_local_paths():
     results = committed()
     text = json.dumps(results)
     assert "/work/" not in text and "/home/" not in text and ".caffemodel" not in text
-    by_variant = {}
+    by_variant: dict[str, list[float]] = {}
     for r in results["runs"]:
         by_variant.setdefault(r["variant"], []).append(r["final"]["mAP"])
     for variant, maps in by_variant.items():
@@ -65,7 +65,9 @@ def test_committed_results_are_consistent_and_have_no_local_paths():
 def test_readme_data_layers_exist_in_this_caffe():
     with open(readme_tables.README, encoding="utf-8") as f:
         text = f.read()
-    sentence = re.search(r"all of\s+Caffe's data layers work: (.*?)\(`\.venv", text, re.S).group(1)
+    found = re.search(r"all of\s+Caffe's data layers work: (.*?)\(`\.venv", text, re.S)
+    assert found, "the README no longer lists the data layers that work (\"all of Caffe's data layers work: ...\")"
+    sentence = found.group(1)
     named = re.findall(r"`(\w+)`", sentence)
     assert len(named) >= 8, named
     assert set(named) <= set(caffe.layer_type_list()), set(named) - set(caffe.layer_type_list())

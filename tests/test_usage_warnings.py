@@ -14,9 +14,10 @@ import caffe
 import numpy as np
 import pytest
 
-from caffe_nets import python_loss_net, run
 from softmax_multilabel_layer.hdf5_labels import write_dense_labels, write_list_file
 from softmax_multilabel_layer.usage_warnings import MultilabelLossWarning, count_labels_message, loss_weight_message
+
+from caffe_nets import python_loss_net, run
 
 REPO = Path(__file__).resolve().parents[1]
 SOFTMAX = "SoftmaxMultilabelLossLayer"
@@ -25,7 +26,7 @@ WARNING = "MultilabelLossWarning: "
 
 
 def hdf5_net(tmp_path, labels, loss_line="loss_weight: 1", param_str='{"normalize_targets": "count"}'):
-    """A solver (4 iterations) for HDF5Data -> InnerProduct -> our softmax loss, with ``loss_line`` in the loss layer."""
+    """A solver (4 iterations) for HDF5Data -> InnerProduct -> our softmax loss, ``loss_line`` in the loss layer."""
     rng = np.random.default_rng(0)
     write_dense_labels(tmp_path / "train.h5", rng.normal(size=(len(labels), 6)), labels)
     write_list_file(tmp_path / "train.txt", [tmp_path / "train.h5"])
@@ -173,4 +174,5 @@ def test_count_labels_warning_checks_label_weights_in_indices_format(tmp_path):
 def test_count_labels_message_ignores_nan_and_small_values():
     assert count_labels_message(np.array([[np.nan, 1.0]]), "X") is None
     assert count_labels_message(np.array([[1.0, 0.0]]), "X") is None
-    assert "largest 2" in count_labels_message(np.array([[1.0, 2.0]]), "X")
+    message = count_labels_message(np.array([[1.0, 2.0]]), "X")
+    assert message is not None and "largest 2" in message

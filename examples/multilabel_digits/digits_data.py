@@ -20,22 +20,26 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
+from numpy.typing import NDArray
 
 NUM_CLASSES = 10
 DIGIT_SIZE = 8
 
 
-def load_scans():
+def load_scans() -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Return (images float32 N x 8 x 8 in [0, 1], targets int N)."""
     from sklearn.datasets import load_digits
     digits = load_digits()
     return (digits.images / 16.0).astype(np.float32), digits.target.astype(np.int64)
 
 
-def split_scans(targets, test_fraction, seed):
+def split_scans(targets: NDArray[np.int64], test_fraction: float,
+                seed: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Stratified split of scan indices -> (train_idx, test_idx), sorted, disjoint."""
     from sklearn.model_selection import train_test_split
     idx = np.arange(len(targets))
@@ -44,7 +48,8 @@ def split_scans(targets, test_fraction, seed):
     return np.sort(train_idx), np.sort(test_idx)
 
 
-def _place_boxes(k, canvas, rng, max_tries=200):
+def _place_boxes(k: int, canvas: tuple[int, int], rng: np.random.Generator,
+                 max_tries: int = 200) -> list[tuple[int, int]]:
     """k non-overlapping DIGIT_SIZE boxes in canvas -> list of (row, col) top-left corners."""
     h, w = canvas
     while True:
@@ -59,7 +64,9 @@ def _place_boxes(k, canvas, rng, max_tries=200):
         # Unlucky first placements left no room: start over (rare on 24x24).
 
 
-def compose(images, targets, pool, n, rng, canvas=(24, 24), max_digits=3, progress=None):
+def compose(images: NDArray[np.float32], targets: NDArray[np.int64], pool: NDArray[np.int64], n: int,
+            rng: np.random.Generator, canvas: tuple[int, int] = (24, 24), max_digits: int = 3,
+            progress: Callable[[int, int], None] | None = None) -> dict[str, NDArray[Any]]:
     """Compose n examples from the scans in ``pool`` (indices into images/targets)."""
     h, w = canvas
     if h < DIGIT_SIZE or w < DIGIT_SIZE:
@@ -86,7 +93,7 @@ def compose(images, targets, pool, n, rng, canvas=(24, 24), max_digits=3, progre
     return {"data": data, "label": label, "scan_index": scan_index, "position": position}
 
 
-def write_split(out_dir, name, arrays):
+def write_split(out_dir: str, name: str, arrays: Mapping[str, NDArray[Any]]) -> str:
     """Write <name>.h5 and <name>_list.txt (absolute .h5 path) -> list file path."""
     h5_path = os.path.abspath(os.path.join(out_dir, name + ".h5"))
     with h5py.File(h5_path, "w") as f:
@@ -98,18 +105,19 @@ def write_split(out_dir, name, arrays):
     return list_path
 
 
-def cardinality_histogram(label):
+def cardinality_histogram(label: NDArray[np.float32]) -> dict[int, int]:
     counts = label.sum(axis=1).astype(int)
     return {int(k): int((counts == k).sum()) for k in range(0, int(counts.max()) + 1)}
 
 
-def make_dataset(out_dir, n_train=9600, n_test=2000, seed=0, canvas=(24, 24), max_digits=3,
-                 test_fraction=0.3, log=print):
+def make_dataset(out_dir: str, n_train: int = 9600, n_test: int = 2000, seed: int = 0,
+                 canvas: tuple[int, int] = (24, 24), max_digits: int = 3, test_fraction: float = 0.3,
+                 log: Callable[[str], object] = print) -> dict[str, Any]:
     """Generate both splits into out_dir; returns the summary dict (also in summary.json)."""
     os.makedirs(out_dir, exist_ok=True)
     images, targets = load_scans()
     train_pool, test_pool = split_scans(targets, test_fraction, seed)
-    summary = {"seed": seed, "canvas": list(canvas), "max_digits": max_digits,
+    summary: dict[str, Any] = {"seed": seed, "canvas": list(canvas), "max_digits": max_digits,
                "source_scans": {"total": int(len(targets)), "train": int(len(train_pool)),
                                 "test": int(len(test_pool))},
                "splits": {}}
@@ -118,7 +126,7 @@ def make_dataset(out_dir, n_train=9600, n_test=2000, seed=0, canvas=(24, 24), ma
                                                 ("test", test_pool, n_test))):
         rng = np.random.default_rng([seed, split_no])
 
-        def progress(done, total, name=name):
+        def progress(done: int, total: int, name: str = name) -> None:
             log("  %-5s %6d/%d examples" % (name, done, total))
 
         arrays = compose(images, targets, pool, n, rng, canvas, max_digits, progress)
@@ -136,7 +144,7 @@ def make_dataset(out_dir, n_train=9600, n_test=2000, seed=0, canvas=(24, 24), ma
     return summary
 
 
-def format_summary(summary):
+def format_summary(summary: Mapping[str, Any]) -> str:
     s = summary["source_scans"]
     lines = ["Source scans: %d (train pool %d, test pool %d, disjoint)"
              % (s["total"], s["train"], s["test"]),
@@ -152,7 +160,7 @@ def format_summary(summary):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="output/digits/data")
     p.add_argument("--n-train", type=int, default=9600)

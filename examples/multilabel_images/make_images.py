@@ -14,9 +14,12 @@ Deterministic in --seed.
 import argparse
 import os
 import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "multilabel_digits"))
@@ -25,11 +28,11 @@ import digits_data  # noqa: E402  (the digits example's composition code)
 CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
-def write_split(out, name, arrays):
+def write_split(out: str, name: str, arrays: Mapping[str, NDArray[Any]]) -> int:
     folder = os.path.join(out, name)
     os.makedirs(folder, exist_ok=True)
     lines = ["# %s split: path, then the class names of the digits on the canvas\n" % name]
-    for i, (img, label) in enumerate(zip(arrays["data"], arrays["label"])):
+    for i, (img, label) in enumerate(zip(arrays["data"], arrays["label"], strict=True)):
         path = os.path.join(name, "%05d.jpg" % i)
         pixels = np.clip(np.rint(img[0] * 255), 0, 255).astype(np.uint8)
         cv2.imwrite(os.path.join(out, path), pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -39,11 +42,12 @@ def write_split(out, name, arrays):
     return len(arrays["data"])
 
 
-def make_images(out, n_train=4000, n_test=1000, seed=0, canvas=(32, 32)):
+def make_images(out: str, n_train: int = 4000, n_test: int = 1000, seed: int = 0,
+                canvas: tuple[int, int] = (32, 32)) -> dict[str, int]:
     os.makedirs(out, exist_ok=True)
     scans, targets = digits_data.load_scans()
     train_pool, test_pool = digits_data.split_scans(targets, 0.3, seed)
-    counts = {}
+    counts: dict[str, int] = {}
     for split_no, (name, pool, n) in enumerate((("train", train_pool, n_train), ("test", test_pool, n_test))):
         arrays = digits_data.compose(scans, targets, pool, n, np.random.default_rng([seed, split_no]), canvas)
         counts[name] = write_split(out, name, arrays)
@@ -52,7 +56,7 @@ def make_images(out, n_train=4000, n_test=1000, seed=0, canvas=(32, 32)):
     return counts
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="output/multilabel_images")
     p.add_argument("--n-train", type=int, default=4000)

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,9 +24,9 @@ from make_images import make_images  # noqa: E402
 DEFAULT_OUT = "output/multilabel_images"
 
 
-def write_prototxts(out, max_iter=None):
+def write_prototxts(out: str, max_iter: int | None = None) -> dict[str, str]:
     out = os.path.abspath(out)
-    paths = {}
+    paths: dict[str, str] = {}
     for name in ("train_val", "solver"):
         with open(os.path.join(ROOT, "prototxt", "multilabel_images", name + ".prototxt")) as f:
             text = f.read().replace(DEFAULT_OUT, out)
@@ -42,7 +43,7 @@ def write_prototxts(out, max_iter=None):
     return paths
 
 
-def train(solver, out):
+def train(solver: str, out: str) -> tuple[list[tuple[int, float]], list[float]]:
     caffe_bin = os.path.join(ROOT, ".venv", "bin", "caffe")
     log_path = os.path.join(out, "train.log")
     print("%s train --solver %s   (log: %s)" % (caffe_bin, solver, log_path), flush=True)
@@ -58,7 +59,7 @@ def train(solver, out):
     return losses, tests
 
 
-def evaluate(train_val, weights, batches):
+def evaluate(train_val: str, weights: str, batches: int) -> float:
     """mAP (mean over classes of average precision) of the trained net's scores on the TEST list."""
     import caffe
     from sklearn.metrics import average_precision_score
@@ -73,7 +74,7 @@ def evaluate(train_val, weights, batches):
     return float(average_precision_score(np.concatenate(labels), np.concatenate(scores), average="macro"))
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--n-train", type=int, default=4000)
