@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         options.add_argument(*flags, dest="opt_" + key, type=_json_value, metavar="VALUE",
                              help="%s loss" % " and ".join(losses))
     convert.add_parser(sub)
-    from .deploy import add_deploy_parser        # evaluate, predict, deploy: each module registers its subcommand
+    from .deploy import add_deploy_parser  # evaluate, predict, deploy: each module registers its subcommand
     from .evaluate import add_evaluate_parser
     from .predict import add_predict_parser
     for add in (add_evaluate_parser, add_predict_parser, add_deploy_parser):

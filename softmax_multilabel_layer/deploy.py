@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+from typing import Any
 
 from .params import MultilabelLossError, SoftmaxOptions
 
@@ -155,7 +156,8 @@ def deploy_net(path, input_shapes=None):
                                   % path)
     phase = caffe_pb2.TEST
     layers = [layer for layer in net.layer if _in_phase(layer, phase)]
-    kept, probs = [], []
+    kept: list[Any] = []
+    probs: list[Any] = []
     for layer in layers:
         kind, axis = loss_probability(layer)
         if kind is not None:

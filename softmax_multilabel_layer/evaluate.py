@@ -23,8 +23,6 @@ from .deploy import loss_probability, read_net
 from .params import MultilabelLossError
 from .predict import RULE_SYNTAX, _class_names, calibrate_thresholds, parse_rule, save_thresholds
 
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Caffe side
 
@@ -55,13 +53,17 @@ def check_weights(net, weights):
         with open(weights, "rb") as f:
             model.ParseFromString(f.read())
     except DecodeError:
-        raise MultilabelLossError("weights file %s is not a .caffemodel (NetParameter binary proto)" % weights) from None
+        raise MultilabelLossError("weights file %s is not a .caffemodel (NetParameter binary proto)"
+                                  % weights) from None
     saved = {layer.name: [_blob_dims(b) for b in layer.blobs] for layer in list(model.layer) + list(model.layers)}
     for name, params in net.params.items():
         if name not in saved or not saved[name]:
             raise MultilabelLossError("weights %s do not fit the net: no weights for layer %r (layers with weights "
                                       "in the file: %s)" % (weights, name, ", ".join(k for k, v in saved.items() if v)))
-        for i, (param, dims) in enumerate(zip(params, saved[name])):
+        if len(saved[name]) != len(params):
+            raise MultilabelLossError("weights %s do not fit the net: layer %r has %d weight blobs in the net and %d "
+                                      "in the file" % (weights, name, len(params), len(saved[name])))
+        for i, (param, dims) in enumerate(zip(params, saved[name], strict=True)):
             shape = tuple(param.data.shape)
             legacy = (1,) * (4 - len(shape)) + shape if len(dims) == 4 and len(shape) <= 4 else shape
             if dims != shape and dims != legacy:
@@ -83,6 +85,7 @@ def load_net(model, weights, phase="test"):
 def find_loss(net_param):
     """The TEST-phase loss layer whose probabilities we evaluate: (layer, "Softmax" or "Sigmoid")."""
     from caffe.proto import caffe_pb2
+
     from .deploy import _in_phase
     for layer in net_param.layer:
         kind, axis = loss_probability(layer)
@@ -232,7 +235,7 @@ def plot(path, labels, scores, names=None, history=None):
     axes[2].hist(ap[np.isfinite(ap)], bins=20, range=(0, 1))
     axes[2].set(title="per-class AP (mAP %.4f)" % np.nanmean(ap), xlabel="AP", ylabel="classes")
     if history:
-        its, maps = zip(*history)
+        its, maps = zip(*history, strict=True)
         axes[3].plot(its, maps, "o-")
         axes[3].set(title="test mAP by snapshot", xlabel="iteration", ylabel="mAP")
     fig.tight_layout()

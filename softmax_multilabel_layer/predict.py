@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .metrics import check_labels, check_scores, top_k_labels
 from .params import MultilabelLossError
@@ -205,44 +206,42 @@ def load_thresholds(path):
 # ---------------------------------------------------------------------------------------------------------------
 # images
 
-def preprocess_image(path, shape, resize=None, mean=None, scale=1.0, bgr=True):
-    """One image file -> a C x H x W float32 array, as Caffe's data layers prepare it.
+def preprocess_image(path: str, shape: tuple[int, int, int], resize: tuple[int, int] | None = None,
+                     mean: ArrayLike | None = None, scale: float = 1.0, bgr: bool = True) -> NDArray[np.float32]:
+    """One image file -> a C x H x W float32 array, exactly as the data layers prepare it in TEST.
+
+    Decoding and resizing are :func:`.image_data.load_image` (OpenCV, as Caffe's ``ImageData``), the
+    arithmetic is :class:`.image_data.Transform` (Caffe's ``DataTransformer``), so a net trained with
+    ``MultilabelImageDataLayer`` or ``ImageData`` sees the same values at prediction time.
 
     Args:
-        path: image file (any format Pillow reads).
+        path: image file (any format OpenCV reads).
         shape: (C, H, W) of the net input; C = 1 reads grey, C = 3 colour.
         resize: (H, W) to resize to first (default: (H, W) of ``shape``); then a centre crop to (H, W).
         mean: per-channel values (in the output channel order) subtracted after the channel swap.
         scale: multiplies the result: ``(x - mean) * scale``, as Caffe's ``transform_param``.
-        bgr: colour channels in BGR order (Caffe's convention).
+        bgr: colour channels in BGR order (Caffe's convention); False gives RGB.
 
     Values are 0-255 before mean and scale.
     """
-    try:
-        from PIL import Image
-    except ImportError:   # pragma: no cover - Pillow comes with scikit-image
-        raise MultilabelLossError("reading images needs Pillow (pip install pillow)") from None
+    from .image_data import ImageDecodeError, Transform, load_image
+
     channels, height, width = shape
+    rh, rw = resize or (height, width)
     try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            rh, rw = resize or (height, width)
-            if im.size != (rw, rh):
-                im = im.resize((rw, rh), Image.BILINEAR)
-            x = np.asarray(im, dtype=np.float32)
-    except OSError as exc:
-        raise MultilabelLossError("cannot read image %s (%s)" % (path, exc)) from None
-    x = x[:, :, None] if x.ndim == 2 else x
-    if x.shape[0] < height or x.shape[1] < width:
+        img = load_image(path, is_color=channels != 1, new_height=rh, new_width=rw)
+    except ImageDecodeError:
+        raise MultilabelLossError("cannot read image %s: missing, unreadable or not an image format OpenCV knows"
+                                  % path) from None
+    if img.shape[0] < height or img.shape[1] < width:
         raise MultilabelLossError("image %s resized to %dx%d is smaller than the net input %dx%d"
-                                  % (path, x.shape[0], x.shape[1], height, width))
-    top, left = (x.shape[0] - height) // 2, (x.shape[1] - width) // 2
-    x = x[top:top + height, left:left + width].transpose(2, 0, 1)
-    if bgr and channels == 3:
-        x = x[::-1]
-    if mean is not None:
-        x = x - np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
-    return np.ascontiguousarray(x * np.float32(scale), dtype=np.float32)
+                                  % (path, img.shape[0], img.shape[1], height, width))
+    top, left = (img.shape[0] - height) // 2, (img.shape[1] - width) // 2
+    img = img[top:top + height, left:left + width]
+    if not bgr and channels == 3:
+        img = np.ascontiguousarray(img[:, :, ::-1])
+    out = np.empty((channels, height, width), np.float32)
+    return Transform(channels, mean_value=mean, scale=scale, train=False)(img, out, np.random.default_rng(0))
 
 
 def _class_names(path, num_classes=None):
@@ -337,7 +336,7 @@ def run_predict(args, out=None):
         if names is None:
             names = _class_names(args.class_names, scores.shape[1]) or [str(c) for c in range(scores.shape[1])]
         chosen = predict_labels(scores, rule)
-        for path, row, mask in zip(batch, scores, chosen):
+        for path, row, mask in zip(batch, scores, chosen, strict=True):
             idx = np.flatnonzero(mask)
             idx = idx[np.argsort(-row[idx], kind="stable")]
             labels, values = [names[i] for i in idx], [round(float(row[i]), 6) for i in idx]

@@ -9,10 +9,11 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples", "multilabel_digits"))
+from softmax_multilabel_layer import metrics  # noqa: E402
+
 import digits_eval  # noqa: E402
 import digits_train  # noqa: E402
 import run_demo  # noqa: E402
-from softmax_multilabel_layer import metrics  # noqa: E402
 
 MAX_ITER, EVERY = 450, 150
 

@@ -7,9 +7,18 @@ from sklearn.metrics import f1_score
 
 from softmax_multilabel_layer.cli import main
 from softmax_multilabel_layer.params import MultilabelLossError
-from softmax_multilabel_layer.predict import (calibrate_thresholds, class_thresholds, load_thresholds, mass,
-                                              parse_rule, predict_labels, preprocess_image, save_thresholds,
-                                              threshold, top_k)
+from softmax_multilabel_layer.predict import (
+    calibrate_thresholds,
+    class_thresholds,
+    load_thresholds,
+    mass,
+    parse_rule,
+    predict_labels,
+    preprocess_image,
+    save_thresholds,
+    threshold,
+    top_k,
+)
 
 
 def softmax_scores(rng, n, c):
@@ -50,11 +59,12 @@ def test_rules_against_loops():
 def test_mass_gives_all_m_labels_of_a_one_over_m_target():
     p = np.array([[0.45, 0.45, 0.05, 0.05], [0.97, 0.01, 0.01, 0.01]])
     np.testing.assert_array_equal(predict_labels(p, "mass:0.9"), [[1, 1, 0, 0], [1, 0, 0, 0]])
-    with pytest.raises(MultilabelLossError, match="rule mass: needs softmax probabilities .* sample 0 sums to 2"):
+    with pytest.raises(MultilabelLossError, match=r"rule mass: needs softmax probabilities .* sample 0 sums to 2"):
         predict_labels(np.ones((2, 2)), "mass:0.9")
 
 
-@pytest.mark.parametrize("text, match", [("top-k:0", "k must be an integer >= 1"), ("mass:1.5", r"q must be in \(0, 1\]"),
+@pytest.mark.parametrize("text, match", [("top-k:0", "k must be an integer >= 1"),
+                                         ("mass:1.5", r"q must be in \(0, 1\]"),
                                          ("threshold:x", "x is not a number"), ("best:3", "unknown rule 'best:3'"),
                                          ("thresholds:/nonexistent.json", "No such file")])
 def test_bad_rules(text, match):
@@ -102,8 +112,28 @@ def test_preprocess_image(tmp_path):
     rgb_x = preprocess_image(path, (3, 5, 6), bgr=False)
     np.testing.assert_array_equal(rgb_x, rgb.transpose(2, 0, 1))
     (tmp_path / "bad.jpg").write_text("not an image")
-    with pytest.raises(MultilabelLossError, match="cannot read image .*bad.jpg"):
+    with pytest.raises(MultilabelLossError, match=r"cannot read image .*bad\.jpg"):
         preprocess_image(str(tmp_path / "bad.jpg"), (3, 4, 4))
+
+
+def test_preprocess_image_equals_caffe_image_data(tmp_path):
+    """predict sees what training saw: a JPEG resized (OpenCV's bilinear), centre-cropped, mean and
+    scale applied, equal to Caffe's own ImageData layer in TEST on the same file."""
+    import caffe
+    from PIL import Image
+    rgb = np.random.default_rng(4).integers(0, 256, (13, 17, 3), dtype=np.uint8)
+    path = tmp_path / "a.jpg"
+    Image.fromarray(rgb).save(path, quality=90)
+    (tmp_path / "list.txt").write_text("a.jpg 0\n")
+    net_path = tmp_path / "net.prototxt"
+    net_path.write_text('layer { name: "d" type: "ImageData" top: "data" top: "label" '
+                        'transform_param { crop_size: 6 mean_value: 104 mean_value: 117 mean_value: 123 scale: 0.5 } '
+                        'image_data_param { source: "%s" root_folder: "%s/" batch_size: 1 new_height: 8 '
+                        'new_width: 9 } }' % (tmp_path / "list.txt", tmp_path))
+    net = caffe.Net(str(net_path), caffe.TEST)
+    net.forward()
+    x = preprocess_image(str(path), (3, 6, 6), resize=(8, 9), mean=[104, 117, 123], scale=0.5)
+    np.testing.assert_array_equal(x, net.blobs["data"].data[0])
 
 
 def test_predict_command(tmp_path, capsys):
@@ -128,7 +158,7 @@ layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
     assert main(base + [images[0], "--list", str(tmp_path / "list.txt"), "--rule", "top-k:2", "--format", "jsonl"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["path"] for r in rows] == images
-    for r, path in zip(rows, images):
+    for r, path in zip(rows, images, strict=True):
         x = preprocess_image(path, (3, 4, 4), scale=0.01)
         net.blobs["data"].data[...] = x[None]
         p = net.forward()["prob"][0]
