@@ -85,7 +85,7 @@ class SoftmaxMultilabelLossLayer(_MultilabelLossLayer):
 
 
 class SigmoidMultilabelLossLayer(_MultilabelLossLayer):
-    """Multi-label sigmoid cross-entropy / focal loss; see :func:`sigmoid.sigmoid_multilabel_forward`.
+    """Multi-label sigmoid cross-entropy / focal / asymmetric loss; see :func:`sigmoid.sigmoid_multilabel_forward`.
 
     Bottoms: scores, targets in [0, 1] (same shape). Tops: loss, and optionally
     the sigmoid probabilities.
@@ -95,7 +95,8 @@ class SigmoidMultilabelLossLayer(_MultilabelLossLayer):
 
     def forward(self, bottom, top):
         loss, self.ctx = sigmoid.sigmoid_multilabel_forward(bottom[0].data, bottom[1].data,
-                                                      options=self.options, workspace=self.workspace)
+                                                      options=self.options, workspace=self.workspace,
+                                                      probabilities=len(top) > 1)
         top[0].data[...] = loss
         if len(top) > 1:
             sigmoid.sigmoid_probabilities(self.ctx, out=top[1].data)

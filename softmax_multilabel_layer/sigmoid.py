@@ -43,7 +43,7 @@ class SigmoidContext:
     normalizer: float
     shape: tuple
     grad: np.ndarray             # d(sum of elementwise losses) / dx, (O, C, I)
-    probabilities: np.ndarray    # sigmoid(x), (O, C, I)
+    probabilities: np.ndarray    # sigmoid(x), (O, C, I); None if forward was told not to keep it
 
 
 def _check_targets(y, owner, ignore_label):
@@ -54,7 +54,7 @@ def _check_targets(y, owner, ignore_label):
                                      " or equal to ignore_label %r" % ignore_label, value, index))
 
 
-def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, **kwargs):
+def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, probabilities=True, **kwargs):
     r"""Multi-label sigmoid loss, forward pass: BCE, focal or asymmetric (ASL), with optional weights.
 
     Args:
@@ -62,6 +62,7 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, **
         targets: y in [0, 1] (binary or soft), same shape as ``scores``.
         options: a :class:`~.params.SigmoidOptions`; or give the options as keywords.
         workspace: a :class:`~.common.Workspace` to reuse buffers across calls.
+        probabilities: keep sigmoid(x) for :func:`sigmoid_probabilities` (False saves a pass).
 
     Shape:
         scores and targets (O, C, I) after viewing around the class axis: O is
@@ -128,16 +129,18 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, **
         y = y_cast
 
     grad = ws.get("grad", x.shape, x.dtype)
-    prob = ws.get("probabilities", x.shape, x.dtype)
+    prob = ws.get("probabilities", x.shape, x.dtype) if probabilities else None
     per_class = {key: None if getattr(opts, key) is None or not isinstance(getattr(opts, key), tuple)
                  else np.asarray(getattr(opts, key), x.dtype).reshape(1, classes, 1)
                  for key in ("pos_weight", "class_weight")}
-    scratch = _Scratch(ws, x.dtype, _block_capacity(x.shape))
+    blocks = list(_blocks(x.shape))
+    scratch = _Scratch(ws, x.dtype, x[blocks[0][0]].size)     # the first block is a largest one
     loss_sum = 0.0
-    for block, class_slice in _blocks(x.shape):
+    for block, class_slice in blocks:
         scratch.shape = x[block].shape
         weights = {key: None if value is None else value[:, class_slice] for key, value in per_class.items()}
-        loss_sum += _elementwise(x[block], y[block], None if valid is None else valid[block], grad[block], prob[block],
+        loss_sum += _elementwise(x[block], y[block], None if valid is None else valid[block], grad[block],
+                                 None if prob is None else prob[block],
                                  weights, opts, scratch)
     ctx = SigmoidContext(_normalizer(opts.normalization, outer, classes * inner, valid_count), np.shape(scores),
                          grad, prob)
@@ -149,11 +152,12 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, **
 
 # Elements per block: the kernel's ~20 block buffers then stay in the CPU caches, where a whole
 # 64 x 17000 batch per buffer would stream every pass through main memory (measured 2 to 5x slower).
-BLOCK_SIZE = 1 << 15
+BLOCK_SIZE = 1 << 16
 
 
-def _blocks(shape, size=BLOCK_SIZE):
-    """(index into the (O, C, I) view, class slice) for contiguous blocks of about ``size`` elements."""
+def _blocks(shape):
+    """(index into the (O, C, I) view, class slice) for contiguous blocks of about BLOCK_SIZE elements."""
+    size = BLOCK_SIZE
     outer, classes, inner = shape
     row = classes * inner
     if row <= size:
@@ -168,14 +172,6 @@ def _blocks(shape, size=BLOCK_SIZE):
                 yield (slice(o, o + 1), classes_slice, slice(None)), classes_slice
 
 
-def _block_capacity(shape, size=BLOCK_SIZE):
-    outer, classes, inner = shape
-    row = classes * inner
-    if row <= size:
-        return min(outer, max(1, size // row)) * row
-    return min(classes, max(1, size // inner)) * inner
-
-
 class _Scratch:
     """Block-shaped views of flat workspace buffers (one allocation per name, reused by every block)."""
 
@@ -188,7 +184,7 @@ class _Scratch:
 
 
 def _elementwise(x, y, valid, grad, p, weights, opts, buf):
-    """One block: fills ``grad`` (d l / dx) and ``p`` (sigmoid(x)); returns the sum of l in float64.
+    """One block: fills ``grad`` (d l / dx) and ``p`` (sigmoid(x), unless None); returns the sum of l.
 
     ``weights`` holds the block's per-class ``pos_weight`` and ``class_weight`` arrays (or None);
     ``buf(name)`` gives block-shaped scratch arrays.
@@ -196,26 +192,24 @@ def _elementwise(x, y, valid, grad, p, weights, opts, buf):
     dtype = x.dtype
     one = dtype.type(1)
 
-    # u = exp(-|x|), w = 1 + u, s = sigmoid(-|x|) = u / w, log1p(u) = log(w) - ((w - 1) - u)
-    u = np.abs(x, out=buf("u"))
-    np.negative(u, out=u)
-    np.exp(u, out=u)
-    w = np.add(u, one, out=buf("w"))
-    s = np.divide(u, w, out=buf("s"))
-    log1p_u = np.log(w, out=buf("log1p_u"))
-    np.subtract(w, one, out=w)
-    np.subtract(w, u, out=w)
-    np.subtract(log1p_u, w, out=log1p_u)
-    # h = [x >= 0], ts = (2h - 1) s: sigmoid(x) = h - ts and sigmoid(-x) = (1 - h) + ts, each 1 - s or s
+    # h = [x >= 0], f = 1 - 2h (-1 or 1), so -|x| = f x exactly
     h_bool = buf("x>=0", np.bool_)
     np.greater_equal(x, 0, out=h_bool)
     h = buf("h")
     np.copyto(h, h_bool)
-    ts = np.multiply(h, dtype.type(2), out=buf("ts"))
-    np.subtract(ts, one, out=ts)
-    np.multiply(ts, s, out=ts)
-    np.subtract(h, ts, out=p)                           # sigmoid(x)
-
+    f = np.multiply(h, dtype.type(-2), out=buf("f"))
+    np.add(f, one, out=f)
+    # u = exp(-|x|), w = 1 + u, s = sigmoid(-|x|) = u / w, log1p(u) = log(w) - ((w - 1) - u)
+    u = np.multiply(x, f, out=buf("u"))
+    np.exp(u, out=u)
+    w = np.add(u, one, out=buf("w"))
+    fs = np.divide(u, w, out=buf("fs"))
+    log1p_u = np.log(w, out=buf("log1p_u"))
+    np.subtract(w, one, out=w)
+    np.subtract(w, u, out=w)
+    np.subtract(log1p_u, w, out=log1p_u)
+    # fs = f s: sigmoid(x) = h + fs and sigmoid(-x) = (1 - h) - fs, each 1 - s or s
+    np.multiply(fs, f, out=fs)
     v = y                                               # pos_weight * y
     if weights["pos_weight"] is not None:
         v = np.multiply(y, weights["pos_weight"], out=buf("pos_weight*y"))
@@ -225,20 +219,24 @@ def _elementwise(x, y, valid, grad, p, weights, opts, buf):
     clip = opts.clip
     focus = gamma_pos > 0 or gamma_neg > 0
     two_terms = clip > 0 or v is not y
+    if p is None and (focus or two_terms):
+        p = buf("p")
+    if p is not None:
+        np.add(h, fs, out=p)                            # sigmoid(x)
     if focus or two_terms:
         p_neg = np.subtract(one, h, out=buf("1-p"))     # sigmoid(-x)
-        np.add(p_neg, ts, out=p_neg)
+        np.subtract(p_neg, fs, out=p_neg)
         not_y = np.subtract(one, y, out=buf("1-y"))
     pq = np.multiply(p, p_neg, out=buf("p(1-p)")) if focus else None    # d p / dx
     ce = buf("ce")
     tmp = buf("tmp")
     if not two_terms:
-        # BCE: y softplus(-x) + (1 - y) softplus(x) = log1p(u) + x (h - y), and d ce / dx = p - y = (h - y) - ts.
+        # BCE: y softplus(-x) + (1 - y) softplus(x) = log1p(u) + x (h - y), and d ce / dx = p - y = (h - y) + fs.
         # Every term is >= 0 or exact; for binary y this equals the two-term form below bit for bit.
         c = np.subtract(h, y, out=buf("h-y"))
         np.multiply(x, c, out=ce)
         np.add(ce, log1p_u, out=ce)
-        np.subtract(c, ts, out=grad)
+        np.add(c, fs, out=grad)
         neg_p, dp_m = p, pq
     else:
         # softplus(x) = log1p(u) + x h, softplus(-x) = log1p(u) + (x h - x); x h and x h - x are exact
@@ -247,18 +245,16 @@ def _elementwise(x, y, valid, grad, p, weights, opts, buf):
         np.add(sp_neg, log1p_u, out=sp_neg)
         np.add(sp_pos, log1p_u, out=sp_pos)
         if clip > 0:
-            # negatives: p_m = max(p - m, 0); -log(1 - p_m) = -log1p(-p_m) with the rounding error of 1 - p_m
-            # added back as above; d/dx = [p_m > 0] p (1 - p) / (1 - p_m), with 1 - p_m = (1 - p) + m.
+            # negatives: p_m = max(p - m, 0), -log(1 - p_m) (>= 0; as precise as p_m, which carries p's
+            # rounding), and d/dx = [p_m > 0] p (1 - p) / (1 - p_m), with 1 - p_m = (1 - p) + m there.
             p_m = np.subtract(p, dtype.type(clip), out=buf("p_m"))
             np.maximum(p_m, 0, out=p_m)
             above = buf("p>m", np.bool_)
             np.greater(p_m, 0, out=above)
             neg_loss = np.subtract(one, p_m, out=buf("neg_loss"))
-            d_neg_loss = np.add(p_neg, dtype.type(clip), out=buf("d_neg_loss"))
-            np.subtract(neg_loss, one, out=tmp)
-            np.add(tmp, p_m, out=tmp)                   # (1 - p_m) - 1 + p_m: rounding error of 1 - p_m
             np.log(neg_loss, out=neg_loss)
-            np.subtract(tmp, neg_loss, out=neg_loss)    # -log(1 - p_m)
+            np.negative(neg_loss, out=neg_loss)
+            d_neg_loss = np.add(p_neg, dtype.type(clip), out=buf("d_neg_loss"))
             dp_m = np.multiply(pq if focus else p, above, out=buf("dp_m"))
             if not focus:
                 np.multiply(dp_m, p_neg, out=dp_m)
@@ -305,7 +301,8 @@ def _elementwise(x, y, valid, grad, p, weights, opts, buf):
     if weight is not None:
         np.multiply(ce, weight, out=ce)
         np.multiply(grad, weight, out=grad)
-    return float(np.add.reduce(ce.reshape(-1), dtype=np.float64))
+    # float32 pairwise sum of terms >= 0 (relative error below 30 eps; block sums add up in float64)
+    return float(np.add.reduce(ce.reshape(-1)))
 
 
 def _focus_power(q, y, not_y, gamma_pos, gamma_neg, buf):
@@ -369,6 +366,8 @@ def sigmoid_multilabel_backward(ctx, loss_weight=1.0, out=None):
 
 def sigmoid_probabilities(ctx, out=None):
     """p = sigmoid(x), from a forward context (full relative precision in both tails)."""
+    if ctx.probabilities is None:
+        raise ValueError("sigmoid_probabilities: the forward pass was run with probabilities=False")
     if out is None:
         out = np.empty(ctx.shape, ctx.probabilities.dtype)
     np.copyto(out.reshape(ctx.probabilities.shape), ctx.probabilities)
