@@ -112,8 +112,6 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, pr
     y = _float_view(targets, owner, "targets", opts.axis)
     outer, classes, inner = x.shape
     opts.check_class_count(classes)
-    if not (math.isfinite(x.max()) and math.isfinite(x.min())):
-        raise _scores_not_finite(owner, np.asarray(scores))
 
     valid = None
     valid_count = x.size
@@ -136,16 +134,20 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, pr
     blocks = list(_blocks(x.shape))
     scratch = _Scratch(ws, x.dtype, x[blocks[0][0]].size)     # the first block is a largest one
     loss_sum = 0.0
-    for block, class_slice in blocks:
-        scratch.shape = x[block].shape
-        weights = {key: None if value is None else value[:, class_slice] for key, value in per_class.items()}
-        loss_sum += _elementwise(x[block], y[block], None if valid is None else valid[block], grad[block],
-                                 None if prob is None else prob[block],
-                                 weights, opts, scratch)
+    with np.errstate(invalid="ignore"):                # non-finite scores: reported below
+        for block, class_slice in blocks:
+            scratch.shape = x[block].shape
+            weights = {key: None if value is None else value[:, class_slice] for key, value in per_class.items()}
+            loss_sum += _elementwise(x[block], y[block], None if valid is None else valid[block], grad[block],
+                                     None if prob is None else prob[block], weights, opts, scratch)
     ctx = SigmoidContext(_normalizer(opts.normalization, outer, classes * inner, valid_count), np.shape(scores),
                          grad, prob)
     loss = loss_sum / ctx.normalizer
     if not math.isfinite(loss):
+        # a NaN or infinite score always makes its elementwise loss inf or NaN (inf * 0 included), so the
+        # scores are checked here, on the error path, instead of by a pass over them on every call
+        if not np.isfinite(x).all():
+            raise _scores_not_finite(owner, np.asarray(scores))
         raise MultilabelLossError("%s: the loss is not finite (%r) although scores and targets are" % (owner, loss))
     return loss, ctx
 
