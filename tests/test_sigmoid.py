@@ -323,3 +323,19 @@ def test_asl_options_parse_and_default():
     assert (defaults.gamma_neg, defaults.gamma_pos, defaults.clip) == (0.0, 0.0, 0.0)
     options = SigmoidOptions.from_param_str('{"gamma_neg": 4, "gamma_pos": 1, "clip": 0.05}', "L")
     assert (options.gamma_neg, options.gamma_pos, options.clip) == (4.0, 1.0, 0.05)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("options", [{}, {"gamma": 2}, {"alpha": 0.0}, {"alpha": 1.0}, {"pos_weight": 0.0},
+                                     {"gamma_neg": 4, "clip": 0.05}, {"class_weight": [0, 1, 1, 1, 1]},
+                                     {"ignore_label": -1}])
+@pytest.mark.parametrize("target", [0.0, 1.0, -1.0])
+def test_non_finite_scores_are_reported_with_every_option(bad, options, target):
+    """The scores are checked only when the loss is not finite: every option must keep it so."""
+    if target < 0 and "ignore_label" not in options:
+        return
+    x, y = asl_inputs(np.float32)
+    x, y = x[:4, :5].copy(), y[:4, :5].copy()
+    x[2, 3], y[2, 3] = bad, target
+    with pytest.raises(MultilabelLossError, match="scores are not finite"):
+        S.sigmoid_multilabel_forward(x, y, **options)
