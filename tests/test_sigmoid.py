@@ -4,11 +4,19 @@ float64 math and against Caffe's own SigmoidCrossEntropyLoss, one BCE, and the a
 Every random input has a fixed seed. The float64 references below are written out here, independently of
 the core: softplus by np.logaddexp, sigmoid as exp(-softplus(-x)) in float64.
 """
+import json
+
+import caffe
 import numpy as np
 import pytest
+from caffe import layers as L
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
 
 from caffe_nets import assert_gradient_close, native_loss_net, numeric_gradient, python_loss_net, run
 from softmax_multilabel_layer import sigmoid as S
+from softmax_multilabel_layer.cli import main as cli_main
+from softmax_multilabel_layer.netspec import sigmoid_multilabel_loss
 from softmax_multilabel_layer.common import Workspace
 from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions
 
@@ -339,3 +347,46 @@ def test_non_finite_scores_are_reported_with_every_option(bad, options, target):
     x[2, 3], y[2, 3] = bad, target
     with pytest.raises(MultilabelLossError, match="scores are not finite"):
         S.sigmoid_multilabel_forward(x, y, **options)
+
+
+ASL_DEMO = {"gamma_neg": 4, "gamma_pos": 0, "clip": 0.05}
+
+
+def asl_net_feeds():
+    x, y = asl_inputs(np.float32)
+    return x[:4, :6].copy(), y[:4, :6].copy()
+
+
+def test_asl_netspec_keywords(tmp_path):
+    x, y = asl_net_feeds()
+    n = caffe.NetSpec()
+    n.scores = L.Input(shape=dict(dim=list(x.shape)))
+    n.labels = L.Input(shape=dict(dim=list(y.shape)))
+    n.loss = sigmoid_multilabel_loss(n.scores, n.labels, **ASL_DEMO)
+    path = tmp_path / "asl.prototxt"
+    path.write_text("force_backward: true\n" + str(n.to_proto()))
+    layer = text_format.Merge(path.read_text(), caffe_pb2.NetParameter()).layer[-1]
+    assert json.loads(layer.python_param.param_str) == ASL_DEMO
+    net = caffe.Net(str(path), caffe.TRAIN)
+    loss, grad = run(net, {"scores": x, "labels": y})
+    core_loss, core_grad = forward_backward(x, y, **ASL_DEMO)
+    assert loss == pytest.approx(core_loss, rel=1e-6) and np.allclose(grad, core_grad, rtol=1e-6, atol=0)
+    assert loss != pytest.approx(forward_backward(x, y)[0], rel=1e-3)      # not BCE
+    with pytest.raises(MultilabelLossError, match="sigmoid_multilabel_loss: clip"):
+        sigmoid_multilabel_loss(n.scores, n.labels, clip=1.5)
+
+
+@pytest.mark.parametrize("spelling", ["-", "_"])
+def test_asl_prototxt_cli_flags(tmp_path, capsys, spelling):
+    flags = []
+    for key, value in ASL_DEMO.items():
+        flags += ["--" + (key.replace("_", "-") if spelling == "-" else key), json.dumps(value)]
+    assert cli_main(["prototxt", "--loss", "sigmoid", "--bottom", "scores", "--bottom", "labels"] + flags) == 0
+    out = capsys.readouterr().out
+    layer = text_format.Merge(out, caffe_pb2.NetParameter()).layer[0]
+    assert json.loads(layer.python_param.param_str) == ASL_DEMO
+    x, y = asl_net_feeds()
+    net = python_loss_net(tmp_path, SIGMOID, {"scores": x.shape, "labels": y.shape}, layer.python_param.param_str)
+    assert run(net, {"scores": x, "labels": y})[0] == pytest.approx(forward_backward(x, y, **ASL_DEMO)[0], rel=1e-6)
+    assert cli_main(["prototxt", "--loss", "sigmoid", "--gamma-neg", "-4"]) == 2
+    assert "gamma_neg must be in [0.0, inf], got -4" in capsys.readouterr().err
