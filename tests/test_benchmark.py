@@ -97,3 +97,27 @@ def test_writes_markdown_table(report):
     assert "ours sigmoid (focal, gamma=2) <= 1.0x Caffe SigmoidCrossEntropyLoss" in text
     assert "numpy BLAS" in text
     assert text in stdout
+
+
+def test_precision_table(tmp_path):
+    """--precision: ours and Caffe's SigmoidCrossEntropyLoss against float64 math on trained-like inputs."""
+    env = dict(os.environ)
+    env.setdefault("GLOG_minloglevel", "2")
+    done = subprocess.run([sys.executable, SCRIPT, "--precision", "--sizes", "8x300", "--out", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    with open(tmp_path / "precision.json") as f:
+        rows = json.load(f)["rows"]
+    assert [(r["margin"], r["layer"]) for r in rows] == [
+        (m, layer) for m in (8, 14, 20) for layer in ("ours core", "ours in caffe.Net", "Caffe SigmoidCrossEntropyLoss")]
+    by = {(r["margin"], r["layer"]): r for r in rows}
+    for margin in (8, 14, 20):
+        ours, net, theirs = (by[margin, k] for k in ("ours core", "ours in caffe.Net", "Caffe SigmoidCrossEntropyLoss"))
+        assert abs(ours["loss_rel_error"]) < 1e-6 and abs(net["loss_rel_error"]) < 1e-6
+        assert ours["grad_max_abs_error"] < theirs["grad_max_abs_error"]
+        if margin == 8:                                   # p = e^-8 ... : no element below 1e-6
+            assert ours["grad_max_rel_error_tails"] is None
+        else:
+            assert ours["grad_max_rel_error_tails"] < 1e-6 < theirs["grad_max_rel_error_tails"]
+    assert by[20, "Caffe SigmoidCrossEntropyLoss"]["loss"] == 0.0          # Caffe rounds the tiny losses away
+    assert "| 8x300 | 20 | ours core |" in (tmp_path / "precision.md").read_text()
