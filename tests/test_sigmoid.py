@@ -19,6 +19,7 @@ from softmax_multilabel_layer.cli import main as cli_main
 from softmax_multilabel_layer.netspec import sigmoid_multilabel_loss
 from softmax_multilabel_layer.common import Workspace
 from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions
+from test_functional import central_difference
 
 SIGMOID = "SigmoidMultilabelLossLayer"
 EPS32 = float(np.finfo(np.float32).eps)
@@ -266,15 +267,7 @@ def test_asl_gradient_float64_core(gamma_neg, gamma_pos, clip, soft):
     x, y = asl_inputs(np.float64, soft, seed=9)
     x, y = x[:6, :15], y[:6, :15]
     _, grad = forward_backward(x, y, gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip)
-    step = 1e-6
-    numeric = np.empty_like(x)
-    for index in np.ndindex(x.shape):
-        values = []
-        for sign in (1, -1):
-            shifted = x.copy()
-            shifted[index] += sign * step
-            values.append(asl64(shifted, y, gamma_neg, gamma_pos, clip).sum() / x.shape[0])
-        numeric[index] = (values[0] - values[1]) / (2 * step)
+    numeric = central_difference(lambda v: asl64(v, y, gamma_neg, gamma_pos, clip).sum() / x.shape[0], x)
     kink = (np.abs(sigmoid64(x) - clip) < 1e-4) & (y < 1)              # p_m = max(p - m, 0) has a kink
     assert not kink.any()
     assert np.abs(grad - numeric).max() < 1e-8
