@@ -4,7 +4,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import Workspace, _first_bad, _float_view, _normalizer, _row_sum, _scores_not_finite
+from .common import (Workspace, _first_bad, _float_view, _normalizer, _row_sum, _scores_not_finite, check_fresh,
+                     output_view, position)
 from .labels import check_label_shapes
 from .params import MultilabelLossError, SigmoidOptions
 
@@ -18,6 +19,8 @@ class SigmoidContext:
     """
     normalizer: float
     shape: tuple
+    workspace: Workspace = None      # the forward pass's workspace and its generation (see check_fresh)
+    generation: int = 0
     tanh_half: np.ndarray = None     # plain path: tanh(x / 2), p = (1 + tanh(x/2)) / 2
     targets: np.ndarray = None       # plain path: y, (O, C, I)
     grad: np.ndarray = None          # general path: d(sum of elementwise losses) / dx
@@ -49,12 +52,13 @@ def _plain_bce(x, y, ws):
     return total, abs_sum, buf
 
 
-def _check_targets(y, owner, ignore_label):
+def _check_targets(y, owner, ignore_label, shape, axis):
     if not (y.min() >= 0 and y.max() <= 1):
-        index, value = _first_bad(y, ~((y >= 0) & (y <= 1)))
-        raise MultilabelLossError("%s: targets must be in [0, 1]%s, found %r at index %s of the (O, C, I) view"
+        flat, value = _first_bad(y, ~((y >= 0) & (y <= 1)))
+        raise MultilabelLossError("%s: targets must be in [0, 1]%s, found %r at %s"
                                   % (owner, "" if ignore_label is None else
-                                     " or equal to ignore_label %r" % ignore_label, value, index))
+                                     " or equal to ignore_label %r" % ignore_label, value,
+                                     position(shape, axis, flat, "targets")))
 
 
 def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, **kwargs):
@@ -78,26 +82,28 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, **
     SigmoidCrossEntropyLoss), ``"valid"`` the number of non-ignored elements
     (at least 1), ``"none"`` 1. Returns ``(loss, ctx)``.
     """
-    opts = options if options is not None else SigmoidOptions.from_kwargs("sigmoid_multilabel_forward", kwargs)
+    opts = SigmoidOptions.resolve(options, "sigmoid_multilabel_forward", kwargs)
     owner = opts.owner
     ws = workspace if workspace is not None else Workspace()
+    generation = ws.begin()
     x = _float_view(scores, owner, "scores", opts.axis)
     check_label_shapes(opts, np.shape(scores), np.shape(targets), blob="targets")
-    y = _float_view(targets, owner, "targets", opts.axis)
+    y = _float_view(targets, owner, "targets", opts.axis, np.shape(scores))
     outer, classes, inner = x.shape
     opts.check_class_count(classes)
 
     plain = (opts.gamma == 0 and opts.alpha < 0 and opts.class_weight is None and opts.pos_weight == 1.0
              and opts.ignore_label is None)
     if plain:
-        _check_targets(y, owner, None)
+        _check_targets(y, owner, None, np.shape(scores), opts.axis)
         total, abs_sum, tanh_half = _plain_bce(x, y, ws)
         if not math.isfinite(abs_sum):
-            raise _scores_not_finite(owner, np.asarray(scores))
+            raise _scores_not_finite(owner, scores, opts.axis)
         ctx = SigmoidContext(_normalizer(opts.normalization, outer, classes * inner, x.size), np.shape(scores),
                              tanh_half=tanh_half, targets=y)
     else:
         total, ctx = _general_sigmoid(x, y, opts, ws, np.shape(scores))
+    ctx.workspace, ctx.generation = ws, generation
     loss = total / ctx.normalizer
     if not math.isfinite(loss):
         raise MultilabelLossError("%s: the loss is not finite (%r) although scores and targets are" % (owner, loss))
@@ -120,9 +126,9 @@ def _general_sigmoid(x, y, opts, ws, shape):
         np.not_equal(y, opts.ignore_label, out=valid)
         y = np.multiply(y, valid, out=buf("y"))        # ignored entries count as y = 0, then get weight 0
         valid_count = int(np.count_nonzero(valid))
-    _check_targets(y, owner, opts.ignore_label)
+    _check_targets(y, owner, opts.ignore_label, shape, opts.axis)
     if not (math.isfinite(x.max()) and math.isfinite(x.min())):
-        raise _scores_not_finite(owner, x)
+        raise _scores_not_finite(owner, x.reshape(shape), opts.axis)
 
     # softplus(x) = max(x, 0) + log1p(exp(-|x|)); p = exp(-softplus(-x)) and 1 - p = exp(-softplus(x)),
     # both with full relative precision in the tails.
@@ -182,12 +188,16 @@ def _general_sigmoid(x, y, opts, ws, shape):
 
 
 def sigmoid_multilabel_backward(ctx, loss_weight=1.0, out=None):
-    """Gradient of ``loss_weight`` times the forward loss: dl/dx * loss_weight / normalizer."""
+    """Gradient of ``loss_weight`` times the forward loss: dl/dx * loss_weight / normalizer.
+
+    ``ctx`` must be the latest forward on its workspace; ``out``, if given, a
+    C-contiguous array of the scores' shape and dtype, filled in place.
+    """
+    owner = "sigmoid_multilabel_backward"
+    check_fresh(ctx, owner)
     k = loss_weight / ctx.normalizer
     work = ctx.grad if ctx.grad is not None else ctx.tanh_half
-    if out is None:
-        out = np.empty(ctx.shape, work.dtype)
-    out3 = out.reshape(work.shape)
+    out, out3 = output_view(out, ctx.shape, work.shape, work.dtype, owner)
     if ctx.grad is not None:
         np.multiply(ctx.grad, work.dtype.type(k), out=out3)
     else:                                           # (p - y) k with p = (1 + tanh(x/2)) / 2
@@ -199,11 +209,11 @@ def sigmoid_multilabel_backward(ctx, loss_weight=1.0, out=None):
 
 
 def sigmoid_probabilities(ctx, out=None):
-    """p = sigmoid(x), from a forward context."""
+    """p = sigmoid(x), from a forward context (``out``: as in the backward)."""
+    owner = "sigmoid_probabilities"
+    check_fresh(ctx, owner)
     work = ctx.probabilities if ctx.probabilities is not None else ctx.tanh_half
-    if out is None:
-        out = np.empty(ctx.shape, work.dtype)
-    out3 = out.reshape(work.shape)
+    out, out3 = output_view(out, ctx.shape, work.shape, work.dtype, owner)
     if ctx.probabilities is not None:
         np.copyto(out3, ctx.probabilities)
     else:                                           # p = (1 + tanh(x/2)) / 2, written straight into out
