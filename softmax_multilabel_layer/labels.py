@@ -144,6 +144,14 @@ class SparseLabels:
         return np.bincount(self.sample, gathered, minlength=self.count.size).astype(np.float64).reshape(
             self.samples_shape)
 
+    def dot_below(self, a3, amax):
+        """sum_c y_c (m - a_c) for each sample, float64 (O, 1, I), with m = ``amax`` (O, 1, I) >= a.
+
+        Each term is formed in float64 from float32 or float64 values, so it is >= 0.
+        """
+        below = amax.reshape(-1)[self.sample].astype(np.float64) - a3.reshape(-1)[self.flat]
+        return np.bincount(self.sample, below * self.values, minlength=self.count.size).reshape(self.samples_shape)
+
     def values_at(self, flat):
         """The labels at flat positions of the (O, C, I) array (0 where no label is stored), as float64."""
         if not len(self.flat):

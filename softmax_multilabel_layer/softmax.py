@@ -11,8 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .common import Workspace, _float_view, _normalizer, _row_sum, _scores_not_finite, check_fresh, output_view
-from .labels import check_label_shapes, check_label_sums, dense_label_form, index_label_form
+from .labels import SparseLabels, check_label_shapes, check_label_sums, dense_label_form, index_label_form
 from .params import MultilabelLossError, SoftmaxOptions
+
+# Range of the per-sample maximum score m in which the exponentials are taken of the scores themselves,
+# skipping the pass that forms s - m (sparse labels, no smoothing). Low bound 0: exp(s_c) then underflows no
+# sooner than exp(s_c - m), so no precision is lost. High bound 60: exp(m) and C exp(m) stay far below the
+# float32 maximum 3.4e38 (C up to 1e12).
+UNSHIFTED_MAX_RANGE = (0.0, 60.0)
 
 
 @dataclass
@@ -22,8 +28,9 @@ class SoftmaxContext:
     Its arrays live in the forward pass's :class:`Workspace`: the next forward
     on that workspace makes this context stale (backward then raises).
     """
-    exps: np.ndarray             # e = exp(s - m), (O, C, I), m = max_c s; exactly 1 at each sample's argmax
-    rest: np.ndarray             # r = sum_c e_c - 1 over the classes other than the argmax, float64 (O, 1, I)
+    exps: np.ndarray             # e = exp(s - u), (O, C, I), u = m = max_c s, or u = 0 (see UNSHIFTED_MAX_RANGE)
+    top_exp: np.ndarray          # e at each sample's argmax, exp(m - u), float64 (O, 1, I); 1 when u = m
+    rest: np.ndarray             # r = sum over the other classes of exp(s_c - m), float64 (O, 1, I)
     target_total: np.ndarray     # T = sum_c t_c, float64 (O, 1, I)
     label_scale: np.ndarray      # a, in t = a * y + b, float64 (O, 1, I)
     label_offset: np.ndarray     # b
@@ -131,15 +138,23 @@ def softmax_multilabel_forward(scores, labels, label_weights=None, options=None,
     if not (np.isfinite(smax).all() and math.isfinite(s3.min())):
         raise _scores_not_finite(owner, scores, axis)
     exps = ws.get("exps", s3.shape, s3.dtype)
-    shifted = np.subtract(s3, smax, out=exps)       # b = s - m <= 0, exactly 0 at the argmax
-    label_dot = label_form.dot(shifted)             # sum_c y_c b_c <= 0
     eps = opts.label_smoothing
-    shifted_sum = _row_sum(shifted) if eps else 0.0  # sum_c b_c <= 0
-    np.exp(shifted, out=exps)                       # e = exp(b); the buffer now holds exponentials
+    low, high = UNSHIFTED_MAX_RANGE
+    if isinstance(label_form, SparseLabels) and not eps and low <= smax.min() and smax.max() <= high:
+        below = label_form.dot_below(s3, smax)      # sum_c y_c (m - s_c) >= 0, term by term in float64
+        below_sum = 0.0
+        np.exp(s3, out=exps)                        # e = exp(s): the shift needs a pass of its own
+    else:
+        shifted = np.subtract(s3, smax, out=exps)   # b = s - m <= 0, exactly 0 at the argmax
+        below = -label_form.dot(shifted)            # sum_c y_c (m - s_c) = -sum_c y_c b_c >= 0
+        below_sum = -_row_sum(shifted) if eps else 0.0    # sum_c (m - s_c) >= 0
+        np.exp(shifted, out=exps)                   # e = exp(b); the buffer now holds exponentials
     flat_exps = exps.reshape(-1)
+    top_exp = flat_exps[top]                        # exp(m), or 1 after the shift
     flat_exps[top] = 0                              # r: the other classes only, so log1p(r) keeps its precision
-    rest = _row_sum(exps)
-    flat_exps[top] = 1
+    top_exp = top_exp.astype(np.float64).reshape(outer, 1, inner)
+    rest = _row_sum(exps) / top_exp
+    flat_exps[top] = top_exp.reshape(-1)
 
     positive = label_form.count > 0
     if opts.normalize_targets == "count":
@@ -151,14 +166,14 @@ def softmax_multilabel_forward(scores, labels, label_weights=None, options=None,
     scale *= 1.0 - eps
     offset = positive * (eps / classes)
     total = scale * label_form.label_sum + offset * classes
-    per_sample = total * np.log1p(rest) - scale * label_dot - offset * shifted_sum    # three terms, each >= 0
+    per_sample = total * np.log1p(rest) + scale * below + offset * below_sum    # three terms, each >= 0
     normalizer = _normalizer(opts.normalization, outer, inner, int(np.count_nonzero(positive)))
     loss = float(per_sample.sum() / normalizer)
     if not abs(loss) <= np.finfo(s3.dtype).max:
         raise MultilabelLossError("%s: the loss is not finite in %s (%r) although scores and labels are: the scores "
                                   "span more than the %s range, or the labels are too large"
                                   % (owner, s3.dtype, loss, s3.dtype))
-    return loss, SoftmaxContext(exps, rest, total, scale, offset, label_form, normalizer, shape, s3.shape,
+    return loss, SoftmaxContext(exps, top_exp, rest, total, scale, offset, label_form, normalizer, shape, s3.shape,
                                 top, ws, generation)
 
 
@@ -195,7 +210,7 @@ def softmax_multilabel_backward(ctx, loss_weight=1.0, out=None):
     e = ctx.exps
     out, out3 = output_view(out, ctx.shape, ctx.shape3, e.dtype, owner)
     k = loss_weight / ctx.normalizer
-    np.multiply(e, (k * ctx.target_total / (1.0 + ctx.rest)).astype(e.dtype), out=out3)
+    np.multiply(e, (k * ctx.target_total / (ctx.top_exp * (1.0 + ctx.rest))).astype(e.dtype), out=out3)
     ctx.labels.subtract_scaled(out3, k * ctx.label_scale)
     if ctx.label_offset.any():
         np.subtract(out3, (k * ctx.label_offset).astype(e.dtype), out=out3)
@@ -212,7 +227,7 @@ def softmax_probabilities(ctx, out=None):
     check_fresh(ctx, owner)
     e = ctx.exps
     out, out3 = output_view(out, ctx.shape, ctx.shape3, e.dtype, owner)
-    np.multiply(e, (1.0 / (1.0 + ctx.rest)).astype(e.dtype), out=out3)
+    np.multiply(e, (1.0 / (ctx.top_exp * (1.0 + ctx.rest))).astype(e.dtype), out=out3)
     return out
 
 
