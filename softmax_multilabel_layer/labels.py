@@ -202,10 +202,10 @@ def first_duplicate_index(indices, axis=-1):
     return where[:-1], int(ordered[where[:-1] + (where[-1] + 1,)])
 
 
-def index_label_form(indices, weights, shape3, owner, shape, axis):
+def index_label_form(indices, weights, shape3, owner, axis):
     """Labels given as class indices (padded with -1) along the class axis, plus optional weights.
 
-    ``shape`` and ``axis`` are the scores' shape and class axis (for errors).
+    ``shape3`` is the scores' (O, C, I) and ``axis`` their class axis.
     Indices with weight 0 are dropped: they are not labels, so they do not count in M.
     """
     outer, classes, inner = shape3

@@ -129,7 +129,7 @@ def softmax_multilabel_forward(scores, labels, label_weights=None, options=None,
     if opts.label_format == "dense":
         label_form = dense_label_form(_float_view(labels, owner, "labels", axis, shape), owner, ws, shape, axis)
     else:
-        label_form = index_label_form(labels, label_weights, s3.shape, owner, shape, axis)
+        label_form = index_label_form(labels, label_weights, s3.shape, owner, axis)
     check_label_sums(owner, label_form.label_sum, s3.dtype, shape, axis)
 
     # m = max_c s per sample, at its first argmax. A NaN or +inf score becomes some sample's max; -inf, the minimum.
@@ -156,11 +156,11 @@ def softmax_multilabel_forward(scores, labels, label_weights=None, options=None,
     rest = _row_sum(exps) / top_exp
     flat_exps[top] = top_exp.reshape(-1)
 
-    positive = label_form.count > 0
+    positive = label_form.count > 0                 # a sample with a non-zero label (then its label sum is > 0)
     if opts.normalize_targets == "count":
-        scale = np.divide(1.0, label_form.count, out=np.zeros_like(label_form.count), where=positive)
+        scale = positive / np.maximum(label_form.count, 1.0)
     elif opts.normalize_targets == "sum":
-        scale = np.divide(1.0, label_form.label_sum, out=np.zeros_like(label_form.label_sum), where=positive)
+        scale = positive / np.where(positive, label_form.label_sum, 1.0)
     else:
         scale = positive.astype(np.float64)
     scale *= 1.0 - eps

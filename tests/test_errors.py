@@ -170,8 +170,48 @@ def test_indices_wrong_shape(tmp_path):
                         {"label_format": "indices"})
     with pytest.raises(MultilabelLossError, match=r"softmax_multilabel_forward: labels \(indices format\) shape"):
         F.softmax_multilabel_forward(scores(), np.zeros((3, 2)), label_format="indices")
-    with pytest.raises(MultilabelLossError, match="label_weights are only used with label_format"):
+    with pytest.raises(MultilabelLossError, match='^softmax_multilabel_forward: label_weights are only used with '
+                                                  'label_format "indices"$'):
         F.softmax_multilabel_forward(scores(), binary(), np.ones((4, 5)))
+    with pytest.raises(MultilabelLossError, match=r"^softmax_multilabel_forward: label_weights shape \(2, 4\) does "
+                                                  r"not match labels shape \(4, 2\)$"):
+        F.softmax_multilabel_forward(scores(), np.zeros((4, 2)), np.ones((2, 4)), label_format="indices")
+
+
+@pytest.mark.parametrize("blob,scores_dtype,labels_dtype", [("scores", np.int64, np.float32),
+                                                            ("scores", np.bool_, np.float32),
+                                                            ("labels", np.float32, np.complex64),
+                                                            ("labels", np.float32, "<U32")])
+def test_dtype_errors(blob, scores_dtype, labels_dtype):
+    """Scores must be float32 or float64 (integer scores are refused); labels may be integer or bool, not others."""
+    s, y = scores().astype(scores_dtype), binary().astype(labels_dtype)
+    for fn, name in ((F.softmax_multilabel_forward, blob), (F.sigmoid_multilabel_forward, blob.replace("labels",
+                                                                                                         "targets"))):
+        with pytest.raises(MultilabelLossError, match=r"^%s: %s must be float32 or float64, got %s$"
+                                                      % (fn.__name__, name, np.dtype(scores_dtype if blob == "scores"
+                                                                                     else labels_dtype))):
+            fn(s, y)
+
+
+def test_integer_and_bool_labels_are_read_as_numbers():
+    expected = F.softmax_multilabel_loss(scores(), binary())
+    for dtype in (np.int32, np.bool_):
+        got = F.softmax_multilabel_loss(scores(), binary().astype(dtype))
+        assert got[0] == expected[0] and np.array_equal(got[1], expected[1])
+
+
+def test_empty_blobs():
+    with pytest.raises(MultilabelLossError, match=r"^softmax_multilabel_forward: scores is empty \(shape \(0, 5\)\)$"):
+        F.softmax_multilabel_forward(np.zeros((0, 5), np.float32), np.zeros((0, 5), np.float32))
+
+
+def test_scores_beyond_the_float32_range_give_a_clear_error():
+    """s - m overflows to -inf when the scores span more than the float32 range: the loss is refused, not inf."""
+    s = np.array([[3e38, -3e38, 0.0]], np.float32)
+    with pytest.raises(MultilabelLossError, match=r"^softmax_multilabel_forward: the loss is not finite in float32 "
+                                                  r"\(inf\) although scores and labels are: the scores span more "
+                                                  r"than the float32 range, or the labels are too large$"):
+        F.softmax_multilabel_forward(s, np.array([[0, 1, 0]], np.float32))
 
 
 @pytest.mark.parametrize("label_shape", [(8, 6, 1, 1), (8, 6, 1)])
@@ -188,9 +228,13 @@ def test_labels_with_trailing_unit_axes_are_accepted(tmp_path, label_shape):
         loss, grad = run(net, {"scores": s, "labels": y.reshape(label_shape)})
         assert loss == pytest.approx(expected[0], rel=1e-6)
         np.testing.assert_allclose(grad, expected[1], atol=1e-7)
-    # the other way round, scores N x C x 1 x 1 and labels N x C, with a negative axis too
+    # the other way round, scores N x C x 1 x 1 and labels N x C; and a negative class axis
     got = F.softmax_multilabel_loss(s.reshape(8, 6, 1, 1), y, axis=1)
     assert got[0] == F.softmax_multilabel_loss(s, y)[0]
+    for forward in (F.softmax_multilabel_loss, F.sigmoid_multilabel_loss):
+        got = forward(s, y.reshape(label_shape), axis=-1)
+        expected = forward(s, y, axis=-1)
+        assert got[0] == expected[0] and np.array_equal(got[1], expected[1])
 
 
 @pytest.mark.parametrize("layer,label_shape,fragments", [

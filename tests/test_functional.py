@@ -172,11 +172,16 @@ def test_sparse_and_dense_label_paths_agree(monkeypatch, shape, axis, kind):
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-15)
 
 
-def test_probabilities():
+@pytest.mark.parametrize("shape,axis", SHAPES)
+def test_probabilities(shape, axis):
     rng = np.random.default_rng(2)
-    scores = rng.normal(size=(2, 4, 3))
-    _, ctx = F.softmax_multilabel_forward(scores, random_labels(rng, scores.shape, "binary"))
-    np.testing.assert_allclose(F.softmax_probabilities(ctx), np.exp(log_softmax(scores, axis=1)), rtol=1e-12)
+    scores = rng.normal(size=shape) * 4
+    _, ctx = F.softmax_multilabel_forward(scores, random_labels(rng, scores.shape, "binary"), axis=axis)
+    expected = np.exp(log_softmax(scores, axis=axis))
+    np.testing.assert_allclose(F.softmax_probabilities(ctx), expected, rtol=1e-12)
+    out = np.full(shape, np.nan)
+    assert F.softmax_probabilities(ctx, out=out) is out
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize("shape,axis", SHAPES)
