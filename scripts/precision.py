@@ -73,9 +73,14 @@ def run(n, feeds):
     return float(n.blobs["loss"].data), n.blobs[next(iter(feeds))].diff.astype(np.float64)
 
 
-def softmax_truth(s, label):
-    """Loss and gradient of SoftmaxWithLoss (BATCH_SIZE) in float64, precise in the tails."""
-    s = s.astype(np.float64)
+def softmax_truth(scores, labels):
+    """Loss ("count" targets, "batch_size") and gradient in float64 on the given values, precise in the tails.
+
+    With m = max s and r = sum over the other classes of exp(s_c - m):
+    L = log1p(r) + sum_c t_c (m - s_c), and T p - t at the argmax is (T - t - t r) / (1 + r), formed without
+    cancellation. For one-hot labels this is SoftmaxWithLoss with normalization BATCH_SIZE.
+    """
+    s, y = np.asarray(scores, np.float64), np.asarray(labels, np.float64)
     n = s.shape[0]
     rows = np.arange(n)
     top = s.argmax(axis=1)
@@ -83,13 +88,10 @@ def softmax_truth(s, label):
     e = np.exp(s - m[:, None])
     e[rows, top] = 0
     r = e.sum(axis=1)
-    loss = (m - s[rows, label]) + np.log1p(r)
-    p = e / (1 + r)[:, None]
-    p[rows, top] = 1 / (1 + r)
-    grad = p
-    at_top = label == top
-    grad[rows, label] -= 1
-    grad[rows[at_top], top[at_top]] = -r[at_top] / (1 + r[at_top])   # 1/(1+r) - 1 without cancellation
+    t = y / (y != 0).sum(axis=1, keepdims=True)
+    loss = np.log1p(r) + (t * (m[:, None] - s)).sum(axis=1)
+    grad = e / (1 + r)[:, None] - t
+    grad[rows, top] = (1 - t[rows, top] - t[rows, top] * r) / (1 + r)
     return loss.sum() / n, grad / n
 
 
@@ -119,7 +121,7 @@ def softmax_rows(n, classes, margin, seed):
     s = s.astype(np.float32)
     onehot = np.zeros((n, classes), np.float32)
     onehot[np.arange(n), label] = 1
-    truth = softmax_truth(s, label)
+    truth = softmax_truth(s, onehot)
     ours = run(python_loss("SoftmaxMultilabelLossLayer", [("scores", (n, classes)), ("labels", (n, classes))]),
                {"scores": s, "labels": onehot})
     theirs = run(native_loss("SoftmaxWithLoss", [("scores", (n, classes)), ("label", (n,))],

@@ -1,5 +1,7 @@
 """The numpy core: values against independent references, and numeric-vs-analytic gradients in float64."""
+import importlib.util
 import itertools
+import os
 import zlib
 
 import numpy as np
@@ -339,25 +341,16 @@ def trained_softmax_batch(rng, n, classes, margin, positives, dtype=np.float32):
     return scores.astype(dtype), labels.astype(dtype)
 
 
-def precise_softmax_reference(scores, labels):
-    """Loss ("count", "batch_size") and gradient in float64 on the given (float32) values, precise in the tails.
+def load_precision_script():
+    """scripts/precision.py, whose float64 references keep full precision in the tails (no Caffe import)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "precision.py")
+    spec = importlib.util.spec_from_file_location("precision_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    With m = max s and r = sum over the other classes of exp(s_c - m):
-    L = log1p(r) + sum_c t_c (m - s_c), and T p - t at the argmax is (T - t - t r) / (1 + r).
-    """
-    s, y = np.asarray(scores, np.float64), np.asarray(labels, np.float64)
-    n = s.shape[0]
-    rows = np.arange(n)
-    top = s.argmax(axis=1)
-    m = s[rows, top]
-    e = np.exp(s - m[:, None])
-    e[rows, top] = 0
-    r = e.sum(axis=1)
-    t = y / (y != 0).sum(axis=1, keepdims=True)
-    loss = np.log1p(r) + (t * (m[:, None] - s)).sum(axis=1)
-    grad = e / (1 + r)[:, None] - t
-    grad[rows, top] = (1 - t[rows, top] - t[rows, top] * r) / (1 + r)
-    return loss.sum() / n, grad / n
+
+precise_softmax_reference = load_precision_script().softmax_truth
 
 
 @pytest.mark.parametrize("classes", [20, 1000, 17000])

@@ -1,11 +1,9 @@
 """The Caffe layers inside a real caffe.Net (float32): gradients, agreement with Caffe's C++ layers, wiring."""
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
 from caffe_nets import assert_gradient_close, native_loss_net, numeric_gradient, python_loss_net, run
+from test_functional import load_precision_script
 
 SOFTMAX = "SoftmaxMultilabelLossLayer"
 SIGMOID = "SigmoidMultilabelLossLayer"
@@ -174,14 +172,6 @@ def test_indices_format_through_caffe_equals_dense(tmp_path):
     assert sparse[0] == pytest.approx(reference[0], rel=1e-6)
     np.testing.assert_allclose(sparse[1], reference[1], atol=1e-7)
     assert_label_diffs_zeroed(sparse_net, ["labels", "weights"])
-
-
-def load_precision_script():
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "precision.py")
-    spec = importlib.util.spec_from_file_location("precision_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("classes,margin", [(1000, 12), (1000, 25), (1000, 50), (17000, 12), (17000, 25),
