@@ -319,81 +319,6 @@ def environment():
     return info
 
 
-# ---------------------------------------------------------------- sigmoid precision on trained-like inputs
-
-PRECISION_MARGINS = (8, 14, 20)
-
-
-def trained_like(shape, margin, seed=0, positives=3):
-    """Binary targets with 3 positives per row; logits +-margin + N(0, 0.5) on the right side (a trained net)."""
-    rng = np.random.default_rng(seed)
-    n, c = shape
-    y = np.zeros((n, c), np.float32)
-    for i in range(n):
-        y[i, rng.choice(c, min(positives, c), replace=False)] = 1
-    x = (np.where(y > 0, margin, -margin) + rng.normal(0, 0.5, (n, c))).astype(np.float32)
-    return x, y
-
-
-def sigmoid_precision(caffe, sizes):
-    """Ours (numpy core, and inside caffe.Net) and Caffe's SigmoidCrossEntropyLoss against float64 math."""
-    from softmax_multilabel_layer.sigmoid import sigmoid_multilabel_loss
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="precision_nets_") as workdir:
-        for shape in sizes:
-            for margin in PRECISION_MARGINS:
-                x, y = trained_like(shape, margin)
-                x64, y64 = x.astype(np.float64), y.astype(np.float64)
-                true_loss = float((y64 * np.logaddexp(0, -x64) + (1 - y64) * np.logaddexp(0, x64)).sum() / shape[0])
-                true_grad = reference_gradient("sigmoid_bce", x, y, None)
-                tail = np.abs(true_grad) * shape[0] < 1e-6          # p or 1 - p below 1e-6
-                results = {"ours core": sigmoid_multilabel_loss(x, y)}
-                for key, layer in (("ours in caffe.Net", python_layer("SigmoidMultilabelLossLayer", {})),
-                                   ("Caffe SigmoidCrossEntropyLoss", 'type: "SigmoidCrossEntropyLoss"')):
-                    net = build_net(caffe, workdir, "p%d" % len(rows), {"scores": x, "labels": y}, layer)
-                    net.forward()
-                    net.backward()
-                    results[key] = (float(np.asarray(net.blobs["loss"].data).reshape(-1)[0]),
-                                    net.blobs["scores"].diff.copy())
-                for key, (loss, grad) in results.items():
-                    error = np.abs(grad - true_grad)
-                    rows.append({"size": size_name(shape), "margin": margin, "layer": key, "true_loss": true_loss,
-                                 "loss": loss, "loss_rel_error": (loss - true_loss) / true_loss,
-                                 "grad_max_abs_error": float(error.max()),
-                                 "grad_max_rel_error_tails": float((error[tail] / np.abs(true_grad[tail])).max())
-                                 if tail.any() else None})
-    return rows
-
-
-def precision_markdown(rows, command):
-    lines = ["# Sigmoid BCE precision in float32 against float64 math", "",
-             "Command: `%s`. Inputs: 3 positives per row, logits +-margin + N(0, 0.5) (a trained net); the truth "
-             "is float64 math on the same float32 inputs. Tails: elements whose p (negatives) or 1 - p (positives) "
-             "is below 1e-6." % command, "",
-             "| size | margin | layer | true loss | loss | loss rel. error | max abs grad error | "
-             "max rel. grad error in the tails |", "|---|---:|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append("| %s | %d | %s | %.6e | %.6e | %.2e | %.2e | %s |" % (
-            r["size"], r["margin"], r["layer"], r["true_loss"], r["loss"], r["loss_rel_error"],
-            r["grad_max_abs_error"], "-" if r["grad_max_rel_error_tails"] is None
-            else "%.2e" % r["grad_max_rel_error_tails"]))
-    return "\n".join(lines) + "\n"
-
-
-def run_precision(args):
-    caffe = import_caffe()
-    sizes = [shape for shape in parse_sizes(args.sizes) if len(shape) == 2]
-    rows = sigmoid_precision(caffe, sizes)
-    command = args.command or " ".join(["python", "scripts/benchmark.py"] + sys.argv[1:])
-    text = precision_markdown(rows, command)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "precision.json"), "w") as f:
-        json.dump({"command": command, "rows": rows}, f, indent=1)
-    with open(os.path.join(args.out, "precision.md"), "w") as f:
-        f.write(text)
-    print(text)
-
-
 # ---------------------------------------------------------------- worker: one thread configuration
 
 def run_worker(args):
@@ -704,10 +629,6 @@ def main(argv=None):
                         help="leave a layer out (repeatable)")
     parser.add_argument("--out", default=os.path.join(ROOT, "output", "bench"), help="output folder")
     parser.add_argument("--command", help=argparse.SUPPRESS)
-    parser.add_argument("--precision", action="store_true",
-                        help="instead of timing: the sigmoid BCE's float32 precision on trained-like inputs at margins "
-                             "8, 14, 20 (ours and Caffe's SigmoidCrossEntropyLoss against float64 math), for the 2-D "
-                             "--sizes; writes precision.md and precision.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     parser.add_argument("--threads-label", default="default", help=argparse.SUPPRESS)
@@ -715,9 +636,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.reps < 1 or args.blog_reps < 1 or args.warmup < 0:
         parser.error("--reps and --blog-reps must be >= 1, --warmup >= 0")
-    if args.precision:
-        run_precision(args)
-    elif args.worker:
+    if args.worker:
         run_worker(args)
     else:
         run_parent(args)

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import Workspace, _first_bad, _float_view, _normalizer, _scores_not_finite
+from .common import (Workspace, _first_bad, _float_view, _normalizer, _scores_not_finite, check_fresh, output_view,
+                     position)
 from .labels import check_label_shapes
 from .params import MultilabelLossError, SigmoidOptions
 
@@ -39,21 +40,24 @@ class SigmoidContext:
     """What :func:`sigmoid_multilabel_backward` and :func:`sigmoid_probabilities` need from the forward pass.
 
     The arrays are :class:`~.common.Workspace` buffers: the next forward pass
-    with the same workspace overwrites them, so use a context before the next
-    forward on that workspace.
+    with the same workspace overwrites them, so a context is stale after the
+    next forward on that workspace (backward and probabilities then refuse it).
     """
     normalizer: float
     shape: tuple
     grad: np.ndarray             # d(sum of elementwise losses) / dx, (O, C, I)
     probabilities: np.ndarray    # sigmoid(x), (O, C, I); None if forward was told not to keep it
+    workspace: Workspace = None  # the forward pass's workspace and its generation (see check_fresh)
+    generation: int = 0
 
 
-def _check_targets(y, owner, ignore_label):
+def _check_targets(y, owner, ignore_label, shape, axis):
     if not (y.min() >= 0 and y.max() <= 1):
-        index, value = _first_bad(y, ~((y >= 0) & (y <= 1)))
-        raise MultilabelLossError("%s: targets must be in [0, 1]%s, found %r at index %s of the (O, C, I) view"
+        flat, value = _first_bad(y, ~((y >= 0) & (y <= 1)))
+        raise MultilabelLossError("%s: targets must be in [0, 1]%s, found %r at %s"
                                   % (owner, "" if ignore_label is None else
-                                     " or equal to ignore_label %r" % ignore_label, value, index))
+                                     " or equal to ignore_label %r" % ignore_label, value,
+                                     position(shape, axis, flat, "targets")))
 
 
 def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, probabilities=True, **kwargs):
@@ -106,12 +110,13 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, pr
         >>> loss, ctx = sigmoid_multilabel_forward(x, y, gamma_neg=4, clip=0.05)
         >>> grad = sigmoid_multilabel_backward(ctx)
     """
-    opts = options if options is not None else SigmoidOptions.from_kwargs("sigmoid_multilabel_forward", kwargs)
+    opts = SigmoidOptions.resolve(options, "sigmoid_multilabel_forward", kwargs)
     owner = opts.owner
     ws = workspace if workspace is not None else Workspace()
+    generation = ws.begin()
     x = _float_view(scores, owner, "scores", opts.axis)
     check_label_shapes(opts, np.shape(scores), np.shape(targets), blob="targets")
-    y = _float_view(targets, owner, "targets", opts.axis)
+    y = _float_view(targets, owner, "targets", opts.axis, np.shape(scores))
     outer, classes, inner = x.shape
     opts.check_class_count(classes)
 
@@ -122,7 +127,7 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, pr
         np.not_equal(y, opts.ignore_label, out=valid)
         y = np.multiply(y, valid, out=ws.get("y", x.shape, x.dtype))   # ignored: y = 0, then weight 0
         valid_count = int(np.count_nonzero(valid))
-    _check_targets(y, owner, opts.ignore_label)
+    _check_targets(y, owner, opts.ignore_label, np.shape(scores), opts.axis)
     if y.dtype != x.dtype:                      # float64 or integer targets with float32 scores
         y_cast = ws.get("y", x.shape, x.dtype)
         np.copyto(y_cast, y, casting="same_kind")
@@ -142,13 +147,13 @@ def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, pr
             loss_sum += _elementwise(x[block], y[block], None if valid is None else valid[block], grad[block],
                                      None if prob is None else prob[block], weights, opts, scratch)
     ctx = SigmoidContext(_normalizer(opts.normalization, outer, classes * inner, valid_count), np.shape(scores),
-                         grad, prob)
+                         grad, prob, ws, generation)
     loss = loss_sum / ctx.normalizer
     if not math.isfinite(loss):
         # a NaN or infinite score always makes its elementwise loss inf or NaN (inf * 0 included), so the
         # scores are checked here, on the error path, instead of by a pass over them on every call
         if not np.isfinite(x).all():
-            raise _scores_not_finite(owner, np.asarray(scores))
+            raise _scores_not_finite(owner, scores, opts.axis)
         raise MultilabelLossError("%s: the loss is not finite (%r) although scores and targets are" % (owner, loss))
     return loss, ctx
 
@@ -359,21 +364,24 @@ def sigmoid_multilabel_backward(ctx, loss_weight=1.0, out=None):
 
     Returns:
         dl/dx * loss_weight / normalizer, shaped like the scores; p - y for plain BCE.
+        ``out``, if given, must be a C-contiguous array of the scores' shape and dtype.
     """
+    owner = "sigmoid_multilabel_backward"
+    check_fresh(ctx, owner)
     k = loss_weight / ctx.normalizer
-    if out is None:
-        out = np.empty(ctx.shape, ctx.grad.dtype)
-    np.multiply(ctx.grad, ctx.grad.dtype.type(k), out=out.reshape(ctx.grad.shape))
+    out, out3 = output_view(out, ctx.shape, ctx.grad.shape, ctx.grad.dtype, owner)
+    np.multiply(ctx.grad, ctx.grad.dtype.type(k), out=out3)
     return out
 
 
 def sigmoid_probabilities(ctx, out=None):
-    """p = sigmoid(x), from a forward context (full relative precision in both tails)."""
+    """p = sigmoid(x), from a forward context (full relative precision in both tails; ``out``: as in the backward)."""
+    owner = "sigmoid_probabilities"
+    check_fresh(ctx, owner)
     if ctx.probabilities is None:
-        raise ValueError("sigmoid_probabilities: the forward pass was run with probabilities=False")
-    if out is None:
-        out = np.empty(ctx.shape, ctx.probabilities.dtype)
-    np.copyto(out.reshape(ctx.probabilities.shape), ctx.probabilities)
+        raise MultilabelLossError("%s: the forward pass was run with probabilities=False" % owner)
+    out, out3 = output_view(out, ctx.shape, ctx.probabilities.shape, ctx.probabilities.dtype, owner)
+    np.copyto(out3, ctx.probabilities)
     return out
 
 

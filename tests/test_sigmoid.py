@@ -194,7 +194,7 @@ def test_probabilities_false_keeps_loss_and_gradient():
     loss, ctx = S.sigmoid_multilabel_forward(x, y, workspace=ws, probabilities=False)
     grad = S.sigmoid_multilabel_backward(ctx)
     assert (loss, grad.tolist()) == (forward_backward(x, y)[0], forward_backward(x, y)[1].tolist())
-    with pytest.raises(ValueError, match="probabilities=False"):
+    with pytest.raises(MultilabelLossError, match="probabilities=False"):
         S.sigmoid_probabilities(ctx)
 
 
