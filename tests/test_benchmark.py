@@ -76,6 +76,10 @@ def test_writes_json_with_both_thread_settings_and_dispatches(report):
         assert "grad_max_abs_error" not in m["blog"] and "grad_max_abs_error" not in m["floor"]
         assert flat["ratios"]["blog_over_softmax"] > 0
         assert flat["ratios"]["indices_vs_dense"] > 0
+        for key, stats in m.items():                  # CPU time of the process: positive, and the ratios use it
+            assert stats["cpu_median_ms"] > 0, key
+        assert flat["cpu_ratios"]["sigmoid_vs_caffe_sigmoid"] == pytest.approx(
+            m["sigmoid_bce"]["cpu_median_ms"] / m["caffe_sigmoid"]["cpu_median_ms"])
     # our layers' losses do not depend on the BLAS thread count (bit for bit, per dispatch), and the report's
     # flag says whether every method's did
     same = []
@@ -94,6 +98,7 @@ def test_targets_listed_and_not_measured_at_other_sizes(report):
     targets = data["targets"]
     assert len(targets) == len(data["runs"]) * 11     # 5 targets x 2 sizes + 1, per run
     assert {t["status"] for t in targets} == {"not measured"}
+    assert {t["cpu_ratio"] for t in targets} == {None}
 
 
 def test_writes_markdown_table(report):
