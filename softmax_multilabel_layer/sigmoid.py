@@ -181,14 +181,30 @@ def _blocks(shape):
 
 
 class _Scratch:
-    """Block-shaped views of flat workspace buffers (one allocation per name, reused by every block)."""
+    """Block-shaped views of flat workspace buffers (one allocation per name, reused by every block).
+
+    Set ``shape`` before each block; the views of one shape are made once and reused by the next blocks.
+    """
 
     def __init__(self, ws, dtype, capacity):
-        self.ws, self.dtype, self.capacity, self.shape = ws, dtype, capacity, None
+        self.ws, self.dtype, self.capacity = ws, dtype, capacity
+        self._shape, self._views = None, {}
+
+    @property
+    def shape(self):
+        return self._shape
+
+    @shape.setter
+    def shape(self, shape):
+        if shape != self._shape:
+            self._shape, self._views = shape, {}
 
     def __call__(self, name, dtype=None):
-        flat = self.ws.get("block:" + name, (self.capacity,), dtype or self.dtype)
-        return flat[:math.prod(self.shape)].reshape(self.shape)
+        view = self._views.get(name)
+        if view is None:
+            flat = self.ws.get("block:" + name, (self.capacity,), dtype or self.dtype)
+            view = self._views[name] = flat[:math.prod(self._shape)].reshape(self._shape)
+        return view
 
 
 def _elementwise(x, y, valid, grad, p, weights, opts, buf):
