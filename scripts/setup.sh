@@ -7,7 +7,8 @@
 # (recorded in .venv/.use-system-caffe); the first default is 0 (build).
 #
 # 1. creates .venv (PYTHON -m venv) if it is missing;
-# 2. pip-installs requirements-dev.txt and the project (editable), skipped when
+# 2. pip-installs requirements-dev.txt, the project (editable) and river (the
+#    yeast data; --no-deps, see RIVER_PIN), skipped when
 #    .venv/.requirements-stamp shows requirements-dev.txt, setup.py and the
 #    Python are unchanged;
 # 3. gets Caffe: builds it into the cache (scripts/install_caffe.sh, reused
@@ -52,12 +53,21 @@ VPY=$VENV/bin/python
 
 # 2. requirements + editable install
 REQ_STAMP=$VENV/.requirements-stamp
-req_hash=$( { cat requirements-dev.txt setup.py; "$VPY" -VV; } | sha256sum | cut -c1-16)
+# Pinned to a version whose wheel has river/datasets/yeast.csv.gz (see below).
+RIVER_PIN=river==0.26.1
+req_hash=$( { cat requirements-dev.txt setup.py; echo "$RIVER_PIN"; "$VPY" -VV; } | sha256sum | cut -c1-16)
 if [ "$(cat "$REQ_STAMP" 2>/dev/null || true)" != "$req_hash" ]; then
   log "installing requirements-dev.txt into .venv"
   "$VPY" -m pip install -q --disable-pip-version-check -r requirements-dev.txt
   log "installing softmax_multilabel_layer (editable)"
   "$VPY" -m pip install -q --disable-pip-version-check -e .
+  # The yeast benchmark's data file (river/datasets/yeast.csv.gz, first shipped
+  # in river 0.26.0): river's own requirements (numpy>=2.2.5) conflict with
+  # pycaffe's numpy<2, and only the data file is used (river is never imported
+  # beyond its two-line __init__), so it is installed without dependencies, from
+  # a wheel only (no Rust build from the sdist).
+  log "installing $RIVER_PIN (--no-deps: data file for examples/yeast)"
+  "$VPY" -m pip install -q --disable-pip-version-check --no-deps --only-binary=:all: "$RIVER_PIN"
   echo "$req_hash" > "$REQ_STAMP"
 else
   log "requirements unchanged (.venv/.requirements-stamp); pip skipped"
