@@ -163,18 +163,17 @@ def plot(methods, path):
     import matplotlib.pyplot as plt
     colors = {"ours": "tab:blue", "baseline": "tab:gray", "published": "tab:orange"}
     names = list(methods)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(names) + 1.6))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.4 * len(names) + 1.6), sharey=True)
+    ys = np.arange(len(names))[::-1]
     for ax, m in zip(axes, ("ranking_loss", "average_precision")):
-        ys = np.arange(len(names))[::-1]
         for y, n in zip(ys, names):
             e = methods[n]
             if m in e:
-                ax.barh(y, e[m]["mean"], xerr=e[m]["std"], color=colors[e["source"]], capsize=3)
+                ax.errorbar(e[m]["mean"], y, xerr=e[m]["std"], fmt="o", color=colors[e["source"]], capsize=3)
         ax.set_yticks(ys)
-        ax.set_yticklabels(names if ax is axes[0] else [""] * len(names), fontsize=8)
-        vals = [methods[n][m]["mean"] for n in names if m in methods[n]]
-        ax.set_xlim(min(vals) * 0.9, max(vals) * 1.05)
-        ax.set_title(METRIC_TITLES[m] + " (mean ± std over 10 folds)", fontsize=9)
+        ax.set_yticklabels(names, fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title(METRIC_TITLES[m] + ", mean ± std over the folds", fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
     fig.legend(handles, list(colors), loc="lower center", ncol=3, fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))

@@ -101,13 +101,25 @@ def main(argv=None):
                   % (n, len(jobs), k, v, hp["hidden"], hp["base_lr"], hp["weight_decay"], time.time() - t0),
                   flush=True)
 
-    rows.sort(key=lambda r: (r["fold"], VARIANTS.index(r["variant"]), r["hidden"], r["base_lr"],
-                             r["weight_decay"], r["epochs"]))
+    # A search of some variants (--variants) keeps the other variants' record and log rows.
+    old_record, old_rows, old_runs = {}, [], []
+    if os.path.exists(HPARAMS) and os.path.exists(SEARCH_LOG):
+        with open(HPARAMS) as f:
+            old = json.load(f)
+        old_record, old_runs = old.get("variants", {}), old.get("runs", [])
+        if "command" in old:              # a record from before "runs" was kept as a list
+            old_runs = [{"command": old["command"], "variants": sorted(old_record), "seconds": old.get("seconds")}]
+        with open(SEARCH_LOG, newline="") as f:
+            old_rows = [dict(r, fold=int(r["fold"]), hidden=int(r["hidden"]), epochs=int(r["epochs"]))
+                        for r in csv.DictReader(f) if r["variant"] not in args.variants]
+    rows += old_rows
+    rows.sort(key=lambda r: (int(r["fold"]), VARIANTS.index(r["variant"]), int(r["hidden"]), float(r["base_lr"]),
+                             float(r["weight_decay"]), int(r["epochs"])))
     with open(SEARCH_LOG, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    chosen = {}
+    chosen = {v: per_fold for v, per_fold in old_record.items() if v not in args.variants}
     for (k, v), (row, m) in sorted(best.items()):
         chosen.setdefault(v, {})[str(k)] = dict(
             FIXED, hidden=row["hidden"], base_lr=row["base_lr"], weight_decay=row["weight_decay"],
@@ -123,10 +135,12 @@ def main(argv=None):
                 % (list(GRID["hidden"]), [list(x) for x in GRID["lr_decay"]], FIXED["dropout"],
                    FIXED["batch_size"], EPOCH_STEP, MAX_EPOCHS, EPOCH_STEP,
                    yeast_eval.THRESHOLDS[0], yeast_eval.THRESHOLDS[-1])),
-        "command": "%s examples/yeast/search_yeast.py %s" % (os.path.relpath(sys.executable, REPO),
-                                                             " ".join(argv if argv is not None else sys.argv[1:])),
+        "runs": old_runs + [{
+            "command": "%s examples/yeast/search_yeast.py %s" % (
+                os.path.relpath(sys.executable, REPO), " ".join(argv if argv is not None else sys.argv[1:])),
+            "variants": args.variants, "seconds": round(time.time() - t0),
+            "load_average_end": [round(x, 2) for x in os.getloadavg()]}],
         "search_log": os.path.relpath(SEARCH_LOG, REPO),
-        "seconds": round(time.time() - t0),
         "variants": chosen,
     }
     with open(HPARAMS, "w") as f:
