@@ -98,7 +98,7 @@ class SoftmaxOptions(_Options):
 
 @dataclass(frozen=True)
 class SigmoidOptions(_Options):
-    """Options of the multi-label sigmoid (BCE / focal) loss; see :func:`sigmoid_multilabel_forward`."""
+    """Options of the multi-label sigmoid (BCE / focal / ASL) loss; see :func:`sigmoid_multilabel_forward`."""
     pos_weight: object = 1.0
     class_weight: object = None
     gamma: float = 0.0
@@ -106,6 +106,9 @@ class SigmoidOptions(_Options):
     ignore_label: object = None
     normalization: str = "batch_size"
     axis: int = 1
+    gamma_neg: float = 0.0
+    gamma_pos: float = 0.0
+    clip: float = 0.0
 
     def __post_init__(self):
         o = self.owner
@@ -124,6 +127,13 @@ class SigmoidOptions(_Options):
             object.__setattr__(self, "ignore_label", _number(o, "ignore_label", self.ignore_label))
         _choice(o, "normalization", self.normalization, NORMALIZATIONS)
         _integer(o, "axis", self.axis)
+        for key in ("gamma_neg", "gamma_pos"):
+            object.__setattr__(self, key, _number(o, key, getattr(self, key), 0.0))
+        object.__setattr__(self, "clip", _number(o, "clip", self.clip, 0.0, 1.0, high_open=True))
+        if self.gamma > 0 and (self.gamma_neg > 0 or self.gamma_pos > 0):
+            raise MultilabelLossError("%s: gamma = %r sets the focusing of positives and negatives alike; give either "
+                                      "gamma, or gamma_pos and gamma_neg (got %r and %r), not both"
+                                      % (o, self.gamma, self.gamma_pos, self.gamma_neg))
 
     def check_class_count(self, num_classes):
         for key in ("pos_weight", "class_weight"):

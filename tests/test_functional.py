@@ -9,6 +9,7 @@ from hypothesis.extra import numpy as hnp
 from scipy.special import log_softmax, log_expit, expit
 
 from softmax_multilabel_layer import functional as F
+from softmax_multilabel_layer import labels as label_forms
 
 NORMALIZE_TARGETS = ("count", "sum", "none")
 NORMALIZATIONS = ("batch_size", "valid", "full", "none")
@@ -157,7 +158,7 @@ def test_sparse_and_dense_label_paths_agree(monkeypatch, shape, axis, kind):
     scores, labels = rng.normal(size=shape), random_labels(rng, shape, kind)
     results = []
     for fraction in (0.0, 1.0):                      # force the dense path, then the sparse one
-        monkeypatch.setattr(F, "SPARSE_FRACTION", fraction)
+        monkeypatch.setattr(label_forms, "SPARSE_FRACTION", fraction)
         results.append(F.softmax_multilabel_loss(scores, labels, axis=axis, label_smoothing=0.1, loss_weight=2.0))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-15)
