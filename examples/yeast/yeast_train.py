@@ -19,19 +19,17 @@ import digits_train  # noqa: E402  (caffe_bin, set_field, train, list_snapshots)
 
 REPO = digits_train.REPO
 PROTOTXT_DIR = os.path.join(REPO, "prototxt", "yeast")
-VARIANTS = ("softmax_multilabel", "sigmoid_bce", "sigmoid_focal", "sigmoid_native")
-# ASL hook: when SigmoidMultilabelLossLayer gets gamma_neg/gamma_pos/clip (issue 17), add
-# "sigmoid_asl" here with prototxt/yeast/sigmoid_asl_train.prototxt, param_str
-# '{"gamma_neg": 4, "gamma_pos": 0, "clip": 0.05}', and its hparams.json entry.
+VARIANTS = ("softmax_multilabel", "sigmoid_bce", "sigmoid_focal", "sigmoid_asl", "sigmoid_native")
 LOSS_NAMES = {
     "softmax_multilabel": "ours: softmax, 1/M targets",
     "sigmoid_bce": "ours: sigmoid BCE",
     "sigmoid_focal": "ours: focal, gamma 2",
+    "sigmoid_asl": "ours: ASL (gamma_neg 4, clip 0.05)",
     "sigmoid_native": "Caffe SigmoidCrossEntropyLoss",
 }
 # How scores become probabilities for the thresholded decision (Hamming loss).
-PROBABILITY = {"softmax_multilabel": "softmax", "sigmoid_bce": "sigmoid",
-               "sigmoid_focal": "sigmoid", "sigmoid_native": "sigmoid"}
+PROBABILITY = {"softmax_multilabel": "softmax", "sigmoid_bce": "sigmoid", "sigmoid_focal": "sigmoid",
+               "sigmoid_asl": "sigmoid", "sigmoid_native": "sigmoid"}
 DEFAULT_LIST = "output/yeast/data/train_list.txt"
 
 
