@@ -203,6 +203,15 @@ def test_targets_compare_best_of_ours_with_best_baseline():
     assert t["average_precision"]["best_ours"] == "b" and t["average_precision"]["beats"] is True
     methods["mlp"]["ranking_loss"]["mean"] = 0.169
     assert run_yeast.targets(methods)["ranking_loss"]["beats"] is False
+    # Caffe's own layer is not one of ours
+    methods["native"] = dict(e("ours", 0.1, 0.95), variant="sigmoid_native")
+    assert run_yeast.targets(methods)["ranking_loss"]["best_ours"] == "a"
+    def folds(*pairs):
+        return [{"ranking_loss": rl, "average_precision": ap} for rl, ap in pairs]
+    per_fold = {"a": folds((0.1, 0.8), (0.3, 0.7), (0.2, 0.7)), "mlp": folds((0.2, 0.7), (0.2, 0.75), (0.25, 0.75))}
+    methods["b"]["average_precision"]["mean"] = 0.1
+    t = run_yeast.targets(methods, per_fold)
+    assert t["ranking_loss"]["folds_won"] == "2 of 3" and t["average_precision"]["folds_won"] == "1 of 3"
 
 
 def test_markdown_table_rows():

@@ -141,9 +141,13 @@ def markdown_table(methods):
     return "\n".join(rows)
 
 
-def targets(methods):
-    """The issue's 'must': best of ours beats both baselines on ranking loss and average precision."""
-    ours = {n: e for n, e in methods.items() if e["source"] == "ours"}
+def targets(methods, per_fold=None):
+    """The issue's 'must': the best of our layers beats both baselines on ranking loss and average precision.
+
+    Caffe's own SigmoidCrossEntropyLoss is run here too but is not one of our layers. With
+    ``per_fold``, also counts the folds where that best loss beats that baseline.
+    """
+    ours = {n: e for n, e in methods.items() if e["source"] == "ours" and e.get("variant") != "sigmoid_native"}
     base = {n: e for n, e in methods.items() if e["source"] == "baseline"}
     out = {}
     for m, lower in (("ranking_loss", True), ("average_precision", False)):
@@ -154,6 +158,10 @@ def targets(methods):
             a, b = ours[best_ours][m]["mean"], base[best_base][m]["mean"]
             out[m] = {"best_ours": best_ours, "value": a, "best_baseline": best_base, "baseline": b,
                       "beats": bool(a < b if lower else a > b)}
+            if per_fold:
+                pairs = list(zip(per_fold[best_ours], per_fold[best_base]))
+                out[m]["folds_won"] = "%d of %d" % (
+                    sum((x[m] < y[m]) if lower else (x[m] > y[m]) for x, y in pairs), len(pairs))
     return out
 
 
@@ -263,7 +271,7 @@ def main(argv=None):
         methods[name] = dict({"source": "baseline", "model": BASELINES[name]}, **yeast_eval.summarize(folds_m))
     published, not_found = load_published()
     methods.update(published)
-    check = targets(methods)
+    check = targets(methods, per_fold)
     wall = time.time() - t0
     results = {
         "folds": len(folds),
@@ -291,9 +299,9 @@ def main(argv=None):
              "train the same MLP (prototxt/yeast/) with `caffe train`; hyper-parameters and the Hamming-"
              "loss threshold per fold come from inner validation on that fold's training rows only "
              "(examples/yeast/hparams.json)." % len(folds), "", table, ""]
-    notes = ["- %s: best of ours %s %.4f vs best baseline %s %.4f: %s"
+    notes = ["- %s: best of our layers (%s) %.4f vs best baseline (%s) %.4f: %s (better in %s folds)"
              % (m, c["best_ours"], c["value"], c["best_baseline"], c["baseline"],
-                "beats it" if c["beats"] else "does NOT beat it") for m, c in check.items()]
+                "beats it" if c["beats"] else "does NOT beat it", c.get("folds_won", "?")) for m, c in check.items()]
     if not_found:
         notes += ["", "Published numbers not shown (not found in a source available here):"]
         notes += ["- %s — %s" % (n, s) for n, s in not_found.items()]
