@@ -134,10 +134,8 @@ def test_tiny_caffe_run_of_every_loss_and_scoring(tmp_path):
     hp = {"hidden": 16, "dropout": 0.5, "batch_size": 32, "base_lr": 0.001, "weight_decay": 0.0001, "epochs": 2}
     for variant in T.VARIANTS:
         run_dir = str(tmp_path / variant)
-        solver, max_iter = T.prepare_run(variant, run_dir, lst, 64, hp)
-        T.run_caffe(solver, os.path.join(run_dir, "train.log"))
-        snaps = T.digits_train.list_snapshots(run_dir)
-        assert [it for it, _ in snaps] == [max_iter] == [4]
+        snaps = T.train_run(variant, run_dir, lst, 64, hp, snapshot_every=1)
+        assert [it for it, _ in snaps] == [2, 4]              # 64 rows, batch 32: 2 iterations an epoch
         scores = T.Scorer(16, 0.5, run_dir).scores(snaps[-1][1], X[:10])
         assert scores.shape == (10, 14) and np.isfinite(scores).all() and scores.std() > 0
 

@@ -227,23 +227,20 @@ def main(argv=None):
     def train_one(run):
         k, v = run
         hp = hparams[v][k]
-        run_dir = os.path.join(out, "runs", "fold%d" % k, v)
-        for _, old in yeast_train.digits_train.list_snapshots(run_dir) if os.path.isdir(run_dir) else []:
-            os.remove(old)
         start = time.time()
-        solver, max_iter = yeast_train.prepare_run(v, run_dir, test_sets[k][3], len(test_sets[k][0]), hp)
-        yeast_train.run_caffe(solver, os.path.join(run_dir, "train.log"))
-        return run, run_dir, time.time() - start
+        snaps = yeast_train.train_run(v, os.path.join(out, "runs", "fold%d" % k, v), test_sets[k][3],
+                                      len(test_sets[k][0]), hp)
+        return run, snaps, time.time() - start
 
     ours = {v: {} for v in args.variants}
     t1 = time.time()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(train_one, r) for r in runs]
         for fut in as_completed(futures):
-            (k, v), run_dir, seconds = fut.result()
+            (k, v), snaps, seconds = fut.result()
             hp = hparams[v][k]
-            snaps = yeast_train.digits_train.list_snapshots(run_dir)
             train, test, Xte, _ = test_sets[k]
+            run_dir = os.path.dirname(snaps[-1][1])
             scores = yeast_train.Scorer(hp["hidden"], hp["dropout"], run_dir).scores(snaps[-1][1], Xte)
             probs = yeast_train.probabilities(v, scores)
             m = yeast_eval.fold_metrics(Y[test], scores, yeast_eval.decide(probs, hp["threshold"]))

@@ -71,21 +71,17 @@ def main(argv=None):
     def train_one(job):
         k, v, i, hp = job
         run_dir = os.path.join(args.out, "fold%d" % k, v, "g%d" % i)
-        for _, old in yeast_train.digits_train.list_snapshots(run_dir) if os.path.isdir(run_dir) else []:
-            os.remove(old)
-        solver, _ = yeast_train.prepare_run(v, run_dir, inner[k][3], len(inner[k][0]), hp,
-                                            snapshot_every=EPOCH_STEP)
-        yeast_train.run_caffe(solver, os.path.join(run_dir, "train.log"))
-        return job, run_dir
+        snaps = yeast_train.train_run(v, run_dir, inner[k][3], len(inner[k][0]), hp, snapshot_every=EPOCH_STEP)
+        return job, run_dir, snaps
 
     rows, best = [], {}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(train_one, j) for j in jobs]
         for n, fut in enumerate(as_completed(futures), 1):
-            (k, v, i, hp), run_dir = fut.result()
+            (k, v, i, hp), run_dir, snaps = fut.result()
             fit, val, Xv, _ = inner[k]
             scorer = yeast_train.Scorer(hp["hidden"], hp["dropout"], run_dir)
-            for it, path in yeast_train.digits_train.list_snapshots(run_dir):
+            for it, path in snaps:
                 epochs = round(it * hp["batch_size"] / len(fit))
                 scores = scorer.scores(path, Xv)
                 probs = yeast_train.probabilities(v, scores)

@@ -115,6 +115,17 @@ def run_caffe(solver_path, log_path):
                            % (solver_path, rc, log_path, tail))
 
 
+def train_run(variant, run_dir, list_path, n_rows, hp, snapshot_every=None):
+    """prepare_run + run_caffe in run_dir, after removing its old snapshots -> [(iter, caffemodel)]."""
+    if os.path.isdir(run_dir):
+        for ext in ("caffemodel", "solverstate"):
+            for _, old in digits_train.list_snapshots(run_dir, ext):
+                os.remove(old)
+    solver, _ = prepare_run(variant, run_dir, list_path, n_rows, hp, snapshot_every=snapshot_every)
+    run_caffe(solver, os.path.join(run_dir, "train.log"))
+    return digits_train.list_snapshots(run_dir)
+
+
 class Scorer:
     """Scores rows with a trained MLP in pycaffe (TEST phase: dropout off).
 
