@@ -129,7 +129,8 @@ def train_run(variant, run_dir, list_path, n_rows, hp, snapshot_every=None):
 class Scorer:
     """Scores rows with a trained MLP in pycaffe (TEST phase: dropout off).
 
-    ``Scorer(hidden, dropout).scores(caffemodel, X)`` -> float64 (N, 14) raw scores.
+    ``Scorer(hidden, dropout, work_dir).scores(caffemodel, X)`` -> float64 (N, 14) raw scores; the
+    deploy prototxt with that width is written into work_dir.
     """
 
     def __init__(self, hidden, dropout, work_dir):
