@@ -83,7 +83,7 @@ def test_shape_header_and_label_errors(tmp_path):
         D.load_yeast(str(bad_label), expected_sha256=None)
     not_gzip = tmp_path / "plain.csv.gz"
     not_gzip.write_text("Att1\n")
-    with pytest.raises(D.YeastDataError, match="cannot read .* as gzip"):
+    with pytest.raises(D.YeastDataError, match=r"cannot read .* as gzip"):
         D.load_yeast(str(not_gzip))
 
 
@@ -98,7 +98,7 @@ def test_missing_river_says_how_to_install(monkeypatch):
 def test_old_river_without_the_file(monkeypatch, tmp_path):
     (tmp_path / "datasets").mkdir()
     monkeypatch.setattr(importlib.resources, "files", lambda name: tmp_path)
-    with pytest.raises(D.YeastDataError, match="datasets/yeast.csv.gz not found .* before 0.26.0"):
+    with pytest.raises(D.YeastDataError, match=r"datasets/yeast\.csv\.gz not found .* before 0\.26\.0"):
         D.yeast_path()
 
 
@@ -106,7 +106,7 @@ def test_outer_folds_are_the_issue_kfold():
     folds = D.outer_folds(2417)
     ref = list(KFold(n_splits=10, shuffle=True, random_state=0).split(np.zeros(2417)))
     assert len(folds) == 10
-    for (tr, te), (rtr, rte) in zip(folds, ref):
+    for (tr, te), (rtr, rte) in zip(folds, ref, strict=True):
         np.testing.assert_array_equal(tr, rtr)
         np.testing.assert_array_equal(te, rte)
     tests = np.concatenate([te for _, te in folds])

@@ -15,20 +15,19 @@ import search_yeast  # noqa: E402
 import yeast_eval as E  # noqa: E402
 import yeast_train as T  # noqa: E402
 
-
 # --- metrics: Zhang & Zhou's definitions written out as loops ---------------------------------
 
 def zz_reference(Y, S):
     n, L = Y.shape
     one_error = cov = rl = ap = 0.0
     for i in range(n):
-        pos = [l for l in range(L) if Y[i, l]]
-        neg = [l for l in range(L) if not Y[i, l]]
-        rank = {l: 1 + sum(S[i, k] > S[i, l] for k in range(L)) for l in range(L)}  # 1 = top
+        pos = [c for c in range(L) if Y[i, c]]
+        neg = [c for c in range(L) if not Y[i, c]]
+        rank = {c: 1 + sum(S[i, k] > S[i, c] for k in range(L)) for c in range(L)}  # 1 = top
         one_error += Y[i, int(np.argmax(S[i]))] == 0
-        cov += max(rank[l] for l in pos) - 1
+        cov += max(rank[c] for c in pos) - 1
         rl += sum(S[i, p] <= S[i, q] for p in pos for q in neg) / (len(pos) * len(neg))
-        ap += sum(sum(rank[k] <= rank[l] for k in pos) / rank[l] for l in pos) / len(pos)
+        ap += sum(sum(rank[k] <= rank[c] for k in pos) / rank[c] for c in pos) / len(pos)
     return {"one_error": one_error / n, "coverage": cov / n, "ranking_loss": rl / n, "average_precision": ap / n}
 
 
@@ -115,7 +114,7 @@ def test_prepare_run_writes_the_hyper_parameters(tmp_path, variant):
 
 
 def test_set_net_fields_refuses_a_prototxt_without_the_fields():
-    with pytest.raises(ValueError, match="odd.prototxt: fc1 num_output or dropout_ratio not found"):
+    with pytest.raises(ValueError, match=r"odd\.prototxt: fc1 num_output or dropout_ratio not found"):
         T.set_net_fields('layer { name: "fc" }', 10, 0.5, where="odd.prototxt")
 
 
@@ -145,7 +144,7 @@ def test_failed_caffe_run_shows_the_log(tmp_path):
     lst.write_text(str(tmp_path / "missing.h5") + "\n")
     hp = {"hidden": 8, "dropout": 0.5, "batch_size": 4, "base_lr": 0.01, "weight_decay": 0, "epochs": 1}
     solver, _ = T.prepare_run("sigmoid_bce", str(tmp_path / "run"), str(lst), 8, hp)
-    with pytest.raises(RuntimeError, match="exited with .* last lines of"):
+    with pytest.raises(RuntimeError, match=r"exited with .* last lines of"):
         T.run_caffe(solver, str(tmp_path / "run" / "train.log"))
 
 

@@ -68,7 +68,7 @@ def load_hparams(path, variants, folds):
             record = json.load(f)
     except (OSError, ValueError) as exc:
         raise SystemExit("run_yeast: cannot read %s (%s); run examples/yeast/search_yeast.py to make it"
-                         % (path, exc))
+                         % (path, exc)) from None
     out = {}
     for v in variants:
         per_fold = record.get("variants", {}).get(v, {})
@@ -109,7 +109,7 @@ def run_baselines(X, Y, folds, say):
         "sklearn OneVsRest(LogisticRegression)": lambda: OneVsRestClassifier(LogisticRegression(max_iter=1000)),
         "sklearn MLPClassifier": lambda: MLPClassifier(early_stopping=True, max_iter=500, random_state=0),
     }
-    per_fold = {name: [] for name in makers}
+    per_fold: dict[str, list[dict[str, float]]] = {name: [] for name in makers}
     for k, (train, test) in folds:
         Xtr, Xte = yeast_data.standardize(X[train], X[test])
         for name, make in makers.items():
@@ -159,7 +159,7 @@ def targets(methods, per_fold=None):
             out[m] = {"best_ours": best_ours, "value": a, "best_baseline": best_base, "baseline": b,
                       "beats": bool(a < b if lower else a > b)}
             if per_fold:
-                pairs = list(zip(per_fold[best_ours], per_fold[best_base]))
+                pairs = list(zip(per_fold[best_ours], per_fold[best_base], strict=True))
                 out[m]["folds_won"] = "%d of %d" % (
                     sum((x[m] < y[m]) if lower else (x[m] > y[m]) for x, y in pairs), len(pairs))
     return out
@@ -173,8 +173,8 @@ def plot(methods, path):
     names = list(methods)
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.4 * len(names) + 1.6), sharey=True)
     ys = np.arange(len(names))[::-1]
-    for ax, m in zip(axes, ("ranking_loss", "average_precision")):
-        for y, n in zip(ys, names):
+    for ax, m in zip(axes, ("ranking_loss", "average_precision"), strict=True):
+        for y, n in zip(ys, names, strict=True):
             e = methods[n]
             if m in e:
                 ax.errorbar(e[m]["mean"], y, xerr=e[m]["std"], fmt="o", color=colors[e["source"]], capsize=3)
@@ -232,7 +232,7 @@ def main(argv=None):
                                       len(test_sets[k][0]), hp)
         return run, snaps, time.time() - start
 
-    ours = {v: {} for v in args.variants}
+    ours: dict[str, dict[int, dict[str, float]]] = {v: {} for v in args.variants}
     t1 = time.time()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(train_one, r) for r in runs]

@@ -31,14 +31,15 @@ import yeast_train  # noqa: E402
 from yeast_train import REPO, VARIANTS  # noqa: E402
 
 FIXED = {"dropout": 0.5, "batch_size": 256}
-GRID = {"hidden": (256, 1024), "lr_decay": ((0.001, 0.0001), (0.003, 0.0001), (0.003, 0.001))}
+HIDDEN = (256, 1024)
+LR_DECAY = ((0.001, 0.0001), (0.003, 0.0001), (0.003, 0.001))     # (base_lr, weight_decay)
 EPOCH_STEP, MAX_EPOCHS = 5, 60
 HPARAMS = os.path.join(HERE, "hparams.json")
 SEARCH_LOG = os.path.join(HERE, "search_log.csv")
 
 
 def grid_points():
-    for hidden, (lr, decay) in itertools.product(GRID["hidden"], GRID["lr_decay"]):
+    for hidden, (lr, decay) in itertools.product(HIDDEN, LR_DECAY):
         yield dict(FIXED, hidden=hidden, base_lr=lr, weight_decay=decay, epochs=MAX_EPOCHS)
 
 
@@ -74,7 +75,8 @@ def main(argv=None):
         snaps = yeast_train.train_run(v, run_dir, inner[k][3], len(inner[k][0]), hp, snapshot_every=EPOCH_STEP)
         return job, run_dir, snaps
 
-    rows, best = [], {}
+    rows: list[dict] = []
+    best: dict[tuple[int, str], tuple[dict, dict]] = {}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(train_one, j) for j in jobs]
         for n, fut in enumerate(as_completed(futures), 1):
@@ -116,7 +118,7 @@ def main(argv=None):
         w.writeheader()
         w.writerows(rows)
     chosen = {v: per_fold for v, per_fold in old_record.items() if v not in args.variants}
-    for (k, v), (row, m) in sorted(best.items()):
+    for (k, v), (row, _) in sorted(best.items()):
         chosen.setdefault(v, {})[str(k)] = dict(
             FIXED, hidden=row["hidden"], base_lr=row["base_lr"], weight_decay=row["weight_decay"],
             epochs=row["epochs"], threshold=row["threshold"],
@@ -128,7 +130,7 @@ def main(argv=None):
                 "step %d (snapshots); chosen: min validation ranking_loss + (1 - average_precision); "
                 "threshold: min validation Hamming loss of the chosen model over %s..%s step 0.01. "
                 "The outer test fold is never used."
-                % (list(GRID["hidden"]), [list(x) for x in GRID["lr_decay"]], FIXED["dropout"],
+                % (list(HIDDEN), [list(x) for x in LR_DECAY], FIXED["dropout"],
                    FIXED["batch_size"], EPOCH_STEP, MAX_EPOCHS, EPOCH_STEP,
                    yeast_eval.THRESHOLDS[0], yeast_eval.THRESHOLDS[-1])),
         "runs": old_runs + [{
