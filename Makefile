@@ -64,6 +64,7 @@ demo: $(STAMP)
 	  echo "$(VENV)/bin/caffe train --solver prototxt/smoke/solver.prototxt"; \
 	  $(VENV)/bin/caffe train --solver prototxt/smoke/solver.prototxt; \
 	fi
+	$(VPY) examples/yeast/run_yeast.py
 
 bench: $(STAMP)
 	$(VPY) scripts/benchmark.py

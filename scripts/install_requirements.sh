@@ -19,3 +19,7 @@ pip_install=("$VPY" -m pip install -q --disable-pip-version-check)
 [ -n "$CONSTRAINTS" ] && pip_install+=(-c "$CONSTRAINTS")
 "${pip_install[@]}" --upgrade pip setuptools
 "${pip_install[@]}" --no-build-isolation -r "$REPO/requirements-dev.txt" -e "$REPO[demo,test,lint]"
+# 3. river, only for its data file river/datasets/yeast.csv.gz (examples/yeast; first shipped in
+#    0.26.0). river's own requirements (numpy>=2.2.5) conflict with pycaffe's numpy<2 and none of
+#    its code is used, so it is installed without dependencies, from a wheel (no Rust build).
+"${pip_install[@]}" --no-deps --only-binary=:all: river==0.26.1
