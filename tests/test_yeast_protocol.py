@@ -194,15 +194,17 @@ def test_targets_compare_best_of_ours_with_best_baseline():
         return {"source": src, "ranking_loss": {"mean": rl, "std": 0}, "average_precision": {"mean": ap, "std": 0}}
     methods = {"a": e("ours", 0.17, 0.75), "b": e("ours", 0.18, 0.77), "lr": e("baseline", 0.175, 0.76),
                "mlp": e("baseline", 0.171, 0.765), "pub": e("published", 0.1, 0.9)}
+    methods["lr"]["model"], methods["mlp"]["model"] = "LogisticRegression", "MLPClassifier"
     t = run_yeast.targets(methods)
     assert t["ranking_loss"] == {"best_ours": "a", "value": 0.17, "best_baseline": "mlp", "baseline": 0.171,
                                  "beats": True}
     assert t["average_precision"]["best_ours"] == "b" and t["average_precision"]["beats"] is True
     methods["mlp"]["ranking_loss"]["mean"] = 0.169
     assert run_yeast.targets(methods)["ranking_loss"]["beats"] is False
-    # Caffe's own layer is not one of ours
-    methods["native"] = dict(e("ours", 0.1, 0.95), variant="sigmoid_native")
+    # Caffe's own layer is neither one of ours nor one of the scikit-learn baselines of the target
+    methods["native"] = dict(e("baseline", 0.1, 0.95), variant="sigmoid_native")
     assert run_yeast.targets(methods)["ranking_loss"]["best_ours"] == "a"
+    assert run_yeast.targets(methods)["ranking_loss"]["best_baseline"] == "mlp"
     def folds(*pairs):
         return [{"ranking_loss": rl, "average_precision": ap} for rl, ap in pairs]
     per_fold = {"a": folds((0.1, 0.8), (0.3, 0.7), (0.2, 0.7)), "mlp": folds((0.2, 0.7), (0.2, 0.75), (0.25, 0.75))}

@@ -25,7 +25,8 @@ DIGITS_README = os.path.join(REPO, "examples", "multilabel_digits", "README.md")
 # Loss names in the top README; a variant missing here is shown with its digits_train.LOSS_NAMES name.
 README_NAMES = {"softmax_multilabel": "`SoftmaxMultilabelLossLayer` (1/M targets)",
                 "sigmoid_native": "Caffe's `SigmoidCrossEntropyLoss`",
-                "sigmoid_focal": "`SigmoidMultilabelLossLayer`, focal γ = 2"}
+                "sigmoid_focal": "`SigmoidMultilabelLossLayer`, focal γ = 2",
+                "sigmoid_asl": "`SigmoidMultilabelLossLayer`, ASL γ₋ = 4, γ₊ = 0, clip 0.05"}
 RUN_KEYS = ("variant", "seed", "train_seconds")
 FINAL_DROP = ("caffemodel", "per_class_ap")
 

@@ -147,8 +147,8 @@ def targets(methods, per_fold=None):
     Caffe's own SigmoidCrossEntropyLoss is run here too but is not one of our layers. With
     ``per_fold``, also counts the folds where that best loss beats that baseline.
     """
-    ours = {n: e for n, e in methods.items() if e["source"] == "ours" and e.get("variant") != "sigmoid_native"}
-    base = {n: e for n, e in methods.items() if e["source"] == "baseline"}
+    ours = {n: e for n, e in methods.items() if e["source"] == "ours"}
+    base = {n: e for n, e in methods.items() if e["source"] == "baseline" and "model" in e}   # scikit-learn
     out = {}
     for m, lower in (("ranking_loss", True), ("average_precision", False)):
         pick = min if lower else max
@@ -262,7 +262,9 @@ def main(argv=None):
     for v in args.variants:
         name = LOSS_NAMES[v]
         per_fold[name] = [ours[v][k] for k, _ in folds]
-        methods[name] = dict({"source": "ours", "variant": v}, **yeast_eval.summarize(per_fold[name]))
+        # Caffe's own SigmoidCrossEntropyLoss runs through the same pipeline but is not one of our layers.
+        source = "baseline" if v == "sigmoid_native" else "ours"
+        methods[name] = dict({"source": source, "variant": v}, **yeast_eval.summarize(per_fold[name]))
     for name, folds_m in baselines.items():
         per_fold[name] = folds_m
         methods[name] = dict({"source": "baseline", "model": BASELINES[name]}, **yeast_eval.summarize(folds_m))
