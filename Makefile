@@ -4,6 +4,7 @@
 #   make test    set up if needed, then run the tests
 #   make demo    set up if needed, then run the digits demo (or train the smoke net)
 #   make bench   set up if needed, then run scripts/benchmark.py
+#   make transfer set up if needed, then run examples/transfer/run_transfer.py (~15 min, not in demo)
 #   make clean   remove local outputs (never .venv, never the Caffe cache)
 #
 # Variables: PYTHON (interpreter for the venv, default python3), USE_SYSTEM_CAFFE=1 (use
@@ -28,7 +29,7 @@ ifneq ($(strip $(STAMP_STALE)),)
 .PHONY: $(STAMP)
 endif
 
-.PHONY: setup test demo bench clean distclean
+.PHONY: setup test demo bench transfer clean distclean
 
 setup:
 	PYTHON="$(PYTHON)" USE_SYSTEM_CAFFE="$(USE_SYSTEM_CAFFE)" bash scripts/setup.sh
@@ -50,6 +51,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) scripts/benchmark.py
+
+transfer: $(STAMP)
+	$(VPY) examples/transfer/run_transfer.py
 
 clean:
 	rm -rf output .pytest_cache .hypothesis *.egg-info

@@ -259,7 +259,9 @@ def plot(results, path):
             for name, s in results["baseline_summary"].items():
                 ax.axhline(s[key]["mean"], ls="--", lw=1, color="gray")
                 ax.text(len(conds) - 0.5, s[key]["mean"], " " + name, fontsize=7, va="bottom", ha="right")
-        lo = min(min(r[metric] if key is None else r[metric][key] for r in results["runs"]), 1.0)
+        lo = min(r[metric] if key is None else r[metric][key] for r in results["runs"])
+        if key is not None:
+            lo = min([lo] + [s[key]["mean"] for s in results["baseline_summary"].values()])
         ax.set_ylim(max(0.0, lo - 0.05), 1.0)
         ax.set_xticks(range(len(conds)))
         ax.set_xticklabels(["%s tags" % c for c in conds])
