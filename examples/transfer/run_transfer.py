@@ -54,9 +54,9 @@ def parse_args(argv):
                    help="default: softmax sigmoid focal, and asl when the package has it")
     p.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="pretraining random_seed values")
-    p.add_argument("--lrs", type=float, nargs="+", default=[0.05, 0.2],
+    p.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.1],
                    help="learning-rate grid, the same for every loss (searched with the first seed)")
-    p.add_argument("--max-iter", type=int, default=1500, help="pretraining iterations of batch 64")
+    p.add_argument("--max-iter", type=int, default=1000, help="pretraining iterations of batch 64")
     p.add_argument("--shots", type=int, nargs="+", default=[10, 50], help="labelled scans per class for the probe")
     p.add_argument("--probe-draws", type=int, default=5, help="random subsets averaged for shot counts "
                    "below the largest")
@@ -132,7 +132,13 @@ def evaluate_net(net, kind, arrays, condition, subsets, c):
     for name in ("val", "tag_test", "probe_train", "probe_test"):
         out = forward(net, arrays[name]["data"], (transfer_nets.FEATURES, transfer_nets.SCORES))
         scores[name], feats[name] = out[transfer_nets.SCORES], out[transfer_nets.FEATURES]
+    finite = all(np.isfinite(a).all() for a in list(scores.values()) + list(feats.values()))
+    if not finite:       # a diverged run: score it as it is, with non-numbers read as 0
+        for d in (scores, feats):
+            for name in d:
+                d[name] = np.nan_to_num(d[name], nan=0.0, posinf=0.0, neginf=0.0)
     return {
+        "diverged": not finite,
         "tag_map": digits_metrics.mean_average_precision(tag_scores(scores["tag_test"], kind),
                                                          arrays["tag_test"]["clean"]),
         "val_map": digits_metrics.mean_average_precision(tag_scores(scores["val"], kind),
