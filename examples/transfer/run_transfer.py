@@ -70,6 +70,8 @@ def parse_args(argv):
     p.add_argument("--test-positions", type=int, default=4, help="canvases per probe-test scan")
     p.add_argument("--drop", type=float, default=0.4, help="noisy condition: P(a true tag is dropped)")
     p.add_argument("--add-per-image", type=float, default=0.3, help="noisy condition: mean wrong tags added")
+    p.add_argument("--reuse", action="store_true", help="keep runs already completed in --out with the same "
+                   "prototxts (evaluate them again, train only the missing ones)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel caffe runs, one core each")
     args = p.parse_args(argv)
     losses = transfer_nets.available_losses()
@@ -328,6 +330,8 @@ def assemble_results(args, data, runs, lr_search, selected, baselines, command, 
 # ---------------------------------------------------------------- main
 
 def main(argv=None):
+    os.environ.setdefault("GLOG_minloglevel", "2")      # before the first import of caffe
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     args = parse_args(argv)
     t0 = time.time()
     load_start = [round(x, 2) for x in os.getloadavg()]
@@ -356,8 +360,6 @@ def main(argv=None):
     with open(deploy, "w") as f:
         f.write(transfer_nets.deploy_prototxt(data["tags"]))
 
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import caffe
     caffe.set_mode_cpu()
 
@@ -365,12 +367,17 @@ def main(argv=None):
         run_dir = run["run_dir"]
         os.makedirs(run_dir, exist_ok=True)
         net_path = os.path.join(run_dir, "train.prototxt")
-        with open(net_path, "w") as f:
-            f.write(transfer_nets.train_prototxt(run["loss"], data["tags"], data["list_file"], run["condition"]))
         solver = os.path.join(run_dir, "solver.prototxt")
-        with open(solver, "w") as f:
-            f.write(transfer_nets.solver_prototxt(net_path, os.path.join(run_dir, "snap"), run["base_lr"],
-                                                  args.max_iter, run["seed"]))
+        files = {net_path: transfer_nets.train_prototxt(run["loss"], data["tags"], data["list_file"],
+                                                        run["condition"]),
+                 solver: transfer_nets.solver_prototxt(net_path, os.path.join(run_dir, "snap"), run["base_lr"],
+                                                       args.max_iter, run["seed"])}
+        if args.reuse and finished(run_dir, files):
+            run["train_seconds"], run["reused"] = None, True
+            return run
+        for path, text in files.items():
+            with open(path, "w") as f:
+                f.write(text)
         start = time.time()
         rc = digits_train.train(solver, os.path.join(run_dir, "train.log"), progress_every=args.max_iter,
                                 on_progress=lambda t: None)
@@ -380,15 +387,24 @@ def main(argv=None):
                                                                    os.path.join(run_dir, "train.log")))
         return run
 
+    def finished(run_dir, files):
+        """True if run_dir holds a completed run of exactly these prototxts (same data file too)."""
+        for path, text in files.items():
+            if not os.path.exists(path) or open(path).read() != text:
+                return False
+        log = os.path.join(run_dir, "train.log")
+        return (os.path.exists(os.path.join(run_dir, "snap_iter_%d.caffemodel" % args.max_iter))
+                and os.path.exists(log) and "Optimization Done" in open(log).read())
+
     def finish(run):
         with open(os.path.join(run["run_dir"], "train.log")) as f:
             curve = digits_train.parse_log(f.read())["train"]
         run["final_train_loss"] = curve[-1][1] if curve else None
         weights = os.path.join(run["run_dir"], "snap_iter_%d.caffemodel" % args.max_iter)
-        net = caffe.Net(deploy, weights, caffe.TEST)
+        net = caffe.Net(deploy, caffe.TEST, weights=weights)
         run.update(evaluate_net(net, losses[run["loss"]][2], arrays, run["condition"], subsets, args.probe_c))
-        say("  [%-22s] %3.0f s  train loss %s  val mAP %.3f  tag mAP %.3f  probe %s" % (
-            run["name"], run["train_seconds"], run["final_train_loss"], run["val_map"], run["tag_map"],
+        say("  [%-22s] %s  train loss %s  val mAP %.3f  tag mAP %.3f  probe %s" % (
+            run["name"], "reused" if run.get("reused") else "%3.0f s" % run["train_seconds"], run["final_train_loss"], run["val_map"], run["tag_map"],
             " ".join("%s-shot %.3f" % kv for kv in run["probe_accuracy"].items())))
 
     def new_run(loss, cond, lr, seed):
