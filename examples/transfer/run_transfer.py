@@ -56,6 +56,8 @@ def parse_args(argv):
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="pretraining random_seed values")
     p.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.1],
                    help="learning-rate grid, the same for every loss (searched with the first seed)")
+    p.add_argument("--fixed-lr", nargs="+", default=[], metavar="LOSS=RATE",
+                   help="skip the search for these losses (e.g. a longer-budget check at the chosen rates)")
     p.add_argument("--max-iter", type=int, default=1000, help="pretraining iterations of batch 64")
     p.add_argument("--shots", type=int, nargs="+", default=[10, 50], help="labelled scans per class for the probe")
     p.add_argument("--probe-draws", type=int, default=5, help="random subsets averaged for shot counts "
@@ -77,7 +79,11 @@ def parse_args(argv):
     losses = transfer_nets.available_losses()
     if args.losses is None:
         args.losses = list(losses)
-    unknown = [name for name in args.losses if name not in losses]
+    try:
+        args.fixed_lr = {k: [float(v)] for k, v in (item.split("=") for item in args.fixed_lr)}
+    except ValueError:
+        p.error("--fixed-lr: expected LOSS=RATE items, got %s" % args.fixed_lr)
+    unknown = [name for name in list(args.losses) + list(args.fixed_lr) if name not in losses]
     if unknown:
         p.error("--losses: unknown or unavailable %s; available here: %s" % (unknown, ", ".join(losses)))
     return args
@@ -418,7 +424,7 @@ def main(argv=None):
         "then seeds %s at the chosen lr; %d iterations of batch %d; %d at a time"
         % (digits_train.caffe_bin(), len(args.losses), len(args.conditions), args.lrs, first,
            args.seeds[1:], args.max_iter, transfer_nets.BATCH, args.jobs))
-    search = {g: [new_run(g[1], g[0], lr, first) for lr in args.lrs] for g in groups}
+    search = {g: [new_run(g[1], g[0], lr, first) for lr in args.fixed_lr.get(g[1], args.lrs)] for g in groups}
     selected, final_runs = {}, []
     t1 = time.time()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -435,7 +441,7 @@ def main(argv=None):
                     best = max(search[group], key=lambda r: (r["val_map"], -r["base_lr"]))
                     selected.setdefault(loss, {})[cond] = best["base_lr"]
                     final_runs.append(best)
-                    if len(args.lrs) > 1:
+                    if len(search[group]) > 1:
                         say("  [%s %s] chosen lr %g (val mAP %s)" % (loss, cond, best["base_lr"], ", ".join(
                             "%g: %.3f" % (r["base_lr"], r["val_map"]) for r in search[group])))
                     for seed in args.seeds[1:]:
