@@ -5,6 +5,8 @@
 #   make demo    set up if needed, then run the digits demo (or train the smoke net)
 #   make bench   set up if needed, then run scripts/benchmark.py
 #   make transfer set up if needed, then run examples/transfer/run_transfer.py (~15 min, not in demo)
+#   make fuzz    long random hypothesis runs of the core (FUZZ_SCALE=25 times the CI examples; seed printed)
+#   make mutation  mutation testing of the loss core and the option parser with mutmut (docs/testing.md)
 #   make clean   remove local outputs (never .venv, never the Caffe cache)
 #
 # Variables: PYTHON (interpreter for the venv, default python3), USE_SYSTEM_CAFFE=1 (use
@@ -29,7 +31,7 @@ ifneq ($(strip $(STAMP_STALE)),)
 .PHONY: $(STAMP)
 endif
 
-.PHONY: setup test demo bench transfer clean distclean
+.PHONY: setup test demo bench transfer fuzz mutation clean distclean
 
 setup:
 	PYTHON="$(PYTHON)" USE_SYSTEM_CAFFE="$(USE_SYSTEM_CAFFE)" bash scripts/setup.sh
@@ -55,8 +57,26 @@ bench: $(STAMP)
 transfer: $(STAMP)
 	$(VPY) examples/transfer/run_transfer.py
 
+# Random (not derandomized) hypothesis runs, FUZZ_SCALE times the examples of `make test`, float32 and
+# float64, trained-regime strategies included. The seed is printed first: replay a failure with
+# `make fuzz FUZZ_SEED=<seed>` (or the @reproduce_failure blob hypothesis prints).
+FUZZ_SCALE ?= 25
+FUZZ_SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+fuzz: $(STAMP)
+	@echo "make fuzz: hypothesis seed $(FUZZ_SEED), FUZZ_SCALE=$(FUZZ_SCALE)"
+	HYPOTHESIS_PROFILE=fuzz FUZZ_SCALE=$(FUZZ_SCALE) $(VPY) -m pytest -q -p no:cacheprovider \
+	  --hypothesis-seed=$(FUZZ_SEED) --hypothesis-show-statistics tests/test_fuzz.py tests/test_functional.py -k "fuzz or properties"
+
+# mutmut 3 over what setup.cfg [mutmut] lists (the loss core and params.py), killed by the core tests
+# (tests/test_functional.py, test_errors.py without the caffe.Net cases, test_fuzz.py at FUZZ_SCALE=0.1).
+# Survivors: `.venv/bin/mutmut results`, then `.venv/bin/mutmut show <name>`. About 10-20 min on 2 cores.
+mutation: $(STAMP)
+	rm -rf mutants
+	FUZZ_SCALE=0.1 $(VPY) -m mutmut run --max-children 2 || true
+	$(VPY) -m mutmut results
+
 clean:
-	rm -rf output .pytest_cache .hypothesis *.egg-info
+	rm -rf output .pytest_cache .hypothesis *.egg-info mutants
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # Also removes the venv (not the Caffe cache: delete $${CAFFE_CACHE_DIR:-~/.cache/softmax_multilabel_layer} by hand).

@@ -18,9 +18,12 @@ one process. Compared at every size:
 * ``floor``: plain numpy, one ``np.exp`` pass plus one copy over N x C, the least a
   softmax loss forward + backward must touch.
 
-The comparison runs twice, each in a fresh subprocess of this script: with
-``OPENBLAS_NUM_THREADS=1`` and with the library default (the variable unset; on
-this machine 2 threads), so thread-count effects are visible. Writes
+The comparison runs in a fresh subprocess of this script for each thread setting and each SIMD dispatch:
+``OPENBLAS_NUM_THREADS=1`` and the library default (the variable unset; on this machine 2 threads), so
+thread-count effects are visible; and numpy's native dispatch and ``no-avx512``
+(``NPY_DISABLE_CPU_FEATURES`` set to numpy's AVX-512 targets), so an AVX-512 CPU also shows how an
+AVX2-only CPU fares (numpy's float32 ``log1p``, ``tanh`` and ``power`` are SIMD only with AVX-512). Each
+row also gives the largest error of the layer's gradient against float64 math on the same float32 inputs. Writes
 ``benchmark.md`` and ``benchmark.json`` to ``--out`` (default ``output/bench``).
 """
 import argparse
@@ -42,6 +45,7 @@ BLOG_MODULE = "blog_softmax_loss_layer"      # tests/blog_softmax_loss_layer.py,
 DEFAULT_SIZES = "256x1000,64x17000,4096x20,32x21x14x14"
 TARGET_SIZES = ((256, 1000), (64, 17000))
 THREAD_CONFIGS = ("1", "default")
+DISPATCH_CONFIGS = ("native", "no-avx512")
 K_INDICES = 3
 
 METHODS = [
@@ -155,6 +159,7 @@ def python_layer(layer, params, module="softmax_multilabel_layer.layers"):
 
 def cases_for(shape):
     scores, dense, indices, single = make_inputs(shape)
+    references = (scores, dense, single)
     two_d = len(shape) == 2
     cases = {
         "softmax_dense": ({"scores": scores, "labels": dense}, python_layer("SoftmaxMultilabelLossLayer", {})),
@@ -169,7 +174,46 @@ def cases_for(shape):
         cases["softmax_indices"] = ({"scores": scores, "labels": indices},
                                     python_layer("SoftmaxMultilabelLossLayer", {"label_format": "indices"}))
         cases["blog"] = ({"scores": scores, "labels": dense}, python_layer("BlogSoftmaxLossLayer", {}, BLOG_MODULE))
-    return scores, cases
+    return scores, cases, references
+
+
+# ---------------------------------------------------------------- float64 references of the gradients
+
+def _softmax64(s):
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _softplus64(z):
+    return np.logaddexp(0, z)
+
+
+def reference_gradient(key, scores, dense, single):
+    """d loss / d scores in float64 math on the float32 inputs, for the cases whose loss is defined here.
+
+    Softmax cases: ``normalize_targets "count"`` (t = y / M) or one label, normalized by N (batch size);
+    sigmoid cases: BCE or focal (gamma = 2), normalized by N, as the benchmark's nets are configured.
+    """
+    s = scores.astype(np.float64)
+    n = s.shape[0]
+    if key in ("softmax_dense", "softmax_indices", "caffe_softmax"):
+        if key == "caffe_softmax":
+            t = np.zeros_like(s)
+            np.put_along_axis(t, single.astype(np.int64).reshape((n, 1) + s.shape[2:]), 1.0, axis=1)
+        else:
+            y = dense.astype(np.float64)
+            t = y / np.maximum(y.sum(axis=1, keepdims=True), 1)
+        return (t.sum(axis=1, keepdims=True) * _softmax64(s) - t) / n
+    if key in ("sigmoid_bce", "caffe_sigmoid", "sigmoid_focal"):
+        y = dense.astype(np.float64)
+        p, p_neg = np.exp(-_softplus64(-s)), np.exp(-_softplus64(s))
+        dce = (1 - y) * p - y * p_neg
+        if key != "sigmoid_focal":
+            return dce / n
+        ce = y * _softplus64(-s) + (1 - y) * _softplus64(s)
+        q = y * p_neg + (1 - y) * p
+        return (dce * q * q + ce * 2 * q * (1 - 2 * y) * p * p_neg) / n
+    return None
 
 
 def time_net(net, reps, warmup):
@@ -212,11 +256,50 @@ def summarize(times):
 
 # ---------------------------------------------------------------- environment report
 
+def cpu_model():
+    """The CPU model name and whether the CPU itself has AVX2 and AVX-512F (from /proc/cpuinfo on Linux)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "avx2": "avx2" in flags, "avx512f": "avx512f" in flags}
+
+
+def numpy_cpu_features():
+    """(features numpy detected and enabled, numpy's dispatch targets), or two empty lists."""
+    try:
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:
+        try:
+            from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+        except ImportError:
+            return [], []
+    return [k for k, v in __cpu_features__.items() if v], list(__cpu_dispatch__)
+
+
+def simd_kind(enabled):
+    """"AVX-512" when numpy dispatches to AVX-512 (SKX), "AVX2" when only AVX2, else the best found."""
+    if "AVX512_SKX" in enabled:
+        return "AVX-512"
+    if "AVX2" in enabled:
+        return "AVX2"
+    return enabled[-1] if enabled else "unknown"
+
+
 def environment():
+    enabled, _ = numpy_cpu_features()
     info = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
-            "cpu_count": os.cpu_count(),
+            "cpu_count": os.cpu_count(), "cpu": cpu_model(), "simd_kind": simd_kind(enabled),
             "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                                   "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}}
+                                                   "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                                   "NPY_DISABLE_CPU_FEATURES")}}
     try:
         config = np.show_config(mode="dicts")
         blas = config.get("Build Dependencies", {}).get("blas", {})
@@ -225,13 +308,7 @@ def environment():
         info["numpy_simd_build"] = {"baseline": simd.get("baseline"), "found": simd.get("found")}
     except Exception as exc:                                  # older numpy: no mode="dicts"
         info["numpy_blas"] = {"error": repr(exc)}
-    try:
-        from numpy.core._multiarray_umath import __cpu_baseline__, __cpu_dispatch__, __cpu_features__
-        info["numpy_cpu_features_enabled"] = [k for k, v in __cpu_features__.items() if v]
-        info["numpy_cpu_baseline"] = list(__cpu_baseline__)
-        info["numpy_cpu_dispatch"] = list(__cpu_dispatch__)
-    except ImportError as exc:
-        info["numpy_cpu_features_enabled"] = repr(exc)
+    info["numpy_cpu_features_enabled"], info["numpy_cpu_dispatch"] = enabled, numpy_cpu_features()[1]
     try:
         from threadpoolctl import threadpool_info
         info["threadpools"] = [{k: pool.get(k) for k in ("user_api", "internal_api", "prefix", "filepath",
@@ -257,7 +334,7 @@ def run_worker(args):
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench_nets_") as workdir:
         for shape in sizes:
-            scores, cases = cases_for(shape)
+            scores, cases, references = cases_for(shape)
             row = {"size": size_name(shape), "shape": list(shape), "methods": {}}
             nets = {}
             for key, _ in METHODS:
@@ -280,15 +357,20 @@ def run_worker(args):
                     net = nets[key]
                     stats["loss"] = float(np.asarray(net.blobs["loss"].data).reshape(-1)[0])
                     stats["grad_abs_sum"] = float(np.abs(net.blobs["scores"].diff).sum(dtype=np.float64))
+                    reference = reference_gradient(key, *references)
+                    if reference is not None:
+                        stats["grad_max_abs_error"] = float(np.abs(net.blobs["scores"].diff - reference).max())
+                        stats["grad_max_abs"] = float(np.abs(reference).max())
                 row["methods"][key] = stats
-                print("  [threads=%s] %-11s %-16s %10.3f ms" % (args.threads_label, row["size"], key,
+                print("  [threads=%s %s] %-11s %-16s %10.3f ms" % (args.threads_label, args.dispatch_label, row["size"], key,
                                                                  stats["median_ms"]), file=sys.stderr, flush=True)
             del nets
             results.append(row)
     env = environment()
     env["load_average_1_5_15min"] = {"start": [round(v, 2) for v in load_before],
                                      "end": [round(v, 2) for v in os.getloadavg()]}
-    out = {"threads_label": args.threads_label, "environment": env, "results": results,
+    out = {"threads_label": args.threads_label, "dispatch_label": args.dispatch_label, "environment": env,
+           "results": results,
            "reps": args.reps, "warmup": args.warmup, "blog_reps": min(args.blog_reps, args.reps)}
     with open(args.worker_out, "w") as f:
         json.dump(out, f, indent=1)
@@ -324,6 +406,8 @@ TARGETS = [
     ("ours softmax >= 300x faster than the blog layer", "blog_over_softmax", 300.0, "ge", TARGET_SIZES),
     ("ours sigmoid (BCE) <= 0.5x Caffe SigmoidCrossEntropyLoss", "sigmoid_vs_caffe_sigmoid", 0.5, "le",
      TARGET_SIZES),
+    ("ours sigmoid (focal, gamma=2) <= 1.0x Caffe SigmoidCrossEntropyLoss", "focal_vs_caffe_sigmoid", 1.0, "le",
+     TARGET_SIZES),
     ("indices (K=3) faster than dense", "indices_vs_dense", 1.0, "lt", ((64, 17000),)),
 ]
 
@@ -345,6 +429,7 @@ def evaluate_targets(runs):
                 else:
                     status = "PASS" if value >= limit else "FAIL"
                 checks.append({"target": name, "size": size_name(shape), "threads": run["threads_label"],
+                               "dispatch": run["dispatch_label"], "simd": run["environment"]["simd_kind"],
                                "ratio": value, "limit": limit, "status": status})
     return checks
 
@@ -368,6 +453,13 @@ def thread_summary(env):
                      for p in pools)
 
 
+def dispatch_text(run):
+    """E.g. "AVX-512 (native)" or "AVX2 (no-avx512: NPY_DISABLE_CPU_FEATURES)"."""
+    label = run["dispatch_label"]
+    return "%s (%s)" % (run["environment"]["simd_kind"],
+                        label if label == "native" else label + ": NPY_DISABLE_CPU_FEATURES")
+
+
 def markdown(report):
     lines = ["# Loss layer benchmark (forward + backward in a caffe.Net, CPU)", ""]
     lines.append("Command: `%s`. Median of %d repetitions after %d warm-up iterations (blog layer: %d after 1), "
@@ -380,7 +472,8 @@ def markdown(report):
     lines.append("")
     for run in report["runs"]:
         env = run["environment"]
-        lines.append("## OPENBLAS_NUM_THREADS=%s" % ("1" if run["threads_label"] == "1" else "unset (library default)"))
+        lines.append("## OPENBLAS_NUM_THREADS=%s, numpy SIMD %s" % (
+            "1" if run["threads_label"] == "1" else "unset (library default)", dispatch_text(run)))
         lines.append("")
         lines.append("Thread pools: %s" % thread_summary(env))
         lines.append("")
@@ -389,17 +482,20 @@ def markdown(report):
                      "slow every case and add noise when it is above ~1." % (load.get("start"), load.get("end"),
                                                                               env["cpu_count"]))
         lines.append("")
-        lines.append("| size | layer | median ms | p25-p75 ms | x Caffe SM | x floor | loss |")
-        lines.append("|---|---|---:|---:|---:|---:|---:|")
+        lines.append("| size | layer | median ms | p25-p75 ms | x Caffe SM | x floor | loss | max abs grad error "
+                     "vs float64 (max abs grad) |")
+        lines.append("|---|---|---:|---:|---:|---:|---:|---:|")
         for row in run["results"]:
             for key, label in METHODS:
                 s = row["methods"].get(key)
                 if s is None:
                     continue
-                lines.append("| %s | %s | %s | %s-%s | %s | %s | %s |" % (
+                lines.append("| %s | %s | %s | %s-%s | %s | %s | %s | %s |" % (
                     row["size"], label, _fmt(s["median_ms"]), _fmt(s["p25_ms"]), _fmt(s["p75_ms"]),
                     _fmt(s.get("x_caffe_softmax")), _fmt(s.get("x_floor")),
-                    "%.6g" % s["loss"] if "loss" in s else "-"))
+                    "%.6g" % s["loss"] if "loss" in s else "-",
+                    "%.2e (%.2e)" % (s["grad_max_abs_error"], s["grad_max_abs"]) if "grad_max_abs_error" in s
+                    else "-"))
         lines.append("")
         lines.append("| size | ours SM / Caffe SM | ours SM / floor | blog / ours SM (speed-up) | "
                      "ours sigmoid / Caffe sigmoid | focal / Caffe sigmoid | indices / dense |")
@@ -413,28 +509,37 @@ def markdown(report):
         lines.append("")
     lines.append("## Targets")
     lines.append("")
-    lines.append("| target | size | OPENBLAS_NUM_THREADS | measured ratio | limit | status |")
-    lines.append("|---|---|---|---:|---:|---|")
+    lines.append("| target | size | OPENBLAS_NUM_THREADS | numpy SIMD | measured ratio | limit | status |")
+    lines.append("|---|---|---|---|---:|---:|---|")
     for c in report["targets"]:
-        lines.append("| %s | %s | %s | %s | %s | %s |" % (c["target"], c["size"], c["threads"], _fmt(c["ratio"]),
-                                                          _fmt(c["limit"], 2), c["status"]))
+        lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            c["target"], c["size"], c["threads"], "%s (%s)" % (c["simd"], c["dispatch"]), _fmt(c["ratio"]),
+            _fmt(c["limit"], 2), c["status"]))
     lines.append("")
+    if report.get("dispatch_note"):
+        lines.append(report["dispatch_note"])
+        lines.append("")
     if report.get("loss_identical_across_threads") is not None:
-        lines.append("Losses identical across thread settings: %s" % report["loss_identical_across_threads"])
+        lines.append("Losses identical across thread settings (per dispatch): %s"
+                     % report["loss_identical_across_threads"])
         lines.append("")
     env = report["runs"][0]["environment"]
     lines.append("## Environment")
     lines.append("")
-    lines.append("- Python %s, numpy %s, %s, %s CPUs" % (env["python"], env["numpy"], env["platform"],
-                                                         env["cpu_count"]))
+    cpu = env.get("cpu", {})
+    lines.append("- CPU: %s (%s CPUs; AVX2 %s, AVX-512F %s)" % (cpu.get("model"), env["cpu_count"],
+                                                              "yes" if cpu.get("avx2") else "no",
+                                                              "yes" if cpu.get("avx512f") else "no"))
+    lines.append("- Python %s, numpy %s, %s" % (env["python"], env["numpy"], env["platform"]))
     lines.append("- numpy BLAS: %s" % json.dumps(env.get("numpy_blas")))
     simd = env.get("numpy_simd_build") or {}
-    lines.append("- numpy SIMD in use: baseline %s; runtime dispatch (built and supported by this CPU): %s" % (
+    lines.append("- numpy SIMD: baseline %s; dispatch targets built and supported by this CPU: %s" % (
         ", ".join(simd.get("baseline") or env.get("numpy_cpu_baseline", [])), ", ".join(simd.get("found") or [])))
     enabled = env.get("numpy_cpu_features_enabled")
     lines.append("- CPU features numpy detects: %s" % (", ".join(enabled) if isinstance(enabled, list) else enabled))
     for run in report["runs"]:
-        lines.append("- threads=%s: %s" % (run["threads_label"], thread_summary(run["environment"])))
+        lines.append("- threads=%s, dispatch %s: %s" % (run["threads_label"], dispatch_text(run),
+                                                         thread_summary(run["environment"])))
         lines.append("  environment: %s" % json.dumps(run["environment"]["env"]))
     lines.append("- Caffe's C++ layers use the BLAS pycaffe links (see the thread pools above); the softmax and "
                  "sigmoid C++ loss layers are mostly element-wise loops, not BLAS calls.")
@@ -448,24 +553,39 @@ def run_parent(args):
     for c in configs:
         if c not in THREAD_CONFIGS:
             raise SystemExit("benchmark: --threads takes a comma list of %s, got %r" % (", ".join(THREAD_CONFIGS), c))
+    dispatches = [d.strip() for d in args.dispatch.split(",") if d.strip()]
+    for d in dispatches:
+        if d not in DISPATCH_CONFIGS:
+            raise SystemExit("benchmark: --dispatch takes a comma list of %s, got %r"
+                             % (", ".join(DISPATCH_CONFIGS), d))
+    enabled, dispatch_targets = numpy_cpu_features()
+    avx512 = [f for f in dispatch_targets if f.startswith("AVX512") and f in enabled]
+    dispatch_note = None
+    if "no-avx512" in dispatches and not avx512:
+        dispatches.remove("no-avx512")
+        dispatch_note = ("numpy dispatches to no AVX-512 target on this CPU (%s), so the native runs are the "
+                         "AVX2 kind; the AVX-512 kind cannot be simulated here." % simd_kind(enabled))
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench_") as tmp:
-        for label in configs:
+        for label, dispatch in [(t, d) for d in dispatches for t in configs]:
             env = dict(os.environ)
+            env.pop("NPY_DISABLE_CPU_FEATURES", None)
+            if dispatch == "no-avx512":
+                env["NPY_DISABLE_CPU_FEATURES"] = " ".join(avx512)
             env.setdefault("GLOG_minloglevel", "2")
             for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
                 env.pop(var, None)
             if label == "1":
                 env["OPENBLAS_NUM_THREADS"] = "1"
                 env["OMP_NUM_THREADS"] = "1"
-            out = os.path.join(tmp, "run_%s.json" % label)
+            out = os.path.join(tmp, "run_%s_%s.json" % (label, dispatch))
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--worker-out", out,
-                   "--threads-label", label, "--sizes", args.sizes, "--reps", str(args.reps),
+                   "--threads-label", label, "--dispatch-label", dispatch, "--sizes", args.sizes, "--reps", str(args.reps),
                    "--warmup", str(args.warmup), "--blog-reps", str(args.blog_reps)]
             for key in args.skip:
                 cmd += ["--skip", key]
-            print("benchmark: OPENBLAS_NUM_THREADS=%s" % ("1" if label == "1" else "unset"), file=sys.stderr,
-                  flush=True)
+            print("benchmark: OPENBLAS_NUM_THREADS=%s, dispatch %s" % ("1" if label == "1" else "unset", dispatch),
+                  file=sys.stderr, flush=True)
             subprocess.run(cmd, env=env, check=True)
             with open(out) as f:
                 runs.append(json.load(f))
@@ -473,13 +593,15 @@ def run_parent(args):
         add_ratios(run)
     report = {"command": args.command or " ".join(["python", "scripts/benchmark.py"] + sys.argv[1:]),
               "reps": args.reps, "warmup": args.warmup, "blog_reps": args.blog_reps, "runs": runs,
-              "targets": evaluate_targets(runs)}
-    if len(runs) > 1:
+              "targets": evaluate_targets(runs), "dispatch_note": dispatch_note}
+    if len(configs) > 1:       # same dispatch, different threads (another dispatch may round exp differently)
         same = True
-        for rows in zip(*(r["results"] for r in runs)):
-            for key in rows[0]["methods"]:
-                losses = {row["methods"].get(key, {}).get("loss") for row in rows}
-                same &= len(losses) == 1
+        for dispatch in dispatches:
+            group = [r for r in runs if r["dispatch_label"] == dispatch]
+            for rows in zip(*(r["results"] for r in group)):
+                for key in rows[0]["methods"]:
+                    losses = {row["methods"].get(key, {}).get("loss") for row in rows}
+                    same &= len(losses) == 1
         report["loss_identical_across_threads"] = same
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "benchmark.json"), "w") as f:
@@ -500,6 +622,9 @@ def main(argv=None):
     parser.add_argument("--blog-reps", type=int, default=3, help="repetitions of the slow blog layer")
     parser.add_argument("--threads", default=",".join(THREAD_CONFIGS),
                         help="comma list of thread settings: 1 (OPENBLAS_NUM_THREADS=1) and/or default")
+    parser.add_argument("--dispatch", default=",".join(DISPATCH_CONFIGS),
+                        help="comma list of numpy SIMD settings: native and/or no-avx512 (NPY_DISABLE_CPU_FEATURES "
+                             "set to numpy's AVX-512 targets; left out on a CPU without them)")
     parser.add_argument("--skip", action="append", default=[], choices=[k for k, _ in METHODS if k != "floor"],
                         help="leave a layer out (repeatable)")
     parser.add_argument("--out", default=os.path.join(ROOT, "output", "bench"), help="output folder")
@@ -507,6 +632,7 @@ def main(argv=None):
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     parser.add_argument("--threads-label", default="default", help=argparse.SUPPRESS)
+    parser.add_argument("--dispatch-label", default="native", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.reps < 1 or args.blog_reps < 1 or args.warmup < 0:
         parser.error("--reps and --blog-reps must be >= 1, --warmup >= 0")

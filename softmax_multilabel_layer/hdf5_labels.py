@@ -25,6 +25,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from .labels import first_bad_index
 from .params import MultilabelLossError
 
 DATA = "data"
@@ -209,10 +210,9 @@ def read_index_labels(path):
     if weights is not None and weights.shape != labels.shape:
         raise MultilabelLossError("%s: %s: label_weight shape %s does not match label shape %s"
                                   % (owner, path, weights.shape, labels.shape))
-    high = num_classes if num_classes is not None else np.inf
-    bad = ~(np.isfinite(labels) & (labels == np.floor(labels)) & (labels >= PAD) & (labels < high))
-    if bad.any():
-        i, j = (int(v) for v in np.argwhere(bad)[0])
+    bad = first_bad_index(labels, num_classes if num_classes is not None else np.inf)
+    if bad is not None:
+        i, j = divmod(bad, labels.shape[1])
         raise MultilabelLossError("%s: %s: sample %d: label %r is not a class index in [0, %s) or -1"
                                   % (owner, path, i, labels[i, j].item(), num_classes))
     return IndexLabels(data, labels, weights, num_classes)

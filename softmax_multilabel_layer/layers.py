@@ -1,4 +1,4 @@
-"""Caffe ``Python`` loss layers: thin adapters over :mod:`softmax_multilabel_layer.functional`.
+"""Caffe ``Python`` loss layers: thin adapters over the numpy core (:mod:`.softmax`, :mod:`.sigmoid`).
 
 Use from a prototxt (``loss_weight: 1`` is required, or Caffe skips backward)::
 
@@ -13,7 +13,9 @@ nothing. They never write to a bottom's data. The gradient is scaled by
 """
 import caffe
 
-from . import functional as F
+from . import sigmoid, softmax
+from .common import Workspace, class_axis_shape
+from .labels import check_label_shapes
 from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
 
 
@@ -34,7 +36,7 @@ class _MultilabelLossLayer(caffe.Layer):
         if not 1 <= len(top) <= 2:
             raise MultilabelLossError("%s: got %d tops, expected 1 (loss) or 2 (loss, probabilities)"
                                       % (name, len(top)))
-        self.workspace = F.Workspace()
+        self.workspace = Workspace()
         self.ctx = None
 
     def _max_bottoms(self):
@@ -42,8 +44,8 @@ class _MultilabelLossLayer(caffe.Layer):
 
     def reshape(self, bottom, top):
         shape = tuple(bottom[0].data.shape)
-        _, classes, _ = F.class_axis_shape(shape, self.options.axis, self.options.owner)
-        F.check_label_shapes(self.options, shape, bottom[1].data.shape,
+        _, classes, _ = class_axis_shape(shape, self.options.axis, self.options.owner)
+        check_label_shapes(self.options, shape, bottom[1].data.shape,
                              bottom[2].data.shape if len(bottom) > 2 else None, blob=self.bottom_names[1])
         self.options.check_class_count(classes)
         top[0].reshape()                  # a scalar, like Caffe's own loss layers
@@ -59,7 +61,7 @@ class _MultilabelLossLayer(caffe.Layer):
 
 
 class SoftmaxMultilabelLossLayer(_MultilabelLossLayer):
-    """Multi-label softmax cross-entropy; see :func:`functional.softmax_multilabel_forward`.
+    """Multi-label softmax cross-entropy; see :func:`softmax.softmax_multilabel_forward`.
 
     Bottoms: scores, labels (same shape; or, with ``"label_format": "indices"``,
     class indices padded with -1 and an optional third bottom of label weights).
@@ -73,17 +75,17 @@ class SoftmaxMultilabelLossLayer(_MultilabelLossLayer):
 
     def forward(self, bottom, top):
         weights = bottom[2].data if len(bottom) > 2 else None
-        loss, self.ctx = F.softmax_multilabel_forward(bottom[0].data, bottom[1].data, weights,
+        loss, self.ctx = softmax.softmax_multilabel_forward(bottom[0].data, bottom[1].data, weights,
                                                       options=self.options, workspace=self.workspace)
         top[0].data[...] = loss
         if len(top) > 1:
-            F.softmax_probabilities(self.ctx, out=top[1].data)
+            softmax.softmax_probabilities(self.ctx, out=top[1].data)
 
-    _backward_core = staticmethod(F.softmax_multilabel_backward)
+    _backward_core = staticmethod(softmax.softmax_multilabel_backward)
 
 
 class SigmoidMultilabelLossLayer(_MultilabelLossLayer):
-    """Multi-label sigmoid cross-entropy / focal loss; see :func:`functional.sigmoid_multilabel_forward`.
+    """Multi-label sigmoid cross-entropy / focal / asymmetric loss; see :func:`sigmoid.sigmoid_multilabel_forward`.
 
     Bottoms: scores, targets in [0, 1] (same shape). Tops: loss, and optionally
     the sigmoid probabilities.
@@ -92,10 +94,11 @@ class SigmoidMultilabelLossLayer(_MultilabelLossLayer):
     bottom_names = ("scores", "targets")
 
     def forward(self, bottom, top):
-        loss, self.ctx = F.sigmoid_multilabel_forward(bottom[0].data, bottom[1].data,
-                                                      options=self.options, workspace=self.workspace)
+        loss, self.ctx = sigmoid.sigmoid_multilabel_forward(bottom[0].data, bottom[1].data,
+                                                      options=self.options, workspace=self.workspace,
+                                                      probabilities=len(top) > 1)
         top[0].data[...] = loss
         if len(top) > 1:
-            F.sigmoid_probabilities(self.ctx, out=top[1].data)
+            sigmoid.sigmoid_probabilities(self.ctx, out=top[1].data)
 
-    _backward_core = staticmethod(F.sigmoid_multilabel_backward)
+    _backward_core = staticmethod(sigmoid.sigmoid_multilabel_backward)

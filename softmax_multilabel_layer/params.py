@@ -55,6 +55,9 @@ def _number_list(owner, key, value, low=0.0):
 class _Options:
     owner: str = "softmax_multilabel_layer"
 
+    layer = None            # the Caffe layer these options belong to (class attributes, not options)
+    core = None             # the core forward function
+
     @classmethod
     def keys(cls):
         return [f.name for f in fields(cls) if f.name != "owner"]
@@ -62,24 +65,54 @@ class _Options:
     @classmethod
     def from_param_str(cls, param_str, owner):
         """Parse a layer's ``param_str`` into validated options."""
-        return cls(owner=owner, **parse_param_str(param_str, owner, cls.keys()))
+        return cls(owner=owner, **parse_param_str(param_str, owner, cls.keys(), cls))
 
     @classmethod
     def from_kwargs(cls, owner, kwargs):
         """Validated options from keyword arguments of a core function."""
         unknown = sorted(str(k) for k in kwargs if k not in cls.keys())
         if unknown:
-            raise MultilabelLossError("%s: unknown option(s) %s; known options: %s"
-                                      % (owner, ", ".join(unknown), ", ".join(cls.keys())))
+            raise MultilabelLossError("%s: unknown option(s) %s; known options: %s%s"
+                                      % (owner, ", ".join(unknown), ", ".join(cls.keys()),
+                                         _other_layer_hint(cls, unknown)))
         return cls(owner=owner, **kwargs)
+
+    @classmethod
+    def resolve(cls, options, owner, kwargs):
+        """The options of a core call: ``options`` (an instance of this class) or the keywords, never both."""
+        if options is None:
+            return cls.from_kwargs(owner, kwargs)
+        if kwargs:
+            raise MultilabelLossError("%s: options= was given together with keyword option(s) %s; give either an "
+                                      "options object or keywords, not both"
+                                      % (owner, ", ".join(sorted(str(k) for k in kwargs))))
+        if not isinstance(options, cls):
+            raise MultilabelLossError("%s: options must be a %s, got %s" % (owner, cls.__name__, type(options).__name__))
+        return options
 
     def check_class_count(self, num_classes):
         """Validate the options that depend on C, the size of the class axis."""
 
 
+def _other_layer_hint(cls, unknown):
+    """For keys that are options of the other loss: say which layer they belong to."""
+    hints = []
+    for other in _Options.__subclasses__():
+        if other is cls:
+            continue
+        theirs = [k for k in unknown if k in other.keys()]
+        if theirs:
+            hints.append("%s %s an option of %s (core function %s), not of %s"
+                         % (", ".join(theirs), "is" if len(theirs) == 1 else "are", other.layer, other.core,
+                            cls.layer))
+    return "".join("; " + h for h in hints)
+
+
 @dataclass(frozen=True)
 class SoftmaxOptions(_Options):
     """Options of the multi-label softmax loss; see :func:`softmax_multilabel_forward`."""
+    layer = "SoftmaxMultilabelLossLayer"
+    core = "softmax_multilabel_forward"
     normalize_targets: str = "count"
     normalization: str = "batch_size"
     axis: int = 1
@@ -98,7 +131,9 @@ class SoftmaxOptions(_Options):
 
 @dataclass(frozen=True)
 class SigmoidOptions(_Options):
-    """Options of the multi-label sigmoid (BCE / focal) loss; see :func:`sigmoid_multilabel_forward`."""
+    """Options of the multi-label sigmoid (BCE / focal / ASL) loss; see :func:`sigmoid_multilabel_forward`."""
+    layer = "SigmoidMultilabelLossLayer"
+    core = "sigmoid_multilabel_forward"
     pos_weight: object = 1.0
     class_weight: object = None
     gamma: float = 0.0
@@ -106,6 +141,9 @@ class SigmoidOptions(_Options):
     ignore_label: object = None
     normalization: str = "batch_size"
     axis: int = 1
+    gamma_neg: float = 0.0
+    gamma_pos: float = 0.0
+    clip: float = 0.0
 
     def __post_init__(self):
         o = self.owner
@@ -124,6 +162,13 @@ class SigmoidOptions(_Options):
             object.__setattr__(self, "ignore_label", _number(o, "ignore_label", self.ignore_label))
         _choice(o, "normalization", self.normalization, NORMALIZATIONS)
         _integer(o, "axis", self.axis)
+        for key in ("gamma_neg", "gamma_pos"):
+            object.__setattr__(self, key, _number(o, key, getattr(self, key), 0.0))
+        object.__setattr__(self, "clip", _number(o, "clip", self.clip, 0.0, 1.0, high_open=True))
+        if self.gamma > 0 and (self.gamma_neg > 0 or self.gamma_pos > 0):
+            raise MultilabelLossError("%s: gamma = %r sets the focusing of positives and negatives alike; give either "
+                                      "gamma, or gamma_pos and gamma_neg (got %r and %r), not both"
+                                      % (o, self.gamma, self.gamma_pos, self.gamma_neg))
 
     def check_class_count(self, num_classes):
         for key in ("pos_weight", "class_weight"):
@@ -133,8 +178,12 @@ class SigmoidOptions(_Options):
                                           % (self.owner, key, len(value), num_classes))
 
 
-def parse_param_str(param_str, owner, known_keys):
-    """Parse ``param_str`` (JSON object or Python dict literal) into a dict of known keys."""
+def parse_param_str(param_str, owner, known_keys, options_class=None):
+    """Parse ``param_str`` (JSON object or Python dict literal) into a dict of known keys.
+
+    ``options_class``, if given, lets the error for an unknown key say which
+    other layer takes it (``gamma`` given to the softmax layer, say).
+    """
     text = (param_str or "").strip()
     if not text:
         return {}
@@ -152,6 +201,7 @@ def parse_param_str(param_str, owner, known_keys):
                                   % (owner, type(value).__name__, value))
     unknown = sorted(str(k) for k in value if k not in known_keys)
     if unknown:
-        raise MultilabelLossError("%s: unknown param_str key(s) %s; known keys: %s"
-                                  % (owner, ", ".join(unknown), ", ".join(known_keys)))
+        raise MultilabelLossError("%s: unknown param_str key(s) %s; known keys: %s%s"
+                                  % (owner, ", ".join(unknown), ", ".join(known_keys),
+                                     "" if options_class is None else _other_layer_hint(options_class, unknown)))
     return value

@@ -28,12 +28,29 @@ def report(tmp_path_factory):
     return data, (out / "benchmark.md").read_text(), done.stdout
 
 
-def test_writes_json_with_both_thread_settings(report):
+def has_avx512():
+    sys.path.insert(0, os.path.dirname(SCRIPT))
+    import benchmark
+    enabled, targets = benchmark.numpy_cpu_features()
+    return any(t.startswith("AVX512") and t in enabled for t in targets)
+
+
+def test_writes_json_with_both_thread_settings_and_dispatches(report):
     data, _, _ = report
-    assert [run["threads_label"] for run in data["runs"]] == ["1", "default"]
+    dispatches = ["native", "no-avx512"] if has_avx512() else ["native"]
+    assert [(run["threads_label"], run["dispatch_label"]) for run in data["runs"]] == [
+        (t, d) for d in dispatches for t in ("1", "default")]
+    assert (data["dispatch_note"] is None) == has_avx512()
     for run in data["runs"]:
         env = run["environment"]
         assert env["env"]["OPENBLAS_NUM_THREADS"] == ("1" if run["threads_label"] == "1" else None)
+        disabled = env["env"]["NPY_DISABLE_CPU_FEATURES"]
+        if run["dispatch_label"] == "native":
+            assert disabled is None
+        else:                                         # numpy really stopped dispatching to AVX-512
+            assert "AVX512F" in disabled and env["simd_kind"] == "AVX2"
+            assert "AVX512F" not in env["numpy_cpu_features_enabled"]
+        assert env["cpu"]["model"]
         assert "OPENBLAS_CORETYPE" in env["env"] and "OPENBLAS_L2_SIZE" in env["env"]
         assert env["numpy_blas"]
         sizes = [row["size"] for row in run["results"]]
@@ -53,15 +70,29 @@ def test_writes_json_with_both_thread_settings(report):
         assert m["softmax_indices"]["loss"] == pytest.approx(m["softmax_dense"]["loss"], rel=1e-5)
         assert m["blog"]["loss"] == pytest.approx(m["softmax_dense"]["loss"], rel=1e-4)
         assert m["sigmoid_bce"]["loss"] == pytest.approx(m["caffe_sigmoid"]["loss"], rel=1e-4)
+        for key in ("softmax_dense", "softmax_indices", "caffe_softmax", "sigmoid_bce", "sigmoid_focal",
+                    "caffe_sigmoid"):       # gradients against float64 math: float32 rounding, not a wrong formula
+            assert 0 <= m[key]["grad_max_abs_error"] < 1e-6 < m[key]["grad_max_abs"], key
+        assert "grad_max_abs_error" not in m["blog"] and "grad_max_abs_error" not in m["floor"]
         assert flat["ratios"]["blog_over_softmax"] > 0
         assert flat["ratios"]["indices_vs_dense"] > 0
-    assert data["loss_identical_across_threads"] in (True, False)
+    # our layers' losses do not depend on the BLAS thread count (bit for bit, per dispatch), and the report's
+    # flag says whether every method's did
+    same = []
+    for dispatch in dispatches:
+        one, default = [run for run in data["runs"] if run["dispatch_label"] == dispatch]
+        for row_one, row_default in zip(one["results"], default["results"]):
+            for key, stats in row_one["methods"].items():
+                same.append(stats.get("loss") == row_default["methods"][key].get("loss"))
+                if key.startswith(("softmax", "sigmoid")):
+                    assert stats["loss"] == row_default["methods"][key]["loss"], (row_one["size"], key)
+    assert data["loss_identical_across_threads"] is all(same)
 
 
 def test_targets_listed_and_not_measured_at_other_sizes(report):
     data, _, _ = report
     targets = data["targets"]
-    assert len(targets) == 2 * 9                      # 4 targets x 2 sizes + 1, per thread setting
+    assert len(targets) == len(data["runs"]) * 11     # 5 targets x 2 sizes + 1, per run
     assert {t["status"] for t in targets} == {"not measured"}
 
 
@@ -72,5 +103,8 @@ def test_writes_markdown_table(report):
     assert "| 3x4x2x2 | Caffe SoftmaxWithLoss (single label) |" in text
     assert "## Targets" in text and "## Environment" in text
     assert "OPENBLAS_NUM_THREADS=1" in text
+    assert "- CPU: " in text and "numpy SIMD AVX" in text
+    assert "ours sigmoid (focal, gamma=2) <= 1.0x Caffe SigmoidCrossEntropyLoss" in text
     assert "numpy BLAS" in text
     assert text in stdout
+

@@ -5,7 +5,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 DIR = os.path.join(os.path.dirname(__file__), "..", "prototxt", "digits")
-VARIANTS = ("softmax_multilabel", "sigmoid_native", "sigmoid_focal")
+VARIANTS = ("softmax_multilabel", "sigmoid_native", "sigmoid_focal", "sigmoid_asl")
 
 
 def load(variant, kind):
@@ -39,6 +39,8 @@ def test_train_val_identical_except_loss():
     assert '"normalize_targets": "count"' in losses["softmax_multilabel"][0].python_param.param_str
     assert losses["sigmoid_focal"][0].python_param.layer == "SigmoidMultilabelLossLayer"
     assert '"gamma": 2' in losses["sigmoid_focal"][0].python_param.param_str
+    assert losses["sigmoid_asl"][0].python_param.layer == "SigmoidMultilabelLossLayer"
+    assert '"gamma_neg": 4, "gamma_pos": 0, "clip": 0.05' in losses["sigmoid_asl"][0].python_param.param_str
 
 
 def test_deploy_matches_train_val():

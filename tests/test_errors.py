@@ -31,6 +31,21 @@ def binary(n=4, c=5):
     return labels
 
 
+def big_scores(n=64, c=1000):
+    """A trained-like batch: one confident positive (margin 12) per sample."""
+    rng = np.random.default_rng(1)
+    s = rng.normal(0, 0.5, (n, c)).astype(np.float32)
+    s[np.arange(n), np.arange(n) * 7 % c] += 12
+    return s
+
+
+def big_labels(n=64, c=1000):
+    """0.1 % non-zeros: the sparse label path."""
+    labels = np.zeros((n, c), np.float32)
+    labels[np.arange(n), np.arange(n) * 7 % c] = 1
+    return labels
+
+
 def with_value(array, index, value):
     array = array.copy()
     array[index] = value
@@ -57,6 +72,13 @@ OPTION_CASES = [
     ("class-weight-length", SIGMOID, {"class_weight": [1] * 6}, ["class_weight", "6 values", "C=5"]),
     ("axis-out-of-range", SOFTMAX, {"axis": 2}, ["axis 2", "out of range", "(4, 5)"]),
     ("axis-out-of-range-sigmoid", SIGMOID, {"axis": -3}, ["axis -3", "out of range", "(4, 5)"]),
+    ("sigmoid-option-to-softmax", SOFTMAX, {"gamma": 2},
+     ["unknown", "gamma", "gamma is an option of SigmoidMultilabelLossLayer", "not of SoftmaxMultilabelLossLayer"]),
+    ("sigmoid-options-to-softmax", SOFTMAX, {"pos_weight": 2, "ignore_label": -1},
+     ["ignore_label, pos_weight are an option of SigmoidMultilabelLossLayer"]),
+    ("softmax-option-to-sigmoid", SIGMOID, {"label_smoothing": 0.1},
+     ["label_smoothing is an option of SoftmaxMultilabelLossLayer", "not of SigmoidMultilabelLossLayer"]),
+    ("unknown-key-no-other-layer-hint", SOFTMAX, {"bogus": 1}, ["unknown", "bogus"]),
 ]
 
 
@@ -98,6 +120,12 @@ def test_bad_param_str(tmp_path, layer, param_str, fragments):
         python_loss_net(tmp_path, layer, {"scores": (4, 5), "labels": (4, 5)}, param_str)
     for fragment in [layer] + fragments:
         assert fragment in str(info.value)
+
+
+def test_no_other_layer_hint_for_keys_of_neither_layer():
+    with pytest.raises(MultilabelLossError) as info:
+        F.softmax_multilabel_forward(scores(), binary(), bogus=1)
+    assert "an option of" not in str(info.value)
 
 
 def test_param_str_accepts_json_and_dict_literal():
@@ -142,8 +170,138 @@ def test_indices_wrong_shape(tmp_path):
                         {"label_format": "indices"})
     with pytest.raises(MultilabelLossError, match=r"softmax_multilabel_forward: labels \(indices format\) shape"):
         F.softmax_multilabel_forward(scores(), np.zeros((3, 2)), label_format="indices")
-    with pytest.raises(MultilabelLossError, match="label_weights are only used with label_format"):
+    with pytest.raises(MultilabelLossError, match='^softmax_multilabel_forward: label_weights are only used with '
+                                                  'label_format "indices"$'):
         F.softmax_multilabel_forward(scores(), binary(), np.ones((4, 5)))
+    with pytest.raises(MultilabelLossError, match=r"^softmax_multilabel_forward: label_weights shape \(2, 4\) does "
+                                                  r"not match labels shape \(4, 2\)$"):
+        F.softmax_multilabel_forward(scores(), np.zeros((4, 2)), np.ones((2, 4)), label_format="indices")
+
+
+@pytest.mark.parametrize("blob,scores_dtype,labels_dtype", [("scores", np.int64, np.float32),
+                                                            ("scores", np.bool_, np.float32),
+                                                            ("labels", np.float32, np.complex64),
+                                                            ("labels", np.float32, "<U32")])
+def test_dtype_errors(blob, scores_dtype, labels_dtype):
+    """Scores must be float32 or float64 (integer scores are refused); labels may be integer or bool, not others."""
+    s, y = scores().astype(scores_dtype), binary().astype(labels_dtype)
+    for fn, name in ((F.softmax_multilabel_forward, blob), (F.sigmoid_multilabel_forward, blob.replace("labels",
+                                                                                                         "targets"))):
+        with pytest.raises(MultilabelLossError, match=r"^%s: %s must be float32 or float64, got %s$"
+                                                      % (fn.__name__, name, np.dtype(scores_dtype if blob == "scores"
+                                                                                     else labels_dtype))):
+            fn(s, y)
+
+
+def test_integer_and_bool_labels_are_read_as_numbers():
+    expected = F.softmax_multilabel_loss(scores(), binary())
+    for dtype in (np.int32, np.bool_):
+        got = F.softmax_multilabel_loss(scores(), binary().astype(dtype))
+        assert got[0] == expected[0] and np.array_equal(got[1], expected[1])
+
+
+def test_empty_blobs():
+    with pytest.raises(MultilabelLossError, match=r"^softmax_multilabel_forward: scores is empty \(shape \(0, 5\)\)$"):
+        F.softmax_multilabel_forward(np.zeros((0, 5), np.float32), np.zeros((0, 5), np.float32))
+
+
+def test_scores_beyond_the_float32_range_give_a_clear_error():
+    """s - m overflows to -inf when the scores span more than the float32 range: the loss is refused, not inf."""
+    s = np.array([[3e38, -3e38, 0.0]], np.float32)
+    with pytest.raises(MultilabelLossError, match=r"^softmax_multilabel_forward: the loss is not finite in float32 "
+                                                  r"\(inf\) although scores and labels are: the scores span more "
+                                                  r"than the float32 range, or the labels are too large$"):
+        F.softmax_multilabel_forward(s, np.array([[0, 1, 0]], np.float32))
+
+
+@pytest.mark.parametrize("label_shape", [(8, 6, 1, 1), (8, 6, 1)])
+def test_labels_with_trailing_unit_axes_are_accepted(tmp_path, label_shape):
+    """N x C x 1 x 1 labels (a label Data layer or a 4-D HDF5 dataset) against N x C scores: same result."""
+    rng = np.random.default_rng(2)
+    s = rng.normal(size=(8, 6)).astype(np.float32)
+    y = (rng.random((8, 6)) < 0.4).astype(np.float32)
+    for forward, name in ((F.softmax_multilabel_loss, SOFTMAX), (F.sigmoid_multilabel_loss, SIGMOID)):
+        expected = forward(s, y)
+        got = forward(s, y.reshape(label_shape))
+        assert got[0] == expected[0] and np.array_equal(got[1], expected[1])
+        net = python_loss_net(tmp_path, name, {"scores": (8, 6), "labels": label_shape})
+        loss, grad = run(net, {"scores": s, "labels": y.reshape(label_shape)})
+        assert loss == pytest.approx(expected[0], rel=1e-6)
+        np.testing.assert_allclose(grad, expected[1], atol=1e-7)
+    # the other way round, scores N x C x 1 x 1 and labels N x C; and a negative class axis
+    got = F.softmax_multilabel_loss(s.reshape(8, 6, 1, 1), y, axis=1)
+    assert got[0] == F.softmax_multilabel_loss(s, y)[0]
+    for forward in (F.softmax_multilabel_loss, F.sigmoid_multilabel_loss):
+        got = forward(s, y.reshape(label_shape), axis=-1)
+        expected = forward(s, y, axis=-1)
+        assert got[0] == expected[0] and np.array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("layer,label_shape,fragments", [
+    (SOFTMAX, (8, 6, 2), ["labels shape (8, 6, 2) does not match scores shape (8, 6)"]),
+    (SOFTMAX, (8, 1, 6), ["labels shape (8, 1, 6) does not match"]),
+    (SOFTMAX, (8,), ["labels shape (8,) does not match scores shape (8, 6)", "one class index per sample",
+                     '"label_format": "indices"', "N x K", "padded with -1"]),
+    (SOFTMAX, (8, 1), ['"label_format": "indices"']),
+    (SIGMOID, (8,), ["targets shape (8,) does not match", "one class index per sample", "dense_from_indices"]),
+])
+def test_real_shape_mismatches_are_refused_with_hints(tmp_path, layer, label_shape, fragments):
+    with pytest.raises(MultilabelLossError) as info:
+        python_loss_net(tmp_path, layer, {"scores": (8, 6), "labels": label_shape})
+    for fragment in [layer + ":"] + fragments:
+        assert fragment in str(info.value), (fragment, str(info.value))
+    if layer == SIGMOID:
+        assert "indices" not in str(info.value).split("dense_from_indices")[0]
+
+
+def test_options_object_and_keywords_together_are_refused():
+    options = SoftmaxOptions(owner="x", normalization="full")
+    with pytest.raises(MultilabelLossError, match=r"softmax_multilabel_forward: options= was given together with "
+                                                  r"keyword option\(s\) bogus, normalization"):
+        F.softmax_multilabel_forward(scores(), binary(), options=options, normalization="none", bogus=1)
+    with pytest.raises(MultilabelLossError, match=r"sigmoid_multilabel_forward: options= was given together"):
+        F.sigmoid_multilabel_forward(scores(), binary(), options=options, gamma=2)
+    with pytest.raises(MultilabelLossError, match=r"sigmoid_multilabel_forward: options must be a SigmoidOptions, "
+                                                  r"got SoftmaxOptions"):
+        F.sigmoid_multilabel_forward(scores(), binary(), options=options)
+
+
+@pytest.mark.parametrize("forward,backward,probabilities", [
+    (F.softmax_multilabel_forward, F.softmax_multilabel_backward, F.softmax_probabilities),
+    (F.sigmoid_multilabel_forward, F.sigmoid_multilabel_backward, F.sigmoid_probabilities),
+])
+def test_out_must_be_a_contiguous_array_of_the_scores_shape(forward, backward, probabilities):
+    _, ctx = forward(scores(), binary())
+    expected = backward(ctx)
+    for fn in (backward, probabilities):
+        name = fn.__name__
+        for bad, fragment in [(np.zeros((5, 4), np.float32).T, "not C-contiguous"),
+                              (np.zeros((4, 5), np.float64), "float64 array of shape (4, 5)"),
+                              (np.zeros((20,), np.float32), "float32 array of shape (20,)"),
+                              ([[0.0] * 5] * 4, "got list")]:
+            with pytest.raises(MultilabelLossError) as info:
+                fn(ctx, out=bad)
+            message = str(info.value)
+            assert message.startswith(name + ": out must be a writeable C-contiguous float32 array of shape (4, 5)")
+            assert fragment in message, (fragment, message)
+    out = np.full((4, 5), np.nan, np.float32)
+    assert backward(ctx, out=out) is out and np.array_equal(out, expected)
+
+
+@pytest.mark.parametrize("forward,backward,probabilities", [
+    (F.softmax_multilabel_forward, F.softmax_multilabel_backward, F.softmax_probabilities),
+    (F.sigmoid_multilabel_forward, F.sigmoid_multilabel_backward, F.sigmoid_probabilities),
+])
+def test_a_second_forward_on_the_workspace_makes_the_first_context_stale(forward, backward, probabilities):
+    ws = F.Workspace()
+    _, first = forward(scores(), binary(), workspace=ws)
+    _, second = forward(scores() * 2, binary(), workspace=ws)
+    for fn in (backward, probabilities):
+        with pytest.raises(MultilabelLossError, match=r"%s: this context is stale: forward pass 2 on its Workspace "
+                                                      r"has run since it was made \(pass 1\)" % fn.__name__):
+            fn(first)
+    fresh = forward(scores() * 2, binary())[1]
+    np.testing.assert_array_equal(backward(second), backward(fresh))
 
 
 def test_core_shape_mismatch():
@@ -158,44 +316,70 @@ def test_core_shape_mismatch():
 
 VALUE_CASES = [
     ("negative-label", SOFTMAX, {}, [scores(), with_value(binary(), (2, 3), -1)],
-     ["labels", "finite and >= 0", "-1.0", "(2, 3, 0)"]),
+     ["labels", "finite and >= 0", "-1.0", "labels[2, 3] (sample 2, class 3)"]),
     ("nan-label", SOFTMAX, {}, [scores(), with_value(binary(), (1, 0), np.nan)], ["labels", "nan"]),
     ("inf-label", SOFTMAX, {}, [scores(), with_value(binary(), (1, 0), np.inf)], ["labels", "inf"]),
     ("negative-dense-real-labels", SOFTMAX, {}, [scores(), with_value(np.ones((4, 5), np.float32), (3, 4), -2)],
-     ["labels", "-2.0", "(3, 4, 0)"]),
+     ["labels", "-2.0", "labels[3, 4] (sample 3, class 4)"]),
     ("inf-dense-real-labels", SOFTMAX, {}, [scores(), with_value(np.ones((4, 5), np.float32), (0, 1), np.inf)],
      ["labels", "inf"]),
     ("index-too-big", SOFTMAX, {"label_format": "indices"},
      [scores(), np.array([[0, -1], [5, 1], [2, -1], [3, 4]], np.float32)],
-     ["label index 5.0", "[0, C-1] = [0, 4]", "-1 for padding"]),
+     ["label index 5.0", "labels[1, 0] (sample 1, slot 0)", "[0, C-1] = [0, 4]", "-1 for padding"]),
     ("index-below-minus-one", SOFTMAX, {"label_format": "indices"},
      [scores(), np.array([[0, -1], [-2, 1], [2, -1], [3, 4]], np.float32)], ["label index -2.0"]),
     ("index-fraction", SOFTMAX, {"label_format": "indices"},
      [scores(), np.array([[0.5, -1], [0, 1], [2, -1], [3, 4]], np.float32)], ["label index 0.5"]),
     ("index-duplicate", SOFTMAX, {"label_format": "indices"},
-     [scores(), np.array([[0, -1], [1, 1], [2, -1], [3, 4]], np.float32)], ["label index 1 appears twice"]),
+     [scores(), np.array([[0, -1], [1, 1], [2, -1], [3, 4]], np.float32)], ["label index 1 appears twice", "labels[1, 1] (sample 1, slot 1)"]),
     ("index-negative-weight", SOFTMAX, {"label_format": "indices"},
      [scores(), np.array([[0, -1], [1, 2], [2, -1], [3, 4]], np.float32),
-      np.array([[1, 0], [1, -1], [1, 0], [1, 1]], np.float32)], ["label_weights", "-1.0"]),
+      np.array([[1, 0], [1, -1], [1, 0], [1, 1]], np.float32)], ["label_weights", "-1.0", "label_weights[1, 1] (sample 1, slot 1)"]),
     ("nan-scores", SOFTMAX, {}, [with_value(scores(), (1, 2), np.nan), binary()],
-     ["scores are not finite", "nan", "(1, 2)", "diverged"]),
+     ["scores are not finite", "nan", "scores[1, 2] (sample 1, class 2)", "diverged"]),
     ("inf-scores", SOFTMAX, {}, [with_value(scores(), (0, 4), np.inf), binary()], ["scores are not finite", "inf"]),
     ("minus-inf-scores", SOFTMAX, {}, [with_value(scores(), (3, 0), -np.inf), binary()],
-     ["scores are not finite", "-inf", "(3, 0)"]),
+     ["scores are not finite", "-inf", "scores[3, 0] (sample 3, class 0)"]),
     ("minus-inf-scores-indices", SOFTMAX, {"label_format": "indices"},
      [with_value(scores(), (3, 0), -np.inf), np.ones((4, 1), np.float32)], ["scores are not finite"]),
     ("sigmoid-target-above-one", SIGMOID, {}, [scores(), with_value(binary(), (0, 0), 2)],
-     ["targets must be in [0, 1]", "2.0", "(0, 0, 0)"]),
+     ["targets must be in [0, 1]", "2.0", "targets[0, 0] (sample 0, class 0)"]),
     ("sigmoid-target-negative-focal", SIGMOID, {"gamma": 2}, [scores(), with_value(binary(), (0, 0), -1)],
      ["targets must be in [0, 1]", "-1.0"]),
     ("sigmoid-target-nan", SIGMOID, {}, [scores(), with_value(binary(), (0, 0), np.nan)], ["targets", "nan"]),
     ("sigmoid-target-not-ignore", SIGMOID, {"ignore_label": 255}, [scores(), with_value(binary(), (0, 0), -1)],
      ["or equal to ignore_label 255.0", "-1.0"]),
     ("sigmoid-nan-scores", SIGMOID, {}, [with_value(scores(), (2, 2), np.nan), binary()],
-     ["scores are not finite", "(2, 2)"]),
+     ["scores are not finite", "scores[2, 2] (sample 2, class 2)"]),
     ("sigmoid-minus-inf-scores", SIGMOID, {"gamma": 2}, [with_value(scores(), (2, 2), -np.inf), binary()],
      ["scores are not finite", "-inf"]),
     ("sigmoid-inf-scores", SIGMOID, {}, [with_value(scores(), (2, 2), np.inf), binary()], ["scores are not finite"]),
+    # labels whose sum overflows float32 although each is finite (dense path, then sparse path)
+    ("overflowing-labels-dense", SOFTMAX, {}, [scores(), with_value(np.full((4, 5), 3e38, np.float32), (1, 1), 1)],
+     ["labels of sample 0 sum to inf", "beyond the largest float32"]),
+    ("overflowing-labels-sparse", SOFTMAX, {"normalize_targets": "none"},
+     [big_scores(), with_value(with_value(big_labels(), (9, 1), 3e38), (9, 2), 3e38)],
+     ["labels of sample 9 sum to 6e+38", "beyond the largest float32"]),
+    ("overflowing-labels-indices", SOFTMAX, {"label_format": "indices"},
+     [scores(), np.array([[0, 1], [0, 1], [2, -1], [3, 4]], np.float32),
+      np.array([[1, 1], [3e38, 3e38], [1, 0], [1, 1]], np.float32)], ["labels of sample 1 sum to 6e+38"]),
+    # an invalid label hidden in a large, sparse batch (the sparse label path)
+    ("negative-label-sparse", SOFTMAX, {}, [big_scores(), with_value(big_labels(), (40, 700), -1)],
+     ["labels must be finite and >= 0", "-1.0", "labels[40, 700] (sample 40, class 700)"]),
+    ("nan-label-sparse", SOFTMAX, {}, [big_scores(), with_value(big_labels(), (63, 999), np.nan)],
+     ["nan", "labels[63, 999] (sample 63, class 999)"]),
+    ("inf-label-sparse", SOFTMAX, {}, [big_scores(), with_value(big_labels(), (5, 3), np.inf)],
+     ["inf", "labels[5, 3] (sample 5, class 3)"]),
+    ("index-too-big-large-batch", SOFTMAX, {"label_format": "indices"},
+     [big_scores(), with_value(np.tile(np.float32([[3, 17, -1]]), (64, 1)), (50, 2), 1000)],
+     ["label index 1000.0", "labels[50, 2] (sample 50, slot 2)", "[0, 999]"]),
+    # positions in the blob's own shape for a spatial blob
+    ("negative-label-spatial", SOFTMAX, {}, [np.zeros((2, 3, 4, 5), np.float32),
+                                            with_value(np.ones((2, 3, 4, 5), np.float32), (1, 2, 3, 4), -1)],
+     ["labels[1, 2, 3, 4] (sample 1 at (3, 4), class 2)"]),
+    ("sigmoid-target-spatial", SIGMOID, {}, [np.zeros((2, 3, 4), np.float32),
+                                            with_value(np.zeros((2, 3, 4), np.float32), (0, 1, 2), 5)],
+     ["targets[0, 1, 2] (sample 0 at (2), class 1)"]),
 ]
 
 

@@ -1,5 +1,8 @@
 """The numpy core: values against independent references, and numeric-vs-analytic gradients in float64."""
+import importlib.util
 import itertools
+import os
+import zlib
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from hypothesis.extra import numpy as hnp
 from scipy.special import log_softmax, log_expit, expit
 
 from softmax_multilabel_layer import functional as F
+from softmax_multilabel_layer import labels as label_forms
 
 NORMALIZE_TARGETS = ("count", "sum", "none")
 NORMALIZATIONS = ("batch_size", "valid", "full", "none")
@@ -54,6 +58,13 @@ def assert_matches_central_difference(grad, numeric, loss):
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8 * max(1.0, abs(loss)))
 
 
+def seeded_rng(*key):
+    """A generator seeded from ``key`` by CRC-32 (Python's hash() of a string changes per process); prints the seed."""
+    seed = zlib.crc32(repr(key).encode())
+    print("seed %d for %r" % (seed, key))
+    return np.random.default_rng(seed)
+
+
 def random_labels(rng, shape, kind):
     if kind == "binary":
         labels = (rng.random(shape) < 0.3).astype(np.float64)
@@ -91,7 +102,7 @@ SHAPES = [((4, 6), 1), ((3, 5, 2, 3), 1), ((2, 3, 5), 2), ((4, 6), -1)]
                          [(t, n, e) for t, n in itertools.product(NORMALIZE_TARGETS, NORMALIZATIONS)
                           for e in (0.0, 0.2)])
 def test_softmax_value_and_gradient(shape, axis, kind, normalize_targets, normalization, label_smoothing):
-    rng = np.random.default_rng(abs(hash((shape, kind, normalize_targets, normalization))) % 2**32)
+    rng = seeded_rng(shape, axis, kind, normalize_targets, normalization, label_smoothing)
     scores = rng.normal(size=shape) * 3
     labels = random_labels(rng, shape, kind)
     # make sure one sample has no positive at all
@@ -157,17 +168,22 @@ def test_sparse_and_dense_label_paths_agree(monkeypatch, shape, axis, kind):
     scores, labels = rng.normal(size=shape), random_labels(rng, shape, kind)
     results = []
     for fraction in (0.0, 1.0):                      # force the dense path, then the sparse one
-        monkeypatch.setattr(F, "SPARSE_FRACTION", fraction)
+        monkeypatch.setattr(label_forms, "SPARSE_FRACTION", fraction)
         results.append(F.softmax_multilabel_loss(scores, labels, axis=axis, label_smoothing=0.1, loss_weight=2.0))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-15)
 
 
-def test_probabilities():
+@pytest.mark.parametrize("shape,axis", SHAPES)
+def test_probabilities(shape, axis):
     rng = np.random.default_rng(2)
-    scores = rng.normal(size=(2, 4, 3))
-    _, ctx = F.softmax_multilabel_forward(scores, random_labels(rng, scores.shape, "binary"))
-    np.testing.assert_allclose(F.softmax_probabilities(ctx), np.exp(log_softmax(scores, axis=1)), rtol=1e-12)
+    scores = rng.normal(size=shape) * 4
+    _, ctx = F.softmax_multilabel_forward(scores, random_labels(rng, scores.shape, "binary"), axis=axis)
+    expected = np.exp(log_softmax(scores, axis=axis))
+    np.testing.assert_allclose(F.softmax_probabilities(ctx), expected, rtol=1e-12)
+    out = np.full(shape, np.nan)
+    assert F.softmax_probabilities(ctx, out=out) is out
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize("shape,axis", SHAPES)
@@ -231,8 +247,8 @@ def reference_sigmoid_loss(x, y, pos_weight=1.0, class_weight=None, gamma=0.0, a
     y = np.where(valid, y, 0)
     p = expit(x)
     ce = -(pw * y * log_expit(x) + (1 - y) * log_expit(-x))
-    p_t = p * y + (1 - p) * (1 - y)
-    loss = ce * (1 - p_t) ** gamma
+    q = y * expit(-x) + (1 - y) * p          # 1 - p_t, p_t = p y + (1 - p)(1 - y), without cancellation
+    loss = ce * q ** gamma
     if alpha >= 0:
         loss = loss * (alpha * y + (1 - alpha) * (1 - y))
     if class_weight is not None:
@@ -245,6 +261,7 @@ def reference_sigmoid_loss(x, y, pos_weight=1.0, class_weight=None, gamma=0.0, a
 
 SIGMOID_OPTIONS = [
     dict(),
+    dict(normalization="valid"),            # no ignore_label: every element is valid, N*C of them
     dict(pos_weight=2.5),
     dict(pos_weight=[0.5, 1.0, 2.0, 3.0, 1.5]),
     dict(class_weight=[1.0, 0.0, 2.0, 0.5, 1.0]),
@@ -310,3 +327,103 @@ def test_sigmoid_inputs_untouched():
     x0, y0 = x.copy(), y.copy()
     F.sigmoid_multilabel_loss(x, y, gamma=2, ignore_label=-1)
     assert np.array_equal(x, x0) and np.array_equal(y, y0)
+
+
+# ---------------------------------------------------------------- the trained regime, float32
+
+def trained_softmax_batch(rng, n, classes, margin, positives, dtype=np.float32):
+    """Scores correlated with the labels: N(0, 0.5) plus ``margin`` on each of the sample's positives."""
+    scores = rng.normal(0, 0.5, (n, classes))
+    labels = np.zeros((n, classes))
+    for i in range(n):
+        labels[i, rng.choice(classes, positives, replace=False)] = 1
+    scores += margin * labels
+    return scores.astype(dtype), labels.astype(dtype)
+
+
+def load_precision_script():
+    """scripts/precision.py, whose float64 references keep full precision in the tails (no Caffe import)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "precision.py")
+    spec = importlib.util.spec_from_file_location("precision_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+precise_softmax_reference = load_precision_script().softmax_truth
+
+
+@pytest.mark.parametrize("classes", [20, 1000, 17000])
+@pytest.mark.parametrize("margin", [4, 12, 25, 50, 60])
+@pytest.mark.parametrize("positives", [1, 3, 5])
+def test_float32_precision_on_confident_scores(classes, margin, positives):
+    """Float32 loss to 5e-7 relative and gradient to 2e-6 of its largest element, against float64 on the same inputs.
+
+    The old form log(sum exp(s)) - s_label rounds the loss of confident samples (margin 25: 1e-7; margin 50:
+    3e-19) to 0 or to a rounding error of 1e-7, and T p - t at the argmax cancels to its float32 ulp.
+    """
+    rng = seeded_rng("precision", classes, margin, positives)
+    scores, labels = trained_softmax_batch(rng, 64, classes, margin, positives)
+    loss, grad = F.softmax_multilabel_loss(scores, labels)
+    truth, truth_grad = precise_softmax_reference(scores, labels)
+    assert loss >= 0
+    assert abs(loss - truth) <= 5e-7 * truth, (loss, truth)
+    error = np.abs(grad - truth_grad)
+    assert error.max() <= 2e-6 * np.abs(truth_grad).max(), error.max()
+    # relative precision where the gradient is tiny: p_c on the negatives, and p - 1 at a lone positive
+    # (with several positives p - 1/M itself cancels in float32, as in any float32 layer)
+    tails = (labels == 0) if positives > 1 else np.ones(labels.shape, bool)
+    tails &= np.abs(truth_grad) > 1e-30
+    assert (error[tails] / np.abs(truth_grad[tails])).max() <= 1e-4
+
+
+@pytest.mark.parametrize("row,expected_branch", [
+    ([[-150.0, -151.0, -152.0]], "shifted"),        # every score far below 0: exp(s) would underflow
+    ([[85.0, 84.0, 80.0]], "shifted"),              # exp(85) * C is near the float32 maximum
+    ([[0.0, -1.0, -2.0]], "unshifted"),
+    ([[60.0, 59.0, 58.0]], "unshifted"),
+    ([[-1e-3, -1.0, -2.0]], "shifted"),
+    ([[60.5, 59.0, 58.0]], "shifted"),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_both_exponential_branches_at_their_edges(row, expected_branch, dtype):
+    """The sparse-label shortcut (exp of the unshifted scores) and the shifted form both give exact values."""
+    scores = np.array(row * 4, dtype)
+    scores -= np.sign(row[0][0] - 30) * 0.01 * np.arange(4, dtype=dtype)[:, None]   # toward the range's middle
+    labels = np.zeros_like(scores)
+    labels[:, 1] = 1
+    labels = np.pad(labels, ((0, 0), (0, 200)))          # 200 zero columns: the sparse label form
+    scores = np.pad(scores, ((0, 0), (0, 200)), constant_values=row[0][0] - 200)
+    loss, grad = F.softmax_multilabel_loss(scores, labels)
+    truth, truth_grad = precise_softmax_reference(scores, labels)
+    assert np.isfinite(loss) and np.isfinite(grad).all()
+    assert loss == pytest.approx(truth, rel=1e-6 if dtype == np.float32 else 1e-13)
+    np.testing.assert_allclose(grad, truth_grad, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-30)
+    # the branch really was the one named: the unshifted one keeps exp(m) != 1 at the argmax
+    _, ctx = F.softmax_multilabel_forward(scores, labels)
+    assert (ctx.top_exp == 1.0).all() == (expected_branch == "shifted")
+
+
+def test_one_class_gives_exactly_zero():
+    """C = 1: p = 1, so the loss and the gradient are exactly 0 for any score, with or without smoothing."""
+    scores = np.array([[1e4], [-3.0], [0.5]])
+    for eps in (0.0, 0.3):
+        loss, grad = F.softmax_multilabel_loss(scores, np.ones((3, 1)), label_smoothing=eps)
+        assert loss == 0.0 and not grad.any()
+
+
+def test_zero_weight_indices_do_not_count_in_m():
+    """An index with weight 0 is not a label: M counts only the non-zero weights, as in the dense form."""
+    rng = np.random.default_rng(11)
+    scores = rng.normal(size=(2, 6))
+    idx = np.array([[0, 3, 5], [1, 2, -1]])
+    weights = np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
+    dense = np.zeros((2, 6))
+    dense[0, [0, 5]] = [1.0, 2.0]
+    for opts in (dict(), dict(normalization="valid"), dict(normalize_targets="sum", label_smoothing=0.1)):
+        got = F.softmax_multilabel_loss(scores, idx, weights, label_format="indices", **opts)
+        ref = F.softmax_multilabel_loss(scores, dense, **opts)
+        assert got[0] == pytest.approx(ref[0], rel=1e-14)
+        np.testing.assert_allclose(got[1], ref[1], rtol=1e-13, atol=1e-16)
+    assert F.softmax_multilabel_loss(scores, idx, weights, label_format="indices")[0] == pytest.approx(
+        reference_softmax_loss(scores, dense), rel=1e-12)

@@ -18,11 +18,12 @@ import sys
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROTOTXT_DIR = os.path.join(REPO, "prototxt", "digits")
-VARIANTS = ("softmax_multilabel", "sigmoid_native", "sigmoid_focal")
+VARIANTS = ("softmax_multilabel", "sigmoid_native", "sigmoid_focal", "sigmoid_asl")
 LOSS_NAMES = {
     "softmax_multilabel": "SoftmaxMultilabelLoss (ours, 1/M targets)",
     "sigmoid_native": "SigmoidCrossEntropyLoss (Caffe native)",
     "sigmoid_focal": "SigmoidMultilabelLoss (ours, focal gamma=2)",
+    "sigmoid_asl": "SigmoidMultilabelLoss (ours, ASL gamma_neg=4 gamma_pos=0 clip=0.05)",
 }
 # Paths the committed train_val prototxts use (relative to the repo root).
 DEFAULT_LISTS = {"train": "output/digits/data/train_list.txt",

@@ -1,0 +1,151 @@
+"""Shared pieces of the numpy core: the workspace, the (O, C, I) view, sums and normalizers. No Caffe import.
+
+Shapes. ``scores`` has a class axis ``axis`` of size C. Every position along
+the other axes is one *sample*: scores of shape N x C give N samples, and
+N x C x H x W with axis 1 give N*H*W samples (one softmax per pixel). The core
+views arrays as (O, C, I): O = prod(shape[:axis]), I = prod(shape[axis+1:]).
+"""
+import math
+
+import numpy as np
+
+from .params import MultilabelLossError
+
+
+class Workspace:
+    """Named scratch arrays, reallocated only when a shape or dtype changes.
+
+    Lifetime: a forward pass returns a context whose arrays live in the
+    workspace. The next forward pass on the same workspace overwrites them, so
+    it invalidates every earlier context: :func:`check_fresh` (called by each
+    backward) raises :class:`MultilabelLossError` for such a stale context
+    rather than returning a wrong gradient. Use one workspace per layer, or none
+    (each forward then makes its own).
+    """
+
+    def __init__(self):
+        self._buffers = {}
+        self.generation = 0
+
+    def begin(self):
+        """Start a forward pass: contexts made before it become stale. Returns the new generation."""
+        self.generation += 1
+        return self.generation
+
+    def get(self, name, shape, dtype):
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            buf = np.empty(shape, dtype)
+            self._buffers[name] = buf
+        return buf
+
+
+def check_fresh(ctx, owner):
+    """Raise if ``ctx`` came from a forward pass whose workspace has run another forward since."""
+    if ctx.workspace.generation != ctx.generation:
+        raise MultilabelLossError("%s: this context is stale: forward pass %d on its Workspace has run since it was "
+                                  "made (pass %d) and overwrote its buffers; call backward before the next forward, "
+                                  "or give each forward its own Workspace"
+                                  % (owner, ctx.workspace.generation, ctx.generation))
+
+
+def output_view(out, shape, shape3, dtype, owner):
+    """``out`` (shaped like the scores) viewed as the context's (O, C, I) shape; a new array if ``out`` is None.
+
+    ``out`` must be a C-contiguous array of the scores' shape and dtype, since
+    a reshape of any other array would be a copy that is never seen again.
+    """
+    if out is None:
+        out = np.empty(shape, dtype)
+    elif not isinstance(out, np.ndarray) or out.shape != tuple(shape) or out.dtype != dtype \
+            or not out.flags.c_contiguous or not out.flags.writeable:
+        raise MultilabelLossError("%s: out must be a writeable C-contiguous %s array of shape %s (the scores' shape), "
+                                  "got %s" % (owner, np.dtype(dtype), tuple(shape), _describe_array(out)))
+    return out, out.reshape(shape3)
+
+
+def _describe_array(a):
+    if not isinstance(a, np.ndarray):
+        return type(a).__name__
+    flags = [] if a.flags.c_contiguous else ["not C-contiguous"]
+    if not a.flags.writeable:
+        flags.append("read-only")
+    return "%s array of shape %s%s" % (a.dtype, a.shape, "".join(", " + f for f in flags))
+
+
+def class_axis_shape(shape, axis, owner, blob="scores"):
+    """Return (O, C, I) for ``shape`` split around ``axis``; raise if the axis is out of range."""
+    ndim = len(shape)
+    if ndim < 1 or not -ndim <= axis < ndim:
+        raise MultilabelLossError("%s: axis %d is out of range for %s of shape %s (%d axes); expected -%d <= axis < %d"
+                                  % (owner, axis, blob, tuple(shape), ndim, ndim, ndim))
+    axis %= ndim
+    outer = math.prod(shape[:axis])
+    inner = math.prod(shape[axis + 1:])
+    return outer, int(shape[axis]), inner
+
+
+def _float_view(array, owner, blob, axis, shape=None):
+    """``array`` as a float32/float64 (O, C, I) view; ``shape`` (checked by the caller) replaces its own shape."""
+    array = np.asarray(array)
+    if blob != "scores" and (array.dtype.kind in "biu"):
+        array = array.astype(np.float64)      # integer or boolean labels from numpy users
+    if array.dtype not in (np.float32, np.float64):
+        raise MultilabelLossError("%s: %s must be float32 or float64, got %s" % (owner, blob, array.dtype))
+    if array.size == 0:
+        raise MultilabelLossError("%s: %s is empty (shape %s)" % (owner, blob, array.shape))
+    return array.reshape(class_axis_shape(array.shape if shape is None else shape, axis, owner, blob))
+
+
+def position(shape, axis, flat_index, blob, slot="class"):
+    """Where element ``flat_index`` of a blob of ``shape`` sits: its index, its sample and its class (or slot).
+
+    For example ``labels[2, 3] (sample 2, class 3)``, or for N x C x H x W with
+    axis 1 ``labels[0, 3, 1, 2] (sample 0 at (1, 2), class 3)``.
+    """
+    shape = tuple(shape)
+    index = tuple(int(i) for i in np.unravel_index(int(flat_index), shape))
+    axis %= len(shape)
+    outer, inner = index[:axis], index[axis + 1:]
+    sample = "sample" if not outer else "sample %d" % outer[0] if len(outer) == 1 else "sample %s" % (outer,)
+    if inner:
+        sample += " at (%s)" % ", ".join(map(str, inner))
+    return "%s[%s] (%s, %s %d)" % (blob, ", ".join(map(str, index)), sample, slot, index[axis])
+
+
+def _first_bad(array, bad):
+    """Flat index and value of the first element where ``bad`` holds (error path only)."""
+    flat = int(np.flatnonzero(bad)[0])
+    return flat, array.reshape(-1)[flat].item()
+
+
+def _scores_not_finite(owner, scores, axis):
+    scores = np.asarray(scores)
+    flat, value = _first_bad(scores, ~np.isfinite(scores))
+    return MultilabelLossError("%s: scores are not finite: found %r at %s; training has probably diverged: lower "
+                               "the learning rate or check the layers below"
+                               % (owner, value, position(scores.shape, axis, flat, "scores")))
+
+
+def _row_sum(a3):
+    """Sum over the class axis of an (O, C, I) array, as float64 of shape (O, 1, I).
+
+    The sum accumulates in the array's own dtype (float32 for float32 input),
+    then converts to float64: the relative error of a float32 sum of C
+    non-negative terms is below about sqrt(C) float32 ulps in practice (C - 1
+    ulps at worst). einsum is several times faster than np.sum here and, unlike
+    a BLAS matrix-vector product, runs on one thread: its result cannot depend
+    on the thread count, and it does not compete with Caffe's BLAS threads.
+    """
+    return np.einsum("oci->oi", a3).astype(np.float64)[:, None, :]
+
+
+def _normalizer(mode, outer, inner, valid_count):
+    """The divisor of the summed loss: O, O*I, the valid count (at least 1), or 1."""
+    if mode == "batch_size":
+        return float(outer)
+    if mode == "full":
+        return float(outer * inner)
+    if mode == "valid":
+        return float(max(1, valid_count))
+    return 1.0
