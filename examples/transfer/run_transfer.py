@@ -116,15 +116,19 @@ def tag_scores(logits, kind):
 
 def probe_accuracy(train_x, train_y, test_x, test_y, subsets, c=1.0):
     """Mean test accuracy of a linear probe (standardise + LogisticRegression) over row subsets."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1):      # one BLAS thread: the same accuracy on every rerun
+        accs = [_fit_score(train_x[rows], train_y[rows], test_x, test_y, c) for rows in subsets]
+    return float(np.mean(accs))
+
+
+def _fit_score(train_x, train_y, test_x, test_y, c):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    accs = []
-    for rows in subsets:
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
-        probe.fit(train_x[rows], train_y[rows])
-        accs.append(float(probe.score(test_x, test_y)))
-    return float(np.mean(accs))
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
+    probe.fit(train_x, train_y)
+    return float(probe.score(test_x, test_y))
 
 
 def probe_all(features, arrays, subsets, c):
