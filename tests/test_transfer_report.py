@@ -137,3 +137,10 @@ def test_tag_scores_rank_by_the_trained_probability():
     np.testing.assert_allclose(p[:, 0], [1 / (1 + np.exp(-1)), 1 / (1 + np.exp(-5))])
     assert p[1, 0] > p[0, 0]
     np.testing.assert_array_equal(run_transfer.tag_scores(logits, "sigmoid"), logits)
+
+
+def test_training_time_of_a_reused_run_comes_from_its_caffe_log():
+    log = ("# caffe train --solver s\nI20261129 23:59:50.500000 1 solver.cpp:231] Iteration 0, loss = 5\n"
+           "some line\nI20261130 00:01:05.000000 1 solver.cpp:320] Optimization Done.\n")
+    assert run_transfer.log_seconds(log) == pytest.approx(74.5)
+    assert run_transfer.log_seconds("no stamps") is None

@@ -26,6 +26,7 @@ Knobs that trade time for fidelity: --max-iter (pretraining length), --lrs (grid
 import argparse
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -160,6 +161,16 @@ def evaluate_net(net, kind, arrays, condition, subsets, c):
     }
 
 
+def log_seconds(text):
+    """Seconds from the first to the last time-stamped glog line of a Caffe log (None if none)."""
+    import datetime
+    stamps = re.findall(r"^[IWEF]\d{8} (\d\d:\d\d:\d\d\.\d+)", text, re.M)
+    if not stamps:
+        return None
+    first, last = (datetime.datetime.strptime(t, "%H:%M:%S.%f") for t in (stamps[0], stamps[-1]))
+    return (last - first).total_seconds() % 86400
+
+
 # ---------------------------------------------------------------- report
 
 def summarize(runs, losses, conditions, shots):
@@ -253,6 +264,17 @@ def comparison_lines(results):
     return "\n".join(lines)
 
 
+def wall_time_line(results):
+    every = results["runs"] + [r for r in results["lr_search"] if r not in results["runs"]]
+    reused = sum(1 for r in every if r.get("reused"))
+    trained = sum(r.get("train_seconds") or 0.0 for r in every)
+    return ("Wall time of this invocation %.0f s (load average %s at the start, %s at the end); "
+            "%d of %d pretraining runs reused from an earlier invocation (--reuse); "
+            "caffe train time of all %d runs, from their logs: %.0f s summed."
+            % (results["seconds"]["total"], results["load_average"]["start"], results["load_average"]["end"],
+               reused, len(every), len(every), trained))
+
+
 def plot(results, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -308,8 +330,7 @@ def write_report(results, out):
           "Differences (paired by seed):", "", comparison_lines(results), "",
           "Learning-rate search (seed %d):" % results["seeds"][0], "", lr_table(results), "",
           "Plot: %s" % os.path.basename(plot_path), "",
-          "Wall time %.0f s; load average %s at the start, %s at the end."
-          % (results["seconds"]["total"], results["load_average"]["start"], results["load_average"]["end"])]
+          wall_time_line(results)]
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write("\n".join(md) + "\n")
     return md
@@ -383,7 +404,8 @@ def main(argv=None):
                  solver: transfer_nets.solver_prototxt(net_path, os.path.join(run_dir, "snap"), run["base_lr"],
                                                        args.max_iter, run["seed"])}
         if args.reuse and finished(run_dir, files):
-            run["train_seconds"], run["reused"] = None, True
+            with open(os.path.join(run_dir, "train.log")) as f:
+                run["train_seconds"], run["reused"] = log_seconds(f.read()), True
             return run
         for path, text in files.items():
             with open(path, "w") as f:
