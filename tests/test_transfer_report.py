@@ -111,11 +111,18 @@ def test_nets_are_the_digits_cnn_with_one_output_per_tag(tmp_path):
         assert line in solver.splitlines()
 
 
-def test_asl_variant_follows_the_package_options():
+def test_asl_variant_follows_the_package_options(tmp_path):
     from softmax_multilabel_layer.params import SigmoidOptions
     has = all(k in SigmoidOptions.keys() for k in ("gamma_neg", "gamma_pos", "clip"))
     assert transfer_nets.has_asl() == has
-    assert ("asl" in transfer_nets.available_losses()) == has
+    if has:     # the layer's own validation accepts the options the experiment writes
+        text = transfer_nets.train_prototxt("asl", 148, str(tmp_path / "l.txt"), "clean")
+        assert '"gamma_neg\\": 4' in text and '"clip\\": 0.05' in text
+        assert run_transfer.parse_args([]).losses == ["softmax", "sigmoid", "focal", "asl"]
+    else:
+        assert run_transfer.parse_args([]).losses == ["softmax", "sigmoid", "focal"]
+        with pytest.raises(SystemExit):
+            run_transfer.parse_args(["--losses", "asl"])
 
 
 def test_probe_separates_informative_features_only():
