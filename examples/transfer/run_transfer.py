@@ -2,8 +2,8 @@
 
     .venv/bin/python examples/transfer/run_transfer.py [--out output/transfer] [--seeds 1 2 3]
 
-A miniature of Mahajan et al. (ECCV 2018), section 3 / figure 2 (softmax against
-per-hashtag sigmoid, judged by transfer):
+A miniature of the loss comparison in Mahajan et al. (ECCV 2018): softmax with 1/M
+targets against per-hashtag sigmoid, judged by transfer:
 
 1. data (transfer_data.py): digit canvases of the digits demo with 148 hashtag-like
    tags, clean and noisy (each true tag dropped with p 0.4, about 0.3 wrong tags added
@@ -21,7 +21,8 @@ per-hashtag sigmoid, judged by transfer):
 4. report: <out>/results.json, results.md, transfer.png.
 
 Knobs that trade time for fidelity: --max-iter (pretraining length), --lrs (grid size),
---seeds, --probe-draws (repeated 10-shot subsets), --test-positions, --jobs.
+--seeds, --probe-draws (repeated 10-shot subsets), --test-positions, --jobs. --reuse keeps
+finished runs in --out; --fixed-lr LOSS=RATE skips the search (examples/transfer/README.md).
 """
 import argparse
 import json
