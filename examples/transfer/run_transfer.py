@@ -25,6 +25,7 @@ Knobs that trade time for fidelity: --max-iter (pretraining length), --lrs (grid
 finished runs in --out; --fixed-lr LOSS=RATE skips the search (examples/transfer/README.md).
 """
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -385,6 +386,8 @@ def main(argv=None):
         % (data["tags"], args.n_train, data["scans"]["pretraining_pool"], data["scans"]["heldout_pool"],
            data["sizes"]["probe_train"], data["sizes"]["probe_test"], data["noise"]["measured_drop"],
            data["noise"]["measured_added_per_image"]))
+    with open(data["h5_file"], "rb") as f:        # --reuse: a run is reused only on the same data
+        data_digest = hashlib.sha256(f.read()).hexdigest()
     rng = np.random.default_rng([args.data_seed, 20])
     subsets = {k: transfer_data.shot_subsets(max(args.shots), k, args.probe_draws, rng) for k in args.shots}
     losses = transfer_nets.available_losses()
@@ -400,8 +403,8 @@ def main(argv=None):
         os.makedirs(run_dir, exist_ok=True)
         net_path = os.path.join(run_dir, "train.prototxt")
         solver = os.path.join(run_dir, "solver.prototxt")
-        files = {net_path: transfer_nets.train_prototxt(run["loss"], data["tags"], data["list_file"],
-                                                        run["condition"]),
+        files = {net_path: "# data: %s sha256 %s\n" % (data["h5_file"], data_digest) +
+                 transfer_nets.train_prototxt(run["loss"], data["tags"], data["list_file"], run["condition"]),
                  solver: transfer_nets.solver_prototxt(net_path, os.path.join(run_dir, "snap"), run["base_lr"],
                                                        args.max_iter, run["seed"])}
         if args.reuse and finished(run_dir, files):
@@ -421,7 +424,7 @@ def main(argv=None):
         return run
 
     def finished(run_dir, files):
-        """True if run_dir holds a completed run of exactly these prototxts (same data file too)."""
+        """True if run_dir holds a completed run of exactly these prototxts (they name the data's digest)."""
         for path, text in files.items():
             if not os.path.exists(path) or open(path).read() != text:
                 return False
@@ -437,7 +440,8 @@ def main(argv=None):
         net = caffe.Net(deploy, caffe.TEST, weights=weights)
         run.update(evaluate_net(net, losses[run["loss"]][2], arrays, run["condition"], subsets, args.probe_c))
         say("  [%-22s] %s  train loss %s  val mAP %.3f  tag mAP %.3f  probe %s" % (
-            run["name"], "reused" if run.get("reused") else "%3.0f s" % run["train_seconds"], run["final_train_loss"], run["val_map"], run["tag_map"],
+            run["name"], "reused" if run.get("reused") else "%3.0f s" % run["train_seconds"],
+            run["final_train_loss"], run["val_map"], run["tag_map"],
             " ".join("%s-shot %.3f" % kv for kv in run["probe_accuracy"].items())))
 
     def new_run(loss, cond, lr, seed):
