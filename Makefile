@@ -6,6 +6,7 @@
 #   make test    set up if needed, then run the tests
 #   make demo    set up if needed, then run the digits demo (or train the smoke net)
 #   make bench   set up if needed, then run scripts/benchmark.py
+#   make transfer set up if needed, then run examples/transfer/run_transfer.py (~15 min, not in demo)
 #   make fuzz    long random hypothesis runs of the core (FUZZ_SCALE=25 times the CI examples; seed printed)
 #   make mutation  mutation testing of the loss core and the option parser with mutmut (docs/testing.md)
 #   make clean   remove local outputs (never .venv, never the Caffe cache)
@@ -33,7 +34,7 @@ ifneq ($(strip $(STAMP_STALE)),)
 .PHONY: $(STAMP)
 endif
 
-.PHONY: setup test demo bench fuzz mutation clean distclean
+.PHONY: setup test demo bench transfer fuzz mutation clean distclean
 
 setup:
 	PYTHON="$(PYTHON)" USE_SYSTEM_CAFFE="$(USE_SYSTEM_CAFFE)" bash scripts/setup.sh
@@ -68,6 +69,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) scripts/benchmark.py
+
+transfer: $(STAMP)
+	$(VPY) examples/transfer/run_transfer.py
 
 # Random (not derandomized) hypothesis runs, FUZZ_SCALE times the examples of `make test`, float32 and
 # float64, trained-regime strategies included. The seed is printed first: replay a failure with
