@@ -62,7 +62,7 @@ def test_metadata_states_what_is_tested():
     assert running in specifier, "requires-python %s excludes the Python CI runs (%s)" % (specifier, running)
     untested = [version for version in ("3.10", "3.12") if version in specifier]
     assert not untested, "requires-python %s admits Python %s, never tested" % (specifier, untested)
-    for key in ("name", "description", "readme", "dependencies"):
+    for key in ("name", "description", "readme", "license", "dependencies"):
         assert PROJECT.get(key), "pyproject.toml [project] has no %s" % key
     assert PROJECT["dynamic"] == ["version"]
     assert set(PROJECT["optional-dependencies"]) >= {"demo", "test"}
