@@ -36,11 +36,12 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import numpy as np
 
+from softmax_multilabel_layer import metrics
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "multilabel_digits"))
 
-import digits_metrics  # noqa: E402
 import digits_train  # noqa: E402
 import transfer_data  # noqa: E402
 import transfer_nets  # noqa: E402
@@ -154,10 +155,8 @@ def evaluate_net(net, kind, arrays, condition, subsets, c):
                 d[name] = np.nan_to_num(d[name], nan=0.0, posinf=0.0, neginf=0.0)
     return {
         "diverged": not finite,
-        "tag_map": digits_metrics.mean_average_precision(tag_scores(scores["tag_test"], kind),
-                                                         arrays["tag_test"]["clean"]),
-        "val_map": digits_metrics.mean_average_precision(tag_scores(scores["val"], kind),
-                                                         arrays["val"][condition]),
+        "tag_map": metrics.average_precision(arrays["tag_test"]["clean"], tag_scores(scores["tag_test"], kind)),
+        "val_map": metrics.average_precision(arrays["val"][condition], tag_scores(scores["val"], kind)),
         "probe_accuracy": probe_all(feats, arrays, subsets, c),
         "dead_features": int((feats["probe_test"].max(axis=0) <= 0).sum()),
     }
