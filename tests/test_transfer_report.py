@@ -61,7 +61,7 @@ def test_results_json_has_the_issue_shape(results):
         assert run["seed"] in SEEDS and isinstance(run["tag_map"], float)
         assert sorted(run["probe_accuracy"]) == ["10", "50"]
     assert {(r["loss"], r["condition"], r["seed"]) for r in saved["runs"]} == \
-        {(l, c, s) for l in ("softmax", "sigmoid", "focal") for c in CONDITIONS for s in SEEDS}
+        {(loss, c, s) for loss in ("softmax", "sigmoid", "focal") for c in CONDITIONS for s in SEEDS}
     for name in ("results.md", "transfer.png"):
         assert os.path.getsize(os.path.join(out, name)) > 1000
 
