@@ -27,6 +27,7 @@ row also gives the largest error of the layer's gradient against float64 math on
 ``benchmark.md`` and ``benchmark.json`` to ``--out`` (default ``output/bench``).
 """
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -267,7 +268,8 @@ def summarize(times):
 
 def cpu_model():
     """The CPU model name and whether the CPU itself has AVX2 and AVX-512F (from /proc/cpuinfo on Linux)."""
-    model, flags = platform.processor() or platform.machine(), set()
+    model = platform.processor() or platform.machine()
+    flags: set[str] = set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -283,14 +285,15 @@ def cpu_model():
 
 def numpy_cpu_features():
     """(features numpy detected and enabled, numpy's dispatch targets), or two empty lists."""
-    try:
-        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-    except ImportError:
+    # Private modules, imported by name: numpy's stubs do not declare these two attributes.
+    for name in ("numpy.core._multiarray_umath", "numpy._core._multiarray_umath"):
         try:
-            from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-        except ImportError:
-            return [], []
-    return [k for k, v in __cpu_features__.items() if v], list(__cpu_dispatch__)
+            module = importlib.import_module(name)
+            features, dispatch = module.__cpu_features__, module.__cpu_dispatch__
+        except (ImportError, AttributeError):
+            continue
+        return [k for k, v in features.items() if v], list(dispatch)
+    return [], []
 
 
 def simd_kind(enabled):
@@ -372,8 +375,9 @@ def run_worker(args):
                         stats["grad_max_abs_error"] = float(np.abs(net.blobs["scores"].diff - reference).max())
                         stats["grad_max_abs"] = float(np.abs(reference).max())
                 row["methods"][key] = stats
-                print("  [threads=%s %s] %-11s %-16s %10.3f ms" % (args.threads_label, args.dispatch_label, row["size"], key,
-                                                                 stats["median_ms"]), file=sys.stderr, flush=True)
+                print("  [threads=%s %s] %-11s %-16s %10.3f ms"
+                      % (args.threads_label, args.dispatch_label, row["size"], key, stats["median_ms"]),
+                      file=sys.stderr, flush=True)
             del nets
             results.append(row)
     env = environment()
@@ -719,8 +723,8 @@ def run_parent(args):
                 env["OMP_NUM_THREADS"] = "1"
             out = os.path.join(tmp, "run_%s_%s.json" % (label, dispatch))
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--worker-out", out,
-                   "--threads-label", label, "--dispatch-label", dispatch, "--sizes", args.sizes, "--reps", str(args.reps),
-                   "--warmup", str(args.warmup), "--blog-reps", str(args.blog_reps)]
+                   "--threads-label", label, "--dispatch-label", dispatch, "--sizes", args.sizes,
+                   "--reps", str(args.reps), "--warmup", str(args.warmup), "--blog-reps", str(args.blog_reps)]
             for key in args.skip:
                 cmd += ["--skip", key]
             print("benchmark: OPENBLAS_NUM_THREADS=%s, dispatch %s" % ("1" if label == "1" else "unset", dispatch),

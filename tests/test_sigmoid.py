@@ -5,6 +5,7 @@ Every random input has a fixed seed. The float64 references below are written ou
 the core: softplus by np.logaddexp, sigmoid as exp(-softplus(-x)) in float64.
 """
 import json
+from typing import Any
 
 import caffe
 import numpy as np
@@ -13,12 +14,13 @@ from caffe import layers as L
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from caffe_nets import assert_gradient_close, native_loss_net, numeric_gradient, python_loss_net, run
 from softmax_multilabel_layer import sigmoid as S
 from softmax_multilabel_layer.cli import main as cli_main
-from softmax_multilabel_layer.netspec import sigmoid_multilabel_loss
 from softmax_multilabel_layer.common import Workspace
+from softmax_multilabel_layer.netspec import sigmoid_multilabel_loss
 from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions
+
+from caffe_nets import assert_gradient_close, native_loss_net, numeric_gradient, python_loss_net, run
 from test_functional import central_difference
 
 SIGMOID = "SigmoidMultilabelLossLayer"
@@ -76,7 +78,8 @@ def forward_backward(x, y, **options):
 @pytest.mark.parametrize("shape", [(64, 17000), (256, 1000)])
 def test_bce_float32_at_least_as_precise_as_caffe(tmp_path, shape, margin):
     """Loss and max-abs gradient error against float64 math: ours (core and in caffe.Net) <= Caffe's C++ layer."""
-    x, y = trained_like(*shape, margin, seed=margin)
+    n, c = shape
+    x, y = trained_like(n, c, margin, seed=margin)
     true_loss, true_grad = bce64(x, y)
     feeds = {"scores": x, "labels": y}
     inputs = {k: v.shape for k, v in feeds.items()}
@@ -132,7 +135,7 @@ def test_large_logits_are_finite_and_exact(dtype):
     loss, grad = forward_backward(x, y)
     true_loss, true_grad = bce64(x, y)
     assert loss == pytest.approx(true_loss, rel=4 * EPS32) and true_loss >= 400
-    assert np.allclose(grad, true_grad, rtol=4 * EPS32, atol=np.finfo(dtype).tiny)
+    assert np.allclose(grad, true_grad, rtol=4 * EPS32, atol=float(np.finfo(dtype).tiny))
     assert grad[0, 2] > 0                                   # sigmoid(-90) = 8e-40, not rounded to 0
 
 
@@ -342,7 +345,7 @@ def test_non_finite_scores_are_reported_with_every_option(bad, options, target):
         S.sigmoid_multilabel_forward(x, y, **options)
 
 
-ASL_DEMO = {"gamma_neg": 4, "gamma_pos": 0, "clip": 0.05}
+ASL_DEMO: dict[str, Any] = {"gamma_neg": 4, "gamma_pos": 0, "clip": 0.05}
 
 
 def asl_net_feeds():

@@ -7,9 +7,11 @@ import h5py
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples", "transfer"))
-import transfer_data as td  # noqa: E402  (puts examples/multilabel_digits on sys.path)
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+sys.path.insert(0, os.path.join(EXAMPLES, "multilabel_digits"))
+sys.path.insert(0, os.path.join(EXAMPLES, "transfer"))
 import digits_data  # noqa: E402
+import transfer_data as td  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def test_tags_describe_the_placed_digits(scans, canvases):
         digits = [int(d) for d in targets[canvases["scan_index"][i][placed]]]
         corners = canvases["position"][i][placed]
         expected = {"digit:%d" % d for d in digits}
-        expected |= {"digit:%d@%d,%d" % (d, _cell(r), _cell(c)) for d, (r, c) in zip(digits, corners)}
+        expected |= {"digit:%d@%d,%d" % (d, _cell(r), _cell(c)) for d, (r, c) in zip(digits, corners, strict=True)}
         expected |= {"pair:%d+%d" % (min(a, b), max(a, b)) for j, a in enumerate(digits) for b in digits[j + 1:]}
         expected.add("count:%d" % len(digits))
         got = {names[j] for j in np.nonzero(canvases["tags"][i])[0]}
@@ -112,7 +114,7 @@ def test_probe_split_and_shot_subsets(scans):
         assert len(set(rows)) == 100
         np.testing.assert_array_equal(np.bincount(targets[train[rows]]), [10] * 10)
     np.testing.assert_array_equal(td.shot_subsets(50, 50, 3, np.random.default_rng(0)), [np.arange(500)])
-    with pytest.raises(ValueError, match="class 0 has .* held-out scans, need more than max_shots=100"):
+    with pytest.raises(ValueError, match=r"class 0 has .* held-out scans, need more than max_shots=100"):
         td.probe_split(targets, pool, 100, np.random.default_rng(0))
 
 

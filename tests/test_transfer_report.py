@@ -61,7 +61,7 @@ def test_results_json_has_the_issue_shape(results):
         assert run["seed"] in SEEDS and isinstance(run["tag_map"], float)
         assert sorted(run["probe_accuracy"]) == ["10", "50"]
     assert {(r["loss"], r["condition"], r["seed"]) for r in saved["runs"]} == \
-        {(l, c, s) for l in ("softmax", "sigmoid", "focal") for c in CONDITIONS for s in SEEDS}
+        {(loss, c, s) for loss in ("softmax", "sigmoid", "focal") for c in CONDITIONS for s in SEEDS}
     for name in ("results.md", "transfer.png"):
         assert os.path.getsize(os.path.join(out, name)) > 1000
 
@@ -99,7 +99,9 @@ def test_nets_are_the_digits_cnn_with_one_output_per_tag(tmp_path):
     text_format.Merge(transfer_nets.train_prototxt("focal", 148, str(tmp_path / "l.txt"), "noisy"), train)
     deploy = caffe_pb2.NetParameter()
     text_format.Merge(transfer_nets.deploy_prototxt(148), deploy)
-    assert [l.name for l in train.layer] == ["data"] + [l.name for l in deploy.layer] + ["loss"]
+    assert [layer.name for layer in train.layer] == [layer.name for layer in deploy.layer] + ["loss"]
+    assert train.layer[0].type == "HDF5Data" and deploy.layer[0].type == "Input"
+    assert list(deploy.layer[0].input_param.shape[0].dim) == [100, 1, 24, 24]
     assert list(train.layer[0].top) == ["data", "noisy"] and list(train.layer[-1].bottom) == ["fc_out", "noisy"]
     assert deploy.layer[-1].inner_product_param.num_output == 148
     assert json.loads(train.layer[-1].python_param.param_str) == {"gamma": 2}

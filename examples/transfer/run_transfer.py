@@ -33,14 +33,17 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
+
+from softmax_multilabel_layer import metrics
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "multilabel_digits"))
 
-import digits_metrics  # noqa: E402
 import digits_train  # noqa: E402
 import transfer_data  # noqa: E402
 import transfer_nets  # noqa: E402
@@ -96,7 +99,7 @@ def parse_args(argv):
 
 def forward(net, data, blobs, batch=100):
     """Forward data through a pycaffe net -> {blob: N x ... array}."""
-    out = {b: [] for b in blobs}
+    out: dict[str, list[NDArray[np.float32]]] = {b: [] for b in blobs}
     for start in range(0, len(data), batch):
         x = data[start:start + batch]
         if net.blobs["data"].data.shape != x.shape:
@@ -154,10 +157,8 @@ def evaluate_net(net, kind, arrays, condition, subsets, c):
                 d[name] = np.nan_to_num(d[name], nan=0.0, posinf=0.0, neginf=0.0)
     return {
         "diverged": not finite,
-        "tag_map": digits_metrics.mean_average_precision(tag_scores(scores["tag_test"], kind),
-                                                         arrays["tag_test"]["clean"]),
-        "val_map": digits_metrics.mean_average_precision(tag_scores(scores["val"], kind),
-                                                         arrays["val"][condition]),
+        "tag_map": metrics.average_precision(arrays["tag_test"]["clean"], tag_scores(scores["tag_test"], kind)),
+        "val_map": metrics.average_precision(arrays["val"][condition], tag_scores(scores["val"], kind)),
         "probe_accuracy": probe_all(feats, arrays, subsets, c),
         "dead_features": int((feats["probe_test"].max(axis=0) <= 0).sum()),
     }
@@ -177,7 +178,7 @@ def log_seconds(text):
 
 def summarize(runs, losses, conditions, shots):
     """{loss: {condition: {"tag_map": stats, "probe_accuracy": {shots: stats}, "base_lr": lr}}}."""
-    out = {}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
     for loss in losses:
         for cond in conditions:
             rs = [r for r in runs if r["loss"] == loss and r["condition"] == cond]
@@ -201,7 +202,7 @@ def compare(runs, reference, conditions, shots):
     for cond in conditions:
         for other in others:
             for metric, key in [("tag_map", None)] + [("probe_accuracy", str(k)) for k in shots]:
-                def value(r):
+                def value(r, metric=metric, key=key):
                     return r[metric] if key is None else r[metric][key]
                 a = {r["seed"]: value(r) for r in runs if r["loss"] == reference and r["condition"] == cond}
                 b = {r["seed"]: value(r) for r in runs if r["loss"] == other and r["condition"] == cond}
@@ -287,7 +288,7 @@ def plot(results, path):
     conds = results["conditions"]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
     width = 0.8 / max(1, len(losses))
-    for ax, (metric, key, title) in zip(np.atleast_1d(axes), panels):
+    for ax, (metric, key, title) in zip(np.atleast_1d(axes), panels, strict=True):
         for i, loss in enumerate(losses):
             ss = [results["summary"][loss][c][metric] if key is None else
                   results["summary"][loss][c][metric][key] for c in conds]
@@ -386,8 +387,8 @@ def main(argv=None):
         % (data["tags"], args.n_train, data["scans"]["pretraining_pool"], data["scans"]["heldout_pool"],
            data["sizes"]["probe_train"], data["sizes"]["probe_test"], data["noise"]["measured_drop"],
            data["noise"]["measured_added_per_image"]))
-    with open(data["h5_file"], "rb") as f:        # --reuse: a run is reused only on the same data
-        data_digest = hashlib.sha256(f.read()).hexdigest()
+    with open(data["h5_file"], "rb") as h5:       # --reuse: a run is reused only on the same data
+        data_digest = hashlib.sha256(h5.read()).hexdigest()
     rng = np.random.default_rng([args.data_seed, 20])
     subsets = {k: transfer_data.shot_subsets(max(args.shots), k, args.probe_draws, rng) for k in args.shots}
     losses = transfer_nets.available_losses()
@@ -456,7 +457,8 @@ def main(argv=None):
         % (digits_train.caffe_bin(), len(args.losses), len(args.conditions), args.lrs, first,
            args.seeds[1:], args.max_iter, transfer_nets.BATCH, args.jobs))
     search = {g: [new_run(g[1], g[0], lr, first) for lr in args.fixed_lr.get(g[1], args.lrs)] for g in groups}
-    selected, final_runs = {}, []
+    selected: dict[str, dict[str, float]] = {}      # {loss: {condition: base_lr}}
+    final_runs = []
     t1 = time.time()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         pending = {pool.submit(train_one, r): ("search", r) for g in groups for r in search[g]}

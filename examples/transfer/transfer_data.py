@@ -62,7 +62,7 @@ def clean_tags(scan_index, position, targets, canvas=CANVAS, max_digits=MAX_DIGI
         N x T float32 multi-hot, T = len(tag_names(max_digits)).
     """
     n = len(scan_index)
-    pair_col = {}
+    pair_col: dict[tuple[int, int], int] = {}
     base = NUM_CLASSES * (1 + GRID * GRID)
     for a in range(NUM_CLASSES):
         for b in range(a + 1, NUM_CLASSES):
@@ -74,7 +74,7 @@ def clean_tags(scan_index, position, targets, canvas=CANVAS, max_digits=MAX_DIGI
         classes = targets[scan_index[i][placed]]
         rows = grid_cell(position[i][placed, 0], canvas[0])
         cols = grid_cell(position[i][placed, 1], canvas[1])
-        for d, r, c in zip(classes, rows, cols):
+        for d, r, c in zip(classes, rows, cols, strict=True):
             tags[i, d] = 1.0
             tags[i, NUM_CLASSES + d * GRID * GRID + r * GRID + c] = 1.0
         for j, a in enumerate(classes):
@@ -141,7 +141,7 @@ def place_single(images, scans, rng, copies=1):
     data = np.zeros((len(scans), 1) + CANVAS, np.float32)
     rows = rng.integers(0, CANVAS[0] - DIGIT_SIZE + 1, size=len(scans))
     cols = rng.integers(0, CANVAS[1] - DIGIT_SIZE + 1, size=len(scans))
-    for i, (s, r, c) in enumerate(zip(scans, rows, cols)):
+    for i, (s, r, c) in enumerate(zip(scans, rows, cols, strict=True)):
         data[i, 0, r:r + DIGIT_SIZE, c:c + DIGIT_SIZE] = images[s]
     return data, scans
 
