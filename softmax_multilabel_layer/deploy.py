@@ -19,7 +19,7 @@ import subprocess
 import sys
 from typing import Any
 
-from .params import MultilabelLossError, SoftmaxOptions
+from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
 
 DATA_TYPES = ("Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData", "Input",
               "AnnotatedData", "VideoData")
@@ -50,8 +50,8 @@ def loss_probability(layer):
 
 def _param_dict(layer):
     from .params import parse_param_str
-    keys = set(SoftmaxOptions.keys()) | {"pos_weight", "class_weight", "gamma", "alpha", "ignore_label"}
-    return parse_param_str(layer.python_param.param_str, layer.name, sorted(keys))
+    options = SoftmaxOptions if layer.python_param.layer == "SoftmaxMultilabelLossLayer" else SigmoidOptions
+    return parse_param_str(layer.python_param.param_str, layer.name, sorted(options.keys()))
 
 
 def is_data_layer(layer):

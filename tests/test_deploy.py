@@ -11,7 +11,7 @@ from softmax_multilabel_layer.deploy import deploy_net, deploy_prototxt, parse_i
 from softmax_multilabel_layer.params import MultilabelLossError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANTS = ("softmax_multilabel", "sigmoid_native", "sigmoid_focal")
+VARIANTS = ("softmax_multilabel", "sigmoid_native", "sigmoid_focal", "sigmoid_asl")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
