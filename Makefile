@@ -57,7 +57,9 @@ bench: $(STAMP)
 # float64, trained-regime strategies included. The seed is printed first: replay a failure with
 # `make fuzz FUZZ_SEED=<seed>` (or the @reproduce_failure blob hypothesis prints).
 FUZZ_SCALE ?= 25
-FUZZ_SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+ifndef FUZZ_SEED
+FUZZ_SEED := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+endif
 fuzz: $(STAMP)
 	@echo "make fuzz: hypothesis seed $(FUZZ_SEED), FUZZ_SCALE=$(FUZZ_SCALE)"
 	HYPOTHESIS_PROFILE=fuzz FUZZ_SCALE=$(FUZZ_SCALE) $(VPY) -m pytest -q -p no:cacheprovider \

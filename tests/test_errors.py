@@ -423,3 +423,100 @@ def test_cli_train_prints_our_error_and_fails(tmp_path):
     assert result.returncode != 0
     assert ("SoftmaxMultilabelLossLayer: labels shape (8, 9) does not match scores shape (8, 10)"
             in result.stdout + result.stderr), result.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- exact messages
+# What the user reads, word for word, for one case of each message template (and of each way a position is
+# written: one sample axis, several, none, spatial positions).
+
+def softmax_core(*args, **kwargs):
+    return lambda: F.softmax_multilabel_forward(*args, **kwargs)
+
+
+def sigmoid_core(*args, **kwargs):
+    return lambda: F.sigmoid_multilabel_forward(*args, **kwargs)
+
+
+def stale_out(fn, out):
+    def call():
+        _, ctx = F.softmax_multilabel_forward(scores(), binary())
+        fn(ctx, out=out)
+    return call
+
+
+READ_ONLY = np.zeros((4, 5), np.float32)
+READ_ONLY.flags.writeable = False
+
+EXACT_MESSAGES = [
+    ("label-position", softmax_core(scores(), with_value(binary(), (2, 3), -1)),
+     "softmax_multilabel_forward: labels must be finite and >= 0 (0 = negative), found -1.0 at labels[2, 3] "
+     "(sample 2, class 3)"),
+    ("label-position-two-sample-axes", softmax_core(np.zeros((2, 3, 5)), with_value(np.ones((2, 3, 5)), (1, 2, 4), -1),
+                                                    axis=2),
+     "softmax_multilabel_forward: labels must be finite and >= 0 (0 = negative), found -1.0 at labels[1, 2, 4] "
+     "(sample (1, 2), class 4)"),
+    ("label-position-class-axis-first", softmax_core(np.zeros((5, 4)), with_value(np.ones((5, 4)), (3, 2), np.nan),
+                                                     axis=0),
+     "softmax_multilabel_forward: labels must be finite and >= 0 (0 = negative), found nan at labels[3, 2] "
+     "(sample at (2), class 3)"),
+    ("scores-not-finite", softmax_core(with_value(scores(), (1, 2), np.inf), binary()),
+     "softmax_multilabel_forward: scores are not finite: found inf at scores[1, 2] (sample 1, class 2); training "
+     "has probably diverged: lower the learning rate or check the layers below"),
+    ("index-invalid", softmax_core(scores(), np.array([[0, -1], [1, 2], [2, 7], [3, 4]]), label_format="indices"),
+     "softmax_multilabel_forward: label index 7 at labels[2, 1] (sample 2, slot 1) is invalid; expected integers in "
+     "[0, C-1] = [0, 4], or -1 for padding"),
+    ("index-duplicate-past-the-first-slots", softmax_core(np.zeros((2, 9)), np.array([[0, 1, -1, -1], [1, 2, 7, 7]]),
+                                                           label_format="indices"),
+     "softmax_multilabel_forward: label index 7 appears twice in one sample, at labels[1, 3] (sample 1, slot 3); "
+     "expected distinct class indices"),
+    ("index-duplicate-class-zero", softmax_core(np.zeros((1, 4)), np.array([[0, 2, 0]]), label_format="indices"),
+     "softmax_multilabel_forward: label index 0 appears twice in one sample, at labels[0, 2] (sample 0, slot 2); "
+     "expected distinct class indices"),
+    ("index-duplicate-spatial", softmax_core(np.zeros((2, 5, 3)), with_value(np.full((2, 2, 3), -1), (1, slice(None), 2),
+                                                                             4), label_format="indices"),
+     "softmax_multilabel_forward: label index 4 appears twice in one sample, at labels[1, 1, 2] (sample 1 at (2), "
+     "slot 1); expected distinct class indices"),
+    ("shape-mismatch", softmax_core(scores(), np.zeros((4, 5, 2))),
+     "softmax_multilabel_forward: labels shape (4, 5, 2) does not match scores shape (4, 5)"),
+    ("one-label-per-sample-3d", softmax_core(np.zeros((8, 6, 5)), np.zeros((8, 5))),
+     "softmax_multilabel_forward: labels shape (8, 5) does not match scores shape (8, 6, 5); the labels look like one "
+     "class index per sample: for class indices use \"label_format\": \"indices\" with labels of shape N x K (K label "
+     "slots per sample, padded with -1)"),
+    ("one-label-per-sample-sigmoid", sigmoid_core(scores(), np.zeros(4)),
+     "sigmoid_multilabel_forward: targets shape (4,) does not match scores shape (4, 5); the targets look like one "
+     "class index per sample: this loss takes multi-hot targets shaped like the scores (convert with "
+     "softmax_multilabel_layer.hdf5_labels.dense_from_indices)"),
+    ("other-layer-option-param-str", lambda: SoftmaxOptions.from_param_str('{"gamma": 2, "alpha": 0.25}', "L"),
+     "L: unknown param_str key(s) alpha, gamma; known keys: normalize_targets, normalization, axis, label_smoothing, "
+     "label_format; alpha, gamma are an option of SigmoidMultilabelLossLayer (core function "
+     "sigmoid_multilabel_forward), not of SoftmaxMultilabelLossLayer"),
+    ("unknown-param-str-key", lambda: SoftmaxOptions.from_param_str('{"ax": 1, "bx": 2}', "L"),
+     "L: unknown param_str key(s) ax, bx; known keys: normalize_targets, normalization, axis, label_smoothing, "
+     "label_format"),
+    ("param-str-not-json", lambda: SoftmaxOptions.from_param_str("{axis: 1}", "L"),
+     "L: param_str is neither JSON nor a Python dict literal: '{axis: 1}'; expected e.g. "
+     "'{\"normalization\": \"batch_size\"}'"),
+    ("param-str-not-a-dict", lambda: SoftmaxOptions.from_param_str("[1]", "L"),
+     "L: param_str must be a JSON object (a dict), got list [1]"),
+    ("list-element", sigmoid_core(scores(), binary(), pos_weight=[1, -2, 1, 1, 1]),
+     "sigmoid_multilabel_forward: pos_weight[1] must be in [0.0, inf], got -2"),
+    ("list-element-class-weight", sigmoid_core(scores(), binary(), class_weight=[1, 1, float("nan"), 1, 1]),
+     "sigmoid_multilabel_forward: class_weight[2] must be a finite number, got nan"),
+    ("out-not-contiguous", stale_out(F.softmax_multilabel_backward, np.zeros((5, 4), np.float32).T),
+     "softmax_multilabel_backward: out must be a writeable C-contiguous float32 array of shape (4, 5) (the scores' "
+     "shape), got float32 array of shape (4, 5), not C-contiguous"),
+    ("out-read-only", stale_out(F.softmax_probabilities, READ_ONLY),
+     "softmax_probabilities: out must be a writeable C-contiguous float32 array of shape (4, 5) (the scores' shape), "
+     "got float32 array of shape (4, 5), read-only"),
+    ("out-wrong-shape", stale_out(F.softmax_multilabel_backward, np.zeros((20,), np.float32)),
+     "softmax_multilabel_backward: out must be a writeable C-contiguous float32 array of shape (4, 5) (the scores' "
+     "shape), got float32 array of shape (20,)"),
+]
+
+
+@pytest.mark.parametrize("case", EXACT_MESSAGES, ids=[c[0] for c in EXACT_MESSAGES])
+def test_exact_messages(case):
+    _, call, expected = case
+    with pytest.raises(MultilabelLossError) as info:
+        call()
+    assert str(info.value) == expected
