@@ -87,7 +87,7 @@ def check_label_sums(owner, label_sum, dtype, shape, axis, blob="labels"):
         inner = label_sum.shape[2]
         sample = o * inner + i
         samples_shape = tuple(np.delete(np.array(shape), axis % len(shape)))
-        index = tuple(int(v) for v in np.unravel_index(sample, samples_shape)) if samples_shape else ()
+        index = tuple(int(v) for v in np.unravel_index(sample, samples_shape))
         raise MultilabelLossError("%s: the %s of sample %s sum to %.4g, beyond the largest %s (%.4g); expected labels "
                                   "whose sum per sample is finite in %s (for example 0/1, or weights of moderate size)"
                                   % (owner, blob, index[0] if len(index) == 1 else index, float(label_sum[o, 0, i]),

@@ -13,7 +13,7 @@ import pytest
 
 from caffe_nets import python_loss_net, run
 from softmax_multilabel_layer import functional as F
-from softmax_multilabel_layer.params import MultilabelLossError, SoftmaxOptions, parse_param_str
+from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions, parse_param_str
 
 SOFTMAX = "SoftmaxMultilabelLossLayer"
 SIGMOID = "SigmoidMultilabelLossLayer"
@@ -446,6 +446,15 @@ def stale_out(fn, out):
 
 READ_ONLY = np.zeros((4, 5), np.float32)
 READ_ONLY.flags.writeable = False
+READ_ONLY_T = np.zeros((5, 4), np.float32).T
+READ_ONLY_T.flags.writeable = False
+
+
+def stale_context():
+    ws = F.Workspace()
+    _, ctx = F.softmax_multilabel_forward(scores(), binary(), workspace=ws)
+    F.softmax_multilabel_forward(scores(), binary(), workspace=ws)
+    F.softmax_multilabel_backward(ctx)
 
 EXACT_MESSAGES = [
     ("label-position", softmax_core(scores(), with_value(binary(), (2, 3), -1)),
@@ -508,6 +517,27 @@ EXACT_MESSAGES = [
     ("out-read-only", stale_out(F.softmax_probabilities, READ_ONLY),
      "softmax_probabilities: out must be a writeable C-contiguous float32 array of shape (4, 5) (the scores' shape), "
      "got float32 array of shape (4, 5), read-only"),
+    ("out-read-only-and-not-contiguous", stale_out(F.softmax_multilabel_backward, READ_ONLY_T),
+     "softmax_multilabel_backward: out must be a writeable C-contiguous float32 array of shape (4, 5) (the scores' "
+     "shape), got float32 array of shape (4, 5), not C-contiguous, read-only"),
+    ("stale-context", stale_context,
+     "softmax_multilabel_backward: this context is stale: forward pass 2 on its Workspace has run since it was made "
+     "(pass 1) and overwrote its buffers; call backward before the next forward, or give each forward its own "
+     "Workspace"),
+    ("label-sum-overflow-spatial", softmax_core(np.zeros((2, 3, 2, 2), np.float32),
+                                                with_value(np.zeros((2, 3, 2, 2), np.float32), (1, slice(None), 1, 0),
+                                                           2e38)),
+     "softmax_multilabel_forward: the labels of sample (1, 1, 0) sum to inf, beyond the largest float32 "
+     "(3.403e+38); expected labels whose sum per sample is finite in float32 (for example 0/1, or weights of "
+     "moderate size)"),
+    ("loss-beyond-float32", softmax_core(with_value(np.zeros((1, 100), np.float32), (0, 1), -1e3),
+                                         with_value(np.zeros((1, 100), np.float32), (0, 1), 3e38),
+                                         normalize_targets="none"),      # sparse labels: the sum is float64
+     "softmax_multilabel_forward: the loss is not finite in float32 (3.0137853650734224e+41) although scores and "
+     "labels are: the scores span more than the float32 range, or the labels are too large"),
+    ("param-str-without-options-class", lambda: parse_param_str('{"gamma": 1}', "L", SoftmaxOptions.keys()),
+     "L: unknown param_str key(s) gamma; known keys: normalize_targets, normalization, axis, label_smoothing, "
+     "label_format"),
     ("out-wrong-shape", stale_out(F.softmax_multilabel_backward, np.zeros((20,), np.float32)),
      "softmax_multilabel_backward: out must be a writeable C-contiguous float32 array of shape (4, 5) (the scores' "
      "shape), got float32 array of shape (20,)"),
@@ -520,3 +550,40 @@ def test_exact_messages(case):
     with pytest.raises(MultilabelLossError) as info:
         call()
     assert str(info.value) == expected
+
+
+OPTION_MESSAGES = [
+    (SoftmaxOptions, {"normalize_targets": "l1"}, 'x: normalize_targets must be one of "count", "sum", "none", got \'l1\''),
+    (SoftmaxOptions, {"normalization": "mean"},
+     'x: normalization must be one of "batch_size", "valid", "full", "none", got \'mean\''),
+    (SoftmaxOptions, {"axis": 1.5}, "x: axis must be an integer, got 1.5"),
+    (SoftmaxOptions, {"label_smoothing": 1}, "x: label_smoothing must be in [0.0, 1.0), got 1"),
+    (SoftmaxOptions, {"label_format": "sparse"}, 'x: label_format must be one of "dense", "indices", got \'sparse\''),
+    (SigmoidOptions, {"pos_weight": -2}, "x: pos_weight must be in [0.0, inf], got -2"),
+    (SigmoidOptions, {"pos_weight": "2"}, "x: pos_weight must be a finite number, got '2'"),
+    (SigmoidOptions, {"class_weight": 2}, "x: class_weight must be a non-empty list of numbers, got 2"),
+    (SigmoidOptions, {"gamma": -1}, "x: gamma must be in [0.0, inf], got -1"),
+    (SigmoidOptions, {"alpha": 2}, "x: alpha (-1 = off) must be in [0.0, 1.0], got 2"),
+    (SigmoidOptions, {"ignore_label": float("nan")}, "x: ignore_label must be a finite number, got nan"),
+    (SigmoidOptions, {"normalization": "mean"},
+     'x: normalization must be one of "batch_size", "valid", "full", "none", got \'mean\''),
+    (SigmoidOptions, {"axis": True}, "x: axis must be an integer, got True"),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs,expected", OPTION_MESSAGES)
+def test_option_messages_exact(cls, kwargs, expected):
+    with pytest.raises(MultilabelLossError) as info:
+        cls(owner="x", **kwargs)
+    assert str(info.value) == expected
+
+
+def test_options_are_normalized_to_floats_and_tuples():
+    """The parser hands the core floats and tuples, whatever JSON gave (ints, lists), and -1.0 for alpha off."""
+    s = SigmoidOptions(owner="x", pos_weight=2, gamma=1, alpha=0, ignore_label=255, class_weight=[1, 2])
+    assert (s.pos_weight, s.gamma, s.alpha, s.ignore_label, s.class_weight) == (2.0, 1.0, 0.0, 255.0, (1.0, 2.0))
+    assert [type(v) for v in (s.pos_weight, s.gamma, s.alpha, s.ignore_label)] == [float] * 4
+    assert SigmoidOptions(owner="x", pos_weight=[1, 3]).pos_weight == (1.0, 3.0)
+    for off in (SigmoidOptions(owner="x"), SigmoidOptions(owner="x", alpha=-1)):
+        assert off.alpha == -1.0 and type(off.alpha) is float
+    assert type(SoftmaxOptions(owner="x", label_smoothing=0).label_smoothing) is float
