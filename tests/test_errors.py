@@ -538,6 +538,19 @@ EXACT_MESSAGES = [
     ("param-str-without-options-class", lambda: parse_param_str('{"gamma": 1}', "L", SoftmaxOptions.keys()),
      "L: unknown param_str key(s) gamma; known keys: normalize_targets, normalization, axis, label_smoothing, "
      "label_format"),
+    ("axis-out-of-range", softmax_core(scores(), binary(), axis=2),
+     "softmax_multilabel_forward: axis 2 is out of range for scores of shape (4, 5) (2 axes); expected -2 <= axis < 2"),
+    ("indices-shape", softmax_core(scores(), np.zeros((3, 2)), label_format="indices"),
+     "softmax_multilabel_forward: labels (indices format) shape (3, 2) does not fit scores shape (4, 5); expected the "
+     "scores shape with the class axis 1 replaced by K label slots"),
+    ("unknown-keywords", softmax_core(scores(), binary(), gama=1, bogus=2),
+     "softmax_multilabel_forward: unknown option(s) bogus, gama; known options: normalize_targets, normalization, "
+     "axis, label_smoothing, label_format"),
+    ("options-and-keywords", softmax_core(scores(), binary(), options=SoftmaxOptions(), axis=1, bogus=2),
+     "softmax_multilabel_forward: options= was given together with keyword option(s) axis, bogus; give either an "
+     "options object or keywords, not both"),
+    ("options-of-the-other-loss", sigmoid_core(scores(), binary(), options=SoftmaxOptions()),
+     "sigmoid_multilabel_forward: options must be a SigmoidOptions, got SoftmaxOptions"),
     ("out-wrong-shape", stale_out(F.softmax_multilabel_backward, np.zeros((20,), np.float32)),
      "softmax_multilabel_backward: out must be a writeable C-contiguous float32 array of shape (4, 5) (the scores' "
      "shape), got float32 array of shape (20,)"),
@@ -587,3 +600,31 @@ def test_options_are_normalized_to_floats_and_tuples():
     for off in (SigmoidOptions(owner="x"), SigmoidOptions(owner="x", alpha=-1)):
         assert off.alpha == -1.0 and type(off.alpha) is float
     assert type(SoftmaxOptions(owner="x", label_smoothing=0).label_smoothing) is float
+
+
+def test_workspace_reuses_a_buffer_only_for_the_same_name_shape_and_dtype():
+    ws = F.Workspace()
+    a = ws.get("a", (2, 3), np.float32)
+    assert ws.get("a", (2, 3), np.float32) is a
+    for other in (ws.get("b", (2, 3), np.float32), ws.get("a", (3, 2), np.float32), ws.get("a", (3, 2), np.float64)):
+        assert other is not a
+    assert ws.get("a", (3, 2), np.float64).shape == (3, 2) and ws.get("a", (3, 2), np.float64).dtype == np.float64
+    # one workspace through changing shapes and dtypes gives what fresh workspaces give
+    rng = np.random.default_rng(12)
+    for shape, dtype in [((4, 5), np.float32), ((3, 7), np.float32), ((3, 7), np.float64), ((4, 5), np.float32)]:
+        s, y = rng.normal(size=shape).astype(dtype), (rng.random(shape) < 0.5).astype(dtype)
+        loss, ctx = F.softmax_multilabel_forward(s, y, workspace=ws)
+        fresh = F.softmax_multilabel_loss(s, y)
+        assert loss == fresh[0] and np.array_equal(F.softmax_multilabel_backward(ctx), fresh[1])
+
+
+def test_one_dimensional_scores_and_every_negative_axis():
+    """A 1-D blob is one sample; axis -ndim is axis 0."""
+    s, y = np.array([1.0, 3.0, -2.0]), np.array([0.0, 1.0, 1.0])
+    loss, grad = F.softmax_multilabel_loss(s, y, axis=0)
+    assert loss == pytest.approx(F.softmax_multilabel_loss(s[None], y[None])[0], rel=1e-15)
+    s2, y2 = np.stack([s, s + 1]), np.stack([y, y[::-1]])
+    got = F.softmax_multilabel_loss(s2, y2, axis=-2, normalization="none")
+    expected = F.softmax_multilabel_loss(s2.T, y2.T, normalization="none")
+    assert got[0] == pytest.approx(expected[0], rel=1e-15)
+    np.testing.assert_allclose(got[1], expected[1].T, rtol=1e-15)
