@@ -67,7 +67,7 @@ fuzz: $(STAMP)
 
 # mutmut 3 over what setup.cfg [mutmut] lists (the loss core and params.py), killed by the core tests
 # (tests/test_functional.py, test_errors.py without the caffe.Net cases, test_fuzz.py at FUZZ_SCALE=0.1).
-# Survivors: `.venv/bin/mutmut results`, then `.venv/bin/mutmut show <name>`. About 10-20 min on 2 cores.
+# Survivors: `.venv/bin/mutmut results`, then `.venv/bin/mutmut show <name>`. About 25 min on 2 busy cores.
 mutation: $(STAMP)
 	rm -rf mutants
 	FUZZ_SCALE=0.1 $(VPY) -m mutmut run --max-children 2 || true
