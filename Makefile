@@ -77,7 +77,9 @@ transfer: $(STAMP)
 # float64, trained-regime strategies included. The seed is printed first: replay a failure with
 # `make fuzz FUZZ_SEED=<seed>` (or the @reproduce_failure blob hypothesis prints).
 FUZZ_SCALE ?= 25
-FUZZ_SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+ifndef FUZZ_SEED
+FUZZ_SEED := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+endif
 fuzz: $(STAMP)
 	@echo "make fuzz: hypothesis seed $(FUZZ_SEED), FUZZ_SCALE=$(FUZZ_SCALE)"
 	HYPOTHESIS_PROFILE=fuzz FUZZ_SCALE=$(FUZZ_SCALE) $(VPY) -m pytest -q -p no:cacheprovider \
@@ -85,7 +87,7 @@ fuzz: $(STAMP)
 
 # mutmut 3 over what setup.cfg [mutmut] lists (the loss core and params.py), killed by the core tests
 # (tests/test_functional.py, test_errors.py without the caffe.Net cases, test_fuzz.py at FUZZ_SCALE=0.1).
-# Survivors: `.venv/bin/mutmut results`, then `.venv/bin/mutmut show <name>`. About 10-20 min on 2 cores.
+# Survivors: `.venv/bin/mutmut results`, then `.venv/bin/mutmut show <name>`. About 25 min on 2 busy cores.
 mutation: $(STAMP)
 	rm -rf mutants
 	FUZZ_SCALE=0.1 $(VPY) -m mutmut run --max-children 2 || true

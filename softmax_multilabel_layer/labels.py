@@ -57,9 +57,7 @@ def check_label_shapes(options, scores_shape, labels_shape, weights_shape=None, 
 
 def _one_label_hint(options, scores_shape, labels_shape, blob):
     """A hint when the labels look like one class index per sample (shape N for N x C scores)."""
-    if not 0 <= options.axis % max(1, len(scores_shape)) < len(scores_shape):
-        return ""
-    axis = options.axis % len(scores_shape)
+    axis = options.axis % len(scores_shape)        # the axis was checked against the scores before
     if _strip_trailing_ones(labels_shape) != _strip_trailing_ones(scores_shape[:axis] + scores_shape[axis + 1:]):
         return ""
     if hasattr(options, "label_format"):
@@ -89,7 +87,7 @@ def check_label_sums(owner, label_sum, dtype, shape, axis, blob="labels"):
         inner = label_sum.shape[2]
         sample = o * inner + i
         samples_shape = tuple(np.delete(np.array(shape), axis % len(shape)))
-        index = tuple(int(v) for v in np.unravel_index(sample, samples_shape)) if samples_shape else ()
+        index = tuple(int(v) for v in np.unravel_index(sample, samples_shape))
         raise MultilabelLossError("%s: the %s of sample %s sum to %.4g, beyond the largest %s (%.4g); expected labels "
                                   "whose sum per sample is finite in %s (for example 0/1, or weights of moderate size)"
                                   % (owner, blob, index[0] if len(index) == 1 else index, float(label_sum[o, 0, i]),
@@ -185,8 +183,7 @@ def first_bad_index(indices, num_classes):
     Shared by the indices label format and :mod:`.hdf5_labels`.
     """
     indices = np.asarray(indices)
-    good = np.isfinite(indices) & (indices >= -1) & (indices < num_classes)
-    good &= indices == np.floor(np.where(good, indices, 0))
+    good = np.isfinite(indices) & (indices == np.floor(indices)) & (indices >= -1) & (indices < num_classes)
     if good.all():
         return None
     return int(np.flatnonzero(~good)[0])
@@ -199,7 +196,7 @@ def first_duplicate_index(indices, axis=-1):
     if not duplicate.any():
         return None
     where = tuple(int(v) for v in np.argwhere(duplicate)[0])
-    return where[:-1], int(ordered[where[:-1] + (where[-1] + 1,)])
+    return where[:-1], int(ordered[where])
 
 
 def index_label_form(indices, weights, shape3, owner, axis):

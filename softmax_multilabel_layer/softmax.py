@@ -112,9 +112,9 @@ def softmax_multilabel_forward(scores, labels, label_weights=None, options=None,
 
         >>> loss, ctx = softmax_multilabel_forward(np.array([[1, 7, 0, 0, 2.]]), np.array([[1, 0, 0, 0, 1.]]))
         >>> round(loss, 6)
-        5.510980
+        5.51098
         >>> softmax_multilabel_backward(ctx).round(3)
-        array([[-0.498,  0.992,  0.001,  0.001, -0.493]])
+        array([[-0.498,  0.989,  0.001,  0.001, -0.493]])
     """
     opts = SoftmaxOptions.resolve(options, "softmax_multilabel_forward", kwargs)
     owner, axis = opts.owner, opts.axis

@@ -86,9 +86,9 @@ def test_writes_json_with_both_thread_settings_and_dispatches(report):
     same = []
     for dispatch in dispatches:
         one, default = [run for run in data["runs"] if run["dispatch_label"] == dispatch]
-        for row_one, row_default in zip(one["results"], default["results"]):
+        for row_one, row_default in zip(one["results"], default["results"], strict=True):
             for key, stats in row_one["methods"].items():
-                same.append(stats.get("loss") == row_default["methods"][key].get("loss"))
+                same.append(stats.get("loss") == row_default["methods"][key].get("loss"))    # the floor has none
                 if key.startswith(("softmax", "sigmoid")):
                     assert stats["loss"] == row_default["methods"][key]["loss"], (row_one["size"], key)
     assert data["loss_identical_across_threads"] is all(same)

@@ -13,7 +13,7 @@ import pytest
 
 from caffe_nets import python_loss_net, run
 from softmax_multilabel_layer import functional as F
-from softmax_multilabel_layer.params import MultilabelLossError, SoftmaxOptions, parse_param_str
+from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions, parse_param_str
 
 SOFTMAX = "SoftmaxMultilabelLossLayer"
 SIGMOID = "SigmoidMultilabelLossLayer"
@@ -423,3 +423,208 @@ def test_cli_train_prints_our_error_and_fails(tmp_path):
     assert result.returncode != 0
     assert ("SoftmaxMultilabelLossLayer: labels shape (8, 9) does not match scores shape (8, 10)"
             in result.stdout + result.stderr), result.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- exact messages
+# What the user reads, word for word, for one case of each message template (and of each way a position is
+# written: one sample axis, several, none, spatial positions).
+
+def softmax_core(*args, **kwargs):
+    return lambda: F.softmax_multilabel_forward(*args, **kwargs)
+
+
+def sigmoid_core(*args, **kwargs):
+    return lambda: F.sigmoid_multilabel_forward(*args, **kwargs)
+
+
+def stale_out(fn, out):
+    def call():
+        _, ctx = F.softmax_multilabel_forward(scores(), binary())
+        fn(ctx, out=out)
+    return call
+
+
+READ_ONLY = np.zeros((4, 5), np.float32)
+READ_ONLY.flags.writeable = False
+READ_ONLY_T = np.zeros((5, 4), np.float32).T
+READ_ONLY_T.flags.writeable = False
+
+
+def stale_context():
+    ws = F.Workspace()
+    _, ctx = F.softmax_multilabel_forward(scores(), binary(), workspace=ws)
+    F.softmax_multilabel_forward(scores(), binary(), workspace=ws)
+    F.softmax_multilabel_backward(ctx)
+
+EXACT_MESSAGES = [
+    ("label-position", softmax_core(scores(), with_value(binary(), (2, 3), -1)),
+     "softmax_multilabel_forward: labels must be finite and >= 0 (0 = negative), found -1.0 at labels[2, 3] "
+     "(sample 2, class 3)"),
+    ("label-position-two-sample-axes", softmax_core(np.zeros((2, 3, 5)), with_value(np.ones((2, 3, 5)), (1, 2, 4), -1),
+                                                    axis=2),
+     "softmax_multilabel_forward: labels must be finite and >= 0 (0 = negative), found -1.0 at labels[1, 2, 4] "
+     "(sample (1, 2), class 4)"),
+    ("label-position-class-axis-first", softmax_core(np.zeros((5, 4)), with_value(np.ones((5, 4)), (3, 2), np.nan),
+                                                     axis=0),
+     "softmax_multilabel_forward: labels must be finite and >= 0 (0 = negative), found nan at labels[3, 2] "
+     "(sample at (2), class 3)"),
+    ("scores-not-finite", softmax_core(with_value(scores(), (1, 2), np.inf), binary()),
+     "softmax_multilabel_forward: scores are not finite: found inf at scores[1, 2] (sample 1, class 2); training "
+     "has probably diverged: lower the learning rate or check the layers below"),
+    ("index-invalid", softmax_core(scores(), np.array([[0, -1], [1, 2], [2, 7], [3, 4]]), label_format="indices"),
+     "softmax_multilabel_forward: label index 7 at labels[2, 1] (sample 2, slot 1) is invalid; expected integers in "
+     "[0, C-1] = [0, 4], or -1 for padding"),
+    ("index-duplicate-past-the-first-slots", softmax_core(np.zeros((2, 9)), np.array([[0, 1, -1, -1], [1, 2, 7, 7]]),
+                                                           label_format="indices"),
+     "softmax_multilabel_forward: label index 7 appears twice in one sample, at labels[1, 3] (sample 1, slot 3); "
+     "expected distinct class indices"),
+    ("index-duplicate-class-zero", softmax_core(np.zeros((1, 4)), np.array([[0, 2, 0]]), label_format="indices"),
+     "softmax_multilabel_forward: label index 0 appears twice in one sample, at labels[0, 2] (sample 0, slot 2); "
+     "expected distinct class indices"),
+    ("index-duplicate-spatial", softmax_core(np.zeros((2, 5, 3)), with_value(np.full((2, 2, 3), -1), (1, slice(None), 2),
+                                                                             4), label_format="indices"),
+     "softmax_multilabel_forward: label index 4 appears twice in one sample, at labels[1, 1, 2] (sample 1 at (2), "
+     "slot 1); expected distinct class indices"),
+    ("shape-mismatch", softmax_core(scores(), np.zeros((4, 5, 2))),
+     "softmax_multilabel_forward: labels shape (4, 5, 2) does not match scores shape (4, 5)"),
+    ("one-label-per-sample-3d", softmax_core(np.zeros((8, 6, 5)), np.zeros((8, 5))),
+     "softmax_multilabel_forward: labels shape (8, 5) does not match scores shape (8, 6, 5); the labels look like one "
+     "class index per sample: for class indices use \"label_format\": \"indices\" with labels of shape N x K (K label "
+     "slots per sample, padded with -1)"),
+    ("one-label-per-sample-sigmoid", sigmoid_core(scores(), np.zeros(4)),
+     "sigmoid_multilabel_forward: targets shape (4,) does not match scores shape (4, 5); the targets look like one "
+     "class index per sample: this loss takes multi-hot targets shaped like the scores (convert with "
+     "softmax_multilabel_layer.hdf5_labels.dense_from_indices)"),
+    ("other-layer-option-param-str", lambda: SoftmaxOptions.from_param_str('{"gamma": 2, "alpha": 0.25}', "L"),
+     "L: unknown param_str key(s) alpha, gamma; known keys: normalize_targets, normalization, axis, label_smoothing, "
+     "label_format; alpha, gamma are an option of SigmoidMultilabelLossLayer (core function "
+     "sigmoid_multilabel_forward), not of SoftmaxMultilabelLossLayer"),
+    ("unknown-param-str-key", lambda: SoftmaxOptions.from_param_str('{"ax": 1, "bx": 2}', "L"),
+     "L: unknown param_str key(s) ax, bx; known keys: normalize_targets, normalization, axis, label_smoothing, "
+     "label_format"),
+    ("param-str-not-json", lambda: SoftmaxOptions.from_param_str("{axis: 1}", "L"),
+     "L: param_str is neither JSON nor a Python dict literal: '{axis: 1}'; expected e.g. "
+     "'{\"normalization\": \"batch_size\"}'"),
+    ("param-str-not-a-dict", lambda: SoftmaxOptions.from_param_str("[1]", "L"),
+     "L: param_str must be a JSON object (a dict), got list [1]"),
+    ("list-element", sigmoid_core(scores(), binary(), pos_weight=[1, -2, 1, 1, 1]),
+     "sigmoid_multilabel_forward: pos_weight[1] must be in [0.0, inf], got -2"),
+    ("list-element-class-weight", sigmoid_core(scores(), binary(), class_weight=[1, 1, float("nan"), 1, 1]),
+     "sigmoid_multilabel_forward: class_weight[2] must be a finite number, got nan"),
+    ("out-not-contiguous", stale_out(F.softmax_multilabel_backward, np.zeros((5, 4), np.float32).T),
+     "softmax_multilabel_backward: out must be a writeable C-contiguous float32 array of shape (4, 5) (the scores' "
+     "shape), got float32 array of shape (4, 5), not C-contiguous"),
+    ("out-read-only", stale_out(F.softmax_probabilities, READ_ONLY),
+     "softmax_probabilities: out must be a writeable C-contiguous float32 array of shape (4, 5) (the scores' shape), "
+     "got float32 array of shape (4, 5), read-only"),
+    ("out-read-only-and-not-contiguous", stale_out(F.softmax_multilabel_backward, READ_ONLY_T),
+     "softmax_multilabel_backward: out must be a writeable C-contiguous float32 array of shape (4, 5) (the scores' "
+     "shape), got float32 array of shape (4, 5), not C-contiguous, read-only"),
+    ("stale-context", stale_context,
+     "softmax_multilabel_backward: this context is stale: forward pass 2 on its Workspace has run since it was made "
+     "(pass 1) and overwrote its buffers; call backward before the next forward, or give each forward its own "
+     "Workspace"),
+    ("label-sum-overflow-spatial", softmax_core(np.zeros((2, 3, 2, 2), np.float32),
+                                                with_value(np.zeros((2, 3, 2, 2), np.float32), (1, slice(None), 1, 0),
+                                                           2e38)),
+     "softmax_multilabel_forward: the labels of sample (1, 1, 0) sum to inf, beyond the largest float32 "
+     "(3.403e+38); expected labels whose sum per sample is finite in float32 (for example 0/1, or weights of "
+     "moderate size)"),
+    ("loss-beyond-float32", softmax_core(with_value(np.zeros((1, 100), np.float32), (0, 1), -1e3),
+                                         with_value(np.zeros((1, 100), np.float32), (0, 1), 3e38),
+                                         normalize_targets="none"),      # sparse labels: the sum is float64
+     "softmax_multilabel_forward: the loss is not finite in float32 (3.0137853650734224e+41) although scores and "
+     "labels are: the scores span more than the float32 range, or the labels are too large"),
+    ("param-str-without-options-class", lambda: parse_param_str('{"gamma": 1}', "L", SoftmaxOptions.keys()),
+     "L: unknown param_str key(s) gamma; known keys: normalize_targets, normalization, axis, label_smoothing, "
+     "label_format"),
+    ("axis-out-of-range", softmax_core(scores(), binary(), axis=2),
+     "softmax_multilabel_forward: axis 2 is out of range for scores of shape (4, 5) (2 axes); expected -2 <= axis < 2"),
+    ("indices-shape", softmax_core(scores(), np.zeros((3, 2)), label_format="indices"),
+     "softmax_multilabel_forward: labels (indices format) shape (3, 2) does not fit scores shape (4, 5); expected the "
+     "scores shape with the class axis 1 replaced by K label slots"),
+    ("unknown-keywords", softmax_core(scores(), binary(), gama=1, bogus=2),
+     "softmax_multilabel_forward: unknown option(s) bogus, gama; known options: normalize_targets, normalization, "
+     "axis, label_smoothing, label_format"),
+    ("options-and-keywords", softmax_core(scores(), binary(), options=SoftmaxOptions(), axis=1, bogus=2),
+     "softmax_multilabel_forward: options= was given together with keyword option(s) axis, bogus; give either an "
+     "options object or keywords, not both"),
+    ("options-of-the-other-loss", sigmoid_core(scores(), binary(), options=SoftmaxOptions()),
+     "sigmoid_multilabel_forward: options must be a SigmoidOptions, got SoftmaxOptions"),
+    ("out-wrong-shape", stale_out(F.softmax_multilabel_backward, np.zeros((20,), np.float32)),
+     "softmax_multilabel_backward: out must be a writeable C-contiguous float32 array of shape (4, 5) (the scores' "
+     "shape), got float32 array of shape (20,)"),
+]
+
+
+@pytest.mark.parametrize("case", EXACT_MESSAGES, ids=[c[0] for c in EXACT_MESSAGES])
+def test_exact_messages(case):
+    _, call, expected = case
+    with pytest.raises(MultilabelLossError) as info:
+        call()
+    assert str(info.value) == expected
+
+
+OPTION_MESSAGES = [
+    (SoftmaxOptions, {"normalize_targets": "l1"}, 'x: normalize_targets must be one of "count", "sum", "none", got \'l1\''),
+    (SoftmaxOptions, {"normalization": "mean"},
+     'x: normalization must be one of "batch_size", "valid", "full", "none", got \'mean\''),
+    (SoftmaxOptions, {"axis": 1.5}, "x: axis must be an integer, got 1.5"),
+    (SoftmaxOptions, {"label_smoothing": 1}, "x: label_smoothing must be in [0.0, 1.0), got 1"),
+    (SoftmaxOptions, {"label_format": "sparse"}, 'x: label_format must be one of "dense", "indices", got \'sparse\''),
+    (SigmoidOptions, {"pos_weight": -2}, "x: pos_weight must be in [0.0, inf], got -2"),
+    (SigmoidOptions, {"pos_weight": "2"}, "x: pos_weight must be a finite number, got '2'"),
+    (SigmoidOptions, {"class_weight": 2}, "x: class_weight must be a non-empty list of numbers, got 2"),
+    (SigmoidOptions, {"gamma": -1}, "x: gamma must be in [0.0, inf], got -1"),
+    (SigmoidOptions, {"alpha": 2}, "x: alpha (-1 = off) must be in [0.0, 1.0], got 2"),
+    (SigmoidOptions, {"ignore_label": float("nan")}, "x: ignore_label must be a finite number, got nan"),
+    (SigmoidOptions, {"normalization": "mean"},
+     'x: normalization must be one of "batch_size", "valid", "full", "none", got \'mean\''),
+    (SigmoidOptions, {"axis": True}, "x: axis must be an integer, got True"),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs,expected", OPTION_MESSAGES)
+def test_option_messages_exact(cls, kwargs, expected):
+    with pytest.raises(MultilabelLossError) as info:
+        cls(owner="x", **kwargs)
+    assert str(info.value) == expected
+
+
+def test_options_are_normalized_to_floats_and_tuples():
+    """The parser hands the core floats and tuples, whatever JSON gave (ints, lists), and -1.0 for alpha off."""
+    s = SigmoidOptions(owner="x", pos_weight=2, gamma=1, alpha=0, ignore_label=255, class_weight=[1, 2])
+    assert (s.pos_weight, s.gamma, s.alpha, s.ignore_label, s.class_weight) == (2.0, 1.0, 0.0, 255.0, (1.0, 2.0))
+    assert [type(v) for v in (s.pos_weight, s.gamma, s.alpha, s.ignore_label)] == [float] * 4
+    assert SigmoidOptions(owner="x", pos_weight=[1, 3]).pos_weight == (1.0, 3.0)
+    for off in (SigmoidOptions(owner="x"), SigmoidOptions(owner="x", alpha=-1)):
+        assert off.alpha == -1.0 and type(off.alpha) is float
+    assert type(SoftmaxOptions(owner="x", label_smoothing=0).label_smoothing) is float
+
+
+def test_workspace_reuses_a_buffer_only_for_the_same_name_shape_and_dtype():
+    ws = F.Workspace()
+    a = ws.get("a", (2, 3), np.float32)
+    assert ws.get("a", (2, 3), np.float32) is a
+    for other in (ws.get("b", (2, 3), np.float32), ws.get("a", (3, 2), np.float32), ws.get("a", (3, 2), np.float64)):
+        assert other is not a
+    assert ws.get("a", (3, 2), np.float64).shape == (3, 2) and ws.get("a", (3, 2), np.float64).dtype == np.float64
+    # one workspace through changing shapes and dtypes gives what fresh workspaces give
+    rng = np.random.default_rng(12)
+    for shape, dtype in [((4, 5), np.float32), ((3, 7), np.float32), ((3, 7), np.float64), ((4, 5), np.float32)]:
+        s, y = rng.normal(size=shape).astype(dtype), (rng.random(shape) < 0.5).astype(dtype)
+        loss, ctx = F.softmax_multilabel_forward(s, y, workspace=ws)
+        fresh = F.softmax_multilabel_loss(s, y)
+        assert loss == fresh[0] and np.array_equal(F.softmax_multilabel_backward(ctx), fresh[1])
+
+
+def test_one_dimensional_scores_and_every_negative_axis():
+    """A 1-D blob is one sample; axis -ndim is axis 0."""
+    s, y = np.array([1.0, 3.0, -2.0]), np.array([0.0, 1.0, 1.0])
+    loss, grad = F.softmax_multilabel_loss(s, y, axis=0)
+    assert loss == pytest.approx(F.softmax_multilabel_loss(s[None], y[None])[0], rel=1e-15)
+    s2, y2 = np.stack([s, s + 1]), np.stack([y, y[::-1]])
+    got = F.softmax_multilabel_loss(s2, y2, axis=-2, normalization="none")
+    expected = F.softmax_multilabel_loss(s2.T, y2.T, normalization="none")
+    assert got[0] == pytest.approx(expected[0], rel=1e-15)
+    np.testing.assert_allclose(got[1], expected[1].T, rtol=1e-15)
