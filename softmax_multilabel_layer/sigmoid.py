@@ -29,8 +29,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import (Workspace, _first_bad, _float_view, _normalizer, _scores_not_finite, check_fresh, output_view,
-                     position)
+from .common import (
+    Workspace,
+    _first_bad,
+    _float_view,
+    _normalizer,
+    _scores_not_finite,
+    check_fresh,
+    output_view,
+    position,
+)
 from .labels import check_label_shapes
 from .params import MultilabelLossError, SigmoidOptions
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from caffe_nets import python_loss_net, run
 from softmax_multilabel_layer import functional as F
 from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions, parse_param_str
+
+from caffe_nets import python_loss_net, run
 
 SOFTMAX = "SoftmaxMultilabelLossLayer"
 SIGMOID = "SigmoidMultilabelLossLayer"

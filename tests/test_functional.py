@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from scipy.special import log_softmax, log_expit, expit
+from scipy.special import expit, log_expit, log_softmax
 
 from softmax_multilabel_layer import functional as F
 from softmax_multilabel_layer import labels as label_forms

@@ -1,15 +1,21 @@
 """HDF5 files in the indices label format: round trip, validation, and Caffe's HDF5Data feeding our layer."""
 import json
 
+import caffe
 import h5py
 import numpy as np
 import pytest
 
-import caffe
-from caffe_nets import python_loss_net, run
-from softmax_multilabel_layer.hdf5_labels import (dense_from_indices, encode_index_labels, read_index_labels,
-                                                  write_index_labels, write_list_file)
+from softmax_multilabel_layer.hdf5_labels import (
+    dense_from_indices,
+    encode_index_labels,
+    read_index_labels,
+    write_index_labels,
+    write_list_file,
+)
 from softmax_multilabel_layer.params import MultilabelLossError
+
+from caffe_nets import python_loss_net, run
 
 SOFTMAX = "SoftmaxMultilabelLossLayer"
 
