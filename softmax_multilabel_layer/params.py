@@ -87,7 +87,8 @@ class _Options:
                                       "options object or keywords, not both"
                                       % (owner, ", ".join(sorted(str(k) for k in kwargs))))
         if not isinstance(options, cls):
-            raise MultilabelLossError("%s: options must be a %s, got %s" % (owner, cls.__name__, type(options).__name__))
+            raise MultilabelLossError("%s: options must be a %s, got %s"
+                                      % (owner, cls.__name__, type(options).__name__))
         return options
 
     def check_class_count(self, num_classes):

@@ -171,8 +171,8 @@ def test_indices_wrong_shape(tmp_path):
                         {"label_format": "indices"})
     with pytest.raises(MultilabelLossError, match=r"softmax_multilabel_forward: labels \(indices format\) shape"):
         F.softmax_multilabel_forward(scores(), np.zeros((3, 2)), label_format="indices")
-    with pytest.raises(MultilabelLossError, match='^softmax_multilabel_forward: label_weights are only used with '
-                                                  'label_format "indices"$'):
+    with pytest.raises(MultilabelLossError, match=r'^softmax_multilabel_forward: label_weights are only used with '
+                                                  r'label_format "indices"$'):
         F.softmax_multilabel_forward(scores(), binary(), np.ones((4, 5)))
     with pytest.raises(MultilabelLossError, match=r"^softmax_multilabel_forward: label_weights shape \(2, 4\) does "
                                                   r"not match labels shape \(4, 2\)$"):
@@ -332,10 +332,12 @@ VALUE_CASES = [
     ("index-fraction", SOFTMAX, {"label_format": "indices"},
      [scores(), np.array([[0.5, -1], [0, 1], [2, -1], [3, 4]], np.float32)], ["label index 0.5"]),
     ("index-duplicate", SOFTMAX, {"label_format": "indices"},
-     [scores(), np.array([[0, -1], [1, 1], [2, -1], [3, 4]], np.float32)], ["label index 1 appears twice", "labels[1, 1] (sample 1, slot 1)"]),
+     [scores(), np.array([[0, -1], [1, 1], [2, -1], [3, 4]], np.float32)],
+     ["label index 1 appears twice", "labels[1, 1] (sample 1, slot 1)"]),
     ("index-negative-weight", SOFTMAX, {"label_format": "indices"},
      [scores(), np.array([[0, -1], [1, 2], [2, -1], [3, 4]], np.float32),
-      np.array([[1, 0], [1, -1], [1, 0], [1, 1]], np.float32)], ["label_weights", "-1.0", "label_weights[1, 1] (sample 1, slot 1)"]),
+      np.array([[1, 0], [1, -1], [1, 0], [1, 1]], np.float32)],
+     ["label_weights", "-1.0", "label_weights[1, 1] (sample 1, slot 1)"]),
     ("nan-scores", SOFTMAX, {}, [with_value(scores(), (1, 2), np.nan), binary()],
      ["scores are not finite", "nan", "scores[1, 2] (sample 1, class 2)", "diverged"]),
     ("inf-scores", SOFTMAX, {}, [with_value(scores(), (0, 4), np.inf), binary()], ["scores are not finite", "inf"]),
@@ -397,9 +399,9 @@ def test_value_errors_core(case):
 def test_value_errors_net(tmp_path, case):
     _, layer, params, inputs, fragments = case
     names = ["scores", "labels", "weights"][:len(inputs)]
-    net = python_loss_net(tmp_path, layer, {n: a.shape for n, a in zip(names, inputs)}, params)
+    net = python_loss_net(tmp_path, layer, {n: a.shape for n, a in zip(names, inputs, strict=True)}, params)
     with pytest.raises(MultilabelLossError) as info:
-        run(net, dict(zip(names, inputs)))
+        run(net, dict(zip(names, inputs, strict=True)))
     for fragment in [layer + ":"] + fragments:
         assert fragment in str(info.value), (fragment, str(info.value))
 
@@ -482,8 +484,9 @@ EXACT_MESSAGES = [
     ("index-duplicate-class-zero", softmax_core(np.zeros((1, 4)), np.array([[0, 2, 0]]), label_format="indices"),
      "softmax_multilabel_forward: label index 0 appears twice in one sample, at labels[0, 2] (sample 0, slot 2); "
      "expected distinct class indices"),
-    ("index-duplicate-spatial", softmax_core(np.zeros((2, 5, 3)), with_value(np.full((2, 2, 3), -1), (1, slice(None), 2),
-                                                                             4), label_format="indices"),
+    ("index-duplicate-spatial", softmax_core(np.zeros((2, 5, 3)),
+                                             with_value(np.full((2, 2, 3), -1), (1, slice(None), 2), 4),
+                                             label_format="indices"),
      "softmax_multilabel_forward: label index 4 appears twice in one sample, at labels[1, 1, 2] (sample 1 at (2), "
      "slot 1); expected distinct class indices"),
     ("shape-mismatch", softmax_core(scores(), np.zeros((4, 5, 2))),
@@ -567,7 +570,8 @@ def test_exact_messages(case):
 
 
 OPTION_MESSAGES = [
-    (SoftmaxOptions, {"normalize_targets": "l1"}, 'x: normalize_targets must be one of "count", "sum", "none", got \'l1\''),
+    (SoftmaxOptions, {"normalize_targets": "l1"},
+     'x: normalize_targets must be one of "count", "sum", "none", got \'l1\''),
     (SoftmaxOptions, {"normalization": "mean"},
      'x: normalization must be one of "batch_size", "valid", "full", "none", got \'mean\''),
     (SoftmaxOptions, {"axis": 1.5}, "x: axis must be an integer, got 1.5"),

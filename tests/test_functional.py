@@ -26,7 +26,7 @@ def reference_softmax_loss(scores, labels, axis=1, normalize_targets="count", no
     classes = s.shape[-1]
     s, y = s.reshape(-1, classes), y.reshape(-1, classes)
     total = 0.0
-    for row_s, row_y in zip(s, y):
+    for row_s, row_y in zip(s, y, strict=True):
         if not (row_y > 0).any():
             continue
         t = {"count": row_y / np.count_nonzero(row_y), "sum": row_y / row_y.sum(), "none": row_y}[normalize_targets]

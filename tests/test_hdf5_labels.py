@@ -46,7 +46,7 @@ def test_round_trip_with_weights(tmp_path):
     np.testing.assert_array_equal(got.labels, labels)
     np.testing.assert_array_equal(got.weights, label_weights)
     dense = got.dense()
-    for i, (row, w) in enumerate(zip(lists, weights)):
+    for i, (row, w) in enumerate(zip(lists, weights, strict=True)):
         expected = np.zeros(c, np.float32)
         expected[row] = w
         np.testing.assert_allclose(dense[i], expected)
@@ -111,7 +111,7 @@ def test_reader_rejects_corrupt_labels(tmp_path):
     with h5py.File(path, "w") as f:
         f["data"] = np.zeros((2, 3), np.float32)
         f["label"] = np.array([[0, -1], [2.5, -1]], np.float32)
-    with pytest.raises(MultilabelLossError, match="sample 1: label 2.5"):
+    with pytest.raises(MultilabelLossError, match=r"sample 1: label 2\.5"):
         read_index_labels(path)
 
 
