@@ -9,6 +9,7 @@ import ast
 import json
 import math
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 NORMALIZATIONS = ("batch_size", "valid", "full", "none")
 NORMALIZE_TARGETS = ("count", "sum", "none")
@@ -55,8 +56,9 @@ def _number_list(owner, key, value, low=0.0):
 class _Options:
     owner: str = "softmax_multilabel_layer"
 
-    layer = None            # the Caffe layer these options belong to (class attributes, not options)
-    core = None             # the core forward function
+    # Class attributes, not options (ClassVar: not dataclass fields); every subclass sets both.
+    layer: ClassVar[str]            # the Caffe layer these options belong to
+    core: ClassVar[str | None]      # the core forward function (None: a layer with no numpy core)
 
     @classmethod
     def keys(cls):
@@ -103,9 +105,9 @@ def _other_layer_hint(cls, unknown):
             continue
         theirs = [k for k in unknown if k in other.keys()]
         if theirs:
-            hints.append("%s %s an option of %s (core function %s), not of %s"
-                         % (", ".join(theirs), "is" if len(theirs) == 1 else "are", other.layer, other.core,
-                            cls.layer))
+            hints.append("%s %s an option of %s%s, not of %s"
+                         % (", ".join(theirs), "is" if len(theirs) == 1 else "are", other.layer,
+                            "" if other.core is None else " (core function %s)" % other.core, cls.layer))
     return "".join("; " + h for h in hints)
 
 
@@ -228,6 +230,8 @@ class ImageDataOptions(_Options):
     ``shuffle`` None means true in TRAIN and false in TEST; ``rank`` and
     ``world_size`` None mean "ask pycaffe" (``caffe.solver_rank()``), else 0 and 1.
     """
+    layer = "MultilabelImageDataLayer"
+    core = None
     source: str | None = None              # required: __post_init__ rejects None
     root_folder: str = ""
     batch_size: int = 32

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from softmax_multilabel_layer import functional as F
-from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions, parse_param_str
+from softmax_multilabel_layer.params import (
+    ImageDataOptions,
+    MultilabelLossError,
+    SigmoidOptions,
+    SoftmaxOptions,
+    parse_param_str,
+)
 
 from caffe_nets import python_loss_net, run
 
@@ -80,7 +86,18 @@ OPTION_CASES = [
     ("softmax-option-to-sigmoid", SIGMOID, {"label_smoothing": 0.1},
      ["label_smoothing is an option of SoftmaxMultilabelLossLayer", "not of SigmoidMultilabelLossLayer"]),
     ("unknown-key-no-other-layer-hint", SOFTMAX, {"bogus": 1}, ["unknown", "bogus"]),
+    # label_format belongs to the softmax loss and to the image data layer (which has no core function)
+    ("shared-option-to-sigmoid", SIGMOID, {"label_format": "dense"},
+     ["label_format is an option of SoftmaxMultilabelLossLayer (core function softmax_multilabel_forward)",
+      "label_format is an option of MultilabelImageDataLayer, not of SigmoidMultilabelLossLayer"]),
 ]
+
+
+def test_loss_option_given_to_the_image_data_layer_names_both_layers():
+    with pytest.raises(MultilabelLossError) as info:
+        ImageDataOptions.from_param_str('{"source": "train.txt", "num_classes": 2, "gamma": 1}', "x")
+    assert str(info.value).endswith("gamma is an option of SigmoidMultilabelLossLayer (core function "
+                                    "sigmoid_multilabel_forward), not of MultilabelImageDataLayer"), str(info.value)
 
 
 def core_forward(layer, inputs, params):
