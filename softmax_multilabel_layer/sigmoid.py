@@ -54,8 +54,8 @@ class SigmoidContext:
     normalizer: float
     shape: tuple
     grad: np.ndarray             # d(sum of elementwise losses) / dx, (O, C, I)
-    probabilities: np.ndarray    # sigmoid(x), (O, C, I); None if forward was told not to keep it
-    workspace: Workspace = None  # the forward pass's workspace and its generation (see check_fresh)
+    probabilities: np.ndarray | None     # sigmoid(x), (O, C, I); None if forward was told not to keep it
+    workspace: Workspace | None = None  # the forward pass's workspace and its generation (see check_fresh)
     generation: int = 0
 
 
@@ -210,6 +210,7 @@ class _Scratch:
     def __call__(self, name, dtype=None):
         view = self._views.get(name)
         if view is None:
+            assert self._shape is not None, "_Scratch: set shape before asking for a view"
             flat = self.ws.get("block:" + name, (self.capacity,), dtype or self.dtype)
             view = self._views[name] = flat[:math.prod(self._shape)].reshape(self._shape)
         return view
@@ -287,7 +288,7 @@ def _elementwise(x, y, valid, grad, p, weights, opts, buf):
             np.log(neg_loss, out=neg_loss)
             np.negative(neg_loss, out=neg_loss)
             d_neg_loss = np.add(p_neg, dtype.type(clip), out=buf("d_neg_loss"))
-            dp_m = np.multiply(pq if focus else p, above, out=buf("dp_m"))
+            dp_m = np.multiply(pq if pq is not None else p, above, out=buf("dp_m"))   # pq is set iff focus
             if not focus:
                 np.multiply(dp_m, p_neg, out=dp_m)
             np.divide(dp_m, d_neg_loss, out=d_neg_loss)  # d(-log(1 - p_m)) / dx
@@ -305,6 +306,7 @@ def _elementwise(x, y, valid, grad, p, weights, opts, buf):
     if focus:
         # q = y (1 - p) + (1 - y) p_m, dq/dx = (1 - y) dp_m/dx - y p (1 - p); l = ce q^G,
         # dl/dx = q^G dce/dx + ce G q^(G-1) dq/dx
+        assert pq is not None and dp_m is not None, "_elementwise: focus computes p (1 - p) and dp_m above"
         q = np.multiply(y, p_neg, out=buf("q"))
         np.multiply(not_y, neg_p, out=tmp)
         np.add(q, tmp, out=q)
