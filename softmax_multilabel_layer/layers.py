@@ -11,18 +11,21 @@ are fully rewritten by every forward pass, so a snapshot and resume loses
 nothing. They never write to a bottom's data. The gradient is scaled by
 ``top[0].diff``, which is where Caffe puts ``loss_weight``.
 """
+from typing import ClassVar
+
 import caffe
 
 from . import sigmoid, softmax, usage_warnings
 from .common import Workspace, class_axis_shape
 from .labels import check_label_shapes
-from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions, _Options
 
 
 class _MultilabelLossLayer(caffe.Layer):
-    options_class = None
-    bottom_names = ()        # required bottoms first, then optional ones
-    required_bottoms = 2
+    # Set by every subclass.
+    options_class: ClassVar[type[_Options]]
+    bottom_names: ClassVar[tuple[str, ...]]     # required bottoms first, then optional ones
+    required_bottoms: ClassVar[int] = 2
 
     def setup(self, bottom, top):
         name = type(self).__name__

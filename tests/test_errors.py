@@ -391,7 +391,7 @@ VALUE_CASES = [
     ("inf-label-sparse", SOFTMAX, {}, [big_scores(), with_value(big_labels(), (5, 3), np.inf)],
      ["inf", "labels[5, 3] (sample 5, class 3)"]),
     ("index-too-big-large-batch", SOFTMAX, {"label_format": "indices"},
-     [big_scores(), with_value(np.tile(np.float32([[3, 17, -1]]), (64, 1)), (50, 2), 1000)],
+     [big_scores(), with_value(np.tile(np.array([[3, 17, -1]], np.float32), (64, 1)), (50, 2), 1000)],
      ["label index 1000.0", "labels[50, 2] (sample 50, slot 2)", "[0, 999]"]),
     # positions in the blob's own shape for a spatial blob
     ("negative-label-spatial", SOFTMAX, {}, [np.zeros((2, 3, 4, 5), np.float32),

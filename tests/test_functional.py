@@ -345,6 +345,7 @@ def load_precision_script():
     """scripts/precision.py, whose float64 references keep full precision in the tails (no Caffe import)."""
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "precision.py")
     spec = importlib.util.spec_from_file_location("precision_script", path)
+    assert spec is not None and spec.loader is not None, "cannot load %s as a module" % path
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

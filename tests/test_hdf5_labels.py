@@ -74,7 +74,7 @@ def test_round_trip_without_weights_and_default_k(tmp_path):
 def test_padded_array_input_is_accepted():
     labels, weights = encode_index_labels(np.array([[2, -1], [0, 1]]), 3, weights=np.array([[0.5, 0], [1, 2]]))
     np.testing.assert_array_equal(labels, [[2, -1], [0, 1]])
-    np.testing.assert_array_equal(weights, [[0.5, 0], [1, 2]])
+    np.testing.assert_array_equal(weights, [[0.5, 0.0], [1.0, 2.0]])
 
 
 @pytest.mark.parametrize("lists,kwargs,message", [
