@@ -26,8 +26,10 @@ nothing per iteration.
 """
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .common import (
     Workspace,
@@ -68,7 +70,9 @@ def _check_targets(y, owner, ignore_label, shape, axis):
                                      position(shape, axis, flat, "targets")))
 
 
-def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, probabilities=True, **kwargs):
+def sigmoid_multilabel_forward(scores: ArrayLike, targets: ArrayLike, options: SigmoidOptions | None = None,
+                               workspace: Workspace | None = None, probabilities: bool = True,
+                               **kwargs: Any) -> tuple[float, SigmoidContext]:
     r"""Multi-label sigmoid loss, forward pass: BCE, focal or asymmetric (ASL), with optional weights.
 
     Args:
@@ -379,7 +383,8 @@ def _focus_power(q, y, not_y, gamma_pos, gamma_neg, buf):
     return modulator, d_modulator
 
 
-def sigmoid_multilabel_backward(ctx, loss_weight=1.0, out=None):
+def sigmoid_multilabel_backward(ctx: SigmoidContext, loss_weight: float = 1.0,
+                                out: NDArray[np.floating[Any]] | None = None) -> NDArray[np.floating[Any]]:
     """Gradient of ``loss_weight`` times the forward loss with respect to the scores.
 
     Args:
@@ -400,7 +405,8 @@ def sigmoid_multilabel_backward(ctx, loss_weight=1.0, out=None):
     return out
 
 
-def sigmoid_probabilities(ctx, out=None):
+def sigmoid_probabilities(ctx: SigmoidContext,
+                          out: NDArray[np.floating[Any]] | None = None) -> NDArray[np.floating[Any]]:
     """p = sigmoid(x), from a forward context (full relative precision in both tails; ``out``: as in the backward)."""
     owner = "sigmoid_probabilities"
     check_fresh(ctx, owner)
@@ -411,7 +417,8 @@ def sigmoid_probabilities(ctx, out=None):
     return out
 
 
-def sigmoid_multilabel_loss(scores, targets, loss_weight=1.0, **kwargs):
+def sigmoid_multilabel_loss(scores: ArrayLike, targets: ArrayLike, loss_weight: float = 1.0,
+                            **kwargs: Any) -> tuple[float, NDArray[np.floating[Any]]]:
     """Convenience: ``(loss, d loss / d scores)`` in one call."""
     loss, ctx = sigmoid_multilabel_forward(scores, targets, **kwargs)
     return loss, sigmoid_multilabel_backward(ctx, loss_weight)

@@ -278,10 +278,10 @@ def test_options_object_and_keywords_together_are_refused():
                                                   r"keyword option\(s\) bogus, normalization"):
         F.softmax_multilabel_forward(scores(), binary(), options=options, normalization="none", bogus=1)
     with pytest.raises(MultilabelLossError, match=r"sigmoid_multilabel_forward: options= was given together"):
-        F.sigmoid_multilabel_forward(scores(), binary(), options=options, gamma=2)
+        F.sigmoid_multilabel_forward(scores(), binary(), options=options, gamma=2)  # type: ignore[arg-type]  # on purpose
     with pytest.raises(MultilabelLossError, match=r"sigmoid_multilabel_forward: options must be a SigmoidOptions, "
                                                   r"got SoftmaxOptions"):
-        F.sigmoid_multilabel_forward(scores(), binary(), options=options)
+        F.sigmoid_multilabel_forward(scores(), binary(), options=options)  # type: ignore[arg-type]  # on purpose
 
 
 @pytest.mark.parametrize("forward,backward,probabilities", [

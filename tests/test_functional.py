@@ -3,6 +3,7 @@ import importlib.util
 import itertools
 import os
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -205,7 +206,9 @@ def test_indices_format_equals_dense(shape, axis, weighted):
         dense[pos][chosen] = w
     idx, weights, dense = (np.moveaxis(a, -1, axis) for a in (idx, weights, dense))
     scores = rng.normal(size=shape)
-    for opts in (dict(), dict(normalize_targets="sum", normalization="valid", label_smoothing=0.1)):
+    option_sets: tuple[dict[str, Any], ...] = (
+        {}, {"normalize_targets": "sum", "normalization": "valid", "label_smoothing": 0.1})
+    for opts in option_sets:
         ref = F.softmax_multilabel_loss(scores, dense, axis=axis, **opts)
         got = F.softmax_multilabel_loss(scores, idx, weights if weighted else None, axis=axis,
                                         label_format="indices", **opts)
