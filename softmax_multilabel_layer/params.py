@@ -232,7 +232,7 @@ class ImageDataOptions(_Options):
     ``shuffle`` None means true in TRAIN and false in TEST; ``rank`` and
     ``world_size`` None mean "ask pycaffe" (``caffe.solver_rank()``), else 0 and 1.
     """
-    layer = "MultilabelImageDataLayer"
+    layer = IMAGE_DATA_OWNER
     core = None
     source: str | None = None              # required: __post_init__ rejects None
     root_folder: str = ""
