@@ -6,8 +6,11 @@ N x C x H x W with axis 1 give N*H*W samples (one softmax per pixel). The core
 views arrays as (O, C, I): O = prod(shape[:axis]), I = prod(shape[axis+1:]).
 """
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 from .params import MultilabelLossError
 
@@ -23,16 +26,16 @@ class Workspace:
     (each forward then makes its own).
     """
 
-    def __init__(self):
-        self._buffers = {}
+    def __init__(self) -> None:
+        self._buffers: dict[str, NDArray[Any]] = {}
         self.generation = 0
 
-    def begin(self):
+    def begin(self) -> int:
         """Start a forward pass: contexts made before it become stale. Returns the new generation."""
         self.generation += 1
         return self.generation
 
-    def get(self, name, shape, dtype):
+    def get(self, name: str, shape: Sequence[int], dtype: DTypeLike) -> NDArray[Any]:
         buf = self._buffers.get(name)
         if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
             buf = np.empty(shape, dtype)
@@ -40,7 +43,7 @@ class Workspace:
         return buf
 
 
-def check_fresh(ctx, owner):
+def check_fresh(ctx: Any, owner: str) -> None:
     """Raise if ``ctx`` came from a forward pass whose workspace has run another forward since."""
     if ctx.workspace.generation != ctx.generation:
         raise MultilabelLossError("%s: this context is stale: forward pass %d on its Workspace has run since it was "
@@ -49,7 +52,8 @@ def check_fresh(ctx, owner):
                                   % (owner, ctx.workspace.generation, ctx.generation))
 
 
-def output_view(out, shape, shape3, dtype, owner):
+def output_view(out: NDArray[Any] | None, shape: Sequence[int], shape3: Sequence[int], dtype: DTypeLike,
+                owner: str) -> tuple[NDArray[Any], NDArray[Any]]:
     """``out`` (shaped like the scores) viewed as the context's (O, C, I) shape; a new array if ``out`` is None.
 
     ``out`` must be a C-contiguous array of the scores' shape and dtype, since
@@ -73,7 +77,7 @@ def _describe_array(a):
     return "%s array of shape %s%s" % (a.dtype, a.shape, "".join(", " + f for f in flags))
 
 
-def class_axis_shape(shape, axis, owner, blob="scores"):
+def class_axis_shape(shape: Sequence[int], axis: int, owner: str, blob: str = "scores") -> tuple[int, int, int]:
     """Return (O, C, I) for ``shape`` split around ``axis``; raise if the axis is out of range."""
     ndim = len(shape)
     if ndim < 1 or not -ndim <= axis < ndim:
@@ -97,7 +101,7 @@ def _float_view(array, owner, blob, axis, shape=None):
     return array.reshape(class_axis_shape(array.shape if shape is None else shape, axis, owner, blob))
 
 
-def position(shape, axis, flat_index, blob, slot="class"):
+def position(shape: Sequence[int], axis: int, flat_index: int, blob: str, slot: str = "class") -> str:
     """Where element ``flat_index`` of a blob of ``shape`` sits: its index, its sample and its class (or slot).
 
     For example ``labels[2, 3] (sample 2, class 3)``, or for N x C x H x W with

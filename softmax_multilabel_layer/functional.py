@@ -18,10 +18,20 @@ loop allocates them once.
 from .common import Workspace, class_axis_shape
 from .labels import check_label_shapes
 from .params import MultilabelLossError
-from .sigmoid import (SigmoidContext, sigmoid_multilabel_backward, sigmoid_multilabel_forward, sigmoid_multilabel_loss,
-                      sigmoid_probabilities)
-from .softmax import (SoftmaxContext, softmax_multilabel_backward, softmax_multilabel_forward, softmax_multilabel_loss,
-                      softmax_probabilities)
+from .sigmoid import (
+    SigmoidContext,
+    sigmoid_multilabel_backward,
+    sigmoid_multilabel_forward,
+    sigmoid_multilabel_loss,
+    sigmoid_probabilities,
+)
+from .softmax import (
+    SoftmaxContext,
+    softmax_multilabel_backward,
+    softmax_multilabel_forward,
+    softmax_multilabel_loss,
+    softmax_probabilities,
+)
 
 __all__ = ["MultilabelLossError", "SigmoidContext", "SoftmaxContext", "Workspace", "check_label_shapes",
            "class_axis_shape", "sigmoid_multilabel_backward", "sigmoid_multilabel_forward", "sigmoid_multilabel_loss",

@@ -104,14 +104,16 @@ def encode_index_labels(label_lists, num_classes, max_labels=None, weights=None,
     rows = _as_label_lists(label_lists, owner)
     weight_rows = None
     if weights is not None:
-        weight_rows = _as_label_lists(weights, owner) if not isinstance(weights, np.ndarray) else None
         if isinstance(weights, np.ndarray):
             # An N x K weight array goes with an N x K padded index array: keep the weights of the real labels.
             if weights.ndim != 2 or not isinstance(label_lists, np.ndarray) or weights.shape != label_lists.shape:
                 raise MultilabelLossError("%s: weights as an array must have the shape of the N x K label array, "
                                           "got %s" % (owner, weights.shape))
-            weight_rows = [[w for w, c in zip(wrow, crow) if c != PAD]
-                           for wrow, crow in zip(weights.tolist(), label_lists.tolist())]
+            # Same shape (checked above): every row and every pair of rows has the same length.
+            weight_rows = [[w for w, c in zip(wrow, crow, strict=True) if c != PAD]
+                           for wrow, crow in zip(weights.tolist(), label_lists.tolist(), strict=True)]
+        else:
+            weight_rows = _as_label_lists(weights, owner)
         if len(weight_rows) != len(rows):
             raise MultilabelLossError("%s: weights has %d samples but label_lists has %d"
                                       % (owner, len(weight_rows), len(rows)))
@@ -137,6 +139,7 @@ def encode_index_labels(label_lists, num_classes, max_labels=None, weights=None,
             seen.add(c)
             labels[i, j] = c
         if weight_rows is not None:
+            assert label_weights is not None, "label_weights is allocated whenever weight_rows is given"
             w = weight_rows[i]
             if len(w) != len(row):
                 raise MultilabelLossError("%s: sample %d has %d labels but %d weights"

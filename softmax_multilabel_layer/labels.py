@@ -11,10 +11,13 @@ count M of non-zero labels, their sum, and the two operations the loss needs:
   (O, C, I) scores with their values; used for dense labels with few non-zeros
   (at most ``SPARSE_FRACTION`` of the entries) and for ``label_format: "indices"``.
 """
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .common import _first_bad, _row_sum, position
-from .params import MultilabelLossError
+from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
 
 # Dense labels with at most this fraction of non-zeros are handled sparsely (measured
 # break-even on 2 cores: 2 to 3 % non-zeros at 64 x 17000, 256 x 1000 and 32 x 21 x 14 x 14).
@@ -28,7 +31,9 @@ def _strip_trailing_ones(shape):
     return shape
 
 
-def check_label_shapes(options, scores_shape, labels_shape, weights_shape=None, blob="labels"):
+def check_label_shapes(options: SoftmaxOptions | SigmoidOptions, scores_shape: Sequence[int],
+                       labels_shape: Sequence[int], weights_shape: Sequence[int] | None = None,
+                       blob: str = "labels") -> None:
     """Raise unless the label bottoms fit the scores (shared by the core and the layers' ``reshape``).
 
     Dense labels (and sigmoid targets) must have the scores' shape, up to
@@ -177,7 +182,7 @@ def dense_label_form(labels3, owner, workspace, shape, axis):
     return SparseLabels(flat, values, labels3.shape)
 
 
-def first_bad_index(indices, num_classes):
+def first_bad_index(indices: ArrayLike, num_classes: float) -> int | None:
     """Flat position of the first entry of ``indices`` that is not a class index in [0, C-1] or -1, else None.
 
     Shared by the indices label format and :mod:`.hdf5_labels`.
@@ -189,7 +194,7 @@ def first_bad_index(indices, num_classes):
     return int(np.flatnonzero(~good)[0])
 
 
-def first_duplicate_index(indices, axis=-1):
+def first_duplicate_index(indices: ArrayLike, axis: int = -1) -> tuple[tuple[int, ...], int] | None:
     """(sample position, class) of the first class index listed twice along ``axis`` (padding -1 aside), else None."""
     ordered = np.sort(np.moveaxis(np.asarray(indices), axis, -1), axis=-1)
     duplicate = (ordered[..., 1:] == ordered[..., :-1]) & (ordered[..., 1:] >= 0)
@@ -231,7 +236,7 @@ def index_label_form(indices, weights, shape3, owner, axis):
             raise bad_label_values(owner, values, ~(np.isfinite(values) & (values >= 0)), np.shape(weights), axis,
                                    "label_weights", "slot")
     keep = (idx3 >= 0) & (values != 0)
-    o, _, i = np.nonzero(keep)
-    flat = (o * classes + idx3[keep]) * inner + i
+    sample_o, _, sample_i = np.nonzero(keep)
+    flat = (sample_o * classes + idx3[keep]) * inner + sample_i
     order = np.argsort(flat, kind="stable")
     return SparseLabels(flat[order], values[keep][order], shape3)

@@ -11,6 +11,8 @@ are fully rewritten by every forward pass, so a snapshot and resume loses
 nothing. They never write to a bottom's data. The gradient is scaled by
 ``top[0].diff``, which is where Caffe puts ``loss_weight``.
 """
+from typing import Any, ClassVar
+
 import caffe
 
 from . import sigmoid, softmax, usage_warnings
@@ -20,11 +22,16 @@ from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
 
 
 class _MultilabelLossLayer(caffe.Layer):
-    options_class = None
-    bottom_names = ()        # required bottoms first, then optional ones
-    required_bottoms = 2
+    # Set by every subclass.
+    options_class: ClassVar[type[SoftmaxOptions] | type[SigmoidOptions]]
+    bottom_names: ClassVar[tuple[str, ...]]     # required bottoms first, then optional ones
+    required_bottoms: ClassVar[int] = 2
+    # Set by setup and forward.
+    options: SoftmaxOptions | SigmoidOptions
+    ctx: softmax.SoftmaxContext | sigmoid.SigmoidContext | None
 
-    def setup(self, bottom, top):
+    # Caffe calls these with lists of its Blobs (pycaffe is Any to mypy: see pyproject.toml).
+    def setup(self, bottom: list[Any], top: list[Any]) -> None:
         name = type(self).__name__
         self.options = self.options_class.from_param_str(self.param_str, name)
         max_bottoms = self._max_bottoms()
@@ -39,10 +46,10 @@ class _MultilabelLossLayer(caffe.Layer):
         self.workspace = Workspace()
         self.ctx = None
 
-    def _max_bottoms(self):
+    def _max_bottoms(self) -> int:
         return self.required_bottoms
 
-    def reshape(self, bottom, top):
+    def reshape(self, bottom: list[Any], top: list[Any]) -> None:
         shape = tuple(bottom[0].data.shape)
         _, classes, _ = class_axis_shape(shape, self.options.axis, self.options.owner)
         check_label_shapes(self.options, shape, bottom[1].data.shape,
@@ -52,7 +59,7 @@ class _MultilabelLossLayer(caffe.Layer):
         if len(top) > 1:
             top[1].reshape(*shape)
 
-    def backward(self, top, propagate_down, bottom):
+    def backward(self, top: list[Any], propagate_down: list[bool], bottom: list[Any]) -> None:
         if propagate_down[0]:
             self._backward_core(self.ctx, float(top[0].diff), bottom[0].diff)
         for i in range(1, len(bottom)):
@@ -68,12 +75,14 @@ class SoftmaxMultilabelLossLayer(_MultilabelLossLayer):
     Tops: loss, and optionally the softmax probabilities.
     """
     options_class = SoftmaxOptions
+    options: SoftmaxOptions
+    ctx: softmax.SoftmaxContext | None
     bottom_names = ("scores", "labels", "label_weights")
 
-    def _max_bottoms(self):
+    def _max_bottoms(self) -> int:
         return 3 if self.options.label_format == "indices" else 2
 
-    def forward(self, bottom, top):
+    def forward(self, bottom: list[Any], top: list[Any]) -> None:
         usage_warnings.check_forward(self, bottom, top)
         weights = bottom[2].data if len(bottom) > 2 else None
         loss, self.ctx = softmax.softmax_multilabel_forward(bottom[0].data, bottom[1].data, weights,
@@ -92,9 +101,11 @@ class SigmoidMultilabelLossLayer(_MultilabelLossLayer):
     the sigmoid probabilities.
     """
     options_class = SigmoidOptions
+    options: SigmoidOptions
+    ctx: sigmoid.SigmoidContext | None
     bottom_names = ("scores", "targets")
 
-    def forward(self, bottom, top):
+    def forward(self, bottom: list[Any], top: list[Any]) -> None:
         usage_warnings.check_forward(self, bottom, top)
         loss, self.ctx = sigmoid.sigmoid_multilabel_forward(bottom[0].data, bottom[1].data,
                                                       options=self.options, workspace=self.workspace,

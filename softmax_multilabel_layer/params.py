@@ -8,7 +8,9 @@ values, so the numpy core and the Caffe layers share the same checks.
 import ast
 import json
 import math
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Self
 
 NORMALIZATIONS = ("batch_size", "valid", "full", "none")
 NORMALIZE_TARGETS = ("count", "sum", "none")
@@ -55,20 +57,21 @@ def _number_list(owner, key, value, low=0.0):
 class _Options:
     owner: str = "softmax_multilabel_layer"
 
-    layer = None            # the Caffe layer these options belong to (class attributes, not options)
-    core = None             # the core forward function
+    # Class attributes, not options (ClassVar: not dataclass fields); every subclass sets both.
+    layer: ClassVar[str]            # the Caffe layer these options belong to
+    core: ClassVar[str | None]      # the core forward function (None: a layer with no numpy core)
 
     @classmethod
-    def keys(cls):
+    def keys(cls) -> list[str]:
         return [f.name for f in fields(cls) if f.name != "owner"]
 
     @classmethod
-    def from_param_str(cls, param_str, owner):
+    def from_param_str(cls, param_str: str | None, owner: str) -> Self:
         """Parse a layer's ``param_str`` into validated options."""
         return cls(owner=owner, **parse_param_str(param_str, owner, cls.keys(), cls))
 
     @classmethod
-    def from_kwargs(cls, owner, kwargs):
+    def from_kwargs(cls, owner: str, kwargs: Mapping[str, Any]) -> Self:
         """Validated options from keyword arguments of a core function."""
         unknown = sorted(str(k) for k in kwargs if k not in cls.keys())
         if unknown:
@@ -78,7 +81,7 @@ class _Options:
         return cls(owner=owner, **kwargs)
 
     @classmethod
-    def resolve(cls, options, owner, kwargs):
+    def resolve(cls, options: object, owner: str, kwargs: Mapping[str, Any]) -> Self:
         """The options of a core call: ``options`` (an instance of this class) or the keywords, never both."""
         if options is None:
             return cls.from_kwargs(owner, kwargs)
@@ -87,10 +90,11 @@ class _Options:
                                       "options object or keywords, not both"
                                       % (owner, ", ".join(sorted(str(k) for k in kwargs))))
         if not isinstance(options, cls):
-            raise MultilabelLossError("%s: options must be a %s, got %s" % (owner, cls.__name__, type(options).__name__))
+            raise MultilabelLossError("%s: options must be a %s, got %s"
+                                      % (owner, cls.__name__, type(options).__name__))
         return options
 
-    def check_class_count(self, num_classes):
+    def check_class_count(self, num_classes: int) -> None:
         """Validate the options that depend on C, the size of the class axis."""
 
 
@@ -102,9 +106,9 @@ def _other_layer_hint(cls, unknown):
             continue
         theirs = [k for k in unknown if k in other.keys()]
         if theirs:
-            hints.append("%s %s an option of %s (core function %s), not of %s"
-                         % (", ".join(theirs), "is" if len(theirs) == 1 else "are", other.layer, other.core,
-                            cls.layer))
+            hints.append("%s %s an option of %s%s, not of %s"
+                         % (", ".join(theirs), "is" if len(theirs) == 1 else "are", other.layer,
+                            "" if other.core is None else " (core function %s)" % other.core, cls.layer))
     return "".join("; " + h for h in hints)
 
 
@@ -134,11 +138,11 @@ class SigmoidOptions(_Options):
     """Options of the multi-label sigmoid (BCE / focal / ASL) loss; see :func:`sigmoid_multilabel_forward`."""
     layer = "SigmoidMultilabelLossLayer"
     core = "sigmoid_multilabel_forward"
-    pos_weight: object = 1.0
-    class_weight: object = None
+    pos_weight: float | Sequence[float] = 1.0       # a tuple after __post_init__ when given per class
+    class_weight: Sequence[float] | None = None     # a tuple after __post_init__
     gamma: float = 0.0
     alpha: float = -1.0
-    ignore_label: object = None
+    ignore_label: float | None = None
     normalization: str = "batch_size"
     axis: int = 1
     gamma_neg: float = 0.0
@@ -170,7 +174,7 @@ class SigmoidOptions(_Options):
                                       "gamma, or gamma_pos and gamma_neg (got %r and %r), not both"
                                       % (o, self.gamma, self.gamma_pos, self.gamma_neg))
 
-    def check_class_count(self, num_classes):
+    def check_class_count(self, num_classes: int) -> None:
         for key in ("pos_weight", "class_weight"):
             value = getattr(self, key)
             if isinstance(value, tuple) and len(value) != num_classes:
@@ -178,7 +182,8 @@ class SigmoidOptions(_Options):
                                           % (self.owner, key, len(value), num_classes))
 
 
-def parse_param_str(param_str, owner, known_keys, options_class=None):
+def parse_param_str(param_str: str | None, owner: str, known_keys: Collection[str],
+                    options_class: type[_Options] | None = None) -> dict[str, Any]:
     """Parse ``param_str`` (JSON object or Python dict literal) into a dict of known keys.
 
     ``options_class``, if given, lets the error for an unknown key say which
@@ -227,6 +232,8 @@ class ImageDataOptions(_Options):
     ``shuffle`` None means true in TRAIN and false in TEST; ``rank`` and
     ``world_size`` None mean "ask pycaffe" (``caffe.solver_rank()``), else 0 and 1.
     """
+    layer = IMAGE_DATA_OWNER
+    core = None
     source: str | None = None              # required: __post_init__ rejects None
     root_folder: str = ""
     batch_size: int = 32

@@ -26,11 +26,21 @@ nothing per iteration.
 """
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
-from .common import (Workspace, _first_bad, _float_view, _normalizer, _scores_not_finite, check_fresh, output_view,
-                     position)
+from .common import (
+    Workspace,
+    _first_bad,
+    _float_view,
+    _normalizer,
+    _scores_not_finite,
+    check_fresh,
+    output_view,
+    position,
+)
 from .labels import check_label_shapes
 from .params import MultilabelLossError, SigmoidOptions
 
@@ -46,8 +56,8 @@ class SigmoidContext:
     normalizer: float
     shape: tuple
     grad: np.ndarray             # d(sum of elementwise losses) / dx, (O, C, I)
-    probabilities: np.ndarray    # sigmoid(x), (O, C, I); None if forward was told not to keep it
-    workspace: Workspace = None  # the forward pass's workspace and its generation (see check_fresh)
+    probabilities: np.ndarray | None     # sigmoid(x), (O, C, I); None if forward was told not to keep it
+    workspace: Workspace | None = None  # the forward pass's workspace and its generation (see check_fresh)
     generation: int = 0
 
 
@@ -60,7 +70,9 @@ def _check_targets(y, owner, ignore_label, shape, axis):
                                      position(shape, axis, flat, "targets")))
 
 
-def sigmoid_multilabel_forward(scores, targets, options=None, workspace=None, probabilities=True, **kwargs):
+def sigmoid_multilabel_forward(scores: ArrayLike, targets: ArrayLike, options: SigmoidOptions | None = None,
+                               workspace: Workspace | None = None, probabilities: bool = True,
+                               **kwargs: Any) -> tuple[float, SigmoidContext]:
     r"""Multi-label sigmoid loss, forward pass: BCE, focal or asymmetric (ASL), with optional weights.
 
     Args:
@@ -202,6 +214,7 @@ class _Scratch:
     def __call__(self, name, dtype=None):
         view = self._views.get(name)
         if view is None:
+            assert self._shape is not None, "_Scratch: set shape before asking for a view"
             flat = self.ws.get("block:" + name, (self.capacity,), dtype or self.dtype)
             view = self._views[name] = flat[:math.prod(self._shape)].reshape(self._shape)
         return view
@@ -279,7 +292,7 @@ def _elementwise(x, y, valid, grad, p, weights, opts, buf):
             np.log(neg_loss, out=neg_loss)
             np.negative(neg_loss, out=neg_loss)
             d_neg_loss = np.add(p_neg, dtype.type(clip), out=buf("d_neg_loss"))
-            dp_m = np.multiply(pq if focus else p, above, out=buf("dp_m"))
+            dp_m = np.multiply(pq if pq is not None else p, above, out=buf("dp_m"))   # pq is set iff focus
             if not focus:
                 np.multiply(dp_m, p_neg, out=dp_m)
             np.divide(dp_m, d_neg_loss, out=d_neg_loss)  # d(-log(1 - p_m)) / dx
@@ -297,6 +310,7 @@ def _elementwise(x, y, valid, grad, p, weights, opts, buf):
     if focus:
         # q = y (1 - p) + (1 - y) p_m, dq/dx = (1 - y) dp_m/dx - y p (1 - p); l = ce q^G,
         # dl/dx = q^G dce/dx + ce G q^(G-1) dq/dx
+        assert pq is not None and dp_m is not None, "_elementwise: focus computes p (1 - p) and dp_m above"
         q = np.multiply(y, p_neg, out=buf("q"))
         np.multiply(not_y, neg_p, out=tmp)
         np.add(q, tmp, out=q)
@@ -369,7 +383,8 @@ def _focus_power(q, y, not_y, gamma_pos, gamma_neg, buf):
     return modulator, d_modulator
 
 
-def sigmoid_multilabel_backward(ctx, loss_weight=1.0, out=None):
+def sigmoid_multilabel_backward(ctx: SigmoidContext, loss_weight: float = 1.0,
+                                out: NDArray[np.floating[Any]] | None = None) -> NDArray[np.floating[Any]]:
     """Gradient of ``loss_weight`` times the forward loss with respect to the scores.
 
     Args:
@@ -390,7 +405,8 @@ def sigmoid_multilabel_backward(ctx, loss_weight=1.0, out=None):
     return out
 
 
-def sigmoid_probabilities(ctx, out=None):
+def sigmoid_probabilities(ctx: SigmoidContext,
+                          out: NDArray[np.floating[Any]] | None = None) -> NDArray[np.floating[Any]]:
     """p = sigmoid(x), from a forward context (full relative precision in both tails; ``out``: as in the backward)."""
     owner = "sigmoid_probabilities"
     check_fresh(ctx, owner)
@@ -401,7 +417,8 @@ def sigmoid_probabilities(ctx, out=None):
     return out
 
 
-def sigmoid_multilabel_loss(scores, targets, loss_weight=1.0, **kwargs):
+def sigmoid_multilabel_loss(scores: ArrayLike, targets: ArrayLike, loss_weight: float = 1.0,
+                            **kwargs: Any) -> tuple[float, NDArray[np.floating[Any]]]:
     """Convenience: ``(loss, d loss / d scores)`` in one call."""
     loss, ctx = sigmoid_multilabel_forward(scores, targets, **kwargs)
     return loss, sigmoid_multilabel_backward(ctx, loss_weight)

@@ -7,11 +7,13 @@ targets are t = a y + b (a and b set by ``normalize_targets`` and
 """
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .common import Workspace, _float_view, _normalizer, _row_sum, _scores_not_finite, check_fresh, output_view
-from .labels import SparseLabels, check_label_shapes, check_label_sums, dense_label_form, index_label_form
+from .labels import DenseLabels, SparseLabels, check_label_shapes, check_label_sums, dense_label_form, index_label_form
 from .params import MultilabelLossError, SoftmaxOptions
 
 # Range of the per-sample maximum score m in which the exponentials are taken of the scores themselves,
@@ -34,7 +36,7 @@ class SoftmaxContext:
     target_total: np.ndarray     # T = sum_c t_c, float64 (O, 1, I)
     label_scale: np.ndarray      # a, in t = a * y + b, float64 (O, 1, I)
     label_offset: np.ndarray     # b
-    labels: object               # the label form (labels.DenseLabels or labels.SparseLabels)
+    labels: DenseLabels | SparseLabels   # the label form
     normalizer: float
     shape: tuple                 # the scores' shape
     shape3: tuple                # (O, C, I)
@@ -54,7 +56,9 @@ def _argmax_positions(s3, workspace):
     return ((np.arange(outer)[:, None] * classes + arg) * inner + np.arange(inner)).reshape(-1)
 
 
-def softmax_multilabel_forward(scores, labels, label_weights=None, options=None, workspace=None, **kwargs):
+def softmax_multilabel_forward(scores: ArrayLike, labels: ArrayLike, label_weights: ArrayLike | None = None,
+                               options: SoftmaxOptions | None = None, workspace: Workspace | None = None,
+                               **kwargs: Any) -> tuple[float, SoftmaxContext]:
     r"""Multi-label softmax cross-entropy, forward pass.
 
     For each sample with scores :math:`s` (C classes), :math:`p = \mathrm{softmax}(s)`
@@ -177,7 +181,8 @@ def softmax_multilabel_forward(scores, labels, label_weights=None, options=None,
                                 top, ws, generation)
 
 
-def softmax_multilabel_backward(ctx, loss_weight=1.0, out=None):
+def softmax_multilabel_backward(ctx: SoftmaxContext, loss_weight: float = 1.0,
+                                out: NDArray[np.floating[Any]] | None = None) -> NDArray[np.floating[Any]]:
     r"""Gradient of ``loss_weight`` times the forward loss with respect to the scores.
 
     .. math::
@@ -221,7 +226,8 @@ def softmax_multilabel_backward(ctx, loss_weight=1.0, out=None):
     return out
 
 
-def softmax_probabilities(ctx, out=None):
+def softmax_probabilities(ctx: SoftmaxContext,
+                          out: NDArray[np.floating[Any]] | None = None) -> NDArray[np.floating[Any]]:
     """p = softmax(s) along the class axis, from a forward context (``out``: as in the backward)."""
     owner = "softmax_probabilities"
     check_fresh(ctx, owner)
@@ -231,7 +237,8 @@ def softmax_probabilities(ctx, out=None):
     return out
 
 
-def softmax_multilabel_loss(scores, labels, label_weights=None, loss_weight=1.0, **kwargs):
+def softmax_multilabel_loss(scores: ArrayLike, labels: ArrayLike, label_weights: ArrayLike | None = None,
+                            loss_weight: float = 1.0, **kwargs: Any) -> tuple[float, NDArray[np.floating[Any]]]:
     """``(loss, d loss / d scores)`` in one call: :func:`softmax_multilabel_forward`, then the backward.
 
     Example::

@@ -11,9 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from caffe_nets import python_loss_net, run
 from softmax_multilabel_layer import functional as F
-from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions, parse_param_str
+from softmax_multilabel_layer.params import (
+    ImageDataOptions,
+    MultilabelLossError,
+    SigmoidOptions,
+    SoftmaxOptions,
+    parse_param_str,
+)
+
+from caffe_nets import python_loss_net, run
 
 SOFTMAX = "SoftmaxMultilabelLossLayer"
 SIGMOID = "SigmoidMultilabelLossLayer"
@@ -79,7 +86,18 @@ OPTION_CASES = [
     ("softmax-option-to-sigmoid", SIGMOID, {"label_smoothing": 0.1},
      ["label_smoothing is an option of SoftmaxMultilabelLossLayer", "not of SigmoidMultilabelLossLayer"]),
     ("unknown-key-no-other-layer-hint", SOFTMAX, {"bogus": 1}, ["unknown", "bogus"]),
+    # label_format belongs to the softmax loss and to the image data layer (which has no core function)
+    ("shared-option-to-sigmoid", SIGMOID, {"label_format": "dense"},
+     ["label_format is an option of SoftmaxMultilabelLossLayer (core function softmax_multilabel_forward)",
+      "label_format is an option of MultilabelImageDataLayer, not of SigmoidMultilabelLossLayer"]),
 ]
+
+
+def test_loss_option_given_to_the_image_data_layer_names_both_layers():
+    with pytest.raises(MultilabelLossError) as info:
+        ImageDataOptions.from_param_str('{"source": "train.txt", "num_classes": 2, "gamma": 1}', "x")
+    assert str(info.value).endswith("gamma is an option of SigmoidMultilabelLossLayer (core function "
+                                    "sigmoid_multilabel_forward), not of MultilabelImageDataLayer"), str(info.value)
 
 
 def core_forward(layer, inputs, params):
@@ -170,8 +188,8 @@ def test_indices_wrong_shape(tmp_path):
                         {"label_format": "indices"})
     with pytest.raises(MultilabelLossError, match=r"softmax_multilabel_forward: labels \(indices format\) shape"):
         F.softmax_multilabel_forward(scores(), np.zeros((3, 2)), label_format="indices")
-    with pytest.raises(MultilabelLossError, match='^softmax_multilabel_forward: label_weights are only used with '
-                                                  'label_format "indices"$'):
+    with pytest.raises(MultilabelLossError, match=r'^softmax_multilabel_forward: label_weights are only used with '
+                                                  r'label_format "indices"$'):
         F.softmax_multilabel_forward(scores(), binary(), np.ones((4, 5)))
     with pytest.raises(MultilabelLossError, match=r"^softmax_multilabel_forward: label_weights shape \(2, 4\) does "
                                                   r"not match labels shape \(4, 2\)$"):
@@ -260,10 +278,10 @@ def test_options_object_and_keywords_together_are_refused():
                                                   r"keyword option\(s\) bogus, normalization"):
         F.softmax_multilabel_forward(scores(), binary(), options=options, normalization="none", bogus=1)
     with pytest.raises(MultilabelLossError, match=r"sigmoid_multilabel_forward: options= was given together"):
-        F.sigmoid_multilabel_forward(scores(), binary(), options=options, gamma=2)
+        F.sigmoid_multilabel_forward(scores(), binary(), options=options, gamma=2)  # type: ignore[arg-type]  # on purpose
     with pytest.raises(MultilabelLossError, match=r"sigmoid_multilabel_forward: options must be a SigmoidOptions, "
                                                   r"got SoftmaxOptions"):
-        F.sigmoid_multilabel_forward(scores(), binary(), options=options)
+        F.sigmoid_multilabel_forward(scores(), binary(), options=options)  # type: ignore[arg-type]  # on purpose
 
 
 @pytest.mark.parametrize("forward,backward,probabilities", [
@@ -331,10 +349,12 @@ VALUE_CASES = [
     ("index-fraction", SOFTMAX, {"label_format": "indices"},
      [scores(), np.array([[0.5, -1], [0, 1], [2, -1], [3, 4]], np.float32)], ["label index 0.5"]),
     ("index-duplicate", SOFTMAX, {"label_format": "indices"},
-     [scores(), np.array([[0, -1], [1, 1], [2, -1], [3, 4]], np.float32)], ["label index 1 appears twice", "labels[1, 1] (sample 1, slot 1)"]),
+     [scores(), np.array([[0, -1], [1, 1], [2, -1], [3, 4]], np.float32)],
+     ["label index 1 appears twice", "labels[1, 1] (sample 1, slot 1)"]),
     ("index-negative-weight", SOFTMAX, {"label_format": "indices"},
      [scores(), np.array([[0, -1], [1, 2], [2, -1], [3, 4]], np.float32),
-      np.array([[1, 0], [1, -1], [1, 0], [1, 1]], np.float32)], ["label_weights", "-1.0", "label_weights[1, 1] (sample 1, slot 1)"]),
+      np.array([[1, 0], [1, -1], [1, 0], [1, 1]], np.float32)],
+     ["label_weights", "-1.0", "label_weights[1, 1] (sample 1, slot 1)"]),
     ("nan-scores", SOFTMAX, {}, [with_value(scores(), (1, 2), np.nan), binary()],
      ["scores are not finite", "nan", "scores[1, 2] (sample 1, class 2)", "diverged"]),
     ("inf-scores", SOFTMAX, {}, [with_value(scores(), (0, 4), np.inf), binary()], ["scores are not finite", "inf"]),
@@ -371,7 +391,7 @@ VALUE_CASES = [
     ("inf-label-sparse", SOFTMAX, {}, [big_scores(), with_value(big_labels(), (5, 3), np.inf)],
      ["inf", "labels[5, 3] (sample 5, class 3)"]),
     ("index-too-big-large-batch", SOFTMAX, {"label_format": "indices"},
-     [big_scores(), with_value(np.tile(np.float32([[3, 17, -1]]), (64, 1)), (50, 2), 1000)],
+     [big_scores(), with_value(np.tile(np.array([[3, 17, -1]], np.float32), (64, 1)), (50, 2), 1000)],
      ["label index 1000.0", "labels[50, 2] (sample 50, slot 2)", "[0, 999]"]),
     # positions in the blob's own shape for a spatial blob
     ("negative-label-spatial", SOFTMAX, {}, [np.zeros((2, 3, 4, 5), np.float32),
@@ -396,9 +416,9 @@ def test_value_errors_core(case):
 def test_value_errors_net(tmp_path, case):
     _, layer, params, inputs, fragments = case
     names = ["scores", "labels", "weights"][:len(inputs)]
-    net = python_loss_net(tmp_path, layer, {n: a.shape for n, a in zip(names, inputs)}, params)
+    net = python_loss_net(tmp_path, layer, {n: a.shape for n, a in zip(names, inputs, strict=True)}, params)
     with pytest.raises(MultilabelLossError) as info:
-        run(net, dict(zip(names, inputs)))
+        run(net, dict(zip(names, inputs, strict=True)))
     for fragment in [layer + ":"] + fragments:
         assert fragment in str(info.value), (fragment, str(info.value))
 
@@ -481,8 +501,9 @@ EXACT_MESSAGES = [
     ("index-duplicate-class-zero", softmax_core(np.zeros((1, 4)), np.array([[0, 2, 0]]), label_format="indices"),
      "softmax_multilabel_forward: label index 0 appears twice in one sample, at labels[0, 2] (sample 0, slot 2); "
      "expected distinct class indices"),
-    ("index-duplicate-spatial", softmax_core(np.zeros((2, 5, 3)), with_value(np.full((2, 2, 3), -1), (1, slice(None), 2),
-                                                                             4), label_format="indices"),
+    ("index-duplicate-spatial", softmax_core(np.zeros((2, 5, 3)),
+                                             with_value(np.full((2, 2, 3), -1), (1, slice(None), 2), 4),
+                                             label_format="indices"),
      "softmax_multilabel_forward: label index 4 appears twice in one sample, at labels[1, 1, 2] (sample 1 at (2), "
      "slot 1); expected distinct class indices"),
     ("shape-mismatch", softmax_core(scores(), np.zeros((4, 5, 2))),
@@ -566,7 +587,8 @@ def test_exact_messages(case):
 
 
 OPTION_MESSAGES = [
-    (SoftmaxOptions, {"normalize_targets": "l1"}, 'x: normalize_targets must be one of "count", "sum", "none", got \'l1\''),
+    (SoftmaxOptions, {"normalize_targets": "l1"},
+     'x: normalize_targets must be one of "count", "sum", "none", got \'l1\''),
     (SoftmaxOptions, {"normalization": "mean"},
      'x: normalization must be one of "batch_size", "valid", "full", "none", got \'mean\''),
     (SoftmaxOptions, {"axis": 1.5}, "x: axis must be an integer, got 1.5"),

@@ -3,13 +3,14 @@ import importlib.util
 import itertools
 import os
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from scipy.special import log_softmax, log_expit, expit
+from scipy.special import expit, log_expit, log_softmax
 
 from softmax_multilabel_layer import functional as F
 from softmax_multilabel_layer import labels as label_forms
@@ -26,7 +27,7 @@ def reference_softmax_loss(scores, labels, axis=1, normalize_targets="count", no
     classes = s.shape[-1]
     s, y = s.reshape(-1, classes), y.reshape(-1, classes)
     total = 0.0
-    for row_s, row_y in zip(s, y):
+    for row_s, row_y in zip(s, y, strict=True):
         if not (row_y > 0).any():
             continue
         t = {"count": row_y / np.count_nonzero(row_y), "sum": row_y / row_y.sum(), "none": row_y}[normalize_targets]
@@ -205,7 +206,9 @@ def test_indices_format_equals_dense(shape, axis, weighted):
         dense[pos][chosen] = w
     idx, weights, dense = (np.moveaxis(a, -1, axis) for a in (idx, weights, dense))
     scores = rng.normal(size=shape)
-    for opts in (dict(), dict(normalize_targets="sum", normalization="valid", label_smoothing=0.1)):
+    option_sets: tuple[dict[str, Any], ...] = (
+        {}, {"normalize_targets": "sum", "normalization": "valid", "label_smoothing": 0.1})
+    for opts in option_sets:
         ref = F.softmax_multilabel_loss(scores, dense, axis=axis, **opts)
         got = F.softmax_multilabel_loss(scores, idx, weights if weighted else None, axis=axis,
                                         label_format="indices", **opts)
@@ -345,6 +348,7 @@ def load_precision_script():
     """scripts/precision.py, whose float64 references keep full precision in the tails (no Caffe import)."""
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "precision.py")
     spec = importlib.util.spec_from_file_location("precision_script", path)
+    assert spec is not None and spec.loader is not None, "cannot load %s as a module" % path
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from softmax_multilabel_layer import functional as F
 from softmax_multilabel_layer.params import MultilabelLossError
+
 from test_functional import reference_sigmoid_loss
 
 STEP = 2.0 ** -16

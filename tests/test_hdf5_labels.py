@@ -1,15 +1,21 @@
 """HDF5 files in the indices label format: round trip, validation, and Caffe's HDF5Data feeding our layer."""
 import json
 
+import caffe
 import h5py
 import numpy as np
 import pytest
 
-import caffe
-from caffe_nets import python_loss_net, run
-from softmax_multilabel_layer.hdf5_labels import (dense_from_indices, encode_index_labels, read_index_labels,
-                                                  write_index_labels, write_list_file)
+from softmax_multilabel_layer.hdf5_labels import (
+    dense_from_indices,
+    encode_index_labels,
+    read_index_labels,
+    write_index_labels,
+    write_list_file,
+)
 from softmax_multilabel_layer.params import MultilabelLossError
+
+from caffe_nets import python_loss_net, run
 
 SOFTMAX = "SoftmaxMultilabelLossLayer"
 
@@ -40,7 +46,7 @@ def test_round_trip_with_weights(tmp_path):
     np.testing.assert_array_equal(got.labels, labels)
     np.testing.assert_array_equal(got.weights, label_weights)
     dense = got.dense()
-    for i, (row, w) in enumerate(zip(lists, weights)):
+    for i, (row, w) in enumerate(zip(lists, weights, strict=True)):
         expected = np.zeros(c, np.float32)
         expected[row] = w
         np.testing.assert_allclose(dense[i], expected)
@@ -68,7 +74,7 @@ def test_round_trip_without_weights_and_default_k(tmp_path):
 def test_padded_array_input_is_accepted():
     labels, weights = encode_index_labels(np.array([[2, -1], [0, 1]]), 3, weights=np.array([[0.5, 0], [1, 2]]))
     np.testing.assert_array_equal(labels, [[2, -1], [0, 1]])
-    np.testing.assert_array_equal(weights, [[0.5, 0], [1, 2]])
+    np.testing.assert_array_equal(weights, [[0.5, 0.0], [1.0, 2.0]])
 
 
 @pytest.mark.parametrize("lists,kwargs,message", [
@@ -105,7 +111,7 @@ def test_reader_rejects_corrupt_labels(tmp_path):
     with h5py.File(path, "w") as f:
         f["data"] = np.zeros((2, 3), np.float32)
         f["label"] = np.array([[0, -1], [2.5, -1]], np.float32)
-    with pytest.raises(MultilabelLossError, match="sample 1: label 2.5"):
+    with pytest.raises(MultilabelLossError, match=r"sample 1: label 2\.5"):
         read_index_labels(path)
 
 
