@@ -657,20 +657,9 @@ def metrics_benchmark(size=METRICS_SIZE, reps=3, seed=0):
     total_ours, total_sk = sum(r["ours_s"] for r in rows), sum(r["sklearn_s"] for r in rows)
     return {"size": size, "reps": reps, "input_mb": (y.nbytes + s.nbytes) / 2 ** 20, "rows": rows,
             "total_ours_s": total_ours, "total_sklearn_s": total_sk, "total_speedup": total_sk / total_ours,
-            "sklearn": sklearn.__version__, "numpy": np.__version__, "cpu": _cpu_name(),
+            "sklearn": sklearn.__version__, "numpy": np.__version__, "cpu": cpu_model()["model"],
             "target": {"min_speedup": 5.0, "met_total": total_sk / total_ours >= 5.0,
                        "below_target": [r["metric"] for r in rows if r["speedup"] < 5.0]}}
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def metrics_markdown(result):
@@ -762,17 +751,6 @@ def run_parent(args):
 # ---------------------------------------------------------------- image data layer throughput (issue 14)
 
 IMAGE_SIZE, IMAGE_CROP, IMAGE_BATCH, IMAGE_MEAN = 256, 224, 32, (104, 117, 123)
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def write_bench_images(folder, count, num_classes=20, seed=0):
@@ -879,7 +857,7 @@ def run_image_data(args):
     """
     caffe = import_caffe()
     threads = int(args.image_threads)
-    report = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "images": args.image_count, "threads": threads,
+    report = {"cpu": cpu_model()["model"], "cpu_count": os.cpu_count(), "images": args.image_count, "threads": threads,
               "rounds": args.image_rounds, "batches": args.image_batches, "train_iters": args.train_iters,
               "load_start": list(os.getloadavg())}
     with tempfile.TemporaryDirectory(prefix="bench_images_") as tmp:

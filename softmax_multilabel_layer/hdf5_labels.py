@@ -153,6 +153,22 @@ def encode_index_labels(label_lists, num_classes, max_labels=None, weights=None,
     return labels, label_weights
 
 
+def _write_h5(path, data, labels, label_weights, num_classes, label_format, compression):
+    """One HDF5 file as Caffe's HDF5Data reads it: ``data`` (float32), ``label`` and optionally
+    ``label_weight``, with the class count and label format as attributes; folders are created."""
+    import h5py
+    directory = os.path.dirname(os.fspath(path))
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset(DATA, data=data.astype(np.float32, copy=False), compression=compression)
+        f.create_dataset(LABEL, data=labels, compression=compression)
+        if label_weights is not None:
+            f.create_dataset(LABEL_WEIGHT, data=label_weights, compression=compression)
+        f.attrs["num_classes"] = num_classes
+        f.attrs["label_format"] = label_format
+
+
 def write_index_labels(path, data, label_lists, num_classes, max_labels=None, weights=None, compression=None):
     """Write ``data`` and multi-labels in the indices format to the HDF5 file ``path``.
 
@@ -167,7 +183,6 @@ def write_index_labels(path, data, label_lists, num_classes, max_labels=None, we
     as written. Raises :class:`MultilabelLossError` before writing anything if
     the labels are invalid (see :func:`encode_index_labels`).
     """
-    import h5py
     owner = "write_index_labels"
     data = np.asarray(data)
     if data.ndim < 1 or data.shape[0] == 0:
@@ -178,16 +193,7 @@ def write_index_labels(path, data, label_lists, num_classes, max_labels=None, we
     if labels.shape[0] != data.shape[0]:
         raise MultilabelLossError("%s: data has %d samples but label_lists has %d"
                                   % (owner, data.shape[0], labels.shape[0]))
-    directory = os.path.dirname(os.fspath(path))
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        f.create_dataset(DATA, data=data.astype(np.float32, copy=False), compression=compression)
-        f.create_dataset(LABEL, data=labels, compression=compression)
-        if label_weights is not None:
-            f.create_dataset(LABEL_WEIGHT, data=label_weights, compression=compression)
-        f.attrs["num_classes"] = int(num_classes)
-        f.attrs["label_format"] = "indices"
+    _write_h5(path, data, labels, label_weights, int(num_classes), "indices", compression)
     return labels, label_weights
 
 
@@ -293,7 +299,6 @@ def write_dense_labels(path, data, labels, compression=None):
         write_dense_labels("train.h5", images, [[1, 0, 1], [0, 1, 0]])
         write_list_file("train_h5.txt", ["train.h5"])   # HDF5Data's source
     """
-    import h5py
     owner = "write_dense_labels"
     data = np.asarray(data)
     labels = np.asarray(labels)
@@ -310,12 +315,5 @@ def write_dense_labels(path, data, labels, compression=None):
         i, c = (int(v) for v in np.argwhere(bad)[0])
         raise MultilabelLossError("%s: sample %d, class %d: label %r must be finite and >= 0 (0 = negative)"
                                   % (owner, i, c, labels[i, c].item()))
-    directory = os.path.dirname(os.fspath(path))
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        f.create_dataset(DATA, data=data.astype(np.float32, copy=False), compression=compression)
-        f.create_dataset(LABEL, data=labels, compression=compression)
-        f.attrs["num_classes"] = int(labels.shape[1])
-        f.attrs["label_format"] = "dense"
+    _write_h5(path, data, labels, None, int(labels.shape[1]), "dense", compression)
     return labels
