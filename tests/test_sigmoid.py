@@ -234,7 +234,8 @@ def test_asl_with_equal_gammas_is_focal_exactly(dtype, gamma, soft):
     assert other_loss != focal_loss
 
 
-ASL_CASES = [(4, 0, 0.05), (4, 1, 0.05), (2, 2, 0), (1.5, 0.5, 0.2), (3, 0, 0.3), (0, 2, 0), (0, 0, 0.1)]
+ASL_CASES = [(4, 0, 0.05), (4, 1, 0.05), (2, 2, 0), (1.5, 0.5, 0.2), (3, 0, 0.3), (0, 2, 0), (0, 0, 0.1),
+             (0, 1, 0), (0, 0.5, 0)]   # gamma_pos alone, at and below 1: focusing must still switch on
 
 
 @pytest.mark.parametrize("gamma_neg,gamma_pos,clip", ASL_CASES)
