@@ -257,13 +257,19 @@ def test_labels_with_trailing_unit_axes_are_accepted(tmp_path, label_shape):
 
 @pytest.mark.parametrize("layer,blob", [(SOFTMAX, "labels"), (SIGMOID, "targets")])
 def test_shape_change_after_valid_iterations_is_refused(tmp_path, layer, blob):
-    """reshape checks the shapes only when they change: a change after good iterations is still caught."""
+    """reshape checks the shapes only when they change: a change after good iterations is still handled.
+
+    A new batch size resizes the probabilities top; a label shape that no longer fits is refused.
+    """
     rng = np.random.default_rng(4)
-    net = python_loss_net(tmp_path, layer, {"scores": (8, 6), "labels": (8, 6)})
-    for _ in range(2):
-        run(net, {"scores": rng.normal(size=(8, 6)), "labels": (rng.random((8, 6)) < 0.4)})
-    net.blobs["labels"].reshape(8, 5)
-    with pytest.raises(MultilabelLossError, match=r"%s: %s shape \(8, 5\) does not match scores shape \(8, 6\)"
+    net = python_loss_net(tmp_path, layer, {"scores": (8, 6), "labels": (8, 6)}, extra_tops=("prob",))
+    for n in (8, 8, 5):
+        net.blobs["scores"].reshape(n, 6)
+        net.blobs["labels"].reshape(n, 6)
+        run(net, {"scores": rng.normal(size=(n, 6)), "labels": (rng.random((n, 6)) < 0.4)})
+        assert net.blobs["prob"].data.shape == (n, 6)
+    net.blobs["labels"].reshape(5, 5)
+    with pytest.raises(MultilabelLossError, match=r"%s: %s shape \(5, 5\) does not match scores shape \(5, 6\)"
                        % (layer, blob)):
         net.forward()
 
