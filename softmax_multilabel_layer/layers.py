@@ -45,19 +45,25 @@ class _MultilabelLossLayer(caffe.Layer):
                                       % (name, len(top)))
         self.workspace = Workspace()
         self.ctx = None
+        self._checked_shapes: tuple | None = None   # bottom shapes that reshape last validated
 
     def _max_bottoms(self) -> int:
         return self.required_bottoms
 
     def reshape(self, bottom: list[Any], top: list[Any]) -> None:
-        shape = tuple(bottom[0].data.shape)
+        # Caffe calls reshape before every forward; the checks depend only on the shapes, so they run when those change.
+        shapes = tuple(tuple(bottom[i].data.shape) for i in range(len(bottom)))
+        if shapes == self._checked_shapes:
+            return
+        shape = shapes[0]
         _, classes, _ = class_axis_shape(shape, self.options.axis, self.options.owner)
-        check_label_shapes(self.options, shape, bottom[1].data.shape,
-                             bottom[2].data.shape if len(bottom) > 2 else None, blob=self.bottom_names[1])
+        check_label_shapes(self.options, shape, shapes[1], shapes[2] if len(bottom) > 2 else None,
+                           blob=self.bottom_names[1])
         self.options.check_class_count(classes)
         top[0].reshape()                  # a scalar, like Caffe's own loss layers
         if len(top) > 1:
             top[1].reshape(*shape)
+        self._checked_shapes = shapes
 
     def backward(self, top: list[Any], propagate_down: list[bool], bottom: list[Any]) -> None:
         if propagate_down[0]:

@@ -255,6 +255,25 @@ def test_labels_with_trailing_unit_axes_are_accepted(tmp_path, label_shape):
         assert got[0] == expected[0] and np.array_equal(got[1], expected[1])
 
 
+@pytest.mark.parametrize("layer,blob", [(SOFTMAX, "labels"), (SIGMOID, "targets")])
+def test_shape_change_after_valid_iterations_is_refused(tmp_path, layer, blob):
+    """reshape checks the shapes only when they change: a change after good iterations is still handled.
+
+    A new batch size resizes the probabilities top; a label shape that no longer fits is refused.
+    """
+    rng = np.random.default_rng(4)
+    net = python_loss_net(tmp_path, layer, {"scores": (8, 6), "labels": (8, 6)}, extra_tops=("prob",))
+    for n in (8, 8, 5):
+        net.blobs["scores"].reshape(n, 6)
+        net.blobs["labels"].reshape(n, 6)
+        run(net, {"scores": rng.normal(size=(n, 6)), "labels": (rng.random((n, 6)) < 0.4)})
+        assert net.blobs["prob"].data.shape == (n, 6)
+    net.blobs["labels"].reshape(5, 5)
+    with pytest.raises(MultilabelLossError, match=r"%s: %s shape \(5, 5\) does not match scores shape \(5, 6\)"
+                       % (layer, blob)):
+        net.forward()
+
+
 @pytest.mark.parametrize("layer,label_shape,fragments", [
     (SOFTMAX, (8, 6, 2), ["labels shape (8, 6, 2) does not match scores shape (8, 6)"]),
     (SOFTMAX, (8, 1, 6), ["labels shape (8, 1, 6) does not match"]),

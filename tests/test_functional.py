@@ -175,6 +175,22 @@ def test_sparse_and_dense_label_paths_agree(monkeypatch, shape, axis, kind):
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("size", [8000, 8001, 7])
+def test_few_nonzero_matches_flatnonzero(size):
+    """The word-wise scan that picks the sparse label path: np.flatnonzero's positions, None above the limit."""
+    rng = np.random.default_rng(11)
+    for density in (0.0, 0.003, 0.03, 0.5):
+        mask = rng.random(size) < density
+        mask[-1] = density > 0                       # a True in the last word (or in the tail beyond it)
+        count = int(mask.sum())
+        for limit in (count - 1, count, count + 5, 0.025 * size):
+            found = label_forms._few_nonzero(mask, np.empty(size // 8, np.bool_), limit)
+            if count > limit:
+                assert found is None
+            else:
+                np.testing.assert_array_equal(found, np.flatnonzero(mask))
+
+
 @pytest.mark.parametrize("shape,axis", SHAPES)
 def test_probabilities(shape, axis):
     rng = np.random.default_rng(2)
