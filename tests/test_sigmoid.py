@@ -5,6 +5,7 @@ Every random input has a fixed seed. The float64 references below are written ou
 the core: softplus by np.logaddexp, sigmoid as exp(-softplus(-x)) in float64.
 """
 import json
+import warnings
 from typing import Any
 
 import caffe
@@ -387,3 +388,135 @@ def test_asl_prototxt_cli_flags(tmp_path, capsys, spelling):
     assert run(net, {"scores": x, "labels": y})[0] == pytest.approx(forward_backward(x, y, **ASL_DEMO)[0], rel=1e-6)
     assert cli_main(["prototxt", "--loss", "sigmoid", "--gamma-neg", "-4"]) == 2
     assert "gamma_neg must be in [0.0, inf], got -4" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- every option against float64 math (mutation testing)
+
+def weighted64(x, y, gamma_neg=0.0, gamma_pos=0.0, clip=0.0, pos_weight=1.0, alpha=-1.0, class_weight=None,
+               gamma=0.0):
+    """Elementwise loss in float64 with every option: ASL (asl64) with pos_weight on the positive term,
+    times alpha y + (1 - alpha)(1 - y) (if alpha >= 0) and class_weight_c. Classes on axis 1."""
+    if gamma > 0:
+        gamma_neg = gamma_pos = gamma
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    pw = np.asarray(pos_weight, np.float64).reshape((1, -1) + (1,) * (x.ndim - 2)) if np.ndim(pos_weight) else pos_weight
+    p, one_minus_p = sigmoid64(x), sigmoid64(-x)
+    p_m = np.maximum(p - clip, 0)
+    log_1_p_m = np.log1p(-p_m) if clip > 0 else -np.logaddexp(0, x)
+    q = y * one_minus_p + (1 - y) * p_m
+    ce = pw * y * np.logaddexp(0, -x) - (1 - y) * log_1_p_m
+    loss = ce * q ** (gamma_pos * y + gamma_neg * (1 - y))
+    if alpha >= 0:
+        loss = loss * (alpha * y + (1 - alpha) * (1 - y))
+    if class_weight is not None:
+        loss = loss * np.asarray(class_weight, np.float64).reshape((1, -1) + (1,) * (x.ndim - 2))
+    return loss
+
+
+OPTION_CASES = [{"pos_weight": 2.0}, {"pos_weight": 1.0}, {"pos_weight": 0.5, "clip": 0.0},
+                {"pos_weight": [0.5, 1, 2, 3, 0.25, 1, 4]}, {"class_weight": [0, 1, 2, 0.5, 1, 3, 1]},
+                {"alpha": 0.25}, {"alpha": 0.25, "gamma": 2}, {"gamma_neg": 1}, {"gamma_neg": 0.5},
+                {"gamma_neg": 1, "gamma_pos": 0, "clip": 0.0}, {"gamma": 1}, {"clip": 0.1},
+                {"clip": 0.1, "pos_weight": 3.0, "class_weight": [1, 2, 1, 2, 1, 2, 1]},
+                {"gamma_pos": 0.5, "gamma_neg": 2, "clip": 0.05, "alpha": 0.75, "pos_weight": 2.0}]
+
+
+@pytest.mark.parametrize("options", OPTION_CASES)
+@pytest.mark.parametrize("probabilities", [True, False])
+@pytest.mark.parametrize("soft", [False, True])
+def test_every_option_against_the_float64_formula(options, probabilities, soft):
+    """Loss, gradient (central differences of the float64 formula) and probabilities, with probabilities
+    kept or not: each option must change the result exactly as the formula says (pos_weight 1 and 2,
+    gamma_neg alone in (0, 1], clip 0 and > 0, scalar and per-class weights)."""
+    rng = np.random.default_rng(21)
+    y = (rng.random((6, 7, 2)) < 0.3).astype(np.float64)
+    if soft:
+        y = rng.random(y.shape)
+    x = np.where(y > 0.5, 1.5, -1.5) + rng.normal(0, 2.0, y.shape)
+    loss, ctx = S.sigmoid_multilabel_forward(x, y, probabilities=probabilities, **options)
+    grad = S.sigmoid_multilabel_backward(ctx)
+    true = weighted64(x, y, **options)
+    assert loss == pytest.approx(true.sum() / 6, rel=1e-12)
+    step = 1e-6
+    numeric = (weighted64(x + step, y, **options) - weighted64(x - step, y, **options)) / (2 * step) / 6
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+    if probabilities:
+        np.testing.assert_allclose(S.sigmoid_probabilities(ctx), sigmoid64(x), rtol=1e-14)
+    # float32 on the same inputs, the loss within float32 rounding of the float64 formula
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    loss32, _ = S.sigmoid_multilabel_forward(x32, y32, probabilities=probabilities, **options)
+    assert loss32 == pytest.approx(weighted64(x32, y32, **options).sum() / 6, rel=1e-5)
+
+
+@pytest.mark.parametrize("options", [{}, {"gamma": 2}, {"gamma_neg": 4, "clip": 0.05, "pos_weight": 2.0}])
+def test_float64_targets_with_float32_scores_are_cast_first(options):
+    """Targets of another dtype are cast to the scores' dtype before the kernel: bit for bit the result of
+    casting them oneself (soft targets, so that the float64 and float32 arithmetic would differ)."""
+    rng = np.random.default_rng(22)
+    y64 = rng.random((16, 300))
+    x = (np.where(y64 > 0.5, 3.0, -3.0) + rng.normal(0, 2.0, y64.shape)).astype(np.float32)
+    loss, grad = forward_backward(x, y64, **options)
+    loss_cast, grad_cast = forward_backward(x, y64.astype(np.float32), **options)
+    assert grad.dtype == np.float32
+    assert loss == loss_cast and np.array_equal(grad, grad_cast)
+
+
+def test_large_inputs_rows_straddling_blocks_against_float64():
+    """More than BLOCK_SIZE elements, rows longer than a block (split on the class axis) and rows that
+    fill a block a few times over: loss and gradient against the float64 formula, every element written."""
+    for shape in [(3, S.BLOCK_SIZE + 7), (S.BLOCK_SIZE // 1000 * 3 + 2, 1000), (4, 5000, 20)]:
+        x, y = trained_like(shape[0], int(np.prod(shape[1:])), 4, seed=23, noise=2.0)
+        x, y = x.reshape(shape), y.reshape(shape)
+        for options in ({}, {"gamma_neg": 2, "clip": 0.05, "class_weight": list(np.linspace(0.5, 2, shape[1]))}):
+            ws = Workspace()
+            loss, ctx = S.sigmoid_multilabel_forward(x, y, workspace=ws, **options)
+            grad = S.sigmoid_multilabel_backward(ctx)
+            true = weighted64(x, y, **options)
+            assert loss == pytest.approx(true.sum() / shape[0], rel=1e-5), (shape, options)
+            step = 1e-5
+            x64 = x.astype(np.float64)
+            numeric = (weighted64(x64 + step, y, **options) - weighted64(x64 - step, y, **options)) / (2 * step)
+            np.testing.assert_allclose(grad, numeric / shape[0], rtol=1e-3, atol=1e-9)
+            np.testing.assert_allclose(S.sigmoid_probabilities(ctx), sigmoid64(x), rtol=1e-6)
+
+
+def test_error_messages_exactly():
+    x = np.zeros((2, 3), np.float32)
+    y = np.array([[1, 1, 1.5], [0, 0, 0]], np.float32)       # a 1 before the bad value
+    with pytest.raises(MultilabelLossError) as error:
+        S.sigmoid_multilabel_forward(x, y)
+    assert str(error.value).startswith("sigmoid_multilabel_forward: targets must be in [0, 1], found 1.5 at ")
+    y[0, 2] = -2
+    with pytest.raises(MultilabelLossError) as error:
+        S.sigmoid_multilabel_forward(x, y, ignore_label=-1)
+    assert str(error.value).startswith(
+        "sigmoid_multilabel_forward: targets must be in [0, 1] or equal to ignore_label -1.0, found -2.0 at ")
+    # finite scores and targets, infinite loss: pos_weight 1e38 on a confident miss overflows float32
+    x[0, 0] = -100
+    y[0, 2] = 0
+    with pytest.raises(MultilabelLossError) as error:
+        S.sigmoid_multilabel_forward(x, y, pos_weight=1e38)
+    assert str(error.value) == ("sigmoid_multilabel_forward: the loss is not finite (inf) although scores "
+                                "and targets are")
+    _, ctx = S.sigmoid_multilabel_forward(x, y, probabilities=False)
+    with pytest.raises(MultilabelLossError) as error:
+        S.sigmoid_probabilities(ctx)
+    assert str(error.value) == "sigmoid_probabilities: the forward pass was run with probabilities=False"
+
+
+def test_non_finite_scores_raise_without_a_numpy_warning():
+    x, y = asl_inputs(np.float32)
+    x[1, 2] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(MultilabelLossError, match="scores are not finite"):
+            S.sigmoid_multilabel_forward(x, y, gamma_neg=4, clip=0.05)
+
+
+def test_loss_convenience_applies_loss_weight():
+    x, y = asl_inputs(np.float32)
+    loss, grad = S.sigmoid_multilabel_loss(x, y, loss_weight=2.5, gamma=2)
+    loss1, grad1 = S.sigmoid_multilabel_loss(x, y, gamma=2)
+    assert loss == loss1
+    np.testing.assert_allclose(grad, grad1 * 2.5, rtol=1e-6)
