@@ -400,7 +400,8 @@ def weighted64(x, y, gamma_neg=0.0, gamma_pos=0.0, clip=0.0, pos_weight=1.0, alp
         gamma_neg = gamma_pos = gamma
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
-    pw = np.asarray(pos_weight, np.float64).reshape((1, -1) + (1,) * (x.ndim - 2)) if np.ndim(pos_weight) else pos_weight
+    pw = (np.asarray(pos_weight, np.float64).reshape((1, -1) + (1,) * (x.ndim - 2)) if np.ndim(pos_weight)
+          else pos_weight)
     p, one_minus_p = sigmoid64(x), sigmoid64(-x)
     p_m = np.maximum(p - clip, 0)
     log_1_p_m = np.log1p(-p_m) if clip > 0 else -np.logaddexp(0, x)
@@ -468,7 +469,9 @@ def test_large_inputs_rows_straddling_blocks_against_float64():
     for shape in [(3, S.BLOCK_SIZE + 7), (S.BLOCK_SIZE // 1000 * 3 + 2, 1000), (4, 5000, 20)]:
         x, y = trained_like(shape[0], int(np.prod(shape[1:])), 4, seed=23, noise=2.0)
         x, y = x.reshape(shape), y.reshape(shape)
-        for options in ({}, {"gamma_neg": 2, "clip": 0.05, "class_weight": list(np.linspace(0.5, 2, shape[1]))}):
+        option_sets: list[dict[str, Any]] = [
+            {}, {"gamma_neg": 2, "clip": 0.05, "class_weight": list(np.linspace(0.5, 2, shape[1]))}]
+        for options in option_sets:
             ws = Workspace()
             loss, ctx = S.sigmoid_multilabel_forward(x, y, workspace=ws, **options)
             grad = S.sigmoid_multilabel_backward(ctx)
