@@ -36,7 +36,6 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from softmax_multilabel_layer import metrics
 
@@ -47,6 +46,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "multilabel_digits"))
 import digits_train  # noqa: E402
 import transfer_data  # noqa: E402
 import transfer_nets  # noqa: E402
+from digits_eval import forward_blobs as forward  # noqa: E402
 from digits_report import stats  # noqa: E402
 from digits_train import REPO  # noqa: E402
 
@@ -96,21 +96,6 @@ def parse_args(argv):
 
 
 # ---------------------------------------------------------------- evaluation
-
-def forward(net, data, blobs, batch=100):
-    """Forward data through a pycaffe net -> {blob: N x ... array}."""
-    out: dict[str, list[NDArray[np.float32]]] = {b: [] for b in blobs}
-    for start in range(0, len(data), batch):
-        x = data[start:start + batch]
-        if net.blobs["data"].data.shape != x.shape:
-            net.blobs["data"].reshape(*x.shape)
-            net.reshape()
-        net.blobs["data"].data[...] = x
-        net.forward()
-        for b in blobs:
-            out[b].append(net.blobs[b].data.reshape(len(x), -1).copy())
-    return {b: np.concatenate(v) for b, v in out.items()}
-
 
 def tag_scores(logits, kind):
     """The score each loss trains: softmax over tags, or the logits (same ranking as sigmoid)."""
