@@ -35,6 +35,11 @@ class Workspace:
         self.generation += 1
         return self.generation
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the workspace's arrays."""
+        return sum(buf.nbytes for buf in self._buffers.values())
+
     def get(self, name: str, shape: Sequence[int], dtype: DTypeLike) -> NDArray[Any]:
         buf = self._buffers.get(name)
         if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:

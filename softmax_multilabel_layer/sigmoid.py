@@ -142,7 +142,7 @@ def sigmoid_multilabel_forward(scores: ArrayLike, targets: ArrayLike, options: S
     _check_targets(y, owner, opts.ignore_label, np.shape(scores), opts.axis)
     if y.dtype != x.dtype:                      # float64 or integer targets with float32 scores
         y_cast = ws.get("y", x.shape, x.dtype)
-        np.copyto(y_cast, y, casting="same_kind")
+        np.copyto(y_cast, y)                    # casting="same_kind" (the default): int or float64 to float32
         y = y_cast
 
     grad = ws.get("grad", x.shape, x.dtype)
@@ -150,14 +150,17 @@ def sigmoid_multilabel_forward(scores: ArrayLike, targets: ArrayLike, options: S
     per_class = {key: np.asarray(getattr(opts, key), x.dtype).reshape(1, classes, 1)
                  if isinstance(getattr(opts, key), tuple) else None for key in ("pos_weight", "class_weight")}
     blocks = list(_blocks(x.shape))
-    scratch = _Scratch(ws, x.dtype, x[blocks[0][0]].size)     # the first block is a largest one
+    capacity = x[blocks[0][0]].size                     # the first block is a largest one
+    scratch = _Scratch(ws, x.dtype, capacity, "block:")
+    masks = _Scratch(ws, np.bool_, capacity, "block mask:")
     loss_sum = 0.0
     with np.errstate(invalid="ignore"):                # non-finite scores: reported below
         for block, class_slice in blocks:
-            scratch.shape = x[block].shape
+            scratch.reshape(x[block].shape)
+            masks.reshape(x[block].shape)
             weights = {key: None if value is None else value[:, class_slice] for key, value in per_class.items()}
             loss_sum += _elementwise(x[block], y[block], None if valid is None else valid[block], grad[block],
-                                     None if prob is None else prob[block], weights, opts, scratch)
+                                     None if prob is None else prob[block], weights, opts, scratch, masks)
     ctx = SigmoidContext(_normalizer(opts.normalization, outer, classes * inner, valid_count), np.shape(scores),
                          grad, prob, ws, generation)
     loss = loss_sum / ctx.normalizer
@@ -193,55 +196,51 @@ def _blocks(shape):
 
 
 class _Scratch:
-    """Block-shaped views of flat workspace buffers (one allocation per name, reused by every block).
+    """Block-shaped scratch arrays by attribute: ``buf.u`` is a view of the flat workspace buffer ``prefix + "u"``.
 
-    Set ``shape`` before each block; the views of one shape are made once and reused by the next blocks.
+    Each buffer is allocated once, with ``capacity`` elements of ``dtype``, and reused by every block.
+    Call :meth:`reshape` before each block; the views of one shape are made once and reused by the next blocks.
     """
 
-    def __init__(self, ws, dtype, capacity):
-        self.ws, self.dtype, self.capacity = ws, dtype, capacity
-        self._shape, self._views = None, {}
+    def __init__(self, ws, dtype, capacity, prefix):
+        self._ws, self._dtype, self._capacity, self._prefix = ws, dtype, capacity, prefix
+        self._shape: tuple[int, ...] = ()             # set by reshape, before the first block
+        self._views: dict[str, np.ndarray] = {}
 
-    @property
-    def shape(self):
-        return self._shape
-
-    @shape.setter
-    def shape(self, shape):
+    def reshape(self, shape):
         if shape != self._shape:
             self._shape, self._views = shape, {}
 
-    def __call__(self, name, dtype=None):
+    def __getattr__(self, name):            # only called for names that are not attributes: the buffers
         view = self._views.get(name)
         if view is None:
-            assert self._shape is not None, "_Scratch: set shape before asking for a view"
-            flat = self.ws.get("block:" + name, (self.capacity,), dtype or self.dtype)
+            flat = self._ws.get(self._prefix + name, (self._capacity,), self._dtype)
             view = self._views[name] = flat[:math.prod(self._shape)].reshape(self._shape)
         return view
 
 
-def _elementwise(x, y, valid, grad, p, weights, opts, buf):
+def _elementwise(x, y, valid, grad, p, weights, opts, buf, masks):
     """One block: fills ``grad`` (d l / dx) and ``p`` (sigmoid(x), unless None); returns the sum of l.
 
     ``weights`` holds the block's per-class ``pos_weight`` and ``class_weight`` arrays (or None);
-    ``buf(name)`` gives block-shaped scratch arrays.
+    ``buf.name`` and ``masks.name`` are block-shaped scratch arrays (float and bool).
     """
     dtype = x.dtype
     one = dtype.type(1)
 
     # h = [x >= 0], f = 1 - 2h (-1 or 1), so -|x| = f x exactly
-    h_bool = buf("x>=0", np.bool_)
+    h_bool = masks.x_nonneg
     np.greater_equal(x, 0, out=h_bool)
-    h = buf("h")
+    h = buf.h
     np.copyto(h, h_bool)
-    f = np.multiply(h, dtype.type(-2), out=buf("f"))
+    f = np.multiply(h, dtype.type(-2), out=buf.f)
     np.add(f, one, out=f)
     # u = exp(-|x|), w = 1 + u, s = sigmoid(-|x|) = u / w, log1p(u) = log(w) - ((w - 1) - u)
-    u = np.multiply(x, f, out=buf("u"))
+    u = np.multiply(x, f, out=buf.u)
     np.exp(u, out=u)
-    w = np.add(u, one, out=buf("w"))
-    fs = np.divide(u, w, out=buf("fs"))
-    log1p_u = np.log(w, out=buf("log1p_u"))
+    w = np.add(u, one, out=buf.w)
+    fs = np.divide(u, w, out=buf.fs)
+    log1p_u = np.log(w, out=buf.log1p_u)
     np.subtract(w, one, out=w)
     np.subtract(w, u, out=w)
     np.subtract(log1p_u, w, out=log1p_u)
@@ -249,23 +248,23 @@ def _elementwise(x, y, valid, grad, p, weights, opts, buf):
     np.multiply(fs, f, out=fs)
     v = y                                               # pos_weight * y
     if weights["pos_weight"] is not None:
-        v = np.multiply(y, weights["pos_weight"], out=buf("pos_weight*y"))
+        v = np.multiply(y, weights["pos_weight"], out=buf.v)
     elif opts.pos_weight != 1:
-        v = np.multiply(y, dtype.type(opts.pos_weight), out=buf("pos_weight*y"))
+        v = np.multiply(y, dtype.type(opts.pos_weight), out=buf.v)
     gamma_pos, gamma_neg = (opts.gamma, opts.gamma) if opts.gamma > 0 else (opts.gamma_pos, opts.gamma_neg)
     clip = opts.clip
     focus = gamma_pos > 0 or gamma_neg > 0
     two_terms = clip > 0 or v is not y
     if p is None and (focus or two_terms):
-        p = buf("p")
+        p = buf.p
     if p is not None:
         np.add(h, fs, out=p)                            # sigmoid(x)
     if focus or two_terms:
-        p_neg = np.subtract(one, h, out=buf("1-p"))     # sigmoid(-x)
+        p_neg = np.subtract(one, h, out=buf.p_neg)     # sigmoid(-x)
         np.subtract(p_neg, fs, out=p_neg)
-        not_y = np.subtract(one, y, out=buf("1-y"))
-    pq = np.multiply(p, p_neg, out=buf("p(1-p)")) if focus else None    # d p / dx
-    tmp = buf("tmp")
+        not_y = np.subtract(one, y, out=buf.not_y)
+    pq = np.multiply(p, p_neg, out=buf.pq) if focus else None    # d p / dx
+    tmp = buf.tmp
     if not two_terms:
         # BCE: y softplus(-x) + (1 - y) softplus(x) = log1p(u) + x (h - y), and d ce / dx = p - y = (h - y) + fs.
         # Every term is >= 0 or exact; for binary y this equals the two-term form below bit for bit.
@@ -284,15 +283,15 @@ def _elementwise(x, y, valid, grad, p, weights, opts, buf):
         if clip > 0:
             # negatives: p_m = max(p - m, 0), -log(1 - p_m) (>= 0; as precise as p_m, which carries p's
             # rounding), and d/dx = [p_m > 0] p (1 - p) / (1 - p_m), with 1 - p_m = (1 - p) + m there.
-            p_m = np.subtract(p, dtype.type(clip), out=buf("p_m"))
+            p_m = np.subtract(p, dtype.type(clip), out=buf.p_m)
             np.maximum(p_m, 0, out=p_m)
-            above = buf("p>m", np.bool_)
+            above = masks.above
             np.greater(p_m, 0, out=above)
-            neg_loss = np.subtract(one, p_m, out=buf("neg_loss"))
+            neg_loss = np.subtract(one, p_m, out=buf.neg_loss)
             np.log(neg_loss, out=neg_loss)
             np.negative(neg_loss, out=neg_loss)
-            d_neg_loss = np.add(p_neg, dtype.type(clip), out=buf("d_neg_loss"))
-            dp_m = np.multiply(pq if pq is not None else p, above, out=buf("dp_m"))   # pq is set iff focus
+            d_neg_loss = np.add(p_neg, dtype.type(clip), out=buf.d_neg_loss)
+            dp_m = np.multiply(pq if pq is not None else p, above, out=buf.dp_m)   # pq is set iff focus
             if not focus:
                 np.multiply(dp_m, p_neg, out=dp_m)
             np.divide(dp_m, d_neg_loss, out=d_neg_loss)  # d(-log(1 - p_m)) / dx
@@ -300,7 +299,7 @@ def _elementwise(x, y, valid, grad, p, weights, opts, buf):
         else:
             neg_loss, d_neg_loss, neg_p, dp_m = sp_pos, p, p, pq   # -log(1 - p) = softplus(x), d/dx = p
         # ce = v softplus(-x) + (1 - y) neg_loss; d ce / dx = (1 - y) d_neg_loss - v (1 - p)
-        ce = np.multiply(not_y, neg_loss, out=buf("ce"))
+        ce = np.multiply(not_y, neg_loss, out=buf.ce)
         np.multiply(v, sp_neg, out=tmp)
         np.add(ce, tmp, out=ce)
         np.multiply(not_y, d_neg_loss, out=grad)
@@ -310,11 +309,12 @@ def _elementwise(x, y, valid, grad, p, weights, opts, buf):
     if focus:
         # q = y (1 - p) + (1 - y) p_m, dq/dx = (1 - y) dp_m/dx - y p (1 - p); l = ce q^G,
         # dl/dx = q^G dce/dx + ce G q^(G-1) dq/dx
-        assert pq is not None and dp_m is not None, "_elementwise: focus computes p (1 - p) and dp_m above"
-        q = np.multiply(y, p_neg, out=buf("q"))
+        assert pq is not None                           # set above iff focus, as dp_m is
+        assert dp_m is not None
+        q = np.multiply(y, p_neg, out=buf.q)
         np.multiply(not_y, neg_p, out=tmp)
         np.add(q, tmp, out=q)
-        dq = np.multiply(not_y, dp_m, out=buf("dq"))
+        dq = np.multiply(not_y, dp_m, out=buf.dq)
         np.multiply(y, pq, out=tmp)
         np.subtract(dq, tmp, out=dq)
         modulator, d_modulator = _focus_power(q, y, not_y, gamma_pos, gamma_neg, buf)
@@ -353,7 +353,7 @@ def _focus_power(q, y, not_y, gamma_pos, gamma_neg, buf):
     dl/dx are 0 all the same).
     """
     dtype = q.dtype
-    d_modulator = buf("d_modulator")
+    d_modulator = buf.d_modulator
     if gamma_pos == gamma_neg and float(gamma_pos).is_integer():
         gamma = int(gamma_pos)
         if gamma == 1:
@@ -362,17 +362,17 @@ def _focus_power(q, y, not_y, gamma_pos, gamma_neg, buf):
             np.copyto(d_modulator, q)
             for _ in range(gamma - 2):
                 np.multiply(d_modulator, q, out=d_modulator)   # q^(gamma-1)
-        modulator = np.multiply(d_modulator, q, out=buf("modulator"))
+        modulator = np.multiply(d_modulator, q, out=buf.modulator)
         if gamma != 1:
             np.multiply(d_modulator, dtype.type(gamma), out=d_modulator)
         return modulator, d_modulator
-    log_q = np.maximum(q, np.finfo(dtype).tiny, out=buf("log_q"))
+    log_q = np.maximum(q, np.finfo(dtype).tiny, out=buf.log_q)
     np.log(log_q, out=log_q)
-    modulator = buf("modulator")
+    modulator = buf.modulator
     if gamma_pos == gamma_neg:
         exponent = dtype.type(gamma_pos)
     else:
-        exponent = np.multiply(y, dtype.type(gamma_pos), out=buf("G"))
+        exponent = np.multiply(y, dtype.type(gamma_pos), out=buf.exponent)
         np.multiply(not_y, dtype.type(gamma_neg), out=modulator)
         np.add(exponent, modulator, out=exponent)
     np.multiply(log_q, exponent, out=modulator)

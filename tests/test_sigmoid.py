@@ -5,6 +5,8 @@ Every random input has a fixed seed. The float64 references below are written ou
 the core: softplus by np.logaddexp, sigmoid as exp(-softplus(-x)) in float64.
 """
 import json
+import math
+import tracemalloc
 import warnings
 from typing import Any
 
@@ -343,8 +345,10 @@ def test_non_finite_scores_are_reported_with_every_option(bad, options, target):
     x, y = asl_inputs(np.float32)
     x, y = x[:4, :5].copy(), y[:4, :5].copy()
     x[2, 3], y[2, 3] = bad, target
-    with pytest.raises(MultilabelLossError, match="scores are not finite"):
-        S.sigmoid_multilabel_forward(x, y, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # inf * 0 and inf - inf inside the kernel: no numpy warning
+        with pytest.raises(MultilabelLossError, match="scores are not finite"):
+            S.sigmoid_multilabel_forward(x, y, **options)
 
 
 ASL_DEMO: dict[str, Any] = {"gamma_neg": 4, "gamma_pos": 0, "clip": 0.05}
@@ -523,3 +527,62 @@ def test_loss_convenience_applies_loss_weight():
     loss1, grad1 = S.sigmoid_multilabel_loss(x, y, gamma=2)
     assert loss == loss1
     np.testing.assert_allclose(grad, grad1 * 2.5, rtol=1e-6)
+
+
+# ---------------------------------------------------------------- memory: blocks, workspace, no allocation per call
+
+@pytest.mark.parametrize("shape", [(3, 100, 1), (4, 7, 3), (5, 60, 1), (2, 5, 60), (2, 3, 150), (1, 1, 1)])
+def test_blocks_tile_the_input_within_the_block_size(monkeypatch, shape):
+    """Each element is in exactly one block, in C order, and no block exceeds BLOCK_SIZE elements unless
+    one class row alone (the inner axis) does: rows of exactly, just under and over the block size."""
+    monkeypatch.setattr(S, "BLOCK_SIZE", 100)
+    index = np.arange(math.prod(shape)).reshape(shape)
+    blocks = list(S._blocks(shape))
+    pieces = [index[block] for block, _ in blocks]
+    assert np.array_equal(np.concatenate([piece.reshape(-1) for piece in pieces]), index.reshape(-1))
+    assert max(piece.size for piece in pieces) <= max(100, shape[2])
+    for (block, class_slice), piece in zip(blocks, pieces, strict=True):      # the class slice is the block's
+        assert np.array_equal(index[:, class_slice][block[0]], piece)
+
+
+def allocation_cases():
+    x, y = trained_like(64, 2000, 6, seed=21, positives=20, noise=3.0)   # 2 blocks of 32 rows
+    ignored = y.copy()
+    ignored[::7, ::5] = -1
+    per_class = [float(v) for v in np.linspace(0.5, 2.0, 2000)]
+    return [(x, y, {}), (x, y.astype(np.float64), {}),
+            (x, y, {"pos_weight": 2.0, "gamma": 2}),
+            (x, y, {"pos_weight": per_class, "gamma": 2.5, "alpha": 0.25}),
+            (x, ignored, {"gamma_neg": 4, "gamma_pos": 1, "clip": 0.05, "class_weight": per_class,
+                          "ignore_label": -1})]
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_a_training_loop_allocates_no_array_per_call(case):
+    """With a Workspace and ``out=``, a second forward and backward allocate no array: every step of the
+    kernel writes into a buffer. A step without ``out=`` would allocate a block (256 KB here) or more;
+    what is allocated is small Python objects and the per-class weights (8 KB each)."""
+    x, y, options = allocation_cases()[case]
+    ws, out = Workspace(), np.empty_like(x)
+    for _ in range(2):
+        if tracemalloc.is_tracing():
+            tracemalloc.reset_peak()
+        loss, ctx = S.sigmoid_multilabel_forward(x, y, workspace=ws, **options)
+        S.sigmoid_multilabel_backward(ctx, out=out)
+        tracemalloc.start()                     # the first call fills the workspace; the second is measured
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 32 * 2000 * 4 / 2, peak
+    assert math.isfinite(loss) and loss > 0
+
+
+def test_workspace_holds_the_batch_arrays_and_block_sized_scratch():
+    """Scratch memory is bounded by the block size, not the batch: at 64 x 17000 float32 the workspace holds
+    the gradient, the probabilities and the cast targets, and about 20 scratch buffers of one block each
+    (a scratch buffer the size of the batch would add 4.4 MB each)."""
+    x, y = trained_like(64, 17000, 8, seed=22)
+    ws = Workspace()
+    S.sigmoid_multilabel_forward(x, y.astype(np.float64), workspace=ws, gamma_neg=4, gamma_pos=1, clip=0.05,
+                                 pos_weight=2.0, alpha=0.25)
+    block = S.BLOCK_SIZE // 17000 * 17000 * 4
+    assert 3 * x.nbytes + 12 * block < ws.nbytes <= 3 * x.nbytes + 24 * block, (ws.nbytes, x.nbytes, block)
