@@ -244,7 +244,7 @@ class ImageDataOptions(_Options):
     new_width: int = 0
     crop_size: int = 0
     mirror: bool = False
-    mean_value: float | list[float] | None = None      # a list after __post_init__
+    mean_value: float | list[float] | None = None      # a tuple of floats after __post_init__
     scale: float = 1.0
     is_color: bool = True
     shuffle: bool | None = None
@@ -298,8 +298,9 @@ class ImageDataOptions(_Options):
             values = _number_list(o, "mean_value", values, low=-math.inf)
             channels = 3 if self.is_color else 1
             if len(values) not in (1, channels):
-                raise MultilabelLossError("%s: mean_value must have 1 or %d values (is_color %s), got %d: %r"
-                                          % (o, channels, str(self.is_color).lower(), len(values), self.mean_value))
+                raise MultilabelLossError("%s: mean_value must have %s (is_color %s), got %d: %r"
+                                          % (o, "1 or 3 values" if self.is_color else "1 value",
+                                             str(self.is_color).lower(), len(values), self.mean_value))
             object.__setattr__(self, "mean_value", values)
         object.__setattr__(self, "scale", _number(o, "scale", self.scale))
         _positive_int(o, "threads", self.threads)
