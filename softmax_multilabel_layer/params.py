@@ -32,12 +32,12 @@ def _choice(owner, key, value, allowed):
     return value
 
 
-def _number(owner, key, value, low=-math.inf, high=math.inf, low_open=False, high_open=False):
+def _number(owner, key, value, low=-math.inf, high=math.inf, high_open=False):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise MultilabelLossError("%s: %s must be a finite number, got %r" % (owner, key, value))
-    if value < low or value > high or (low_open and value == low) or (high_open and value == high):
-        raise MultilabelLossError("%s: %s must be in %s%s, %s%s, got %r" % (
-            owner, key, "(" if low_open else "[", low, high, ")" if high_open else "]", value))
+    if value < low or value > high or (high_open and value == high):
+        raise MultilabelLossError("%s: %s must be in [%s, %s%s, got %r" % (
+            owner, key, low, high, ")" if high_open else "]", value))
     return float(value)
 
 

@@ -1,4 +1,5 @@
-"""ImageDataOptions (params.py): the options of the image data layer and ``convert``, without Caffe.
+"""Option parsing (params.py), without Caffe: the image data layer's options (also ``convert``'s) and the
+ASL options of the sigmoid loss. (The loss options' other errors are in test_errors.py, through the layers.)
 
 Every check gives its own exact message (naming the layer, the option, the value found and what is
 expected), boundary values on both sides of each limit, and what a valid set of options becomes.
@@ -7,7 +8,7 @@ import math
 
 import pytest
 
-from softmax_multilabel_layer.params import ImageDataOptions, MultilabelLossError
+from softmax_multilabel_layer.params import ImageDataOptions, MultilabelLossError, SigmoidOptions
 
 BASE = {"source": "train.txt", "num_classes": 5}
 EXAMPLE = '; e.g. \'{"source": "train.txt", "num_classes": 10}\''
@@ -73,6 +74,8 @@ def options(**kw):
      'L: shuffle must be true or false, got 1'),
     ({'mean_value': [1, 2]},
      'L: mean_value must have 1 or 3 values (is_color true), got 2: [1, 2]'),
+    ({'mean_value': [1, 2], 'is_color': False},
+     'L: mean_value must have 1 value (is_color false), got 2: [1, 2]'),
     ({'mean_value': [1, 2, 3], 'is_color': False},
      'L: mean_value must have 1 value (is_color false), got 3: [1, 2, 3]'),
     ({'mean_value': []},
@@ -146,3 +149,37 @@ def test_from_param_str_parses_json_and_names_the_owner():
     with pytest.raises(MultilabelLossError) as err:
         ImageDataOptions.from_param_str('{"num_classes": 3}', "data")
     assert str(err.value).startswith("data: source (the list file) is required")
+
+
+def test_unknown_keys_name_each_layer_that_takes_them():
+    with pytest.raises(MultilabelLossError) as err:
+        ImageDataOptions.from_param_str('{"source": "a", "num_classes": 2, "normalization": "full"}', "L")
+    assert str(err.value).endswith(
+        "; normalization is an option of SoftmaxMultilabelLossLayer (core function softmax_multilabel_forward), "
+        "not of MultilabelImageDataLayer; normalization is an option of SigmoidMultilabelLossLayer (core function "
+        "sigmoid_multilabel_forward), not of MultilabelImageDataLayer")
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"gamma": 0.5, "gamma_neg": 0.5}, "L: gamma = 0.5 sets the focusing of positives and negatives alike; give "
+     "either gamma, or gamma_pos and gamma_neg (got 0.0 and 0.5), not both"),
+    ({"gamma": 2, "gamma_pos": 0.5}, "L: gamma = 2.0 sets the focusing of positives and negatives alike; give "
+     "either gamma, or gamma_pos and gamma_neg (got 0.5 and 0.0), not both"),
+    ({"clip": 1.0}, "L: clip must be in [0.0, 1.0), got 1.0"),
+    ({"clip": -0.1}, "L: clip must be in [0.0, 1.0), got -0.1"),
+    ({"gamma_neg": -1}, "L: gamma_neg must be in [0.0, inf], got -1"),
+    ({"alpha": 1.5}, "L: alpha (-1 = off) must be in [0.0, 1.0], got 1.5"),
+])
+def test_sigmoid_focusing_options_exact_messages(bad, message):
+    with pytest.raises(MultilabelLossError) as err:
+        SigmoidOptions(owner="L", **bad)
+    assert str(err.value) == message
+
+
+def test_sigmoid_numbers_become_floats():
+    """Integers in the options (JSON 0, 2) are stored as floats."""
+    made = SigmoidOptions(owner="L", pos_weight=2, gamma_neg=4, gamma_pos=1, clip=0, alpha=0, ignore_label=-1)
+    values = [made.pos_weight, made.gamma_neg, made.gamma_pos, made.clip, made.alpha, made.ignore_label]
+    assert values == [2.0, 4.0, 1.0, 0.0, 0.0, -1.0]
+    assert all(type(value) is float for value in values)
+    assert SigmoidOptions(owner="L", gamma=0.5).gamma == 0.5           # gamma alone, below 1
