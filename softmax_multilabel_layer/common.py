@@ -82,7 +82,7 @@ def _describe_array(a):
     return "%s array of shape %s%s" % (a.dtype, a.shape, "".join(", " + f for f in flags))
 
 
-def class_axis_shape(shape: Sequence[int], axis: int, owner: str, blob: str = "scores") -> tuple[int, int, int]:
+def class_axis_shape(shape: Sequence[int], axis: int, owner: str, blob: str) -> tuple[int, int, int]:
     """Return (O, C, I) for ``shape`` split around ``axis``; raise if the axis is out of range."""
     ndim = len(shape)
     if ndim < 1 or not -ndim <= axis < ndim:

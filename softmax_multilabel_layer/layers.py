@@ -56,7 +56,7 @@ class _MultilabelLossLayer(caffe.Layer):
         if shapes == self._checked_shapes:
             return
         shape = shapes[0]
-        _, classes, _ = class_axis_shape(shape, self.options.axis, self.options.owner)
+        _, classes, _ = class_axis_shape(shape, self.options.axis, self.options.owner, self.bottom_names[0])
         check_label_shapes(self.options, shape, shapes[1], shapes[2] if len(bottom) > 2 else None,
                            blob=self.bottom_names[1])
         self.options.check_class_count(classes)

@@ -1,7 +1,9 @@
 """The numpy core: values against independent references, and numeric-vs-analytic gradients in float64."""
 import importlib.util
 import itertools
+import math
 import os
+import tracemalloc
 import zlib
 from typing import Any
 
@@ -447,3 +449,31 @@ def test_zero_weight_indices_do_not_count_in_m():
         np.testing.assert_allclose(got[1], ref[1], rtol=1e-13, atol=1e-16)
     assert F.softmax_multilabel_loss(scores, idx, weights, label_format="indices")[0] == pytest.approx(
         reference_softmax_loss(scores, dense), rel=1e-12)
+
+
+@pytest.mark.parametrize("labels_kind", ["dense", "sparse", "indices"])
+def test_softmax_allocates_no_batch_sized_array_per_call(labels_kind):
+    """With a Workspace and ``out=``, a second forward and backward allocate only per-sample arrays and small
+    objects, never an array of the batch's size (512 KB here): every full pass writes into a buffer."""
+    rng = np.random.default_rng(23)
+    n, c = 64, 2000
+    scores = (rng.normal(size=(n, c)) * 3).astype(np.float32)
+    positives = rng.integers(0, c, size=(n, 3))
+    labels: Any = np.zeros((n, c), np.float32)
+    np.put_along_axis(labels, positives, 1.0, axis=1)
+    options: dict[str, Any] = {"label_smoothing": 0.1}
+    if labels_kind == "dense":
+        labels[::3] = rng.random((len(labels[::3]), c))                 # many non-zeros: the dense path
+    elif labels_kind == "indices":
+        labels, options = positives.astype(np.float32), {"label_format": "indices"}
+    ws, out = F.Workspace(), np.empty_like(scores)
+    for _ in range(2):
+        if tracemalloc.is_tracing():
+            tracemalloc.reset_peak()
+        loss, ctx = F.softmax_multilabel_forward(scores, labels, workspace=ws, **options)
+        F.softmax_multilabel_backward(ctx, out=out)
+        tracemalloc.start()                     # the first call fills the workspace; the second is measured
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < scores.nbytes / 2, peak
+    assert math.isfinite(loss) and loss > 0
