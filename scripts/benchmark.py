@@ -27,7 +27,6 @@ row also gives the largest error of the layer's gradient against float64 math on
 ``benchmark.md`` and ``benchmark.json`` to ``--out`` (default ``output/bench``).
 """
 import argparse
-import importlib
 import json
 import os
 import platform
@@ -40,6 +39,8 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
+
+from softmax_multilabel_layer.cpu import numpy_cpu_features
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -281,19 +282,6 @@ def cpu_model():
     except OSError:
         pass
     return {"model": model, "avx2": "avx2" in flags, "avx512f": "avx512f" in flags}
-
-
-def numpy_cpu_features():
-    """(features numpy detected and enabled, numpy's dispatch targets), or two empty lists."""
-    # Private modules, imported by name: numpy's stubs do not declare these two attributes.
-    for name in ("numpy.core._multiarray_umath", "numpy._core._multiarray_umath"):
-        try:
-            module = importlib.import_module(name)
-            features, dispatch = module.__cpu_features__, module.__cpu_dispatch__
-        except (ImportError, AttributeError):
-            continue
-        return [k for k, v in features.items() if v], list(dispatch)
-    return [], []
 
 
 def simd_kind(enabled):

@@ -74,11 +74,19 @@ def forward_backward(x, y, **options):
     return loss, S.sigmoid_multilabel_backward(ctx)
 
 
+@pytest.fixture(params=[True, False], ids=["log1p", "corrected-log"])
+def log1p_form(request, monkeypatch):
+    """Run a test with each form of log1p(u) the kernel can take, whatever this CPU is: numpy's ``log1p``
+    (chosen where it is SIMD code) and log(1 + u) corrected by the rounding error of 1 + u."""
+    monkeypatch.setattr(S, "LOG1P_IS_SIMD", request.param)
+    return request.param
+
+
 # ---------------------------------------------------------------- float32 precision, trained regime
 
 @pytest.mark.parametrize("margin", [8, 14, 20])
 @pytest.mark.parametrize("shape", [(64, 17000), (256, 1000)])
-def test_bce_float32_at_least_as_precise_as_caffe(tmp_path, shape, margin):
+def test_bce_float32_at_least_as_precise_as_caffe(tmp_path, shape, margin, log1p_form):
     """Loss and max-abs gradient error against float64 math: ours (core and in caffe.Net) <= Caffe's C++ layer."""
     n, c = shape
     x, y = trained_like(n, c, margin, seed=margin)
@@ -128,7 +136,7 @@ def test_probabilities_keep_relative_precision():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_large_logits_are_finite_and_exact(dtype):
+def test_large_logits_are_finite_and_exact(dtype, log1p_form):
     x = np.array([[-1e4, -200, -90, 90, 200, 1e4]], dtype)
     y = np.array([[0, 1, 0, 1, 0, 1]], dtype)
     for options in ({}, {"gamma": 2}, {"gamma_neg": 4, "clip": 0.05}, {"gamma_neg": 3.5, "gamma_pos": 0.5}):
@@ -141,7 +149,7 @@ def test_large_logits_are_finite_and_exact(dtype):
     assert grad[0, 2] > 0                                   # sigmoid(-90) = 8e-40, not rounded to 0
 
 
-def test_soft_targets_against_float64():
+def test_soft_targets_against_float64(log1p_form):
     rng = np.random.default_rng(3)
     x = (rng.normal(size=(32, 300)) * 6).astype(np.float32)
     y = rng.random((32, 300)).astype(np.float32)
@@ -242,7 +250,7 @@ ASL_CASES = [(4, 0, 0.05), (4, 1, 0.05), (2, 2, 0), (1.5, 0.5, 0.2), (3, 0, 0.3)
 
 @pytest.mark.parametrize("gamma_neg,gamma_pos,clip", ASL_CASES)
 @pytest.mark.parametrize("soft", [False, True])
-def test_asl_values_against_the_formula(gamma_neg, gamma_pos, clip, soft):
+def test_asl_values_against_the_formula(gamma_neg, gamma_pos, clip, soft, log1p_form):
     x, y = asl_inputs(np.float64, soft)
     if clip > 0 and not soft:
         assert ((sigmoid64(x) < clip) & (y == 0)).sum() > 50          # many negatives with p below m
@@ -429,7 +437,7 @@ OPTION_CASES = [{"pos_weight": 2.0}, {"pos_weight": 1.0}, {"pos_weight": 0.5, "c
 @pytest.mark.parametrize("options", OPTION_CASES)
 @pytest.mark.parametrize("probabilities", [True, False])
 @pytest.mark.parametrize("soft", [False, True])
-def test_every_option_against_the_float64_formula(options, probabilities, soft):
+def test_every_option_against_the_float64_formula(options, probabilities, soft, log1p_form):
     """Loss, gradient (central differences of the float64 formula) and probabilities, with probabilities
     kept or not: each option must change the result exactly as the formula says (pos_weight 1 and 2,
     gamma_neg alone in (0, 1], clip 0 and > 0, scalar and per-class weights)."""
@@ -466,7 +474,7 @@ def test_float64_targets_with_float32_scores_are_cast_first(options):
     assert loss == loss_cast and np.array_equal(grad, grad_cast)
 
 
-def test_large_inputs_rows_straddling_blocks_against_float64():
+def test_large_inputs_rows_straddling_blocks_against_float64(log1p_form):
     """More than BLOCK_SIZE elements, rows longer than a block (split on the class axis) and rows that
     fill a block a few times over: loss and gradient against the float64 formula, every element written."""
     for shape in [(3, S.BLOCK_SIZE + 7), (S.BLOCK_SIZE // 1000 * 3 + 2, 1000), (4, 5000, 20)]:
