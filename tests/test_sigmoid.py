@@ -565,7 +565,7 @@ def allocation_cases():
 
 
 @pytest.mark.parametrize("case", range(5))
-def test_a_training_loop_allocates_no_array_per_call(case):
+def test_a_training_loop_allocates_no_array_per_call(case, log1p_form):
     """With a Workspace and ``out=``, a second forward and backward allocate no array: every step of the
     kernel writes into a buffer. A step without ``out=`` would allocate a block (256 KB here) or more;
     what is allocated is small Python objects and the per-class weights (8 KB each)."""
