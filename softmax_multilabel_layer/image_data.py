@@ -458,7 +458,7 @@ class ImageBatchReader(object):
         self.label_shape = (o.batch_size, o.label_width(self.images.num_classes))
         self.transform = Transform(channels, o.crop_size, o.mirror, o.mean_value, o.scale, train)
         self.skipped: dict[int, int] = {}          # epoch -> number of bad images replaced
-        self._first_skipped: dict[int, str] = {}   # epoch -> the first one's error message
+        self._first_skipped: dict[int, tuple[int, str]] = {}   # epoch -> (list index, error) of its first in the list
         self._logged_epoch = -1
         self._skip_lock = threading.Lock()
         self._next_k = 0
@@ -502,7 +502,9 @@ class ImageBatchReader(object):
                     raise
                 with self._skip_lock:
                     self.skipped[epoch] = self.skipped.get(epoch, 0) + 1
-                    self._first_skipped.setdefault(epoch, str(exc))
+                    known = self._first_skipped.get(epoch)   # the lowest list index, not the first thread to fail
+                    if known is None or image < known[0]:
+                        self._first_skipped[epoch] = (image, str(exc))
                 attempt += 1
                 if attempt > MAX_REPLACEMENTS:
                     raise ImageDecodeError("%s: %d bad images in a row while replacing one (skip_bad_images); "
@@ -561,7 +563,7 @@ class ImageBatchReader(object):
                 first = self._first_skipped.pop(self._logged_epoch, None)
             log.warning("%s: epoch %d of %s (rank %d): %d bad image(s) replaced by other samples%s",
                         self.owner, self._logged_epoch, self.images.source, self.rank, bad,
-                        "; first: %s" % first if first else "")
+                        "; the first in the list: %s" % first[1] if first else "")
 
     def close(self) -> None:
         """Stop the decode threads (idempotent); they finish the image they are on and exit."""

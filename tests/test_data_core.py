@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from image_files import decoded_ids, id_image, id_list, label_sets, pattern_image, write_images, write_list
 
+from softmax_multilabel_layer import image_data
 from softmax_multilabel_layer.image_data import (
     ImageBatchReader,
     ImageDecodeError,
@@ -168,6 +169,37 @@ def test_skip_bad_images_replaces_counts_and_logs(tmp_path, caplog):
     epoch_lines = [r.getMessage() for r in caplog.records if "bad image(s) replaced" in r.getMessage()]
     assert len(epoch_lines) == 1 and "epoch 0" in epoch_lines[0] and ": 2 bad image(s)" in epoch_lines[0]
     assert "img_002.png" in epoch_lines[0]
+
+
+def test_skip_bad_images_names_the_first_in_the_list_whatever_thread_fails_first(tmp_path, caplog, monkeypatch):
+    """The epoch's log line names the bad image earliest in the list, also when another decode thread fails
+    first (here the thread on img_002 waits until img_005 has failed). It once named whichever failed first,
+    so the line changed from run to run."""
+    source, _ = id_list(tmp_path, n=8)
+    for i in (2, 5):
+        (tmp_path / "ids" / ("img_%03d.png" % i)).write_bytes(b"\xff\xd8 truncated")
+    later_failed = threading.Event()
+    real_load = image_data.load_image
+
+    def load(path, *args, **kwargs):
+        if path.endswith("img_002.png"):
+            later_failed.wait(5)
+        try:
+            return real_load(path, *args, **kwargs)
+        finally:
+            if path.endswith("img_005.png"):
+                later_failed.set()
+    monkeypatch.setattr(image_data, "load_image", load)
+    caplog.set_level(logging.WARNING, logger="softmax_multilabel_layer.image_data")
+    reader = ImageBatchReader(options(source, batch_size=4, skip_bad_images=True, shuffle=False, threads=2))
+    try:
+        for _ in range(3):
+            reader.next_batch()
+    finally:
+        reader.close()
+    epoch_lines = [r.getMessage() for r in caplog.records if "bad image(s) replaced" in r.getMessage()]
+    assert len(epoch_lines) == 1 and "; the first in the list: " in epoch_lines[0]
+    assert "img_002.png" in epoch_lines[0] and "img_005.png" not in epoch_lines[0]
 
 
 def test_sizes_must_agree_without_crop_or_resize(tmp_path):
