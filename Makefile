@@ -49,6 +49,7 @@ lint: $(STAMP)
 	@status=0; \
 	echo "$(VENV)/bin/ruff check ."; $(VENV)/bin/ruff check . || status=1; \
 	echo "$(VENV)/bin/mypy"; $(VENV)/bin/mypy || status=1; \
+	echo "$(VENV)/bin/lint-imports"; $(VENV)/bin/lint-imports || status=1; \
 	exit $$status
 
 lock:

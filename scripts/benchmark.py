@@ -40,7 +40,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from softmax_multilabel_layer.cpu import numpy_cpu_features
+from softmax_multilabel_layer.losses.cpu import numpy_cpu_features
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -574,7 +574,7 @@ def metrics_cases(y, s, predicted):
 
     from sklearn import metrics as skm
 
-    from softmax_multilabel_layer import metrics as M
+    from softmax_multilabel_layer.evaluation import metrics as M
 
     def sk(fn, *a, **k):
         def call():
@@ -620,7 +620,7 @@ def _peak_mb(fn):
 
 
 def metrics_benchmark(size=METRICS_SIZE, reps=3, seed=0):
-    """Time and peak memory of softmax_multilabel_layer.metrics and scikit-learn side by side on one trained-like
+    """Time and peak memory of the package's metrics and scikit-learn side by side on one trained-like
     input: N x C float32 softmax probabilities, ~1% positives plus one per sample, scores correlated with labels."""
     sys.path.insert(0, ROOT)
     n, c = (int(v) for v in size.lower().split("x"))
@@ -630,7 +630,7 @@ def metrics_benchmark(size=METRICS_SIZE, reps=3, seed=0):
     z = rng.standard_normal((n, c), dtype=np.float32) + np.float32(2.0) * y
     s = np.exp(z - z.max(1, keepdims=True))
     s /= s.sum(1, keepdims=True)
-    from softmax_multilabel_layer.predict import predict_labels
+    from softmax_multilabel_layer.evaluation.rules import predict_labels
     predicted = predict_labels(s, "mass:0.5")
     rows = []
     for name, ours, theirs in metrics_cases(y, s, predicted):
@@ -651,7 +651,7 @@ def metrics_benchmark(size=METRICS_SIZE, reps=3, seed=0):
 
 
 def metrics_markdown(result):
-    lines = ["", "## Metrics over a test set: softmax_multilabel_layer.metrics vs scikit-learn", "",
+    lines = ["", "## Metrics over a test set: softmax_multilabel_layer.evaluation.metrics vs scikit-learn", "",
              "%s samples x classes (labels bool, scores float32 softmax probabilities, %.0f MB of input); label sets "
              "for Hamming / F1 / exact match from the rule mass:0.5. Ours: median of %d runs; scikit-learn: 1 run "
              "(seconds each). Peak = extra memory allocated during the call (tracemalloc, separate run). "

@@ -40,7 +40,7 @@ def main() -> None:
     tree, repeat = sys.argv[1], int(sys.argv[2])
     unconfident = sys.argv[3:] == ["unconfident"]
     sys.path.insert(0, tree)
-    from softmax_multilabel_layer import functional as F
+    from softmax_multilabel_layer.losses import functional as F
     # Trees without the probabilities switch always skip sigmoid(x); newer ones are told to skip it too.
     has_switch = "probabilities" in inspect.signature(F.sigmoid_multilabel_forward).parameters
     no_p: dict[str, Any] = {"probabilities": False} if has_switch else {}

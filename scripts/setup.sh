@@ -170,7 +170,7 @@ PY
 ) || die "$check"
 log "$check"
 # Which optional features that Caffe has (Python layers, OpenCV, LMDB, LevelDB).
-features=$(cd / && "${clean_env[@]}" "$VPY" -m softmax_multilabel_layer.caffe_features 2>&1) \
+features=$(cd / && "${clean_env[@]}" "$VPY" -m softmax_multilabel_layer.tools.caffe_features 2>&1) \
   || die "could not list the Caffe's features: $features"
 printf '%s\n' "$features" | sed 's/^/[setup] /' >&2
 (cd / && "${clean_env[@]}" "$WRAPPER" --version >/dev/null 2>&1) \

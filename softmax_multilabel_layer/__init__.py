@@ -9,7 +9,7 @@ so importing the package itself still needs no Caffe.
 """
 from typing import Any as _Any
 
-from .functional import (
+from softmax_multilabel_layer.losses.functional import (
     Workspace,
     sigmoid_multilabel_backward,
     sigmoid_multilabel_forward,
@@ -20,7 +20,7 @@ from .functional import (
     softmax_multilabel_loss,
     softmax_probabilities,
 )
-from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
 
 # The names re-exported from .functional and .params. The layer classes (_LAZY below) are left out,
 # so that `from softmax_multilabel_layer import *` still needs no Caffe.
@@ -42,7 +42,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 # Names that need Caffe, resolved lazily: name -> submodule that defines it.
-_LAZY = {"SoftmaxMultilabelLossLayer": "layers", "SigmoidMultilabelLossLayer": "layers"}
+_LAZY = {"SoftmaxMultilabelLossLayer": "losses.layers", "SigmoidMultilabelLossLayer": "losses.layers"}
 
 
 def __getattr__(name: str) -> _Any:

@@ -1,6 +1,6 @@
 """``python -m softmax_multilabel_layer``: the ``softmax-multilabel`` command."""
 import sys
 
-from .cli import main
+from softmax_multilabel_layer.cli import main
 
 sys.exit(main())

@@ -13,8 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from . import __version__, convert
-from .params import SigmoidOptions, SoftmaxOptions
+from softmax_multilabel_layer import __version__
+from softmax_multilabel_layer.data import convert
+from softmax_multilabel_layer.params import SigmoidOptions, SoftmaxOptions
 
 PROG = "softmax-multilabel"
 EXAMPLES = """examples:
@@ -155,16 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
         options.add_argument(*flags, dest="opt_" + key, type=_json_value, metavar="VALUE",
                              help="%s loss" % " and ".join(losses))
     convert.add_parser(sub)
-    from .deploy import add_deploy_parser  # evaluate, predict, deploy: each module registers its subcommand
-    from .evaluate import add_evaluate_parser
-    from .predict import add_predict_parser
+    from softmax_multilabel_layer.evaluation.deploy import (
+        add_deploy_parser,  # evaluate, predict, deploy: each module registers its subcommand
+    )
+    from softmax_multilabel_layer.evaluation.evaluate import add_evaluate_parser
+    from softmax_multilabel_layer.evaluation.predict import add_predict_parser
     for add in (add_evaluate_parser, add_predict_parser, add_deploy_parser):
         add(sub)
     return parser
 
 
 def _gradcheck(args: argparse.Namespace) -> int:
-    from .gradcheck import check_layer_gradient, format_report
+    from softmax_multilabel_layer.tools.gradcheck import check_layer_gradient, format_report
     report = check_layer_gradient(args.net, args.layer, bottoms=args.bottom, weights=args.weights, phase=args.phase,
                                   fills=dict(args.fill), seed=args.seed, stepsize=args.stepsize,
                                   threshold=args.threshold, floor=args.floor, kink=args.kink,
@@ -175,7 +178,7 @@ def _gradcheck(args: argparse.Namespace) -> int:
 
 
 def _prototxt(args: argparse.Namespace) -> int:
-    from .netspec import layer_prototxt
+    from softmax_multilabel_layer.tools.netspec import layer_prototxt
     params = {k[len("opt_"):]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
     bottoms = args.bottom or (("scores", "labels", "label_weights") if params.get("label_format") == "indices"
                               else ("scores", "labels"))

@@ -25,14 +25,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def require_caffe_feature(name):
     """Fail (or, only with ``USE_SYSTEM_CAFFE=1`` outside CI, skip) when the Caffe
-    found lacks an optional feature (see softmax_multilabel_layer.caffe_features).
+    found lacks an optional feature (see softmax_multilabel_layer.tools.caffe_features).
 
     The Caffe that ``make setup`` builds has every feature, so in CI and with the
     built Caffe a missing feature is a broken build: the test fails.
     """
     import pytest
 
-    from softmax_multilabel_layer.caffe_features import FEATURES, caffe_features
+    from softmax_multilabel_layer.tools.caffe_features import FEATURES, caffe_features
 
     if caffe_features()[name]:
         return

@@ -15,7 +15,7 @@ import pytest
 from caffe.proto import caffe_pb2
 from PIL import Image
 
-from softmax_multilabel_layer.caffe_features import caffe_features
+from softmax_multilabel_layer.tools.caffe_features import caffe_features
 
 from conftest import REPO, require_caffe_feature
 

@@ -10,8 +10,8 @@ import pytest
 from image_files import label_sets, pattern_image, write_images, write_list
 
 from softmax_multilabel_layer import cli
-from softmax_multilabel_layer import convert as C
-from softmax_multilabel_layer.image_data import load_image
+from softmax_multilabel_layer.data import convert as C
+from softmax_multilabel_layer.data.image_data import load_image
 from softmax_multilabel_layer.params import MultilabelLossError
 
 from caffe_nets import net_from_text

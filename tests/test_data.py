@@ -99,7 +99,7 @@ def test_indices_format_with_weight_top(tmp_path):
 
 def test_feeds_our_loss_and_trains(tmp_path):
     """The layer's labels go straight into SoftmaxMultilabelLossLayer; the loss equals the numpy core's."""
-    from softmax_multilabel_layer.functional import softmax_multilabel_loss
+    from softmax_multilabel_layer.losses.functional import softmax_multilabel_loss
     source, _ = id_list(tmp_path, n=8, num_classes=5)
     text = ours(dict(source=source, batch_size=4, num_classes=5, scale=0.01))
     text += ('layer { name: "fc" type: "InnerProduct" bottom: "data" top: "scores" inner_product_param { '

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from image_files import decoded_ids, id_image, id_list, label_sets, pattern_image, write_images, write_list
 
-from softmax_multilabel_layer import image_data
-from softmax_multilabel_layer.image_data import (
+from softmax_multilabel_layer.data import image_data
+from softmax_multilabel_layer.data.image_data import (
     ImageBatchReader,
     ImageDecodeError,
     Schedule,
@@ -62,7 +62,7 @@ def test_labels_dense_and_indices(tmp_path):
     source = tmp_path / "list.txt"
     source.write_text("a 3 1:0.5\nb\nc 4\n")
     lst = parse_image_list(str(source), num_classes=5)
-    from softmax_multilabel_layer.image_data import encode_labels
+    from softmax_multilabel_layer.data.image_data import encode_labels
     dense = np.full((3, 5), 7, np.float32)
     encode_labels(lst, [0, 1, 2], dense, "dense")
     np.testing.assert_array_equal(dense, [[0, 0.5, 0, 1, 0], [0.0] * 5, [0, 0, 0, 0, 1.0]])
@@ -156,7 +156,7 @@ def test_skip_bad_images_replaces_counts_and_logs(tmp_path, caplog):
     for i in (2, 5):
         (tmp_path / "ids" / ("img_%03d.png" % i)).write_bytes(b"\xff\xd8 truncated")
     opts = options(source, batch_size=4, skip_bad_images=True, shuffle=False)
-    caplog.set_level(logging.WARNING, logger="softmax_multilabel_layer.image_data")
+    caplog.set_level(logging.WARNING, logger="softmax_multilabel_layer.data.image_data")
     reader = ImageBatchReader(opts)
     try:
         ids = [decoded_ids(reader.next_batch()[0]) for _ in range(4)]     # two epochs and the first of a third
@@ -190,7 +190,7 @@ def test_skip_bad_images_names_the_first_in_the_list_whatever_thread_fails_first
             if path.endswith("img_005.png"):
                 later_failed.set()
     monkeypatch.setattr(image_data, "load_image", load)
-    caplog.set_level(logging.WARNING, logger="softmax_multilabel_layer.image_data")
+    caplog.set_level(logging.WARNING, logger="softmax_multilabel_layer.data.image_data")
     reader = ImageBatchReader(options(source, batch_size=4, skip_bad_images=True, shuffle=False, threads=2))
     try:
         for _ in range(3):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from softmax_multilabel_layer.cli import main
-from softmax_multilabel_layer.deploy import deploy_net, deploy_prototxt, parse_input_shapes
+from softmax_multilabel_layer.evaluation.deploy import deploy_net, deploy_prototxt, parse_input_shapes
 from softmax_multilabel_layer.params import MultilabelLossError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

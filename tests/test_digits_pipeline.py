@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples", "multilabel_digits"))
-from softmax_multilabel_layer import metrics  # noqa: E402
+from softmax_multilabel_layer.evaluation import metrics  # noqa: E402
 
 import digits_eval  # noqa: E402
 import digits_train  # noqa: E402

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from softmax_multilabel_layer import functional as F
+from softmax_multilabel_layer.losses import functional as F
 from softmax_multilabel_layer.params import (
     ImageDataOptions,
     MultilabelLossError,
@@ -534,7 +534,7 @@ EXACT_MESSAGES = [
     ("one-label-per-sample-sigmoid", sigmoid_core(scores(), np.zeros(4)),
      "sigmoid_multilabel_forward: targets shape (4,) does not match scores shape (4, 5); the targets look like one "
      "class index per sample: this loss takes multi-hot targets shaped like the scores (convert with "
-     "softmax_multilabel_layer.hdf5_labels.dense_from_indices)"),
+     "softmax_multilabel_layer.data.hdf5_labels.dense_from_indices)"),
     ("other-layer-option-param-str", lambda: SoftmaxOptions.from_param_str('{"gamma": 2, "alpha": 0.25}', "L"),
      "L: unknown param_str key(s) alpha, gamma; known keys: normalize_targets, normalization, axis, label_smoothing, "
      "label_format; alpha, gamma are an option of SigmoidMultilabelLossLayer (core function "

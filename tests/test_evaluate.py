@@ -8,8 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from softmax_multilabel_layer import metrics as M
 from softmax_multilabel_layer.cli import main
+from softmax_multilabel_layer.evaluation import metrics as M
+from softmax_multilabel_layer.evaluation.report import report
 
 N, D, C, BATCH = 60, 8, 5, 20
 
@@ -67,7 +68,7 @@ def test_net_run_equals_metrics_of_the_same_outputs(tmp_path, loss, capsys):
     got = json.loads(out.read_text())
     p = (np.exp(fc) / np.exp(fc).sum(1, keepdims=True)) if "softmax" in loss else 1 / (1 + np.exp(-fc))
     assert got["activation"] == ("Softmax" if "softmax" in loss else "Sigmoid")
-    expected = M.report(y, p, "top-k:2")
+    expected = report(y, p, "top-k:2")
     for key in ("mAP", "AP_micro", "ranking_loss", "coverage", "f1_macro", "exact_match"):
         assert abs(got[key] - expected[key]) < 1e-6, key       # float32 net vs float64 numpy
     assert got["samples"] == N and got["classes"] == C

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.special import expit, log_expit, log_softmax
 
-from softmax_multilabel_layer import functional as F
-from softmax_multilabel_layer import labels as label_forms
+from softmax_multilabel_layer.losses import functional as F
+from softmax_multilabel_layer.losses import labels as label_forms
 
 NORMALIZE_TARGETS = ("count", "sum", "none")
 NORMALIZATIONS = ("batch_size", "valid", "full", "none")

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from softmax_multilabel_layer import functional as F
+from softmax_multilabel_layer.losses import functional as F
 from softmax_multilabel_layer.params import MultilabelLossError
 
 from test_functional import reference_sigmoid_loss

@@ -1,4 +1,4 @@
-"""softmax_multilabel_layer.gradcheck: passes on correct layers (ours and Caffe's), fails on wrong ones.
+"""softmax_multilabel_layer.tools.gradcheck: passes on correct layers (ours and Caffe's), fails on wrong ones.
 
 The wrong layer is the 2018 blog's (tests/blog_softmax_loss_layer.py): its
 backward is exact for binary labels only, and it ignores loss_weight.
@@ -9,7 +9,7 @@ import caffe
 import numpy as np
 import pytest
 
-from softmax_multilabel_layer.gradcheck import (
+from softmax_multilabel_layer.tools.gradcheck import (
     GradcheckError,
     check_layer_gradient,
     format_report,

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from softmax_multilabel_layer.hdf5_labels import (
+from softmax_multilabel_layer.data.hdf5_labels import (
     dense_from_indices,
     encode_index_labels,
     read_index_labels,
@@ -178,7 +178,7 @@ def test_sparse_labels_example_runs(tmp_path):
 # ---------------------------------------------------------------- dense labels
 
 def test_dense_labels_read_by_caffe_hdf5data(tmp_path):
-    from softmax_multilabel_layer.hdf5_labels import write_dense_labels
+    from softmax_multilabel_layer.data.hdf5_labels import write_dense_labels
     rng = np.random.default_rng(7)
     data = rng.normal(size=(6, 2, 3)).astype(np.float64)
     labels = rng.random((6, 5)) < 0.4                        # bool multi-hot, converted to float32 0/1
@@ -204,7 +204,7 @@ def test_dense_labels_read_by_caffe_hdf5data(tmp_path):
     (np.array([["a", "b"], ["c", "d"]]), "labels must be numbers, got dtype <U1"),
 ])
 def test_dense_labels_validation_names_sample_and_class(tmp_path, labels, message):
-    from softmax_multilabel_layer.hdf5_labels import write_dense_labels
+    from softmax_multilabel_layer.data.hdf5_labels import write_dense_labels
     with pytest.raises(MultilabelLossError) as info:
         write_dense_labels(tmp_path / "bad.h5", np.zeros((2, 3)), labels)
     assert str(info.value).startswith("write_dense_labels: ") and message in str(info.value), str(info.value)

@@ -1,4 +1,4 @@
-"""softmax_multilabel_layer.metrics against scikit-learn (to 1e-9) on trained-like, tied and degenerate inputs,
+"""evaluation.metrics against scikit-learn (to 1e-9) on trained-like, tied and degenerate inputs,
 and against plain per-sample loops where scikit-learn has no counterpart."""
 import warnings
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from softmax_multilabel_layer import metrics as M
+from softmax_multilabel_layer.evaluation import metrics as M
+from softmax_multilabel_layer.evaluation.report import report
 from softmax_multilabel_layer.params import MultilabelLossError
 
 TOL = 1e-9
@@ -177,7 +178,7 @@ def test_chunked_core_equals_one_chunk(monkeypatch):
 
 def test_report_has_every_metric():
     y, s = CASES["trained64"]
-    r = M.report(y, s, "top-k:2")
+    r = report(y, s, "top-k:2")
     assert r["mAP"] == M.average_precision(y, s)
     assert r["exact_match"] == M.exact_match(y, M.top_k_labels(s, 2))
     for key in ("AP_micro", "AP_samples", "label_ranking_average_precision", "ranking_loss", "coverage",

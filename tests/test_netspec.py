@@ -15,14 +15,14 @@ from caffe import params as P
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from softmax_multilabel_layer.netspec import (
+from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+from softmax_multilabel_layer.tools.netspec import (
     MODULE,
     layer_prototxt,
     python_param,
     sigmoid_multilabel_loss,
     softmax_multilabel_loss,
 )
-from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
 
 from caffe_nets import net_from_text, run
 
@@ -111,7 +111,8 @@ def test_netspec_rebuilds_smoke_train_net():
     n = caffe.NetSpec()
     data_params = {"batch_size": 32, "num_classes": 10, "dim": 32, "min_labels": 1, "max_labels": 3,
                    "noise": 0.3, "seed": 1}
-    n.data, n.label = L.Python(module="softmax_multilabel_layer.synthetic_data", layer="SyntheticMultilabelDataLayer",
+    n.data, n.label = L.Python(module="softmax_multilabel_layer.data.synthetic_data",
+                               layer="SyntheticMultilabelDataLayer",
                                param_str=json.dumps(data_params), ntop=2)
     n.scores = L.InnerProduct(n.data, num_output=10, weight_filler=dict(type="gaussian", std=0.01),
                               bias_filler=dict(type="constant", value=0))

@@ -6,19 +6,19 @@ import pytest
 from sklearn.metrics import f1_score
 
 from softmax_multilabel_layer.cli import main
-from softmax_multilabel_layer.params import MultilabelLossError
-from softmax_multilabel_layer.predict import (
+from softmax_multilabel_layer.evaluation.netio import preprocess_image
+from softmax_multilabel_layer.evaluation.rules import (
     calibrate_thresholds,
     class_thresholds,
     load_thresholds,
     mass,
     parse_rule,
     predict_labels,
-    preprocess_image,
     save_thresholds,
     threshold,
     top_k,
 )
+from softmax_multilabel_layer.params import MultilabelLossError
 
 
 def softmax_scores(rng, n, c):

@@ -1,4 +1,4 @@
-"""The sigmoid core (softmax_multilabel_layer/sigmoid.py): float32 precision on trained-like inputs against
+"""The sigmoid core (softmax_multilabel_layer/losses/sigmoid.py): float32 precision on trained-like inputs against
 float64 math and against Caffe's own SigmoidCrossEntropyLoss, one BCE, and the asymmetric loss (ASL).
 
 Every random input has a fixed seed. The float64 references below are written out here, independently of
@@ -16,11 +16,11 @@ from caffe import layers as L
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from softmax_multilabel_layer import sigmoid as S
 from softmax_multilabel_layer.cli import main as cli_main
-from softmax_multilabel_layer.common import Workspace
-from softmax_multilabel_layer.netspec import sigmoid_multilabel_loss
+from softmax_multilabel_layer.losses import sigmoid as S
+from softmax_multilabel_layer.losses.common import Workspace
 from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions
+from softmax_multilabel_layer.tools.netspec import sigmoid_multilabel_loss
 
 from caffe_nets import assert_gradient_close, native_loss_net, numeric_gradient, python_loss_net, run
 from test_functional import central_difference, peak_of_second_call

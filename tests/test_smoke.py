@@ -20,13 +20,14 @@ def test_pycaffe_has_python_layers():
 
 
 def test_layers_importable():
-    from softmax_multilabel_layer import layers, synthetic_data
+    from softmax_multilabel_layer import layers
+    from softmax_multilabel_layer.data import synthetic_data
     assert issubclass(layers.SoftmaxMultilabelLossLayer, caffe.Layer)
     assert issubclass(synthetic_data.SyntheticMultilabelDataLayer, caffe.Layer)
 
 
 def test_synthetic_data_is_deterministic_and_multilabel():
-    from softmax_multilabel_layer.synthetic_data import SyntheticBatches, parse_params
+    from softmax_multilabel_layer.data.synthetic_data import SyntheticBatches, parse_params
     params = parse_params('{"batch_size": 8, "num_classes": 5, "dim": 6, "seed": 3}')
     first = [SyntheticBatches(**params).next_batch() for _ in range(2)]
     data, labels = first[0]

@@ -14,8 +14,12 @@ import caffe
 import numpy as np
 import pytest
 
-from softmax_multilabel_layer.hdf5_labels import write_dense_labels, write_list_file
-from softmax_multilabel_layer.usage_warnings import MultilabelLossWarning, count_labels_message, loss_weight_message
+from softmax_multilabel_layer.data.hdf5_labels import write_dense_labels, write_list_file
+from softmax_multilabel_layer.losses.usage_warnings import (
+    MultilabelLossWarning,
+    count_labels_message,
+    loss_weight_message,
+)
 
 from caffe_nets import python_loss_net, run
 

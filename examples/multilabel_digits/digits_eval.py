@@ -3,7 +3,7 @@
     python examples/multilabel_digits/digits_eval.py DEPLOY CAFFEMODEL TEST_H5
 
 loads the deploy net with the snapshot's weights, forwards the test set and prints
-mAP, precision@M and exact-set accuracy (softmax_multilabel_layer.metrics) as JSON.
+mAP, precision@M and exact-set accuracy (softmax_multilabel_layer.evaluation.metrics) as JSON.
 """
 import json
 import os
@@ -12,7 +12,7 @@ import sys
 import h5py
 import numpy as np
 
-from softmax_multilabel_layer import metrics as M
+from softmax_multilabel_layer.evaluation import metrics as M
 
 _caffe = None
 

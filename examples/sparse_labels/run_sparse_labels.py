@@ -5,7 +5,7 @@
 1. Makes a small synthetic problem: 32 features, C = 500 classes, 1-3 labels
    per sample (the classes whose prototypes best match the features), with a
    real-valued weight per label.
-2. Writes it with :func:`softmax_multilabel_layer.hdf5_labels.write_index_labels`
+2. Writes it with :func:`softmax_multilabel_layer.data.hdf5_labels.write_index_labels`
    (datasets ``data``, ``label`` = N x 3 class indices padded with -1, and
    ``label_weight``) plus the list file HDF5Data reads.
 3. Trains ``HDF5Data -> InnerProduct -> SoftmaxMultilabelLossLayer`` with
@@ -28,7 +28,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from softmax_multilabel_layer.hdf5_labels import (  # noqa: E402
+from softmax_multilabel_layer.data.hdf5_labels import (  # noqa: E402
     dense_from_indices,
     read_index_labels,
     write_index_labels,
@@ -120,7 +120,7 @@ def main():
     net.forward()
     stored = read_index_labels(h5)
     dense = dense_from_indices(net.blobs["label"].data, CLASSES, net.blobs["label_weight"].data)
-    from softmax_multilabel_layer import functional as F
+    from softmax_multilabel_layer.losses import functional as F
     dense_loss, _ = F.softmax_multilabel_loss(net.blobs["scores"].data, dense, normalize_targets="sum")
     print("forward: indices-format loss %.6f, dense-label loss %.6f (same batch); %d samples, %d classes, K=%d"
           % (float(net.blobs["loss"].data), dense_loss, stored.data.shape[0], stored.num_classes, K))

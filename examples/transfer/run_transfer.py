@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from softmax_multilabel_layer import metrics
+from softmax_multilabel_layer.evaluation import metrics
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)

@@ -87,7 +87,7 @@ def train_prototxt(loss, num_tags, list_file, label_top):
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
 
-    from softmax_multilabel_layer.netspec import layer_prototxt
+    from softmax_multilabel_layer.tools.netspec import layer_prototxt
     kind, options, _ = available_losses()[loss]
     net = _trunk(num_tags)
     data = caffe_pb2.LayerParameter(name="data", type="HDF5Data", top=["data", label_top])

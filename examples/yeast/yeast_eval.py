@@ -12,7 +12,7 @@ Macro mAP (mean over labels of the per-label average precision) is added.
 ``fold_metrics`` is the one adapter: it computes them with scikit-learn (coverage_error
 minus 1, label_ranking_loss, label_ranking_average_precision_score, hamming_loss,
 average_precision_score) and is where the project's metrics module
-(softmax_multilabel_layer/metrics.py, issue 15) can be switched in: hamming_loss,
+(softmax_multilabel_layer/evaluation/metrics.py, issue 15) can be switched in: hamming_loss,
 one_error, coverage, ranking_loss, label_ranking_average_precision and
 average_precision(average="macro") there gave the same values (|difference| <= 1e-15)
 on this benchmark's test-fold predictions when checked against branch i15.

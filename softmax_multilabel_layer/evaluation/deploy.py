@@ -19,43 +19,10 @@ import subprocess
 import sys
 from typing import Any
 
-from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+from softmax_multilabel_layer.evaluation.netio import in_phase, is_data_layer, loss_probability, read_net
+from softmax_multilabel_layer.params import MultilabelLossError
 
-DATA_TYPES = ("Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData", "Input",
-              "AnnotatedData", "VideoData")
-OUR_LOSSES = {"SoftmaxMultilabelLossLayer": "Softmax", "SigmoidMultilabelLossLayer": "Sigmoid"}
 GLOG_PREFIX = r"^[FEWI]\d{8} [\d:.]+ +\d+ \S+\] "
-CAFFE_LOSSES = {"SoftmaxWithLoss": "Softmax", "SigmoidCrossEntropyLoss": "Sigmoid"}
-
-
-def _in_phase(layer, phase):
-    """Caffe's NetStateRule test, on the phase only (stages and levels are not part of a deploy)."""
-    if layer.include:
-        return any(not rule.HasField("phase") or rule.phase == phase for rule in layer.include)
-    return not any(rule.HasField("phase") and rule.phase == phase for rule in layer.exclude)
-
-
-def loss_probability(layer):
-    """For a loss layer, ``(kind, axis)``: kind "Softmax" or "Sigmoid" (the probabilities its loss implies),
-    or ``(None, None)`` for another layer. ``axis`` is the class axis (1 unless the options move it)."""
-    if layer.type in CAFFE_LOSSES:
-        axis = layer.softmax_param.axis if layer.HasField("softmax_param") else 1
-        return CAFFE_LOSSES[layer.type], axis
-    if layer.type == "Python" and layer.python_param.layer in OUR_LOSSES \
-            and layer.python_param.module.startswith("softmax_multilabel_layer"):
-        params = _param_dict(layer)
-        return OUR_LOSSES[layer.python_param.layer], params.get("axis", 1)
-    return None, None
-
-
-def _param_dict(layer):
-    from .params import parse_param_str
-    options = SoftmaxOptions if layer.python_param.layer == "SoftmaxMultilabelLossLayer" else SigmoidOptions
-    return parse_param_str(layer.python_param.param_str, layer.name, sorted(options.keys()))
-
-
-def is_data_layer(layer):
-    return layer.type in DATA_TYPES or (layer.type == "Python" and not layer.bottom)
 
 
 def is_removed(layer):
@@ -71,23 +38,6 @@ def _needed(layers, outputs):
             keep.append(layer)
             needed.update(layer.bottom)
     return keep[::-1]
-
-
-def read_net(path):
-    """A NetParameter from a prototxt file; a one-line error naming the file and line when it does not parse."""
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as exc:
-        raise MultilabelLossError("cannot read %s (%s)" % (path, exc.strerror)) from None
-    net = caffe_pb2.NetParameter()
-    try:
-        text_format.Merge(text, net)
-    except text_format.ParseError as exc:
-        raise MultilabelLossError("%s does not parse as a NetParameter: %s" % (path, exc)) from None
-    return net
 
 
 def parse_input_shapes(values):
@@ -155,7 +105,7 @@ def deploy_net(path, input_shapes=None):
         raise MultilabelLossError("%s uses the legacy input:/input_shape fields; it already is a deploy net"
                                   % path)
     phase = caffe_pb2.TEST
-    layers = [layer for layer in net.layer if _in_phase(layer, phase)]
+    layers = [layer for layer in net.layer if in_phase(layer, phase)]
     kept: list[Any] = []
     probs: list[Any] = []
     for layer in layers:
@@ -239,4 +189,4 @@ def run_deploy(args):
     return 0
 
 
-__all__ = ["deploy_net", "deploy_prototxt", "loss_probability", "parse_input_shapes", "read_net"]
+__all__ = ["add_deploy_parser", "deploy_net", "deploy_prototxt", "parse_input_shapes", "run_deploy"]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .params import MultilabelLossError
+from softmax_multilabel_layer.params import MultilabelLossError
 
 
 class Workspace:

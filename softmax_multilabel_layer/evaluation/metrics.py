@@ -37,7 +37,7 @@ precision_at_k, recall_at_k      ties broken by the lower class index; recall le
 """
 import numpy as np
 
-from .params import MultilabelLossError
+from softmax_multilabel_layer.params import MultilabelLossError
 
 AVERAGES = ("macro", "micro", "samples", None)
 _CHUNK_ELEMENTS = 1 << 22          # sort at most this many scores at once (32 MB of float64)
@@ -84,7 +84,7 @@ def check_scores(owner, scores, shape=None, name="scores"):
     return s
 
 
-def _check_pair(owner, labels, scores):
+def check_pair(owner, labels, scores):
     y = check_labels(owner, labels)
     return y, check_scores(owner, scores, y.shape)
 
@@ -206,7 +206,7 @@ def average_precision(labels, scores, average="macro"):
     owner = "metrics.average_precision"
     if average not in AVERAGES:
         raise MultilabelLossError("%s: average must be one of %s, got %r" % (owner, AVERAGES, average))
-    y, s = _check_pair(owner, labels, scores)
+    y, s = check_pair(owner, labels, scores)
     if average == "micro":
         return float(_ranked_precision(y.reshape(1, -1), s.reshape(1, -1))[0])
     if average == "samples":
@@ -246,7 +246,7 @@ def label_ranking_average_precision(labels, scores):
     (labels ranked at or above it); a sample with no true label or only true labels scores 1.
     Then the mean over samples. Shape: (N, C) -> float.
     """
-    y, s = _check_pair("metrics.label_ranking_average_precision", labels, scores)
+    y, s = check_pair("metrics.label_ranking_average_precision", labels, scores)
     if y.size == 0:
         return float("nan")
     per = _ranked_precision(y, s)
@@ -262,7 +262,7 @@ def ranking_loss(labels, scores):
 
     A sample with no true label or only true labels scores 0. Shape: (N, C) -> float.
     """
-    y, s = _check_pair("metrics.ranking_loss", labels, scores)
+    y, s = check_pair("metrics.ranking_loss", labels, scores)
     if y.size == 0:
         return float("nan")
     rows, pos_ge, all_ge = _true_label_ranks(y, s)
@@ -281,7 +281,7 @@ def coverage(labels, scores):
     A sample with no true label has depth 0 (scikit-learn's convention), so it counts -1.
     Shape: (N, C) -> float.
     """
-    y, s = _check_pair("metrics.coverage", labels, scores)
+    y, s = check_pair("metrics.coverage", labels, scores)
     if y.size == 0:
         return float("nan")
     flat = np.flatnonzero(y)
@@ -334,7 +334,7 @@ def precision_at_k(labels, scores, k):
     samples with k = 0 are left out. Shape: (N, C) -> float.
     """
     owner = "metrics.precision_at_k"
-    y, s = _check_pair(owner, labels, scores)
+    y, s = check_pair(owner, labels, scores)
     k = _check_k(owner, k, len(y))
     kk = np.broadcast_to(k, (len(y),))
     keep = kk > 0
@@ -350,7 +350,7 @@ def recall_at_k(labels, scores, k):
     Ties broken by the lower class index. Shape: (N, C) -> float.
     """
     owner = "metrics.recall_at_k"
-    y, s = _check_pair(owner, labels, scores)
+    y, s = check_pair(owner, labels, scores)
     k = _check_k(owner, k, len(y))
     p = y.sum(axis=1)
     keep = p > 0
@@ -365,7 +365,7 @@ def one_error(labels, scores):
 
     Shape: (N, C) -> float.
     """
-    y, s = _check_pair("metrics.one_error", labels, scores)
+    y, s = check_pair("metrics.one_error", labels, scores)
     if y.size == 0:
         return float("nan")
     top = np.argmax(s, axis=1)
@@ -414,45 +414,7 @@ def exact_match(labels, predicted):
 
 # ---------------------------------------------------------------------------------------------------------------
 
-def report(labels, scores, rule="top-k:1", k=(1, 3, 5)):
-    """Every metric of this module as one dict.
-
-    Args:
-        labels: N x C multi-hot.
-        scores: N x C scores (the net's probabilities).
-        rule: the decision rule turning scores into label sets for hamming_loss, f1 and exact_match:
-            a rule object or text such as ``"top-k:3"``, ``"threshold:0.5"``, ``"thresholds:FILE"``,
-            ``"mass:0.9"`` (see :func:`softmax_multilabel_layer.predict.parse_rule`).
-        k: the k of precision_at_k and recall_at_k (those above C are skipped).
-
-    Returns:
-        dict of floats (and ``missing_positives``, ``rule``, ``samples``, ``classes``).
-    """
-    from .predict import parse_rule, predict_labels
-    y, s = _check_pair("metrics.report", labels, scores)
-    rule = parse_rule(rule) if isinstance(rule, str) else rule
-    predicted = predict_labels(s, rule)
-    out = {"samples": int(y.shape[0]), "classes": int(y.shape[1]), "rule": str(rule),
-           "mAP": average_precision(y, s, "macro"),
-           "AP_micro": average_precision(y, s, "micro"),
-           "AP_samples": average_precision(y, s, "samples"),
-           "label_ranking_average_precision": label_ranking_average_precision(y, s),
-           "ranking_loss": ranking_loss(y, s),
-           "coverage": coverage(y, s),
-           "one_error": one_error(y, s)}
-    for kk in k:
-        if kk <= y.shape[1]:
-            out["precision_at_%d" % kk] = precision_at_k(y, s, kk)
-            out["recall_at_%d" % kk] = recall_at_k(y, s, kk)
-    out.update({"hamming_loss": hamming_loss(y, predicted),
-                "f1_micro": f1(y, predicted, "micro"),
-                "f1_macro": f1(y, predicted, "macro"),
-                "f1_samples": f1(y, predicted, "samples"),
-                "exact_match": exact_match(y, predicted),
-                "missing_positives": missing_positives(y)})
-    return out
-
 
 __all__ = ["average_precision", "check_labels", "check_scores", "coverage", "exact_match", "f1", "hamming_loss",
            "indices_to_multi_hot", "label_ranking_average_precision", "missing_positives", "one_error",
-           "precision_at_k", "precision_recall_curve", "ranking_loss", "recall_at_k", "report", "top_k_labels"]
+           "precision_at_k", "precision_recall_curve", "ranking_loss", "recall_at_k", "top_k_labels"]

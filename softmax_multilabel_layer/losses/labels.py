@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .common import _first_bad, _row_sum, position
-from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+from softmax_multilabel_layer.losses.common import _first_bad, _row_sum, position
+from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
 
 # Dense labels with at most this fraction of non-zeros are handled sparsely (measured
 # break-even on 2 cores: 2 to 3 % non-zeros at 64 x 17000, 256 x 1000 and 32 x 21 x 14 x 14).
@@ -70,7 +70,7 @@ def _one_label_hint(options, scores_shape, labels_shape, blob):
                 "\"label_format\": \"indices\" with labels of shape N x K (K label slots per sample, padded with -1)"
                 % blob)
     return ("; the %s look like one class index per sample: this loss takes multi-hot targets shaped like the "
-            "scores (convert with softmax_multilabel_layer.hdf5_labels.dense_from_indices)" % blob)
+            "scores (convert with softmax_multilabel_layer.data.hdf5_labels.dense_from_indices)" % blob)
 
 
 def bad_label_values(owner, labels, bad, shape, axis, blob="labels", slot="class"):

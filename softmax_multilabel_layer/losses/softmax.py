@@ -12,9 +12,24 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .common import Workspace, _float_view, _normalizer, _row_sum, _scores_not_finite, check_fresh, output_view
-from .labels import DenseLabels, SparseLabels, check_label_shapes, check_label_sums, dense_label_form, index_label_form
-from .params import MultilabelLossError, SoftmaxOptions
+from softmax_multilabel_layer.losses.common import (
+    Workspace,
+    _float_view,
+    _normalizer,
+    _row_sum,
+    _scores_not_finite,
+    check_fresh,
+    output_view,
+)
+from softmax_multilabel_layer.losses.labels import (
+    DenseLabels,
+    SparseLabels,
+    check_label_shapes,
+    check_label_sums,
+    dense_label_form,
+    index_label_form,
+)
+from softmax_multilabel_layer.params import MultilabelLossError, SoftmaxOptions
 
 # Range of the per-sample maximum score m in which the exponentials are taken of the scores themselves,
 # skipping the pass that forms s - m (sparse labels, no smoothing). Low bound 0: exp(s_c) then underflows no

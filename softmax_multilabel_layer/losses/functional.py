@@ -15,23 +15,23 @@ float32 and float64 and never write to their inputs. A :class:`Workspace`
 passed to forward keeps the N x C buffers alive between calls, so a training
 loop allocates them once.
 """
-from .common import Workspace, class_axis_shape
-from .labels import check_label_shapes
-from .params import MultilabelLossError
-from .sigmoid import (
+from softmax_multilabel_layer.losses.common import Workspace, class_axis_shape
+from softmax_multilabel_layer.losses.labels import check_label_shapes
+from softmax_multilabel_layer.losses.sigmoid import (
     SigmoidContext,
     sigmoid_multilabel_backward,
     sigmoid_multilabel_forward,
     sigmoid_multilabel_loss,
     sigmoid_probabilities,
 )
-from .softmax import (
+from softmax_multilabel_layer.losses.softmax import (
     SoftmaxContext,
     softmax_multilabel_backward,
     softmax_multilabel_forward,
     softmax_multilabel_loss,
     softmax_probabilities,
 )
+from softmax_multilabel_layer.params import MultilabelLossError
 
 __all__ = ["MultilabelLossError", "SigmoidContext", "SoftmaxContext", "Workspace", "check_label_shapes",
            "class_axis_shape", "sigmoid_multilabel_backward", "sigmoid_multilabel_forward", "sigmoid_multilabel_loss",

@@ -13,167 +13,15 @@ import argparse
 import csv
 import json
 import os
-import re
 import sys
 
 import numpy as np
 
-from . import metrics as M
-from .deploy import loss_probability, read_net
-from .params import MultilabelLossError
-from .predict import RULE_SYNTAX, _class_names, calibrate_thresholds, parse_rule, save_thresholds
-
-# ---------------------------------------------------------------------------------------------------------------
-# Caffe side
-
-def _import_caffe():
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    import caffe
-    caffe.set_mode_cpu()
-    return caffe
-
-
-def _blob_dims(blob):
-    if blob.HasField("shape"):
-        return tuple(blob.shape.dim)
-    return (blob.num, blob.channels, blob.height, blob.width)
-
-
-def check_weights(net, weights):
-    """A one-line error unless every learnable layer of ``net`` is in the .caffemodel with the same shapes
-    (Caffe itself aborts the process on a mismatch)."""
-    if not os.path.isfile(weights):
-        raise MultilabelLossError("weights file %s does not exist" % weights)
-    if weights.endswith((".h5", ".hdf5")):
-        return                                      # HDF5 weights: left to Caffe
-    from caffe.proto import caffe_pb2
-    from google.protobuf.message import DecodeError
-    model = caffe_pb2.NetParameter()
-    try:
-        with open(weights, "rb") as f:
-            model.ParseFromString(f.read())
-    except DecodeError:
-        raise MultilabelLossError("weights file %s is not a .caffemodel (NetParameter binary proto)"
-                                  % weights) from None
-    saved = {layer.name: [_blob_dims(b) for b in layer.blobs] for layer in list(model.layer) + list(model.layers)}
-    for name, params in net.params.items():
-        if name not in saved or not saved[name]:
-            raise MultilabelLossError("weights %s do not fit the net: no weights for layer %r (layers with weights "
-                                      "in the file: %s)" % (weights, name, ", ".join(k for k, v in saved.items() if v)))
-        if len(saved[name]) != len(params):
-            raise MultilabelLossError("weights %s do not fit the net: layer %r has %d weight blobs in the net and %d "
-                                      "in the file" % (weights, name, len(params), len(saved[name])))
-        for i, (param, dims) in enumerate(zip(params, saved[name], strict=True)):
-            shape = tuple(param.data.shape)
-            legacy = (1,) * (4 - len(shape)) + shape if len(dims) == 4 and len(shape) <= 4 else shape
-            if dims != shape and dims != legacy:
-                raise MultilabelLossError("weights %s do not fit the net: layer %r param %d has shape %s in the file, "
-                                          "%s in the net" % (weights, name, i, dims, shape))
-
-
-def load_net(model, weights, phase="test"):
-    """``caffe.Net(model, weights, phase)`` with the prototxt and the weights checked first (one-line errors)."""
-    read_net(model)
-    caffe = _import_caffe()
-    net = caffe.Net(model, caffe.TEST if phase == "test" else caffe.TRAIN)
-    if weights:
-        check_weights(net, weights)
-        net.copy_from(weights)
-    return net
-
-
-def find_loss(net_param):
-    """The TEST-phase loss layer whose probabilities we evaluate: (layer, "Softmax" or "Sigmoid")."""
-    from caffe.proto import caffe_pb2
-
-    from .deploy import _in_phase
-    for layer in net_param.layer:
-        kind, axis = loss_probability(layer)
-        if kind is not None and _in_phase(layer, caffe_pb2.TEST):
-            if axis != 1:
-                raise MultilabelLossError("loss layer %r uses axis %d; only axis 1 (N x C scores) is supported"
-                                          % (layer.name, axis))
-            return layer, kind
-    return None, None
-
-
-def label_format(layer):
-    """"indices" for SoftmaxWithLoss labels and our softmax loss with label_format "indices", else "dense"."""
-    if layer is None:
-        return "dense"
-    if layer.type == "SoftmaxWithLoss":
-        return "indices"
-    if layer.type == "Python" and layer.python_param.param_str:
-        from .deploy import _param_dict
-        return _param_dict(layer).get("label_format", "dense")
-    return "dense"
-
-
-def probabilities(scores, kind):
-    """float64 softmax over classes, sigmoid, or the scores themselves (kind None)."""
-    s = np.asarray(scores, dtype=np.float64)
-    if kind == "Softmax":
-        e = np.exp(s - s.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-    if kind == "Sigmoid":
-        return 0.5 * (1.0 + np.tanh(0.5 * s))
-    return s
-
-
-def progress(label, i, total, stream=None):
-    """A one-line progress bar on stderr (rewritten in place)."""
-    stream = stream or sys.stderr
-    width = 30
-    done = int(width * i / max(total, 1))
-    stream.write("\r%s [%s%s] %d/%d" % (label, "#" * done, "." * (width - done), i, total))
-    if i == total:
-        stream.write("\n")
-    stream.flush()
-
-
-def collect(net_path, weights, iters, scores_blob=None, labels_blob=None, activation="auto", label="forward"):
-    """Run the TEST phase ``iters`` times; returns (probabilities N x C float64, labels N x C bool, info)."""
-    if iters is None or iters < 1:
-        raise MultilabelLossError("--iters must be >= 1 with --net (batches to run)")
-    net_param = read_net(net_path)
-    loss, kind = find_loss(net_param)
-    if loss is None and (scores_blob is None or labels_blob is None):
-        raise MultilabelLossError("%s has no multi-label loss layer in the TEST phase; give --scores-blob and "
-                                  "--labels-blob" % net_path)
-    scores_blob = scores_blob or loss.bottom[0]
-    labels_blob = labels_blob or loss.bottom[1]
-    if activation == "auto":
-        activation = kind if loss is not None and scores_blob == loss.bottom[0] else None
-    fmt = label_format(loss) if loss is not None and labels_blob == loss.bottom[1] else "dense"
-    net = load_net(net_path, weights)
-    for option, blob in (("--scores-blob", scores_blob), ("--labels-blob", labels_blob)):
-        if blob not in net.blobs:
-            raise MultilabelLossError("%s %s: no such blob in the TEST net; blobs: %s"
-                                      % (option, blob, ", ".join(net.blobs)))
-    scores, labels = [], []
-    for i in range(iters):
-        net.forward()
-        s = net.blobs[scores_blob].data
-        if s.ndim > 2 and np.prod(s.shape[2:]) != 1:
-            raise MultilabelLossError("scores blob %s has shape %s; expected N x C (or N x C x 1 x 1)"
-                                      % (scores_blob, s.shape))
-        scores.append(s.reshape(len(s), -1).copy())
-        labels.append(net.blobs[labels_blob].data.reshape(len(s), -1).copy())
-        progress(label, i + 1, iters)
-    scores, raw = np.concatenate(scores), np.concatenate(labels)
-    if fmt == "indices":
-        y = M.indices_to_multi_hot(raw, scores.shape[1], owner="labels blob %s" % labels_blob)
-    else:
-        if raw.shape != scores.shape:
-            raise MultilabelLossError("labels blob %s is %s per batch but scores blob %s is %s; expected the same "
-                                      "N x C (dense multi-hot) or a loss with label_format \"indices\""
-                                      % (labels_blob, raw.shape, scores_blob, scores.shape))
-        y = M.check_labels("labels blob %s" % labels_blob, raw)
-    M.check_scores("scores blob %s" % scores_blob, scores)
-    info = {"net": net_path, "weights": weights, "iters": iters, "scores_blob": scores_blob,
-            "labels_blob": labels_blob, "activation": activation or "none", "label_format": fmt}
-    return probabilities(scores, activation), y, info
-
+from softmax_multilabel_layer.evaluation import metrics as M
+from softmax_multilabel_layer.evaluation.netio import class_names, collect, probabilities, snapshot_iteration
+from softmax_multilabel_layer.evaluation.report import report
+from softmax_multilabel_layer.evaluation.rules import RULE_SYNTAX, calibrate_thresholds, parse_rule, save_thresholds
+from softmax_multilabel_layer.params import MultilabelLossError
 
 # ---------------------------------------------------------------------------------------------------------------
 # reports
@@ -241,11 +89,6 @@ def plot(path, labels, scores, names=None, history=None):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def snapshot_iteration(path):
-    m = re.search(r"_iter_(\d+)\.caffemodel$", path)
-    return int(m.group(1)) if m else -1
 
 
 def _load_npy(path, option):
@@ -330,9 +173,9 @@ def run_evaluate(args, stdout=None):
         s, y, info = collect(args.net, args.weights, args.iters, args.scores_blob, args.labels_blob, activation)
     else:
         raise MultilabelLossError("give --net (with --weights or --snapshots) or --scores and --labels")
-    names = _class_names(args.class_names, y.shape[1])
-    report = M.report(y, s, rule)
-    stdout.write(format_table(report) + "\n")
+    names = class_names(args.class_names, y.shape[1])
+    summary = report(y, s, rule)
+    stdout.write(format_table(summary) + "\n")
     if args.per_class or args.thresholds_out:
         rows, thresholds, f1 = per_class_rows(y, s, names)
         if args.per_class:
@@ -343,7 +186,7 @@ def run_evaluate(args, stdout=None):
         plot(args.plot, y, s, names, history)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(report, **info), f, indent=1)
+            json.dump(dict(summary, **info), f, indent=1)
             f.write("\n")
     for option in ("json", "per_class", "plot", "thresholds_out"):
         if getattr(args, option):
@@ -351,4 +194,4 @@ def run_evaluate(args, stdout=None):
     return 0
 
 
-__all__ = ["check_weights", "collect", "load_net", "plot", "probabilities", "run_evaluate"]
+__all__ = ["add_evaluate_parser", "plot", "run_evaluate"]

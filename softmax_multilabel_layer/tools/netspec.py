@@ -28,7 +28,7 @@ import caffe
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from .params import MultilabelLossError, SigmoidOptions, SoftmaxOptions, _choice, _number
+from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions, _choice, _number
 
 LOSSES: dict[str, tuple[str, type[SoftmaxOptions] | type[SigmoidOptions]]] = {
     "softmax": ("SoftmaxMultilabelLossLayer", SoftmaxOptions),

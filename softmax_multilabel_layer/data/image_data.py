@@ -51,7 +51,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .params import IMAGE_DATA_OWNER, ImageDataOptions, MultilabelLossError
+from softmax_multilabel_layer.params import IMAGE_DATA_OWNER, ImageDataOptions, MultilabelLossError
 
 log = logging.getLogger(__name__)
 MAX_REPORTED = 5           # missing files named in an error

@@ -22,8 +22,8 @@ from typing import Any
 
 import caffe
 
-from .image_data import ImageBatchReader
-from .params import IMAGE_DATA_OWNER, ImageDataOptions, MultilabelLossError
+from softmax_multilabel_layer.data.image_data import ImageBatchReader
+from softmax_multilabel_layer.params import IMAGE_DATA_OWNER, ImageDataOptions, MultilabelLossError
 
 TRAIN = 0
 

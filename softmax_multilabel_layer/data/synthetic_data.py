@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .params import MultilabelLossError, parse_param_str
+from softmax_multilabel_layer.params import MultilabelLossError, parse_param_str
 
 DEFAULTS: dict[str, Any] = {
     "batch_size": 32,

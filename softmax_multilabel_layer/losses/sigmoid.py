@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .common import (
+from softmax_multilabel_layer.losses.common import (
     Workspace,
     _first_bad,
     _float_view,
@@ -43,9 +43,9 @@ from .common import (
     output_view,
     position,
 )
-from .cpu import log1p_is_simd
-from .labels import check_label_shapes
-from .params import MultilabelLossError, SigmoidOptions
+from softmax_multilabel_layer.losses.cpu import log1p_is_simd
+from softmax_multilabel_layer.losses.labels import check_label_shapes
+from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions
 
 
 @dataclass

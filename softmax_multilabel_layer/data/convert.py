@@ -32,8 +32,14 @@ from typing import IO, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .image_data import ImageList, check_files_exist, encode_labels, load_image, parse_image_list
-from .params import ImageDataOptions, MultilabelLossError
+from softmax_multilabel_layer.data.image_data import (
+    ImageList,
+    check_files_exist,
+    encode_labels,
+    load_image,
+    parse_image_list,
+)
+from softmax_multilabel_layer.params import ImageDataOptions, MultilabelLossError
 
 OWNER = "softmax-multilabel convert"
 MANIFEST = "convert.json"

@@ -26,8 +26,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .labels import first_bad_index
-from .params import MultilabelLossError
+from softmax_multilabel_layer.losses.labels import first_bad_index
+from softmax_multilabel_layer.params import MultilabelLossError
 
 DATA = "data"
 LABEL = "label"

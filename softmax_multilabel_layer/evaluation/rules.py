@@ -1,0 +1,202 @@
+"""Decision rules: label sets from scores, per-class threshold calibration and threshold files.
+
+The rules and the calibration are numpy only (no Caffe import)::
+
+    >>> import numpy as np
+    >>> p = np.array([[0.6, 0.3, 0.1], [0.4, 0.35, 0.25]])
+    >>> predict_labels(p, mass(0.9)).astype(int)       # smallest top set with probability >= 0.9
+    array([[1, 1, 0],
+           [1, 1, 1]])
+    >>> predict_labels(p, parse_rule("top-k:1")).astype(int)
+    array([[1, 0, 0],
+           [1, 0, 0]])
+
+``threshold`` and ``class_thresholds`` predict a label when its score is >= the
+threshold. ``top_k`` and ``mass`` break ties in scores by the lower class index.
+"""
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from softmax_multilabel_layer.evaluation.metrics import check_labels, check_scores, top_k_labels
+from softmax_multilabel_layer.params import MultilabelLossError
+
+RULE_SYNTAX = "top-k:K, threshold:T, thresholds:FILE.json or mass:Q"
+
+
+@dataclass(frozen=True)
+class top_k:
+    """The k top-scored labels of each sample (ties: lower class index first)."""
+    k: int
+
+    def __post_init__(self):
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
+            raise MultilabelLossError("rule top-k: k must be an integer >= 1, got %r" % (self.k,))
+
+    def __call__(self, scores):
+        return top_k_labels(scores, self.k)
+
+    def __str__(self):
+        return "top-k:%d" % self.k
+
+
+@dataclass(frozen=True)
+class threshold:
+    """Every label whose score is >= t."""
+    t: float
+
+    def __post_init__(self):
+        if isinstance(self.t, bool) or not isinstance(self.t, (int, float)) or not math.isfinite(self.t):
+            raise MultilabelLossError("rule threshold: t must be a finite number, got %r" % (self.t,))
+
+    def __call__(self, scores):
+        return scores >= self.t
+
+    def __str__(self):
+        return "threshold:%g" % self.t
+
+
+class class_thresholds:
+    """Label c when its score is >= thresholds[c]; ``values`` is an array or a JSON file written by
+    :func:`save_thresholds` (``null`` = never predict the class)."""
+
+    def __init__(self, values):
+        self.source = values if isinstance(values, str) else None
+        t = load_thresholds(values) if isinstance(values, str) else np.asarray(values, dtype=np.float64)
+        if t.ndim != 1 or np.isnan(t).any():
+            raise MultilabelLossError("rule thresholds: expected one number per class, got %r" % (values,))
+        self.thresholds = t
+
+    def __call__(self, scores):
+        if scores.shape[1] != len(self.thresholds):
+            raise MultilabelLossError("rule thresholds%s: %d thresholds but the scores have C=%d classes"
+                                      % (":" + self.source if self.source else "", len(self.thresholds),
+                                         scores.shape[1]))
+        return scores >= self.thresholds[None, :]
+
+    def __str__(self):
+        return "thresholds:%s" % (self.source or "<%d values>" % len(self.thresholds))
+
+
+@dataclass(frozen=True)
+class mass:
+    """The smallest set of top-ranked labels whose probabilities sum to >= q (softmax outputs; the natural
+    rule for targets 1/M: a sample with M equally likely labels gets them all for q <= 1 - (other mass))."""
+    q: float
+
+    def __post_init__(self):
+        if isinstance(self.q, bool) or not isinstance(self.q, (int, float)) or not 0 < self.q <= 1:
+            raise MultilabelLossError("rule mass: q must be in (0, 1], got %r" % (self.q,))
+
+    def __call__(self, scores):
+        sums = scores.sum(axis=1, dtype=np.float64)
+        if len(sums) and (np.abs(sums - 1) > 1e-3).any():
+            i = int(np.argmax(np.abs(sums - 1)))
+            raise MultilabelLossError("rule mass: needs softmax probabilities (rows summing to 1), sample %d sums "
+                                      "to %.6g; use it on a Softmax output" % (i, sums[i]))
+        ranked = np.cumsum(-np.sort(-scores.astype(np.float64), axis=1), axis=1)
+        k = np.minimum(1 + np.count_nonzero(ranked < self.q * sums[:, None] - 1e-12, axis=1), scores.shape[1])
+        return top_k_labels(scores, k)
+
+    def __str__(self):
+        return "mass:%g" % self.q
+
+
+def parse_rule(text):
+    """A rule from its command-line text: ``top-k:3``, ``threshold:0.5``, ``thresholds:FILE``, ``mass:0.9``."""
+    if not isinstance(text, str):
+        return text
+    name, sep, value = text.partition(":")
+    try:
+        if sep and name == "top-k":
+            return top_k(int(value))
+        if sep and name == "threshold":
+            return threshold(float(value))
+        if sep and name == "thresholds":
+            return class_thresholds(value)
+        if sep and name == "mass":
+            return mass(float(value))
+    except ValueError as exc:
+        if isinstance(exc, MultilabelLossError):
+            raise
+        raise MultilabelLossError("rule %r: %s is not a number; expected %s" % (text, value, RULE_SYNTAX)) from None
+    raise MultilabelLossError("unknown rule %r; expected %s" % (text, RULE_SYNTAX))
+
+
+def predict_labels(scores, rule):
+    """N x C bool label sets from N x C scores under ``rule`` (a rule object or its text, see :func:`parse_rule`)."""
+    s = check_scores("predict_labels", scores)
+    return np.asarray(parse_rule(rule)(s), dtype=bool)
+
+
+def calibrate_thresholds(labels, scores):
+    """One threshold per class maximizing that class's F1 on a validation set.
+
+    For class c the candidates are its distinct scores (predict c when score >= t); the best F1 is
+    taken (the highest threshold among equals) and t is moved half-way to the next lower score so
+    new data near the boundary is not decided by float noise. A class with no true label gets
+    ``inf`` (never predicted; F1 0).
+
+    Shape: (N, C), (N, C) -> thresholds (C,), F1 at those thresholds (C,).
+    """
+    owner = "calibrate_thresholds"
+    y = check_labels(owner, labels)
+    s = check_scores(owner, scores, y.shape)
+    n, c = y.shape
+    best_t = np.full(c, np.inf)
+    best_f1 = np.zeros(c)
+    step = max(1, (1 << 22) // max(n, 1))
+    for c0 in range(0, c, step):
+        sc = np.ascontiguousarray(s[:, c0:c0 + step].T)
+        order = np.argsort(-sc, axis=1, kind="stable")
+        ss = np.take_along_axis(sc, order, axis=1)
+        tp = np.cumsum(np.take_along_axis(y[:, c0:c0 + step].T, order, axis=1), axis=1, dtype=np.float64)
+        positives = tp[:, -1:]
+        last = np.ones_like(ss, dtype=bool)
+        last[:, :-1] = ss[:, :-1] != ss[:, 1:]
+        f1 = np.where(last, 2 * tp / (np.arange(1, n + 1)[None, :] + positives), -1.0)
+        i = np.argmax(f1, axis=1)
+        rows = np.arange(len(sc))
+        t = ss[rows, i]
+        below = ss[rows, np.minimum(i + 1, n - 1)]
+        mid = 0.5 * (t + below)
+        t = np.where((i + 1 < n) & (mid > below) & (mid <= t), mid, t)
+        has = positives[:, 0] > 0
+        best_t[c0:c0 + step] = np.where(has, t, np.inf)
+        best_f1[c0:c0 + step] = np.where(has, f1[rows, i], 0.0)
+    return best_t, best_f1
+
+
+def save_thresholds(path, thresholds, f1=None, class_names=None):
+    """Write thresholds (``null`` for a never-predicted class) as JSON, read back by :func:`load_thresholds`."""
+    data = {"thresholds": [None if not np.isfinite(t) else float(t) for t in thresholds]}
+    if f1 is not None:
+        data["f1"] = [float(v) for v in f1]
+    if class_names is not None:
+        data["class_names"] = list(class_names)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+
+
+def load_thresholds(path):
+    """Thresholds from a JSON file: a list of numbers, or an object with a ``thresholds`` list (null = never)."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise MultilabelLossError("thresholds file %s: %s" % (path, exc.strerror)) from None
+    except ValueError as exc:
+        raise MultilabelLossError("thresholds file %s: not JSON (%s)" % (path, exc)) from None
+    values = data.get("thresholds") if isinstance(data, dict) else data
+    if not isinstance(values, list) or not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                                               for v in values):
+        raise MultilabelLossError("thresholds file %s: expected a list of numbers (or null) or "
+                                  "{\"thresholds\": [...]}" % path)
+    return np.array([np.inf if v is None else v for v in values], dtype=np.float64)
+
+
+__all__ = ["RULE_SYNTAX", "calibrate_thresholds", "class_thresholds", "load_thresholds", "mass", "parse_rule",
+           "predict_labels", "save_thresholds", "threshold", "top_k"]

@@ -1,0 +1,1 @@
+"""Tools around the layers: the numeric gradient checker, NetSpec / prototxt helpers and Caffe feature detection."""
