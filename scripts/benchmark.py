@@ -13,9 +13,9 @@ behind the shared harness ``scripts/bench/harness.py`` (its docstring says how t
 
 ``--anchors`` picks some of them (default all, in this order); ``--out`` is the folder (``output/bench``).
 """
-from bench import harness, image_data, losses, metrics
+from bench import harness, image_data, losses, metrics, train_e2e
 
-ANCHORS = [losses, metrics, image_data]
+ANCHORS = [losses, metrics, image_data, train_e2e]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,7 +27,8 @@ each section and writes the files under temporary names, renamed when complete.
 Helpers an anchor can use: :func:`import_caffe`, :func:`summarize` (median, quartiles, CPU time of timed
 repetitions), :func:`environment` / :func:`cpu_model` (what the report says about the machine),
 :func:`load_average`, :func:`timed`, :func:`peak_mb` (tracemalloc), :func:`caffe_train_ms` (ms per
-``caffe train`` iteration from the log), :func:`fmt` (numbers in tables), :func:`command_line`.
+``caffe train`` iteration from the log), :func:`write_jpegs` (a folder of JPEGs and their lists),
+:func:`fmt` (numbers in tables), :func:`command_line`.
 Speed numbers are read only with the load average beside them: the machine may be shared.
 """
 import argparse
@@ -191,24 +192,29 @@ def load_average() -> list[float]:
 _ITERATION_LINE = re.compile(r"I\d+ (\d+):(\d+):([\d.]+) .*\] Iteration (\d+)(?: \(.*\))?, loss = ")
 
 
+SOLVER_DEFAULTS = {"type": '"SGD"', "base_lr": "0.01", "momentum": "0.9", "lr_policy": '"fixed"'}
+
+
 def caffe_train_ms(workdir: str, name: str, net_text: str, iterations: int, warmup: int = 5,
-                   solver_extra: str = "") -> float:
+                   solver: dict[str, str] | None = None) -> float:
     """Mean ms per `caffe train` iteration after ``warmup`` iterations, from the glog timestamps of the loss
     lines (display: 1).
 
-    Writes ``train_<name>.prototxt`` (``net_text``) and a solver (SGD, fixed rate 0.01, momentum 0.9, seed 1,
-    no snapshot, plus ``solver_extra`` lines) into ``workdir`` and runs ``.venv/bin/caffe train`` there.
+    Writes ``train_<name>.prototxt`` (``net_text``) and a solver into ``workdir`` and runs
+    ``.venv/bin/caffe train`` there. The solver is :data:`SOLVER_DEFAULTS` (SGD, fixed rate 0.01, momentum
+    0.9) updated by ``solver`` (prototxt field: value as written, e.g. ``{"type": '"Adam"'}``), with seed 1,
+    CPU mode, no snapshot.
     """
     net = os.path.join(workdir, "train_%s.prototxt" % name)
     with open(net, "w") as f:
         f.write(net_text)
-    solver = os.path.join(workdir, "solver_%s.prototxt" % name)
-    with open(solver, "w") as f:
-        f.write('net: "%s"\nbase_lr: 0.01\nmomentum: 0.9\nlr_policy: "fixed"\nmax_iter: %d\ndisplay: %d\n'
-                'snapshot_after_train: false\nsolver_mode: CPU\nrandom_seed: 1\n%s'
-                % (net, warmup + iterations, 1, solver_extra))
+    fields = dict(SOLVER_DEFAULTS, **(solver or {}))
+    path = os.path.join(workdir, "solver_%s.prototxt" % name)
+    with open(path, "w") as f:
+        f.write('net: "%s"\n%smax_iter: %d\ndisplay: 1\nsnapshot_after_train: false\nsolver_mode: CPU\n'
+                'random_seed: 1\n' % (net, "".join("%s: %s\n" % kv for kv in fields.items()), warmup + iterations))
     env = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
-    done = subprocess.run([os.path.join(ROOT, ".venv", "bin", "caffe"), "train", "--solver", solver],
+    done = subprocess.run([os.path.join(ROOT, ".venv", "bin", "caffe"), "train", "--solver", path],
                           capture_output=True, text=True, env=env, cwd=workdir, timeout=1800)
     if done.returncode != 0:
         raise SystemExit("benchmark: caffe train (%s) failed:\n%s" % (name, done.stderr[-3000:]))
@@ -223,6 +229,35 @@ def caffe_train_ms(workdir: str, name: str, net_text: str, iterations: int, warm
         raise SystemExit("benchmark: no iteration timings in the caffe train log (%s)" % name)
     first, last = after[0], stamps[-1]
     return 1e3 * (last[1] - first[1]) / (last[0] - first[0])
+
+
+def write_jpegs(folder: str, count: int, size: int, num_classes: int, color: bool = True,
+                seed: int = 0) -> tuple[str, str, np.ndarray]:
+    """``count`` size x size JPEGs (smooth random fields with fine noise, like photos; ~20 KB each at 256x256
+    colour) and two lists of them with absolute paths: ``ours.txt`` (1-3 class indices an image) and
+    ``imagedata.txt`` (the first of them, for Caffe's one-label layers). Returns the two list paths and the
+    count x num_classes float32 multi-hot labels in list order."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    ours, single = [], []
+    multi_hot = np.zeros((count, num_classes), np.float32)
+    channels = (3,) if color else ()
+    for i in range(count):
+        low = rng.integers(0, 256, (12, 12) + channels).astype(np.uint8)
+        img = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
+        img = cv2.add(img, rng.integers(0, 20, img.shape).astype(np.uint8))
+        path = os.path.join(os.path.abspath(folder), "img_%05d.jpg" % i)
+        cv2.imwrite(path, img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        labels = rng.choice(num_classes, size=int(rng.integers(1, 4)), replace=False)
+        multi_hot[i, labels] = 1
+        ours.append("%s %s\n" % (path, " ".join(str(c) for c in labels)))
+        single.append("%s %d\n" % (path, labels[0]))
+    lists = os.path.join(folder, "ours.txt"), os.path.join(folder, "imagedata.txt")
+    for list_path, lines in zip(lists, (ours, single), strict=True):
+        with open(list_path, "w") as f:
+            f.writelines(lines)
+    return lists[0], lists[1], multi_hot
 
 
 # ---------------------------------------------------------------- running the anchors

@@ -13,37 +13,12 @@ import tempfile
 import time
 from typing import Any
 
-import numpy as np
-
-from bench.harness import caffe_train_ms, command_line, cpu_model, import_caffe, load_average
+from bench.harness import caffe_train_ms, command_line, cpu_model, import_caffe, load_average, write_jpegs
 
 NAME = "image_data"
 OUTPUT = "image_data"
 
 IMAGE_SIZE, IMAGE_CROP, IMAGE_BATCH, IMAGE_MEAN = 256, 224, 32, (104, 117, 123)
-
-
-def write_bench_images(folder: str, count: int, num_classes: int = 20, seed: int = 0) -> tuple[str, str]:
-    """``count`` 256x256 JPEGs (smooth random colour fields with fine noise, ~20 KB each, like photos) and
-    two lists of them: ours (1-3 labels an image) and ImageData's (the first label)."""
-    import cv2
-    rng = np.random.default_rng(seed)
-    os.makedirs(folder, exist_ok=True)
-    ours, single = [], []
-    for i in range(count):
-        low = rng.integers(0, 256, (12, 12, 3)).astype(np.uint8)
-        img = cv2.resize(low, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_CUBIC)
-        img = cv2.add(img, rng.integers(0, 20, img.shape).astype(np.uint8))
-        path = os.path.join(folder, "img_%05d.jpg" % i)
-        cv2.imwrite(path, img, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        labels = rng.choice(num_classes, size=int(rng.integers(1, 4)), replace=False)
-        ours.append("%s %s\n" % (path, " ".join(str(c) for c in labels)))
-        single.append("%s %d\n" % (path, labels[0]))
-    lists = os.path.join(folder, "ours.txt"), os.path.join(folder, "imagedata.txt")
-    for path, lines in zip(lists, (ours, single), strict=True):
-        with open(path, "w") as f:
-            f.writelines(lines)
-    return lists
 
 
 def image_data_layers(lists: tuple[str, str], threads: int, label_format: str = "dense") -> dict[str, str]:
@@ -92,7 +67,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               "rounds": args.image_rounds, "batches": args.image_batches, "train_iters": args.train_iters,
               "load_start": load_average(), "command": command_line(args)}
     with tempfile.TemporaryDirectory(prefix="bench_images_") as tmp:
-        lists = write_bench_images(os.path.join(tmp, "img"), args.image_count)
+        lists = write_jpegs(os.path.join(tmp, "img"), args.image_count, IMAGE_SIZE, num_classes=20)[:2]
         nets = {}
         for key, layer in image_data_layers(lists, threads).items():
             nets[key] = os.path.join(tmp, "data_%s.prototxt" % key)
