@@ -18,6 +18,7 @@ SCRIPTS = sorted(p for p in glob.glob(os.path.join(ROOT, "examples", "*", "*.py"
 def subcommands():
     parser = build_parser()
     (action,) = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    assert isinstance(action.choices, dict)
     return sorted(action.choices)
 
 
@@ -31,7 +32,11 @@ def script_helps():
     """--help of every script, run side by side (each is its own interpreter)."""
     procs = {p: subprocess.Popen([sys.executable, p, "--help"], cwd=ROOT, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True) for p in SCRIPTS}
-    return {p: (proc.wait(timeout=300), proc.stdout.read(), proc.stderr.read()) for p, proc in procs.items()}
+    results = {}
+    for p, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        results[p] = (proc.returncode, out, err)
+    return results
 
 
 @pytest.mark.parametrize("script", [os.path.relpath(p, ROOT) for p in SCRIPTS])
