@@ -9,7 +9,7 @@ EXAMPLES = ROOT / "examples"
 
 def imported_modules(tree: ast.AST) -> set[str]:
     """Top-level names of every module a file imports (inside functions too)."""
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
