@@ -44,6 +44,7 @@ def test_round_trip_with_weights(tmp_path):
     assert got.label_lists() == lists
     assert got.num_classes == c
     np.testing.assert_array_equal(got.labels, labels)
+    assert got.weights is not None and label_weights is not None
     np.testing.assert_array_equal(got.weights, label_weights)
     dense = got.dense()
     for i, (row, w) in enumerate(zip(lists, weights, strict=True)):
@@ -74,6 +75,7 @@ def test_round_trip_without_weights_and_default_k(tmp_path):
 def test_padded_array_input_is_accepted():
     labels, weights = encode_index_labels(np.array([[2, -1], [0, 1]]), 3, weights=np.array([[0.5, 0], [1, 2]]))
     np.testing.assert_array_equal(labels, [[2, -1], [0, 1]])
+    assert weights is not None
     np.testing.assert_array_equal(weights, [[0.5, 0.0], [1.0, 2.0]])
 
 

@@ -116,7 +116,7 @@ def main():
     from softmax_multilabel_layer.losses import functional as F
     dense_loss, _ = F.softmax_multilabel_loss(net.blobs["scores"].data, dense, normalize_targets="sum")
     print("forward: indices-format loss %.6f, dense-label loss %.6f (same batch); %d samples, %d classes, K=%d"
-          % (float(net.blobs["loss"].data), dense_loss, stored.data.shape[0], stored.num_classes, K))
+          % (float(net.blobs["loss"].data), dense_loss, stored.data.shape[0], stored.num_classes or CLASSES, K))
     if not np.isclose(float(net.blobs["loss"].data), dense_loss, rtol=1e-5):
         raise SystemExit("indices and dense losses differ")
     print("loss went from %.4f to %.4f over %d SGD iterations" % (losses[0], losses[-1], args.iters))

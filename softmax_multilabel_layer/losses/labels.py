@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from softmax_multilabel_layer.losses.common import _first_bad, _row_sum, position
+from softmax_multilabel_layer.losses.common import first_bad, position, row_sum
 from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
 
 # Dense labels with at most this fraction of non-zeros are handled sparsely (measured
@@ -75,7 +75,7 @@ def _one_label_hint(options, scores_shape, labels_shape, blob):
 
 def bad_label_values(owner, labels, bad, shape, axis, blob="labels", slot="class"):
     """The error for labels that are negative, NaN or infinite (error path only)."""
-    flat, value = _first_bad(labels, bad)
+    flat, value = first_bad(labels, bad)
     return MultilabelLossError("%s: %s must be finite and >= 0 (0 = negative), found %r at %s"
                                % (owner, blob, value, position(shape, axis, flat, blob, slot)))
 
@@ -108,7 +108,7 @@ class DenseLabels:
             raise bad_label_values(owner, labels3, ~(labels3 >= 0), shape, axis)
         if not np.isfinite(labels3.max()):
             raise bad_label_values(owner, labels3, ~np.isfinite(labels3), shape, axis)
-        self.label_sum = _row_sum(labels3)
+        self.label_sum = row_sum(labels3)
         self.count = positive_mask.view(np.uint8).sum(axis=1, keepdims=True, dtype=np.int64).astype(np.float64)
         self.workspace = workspace
 
