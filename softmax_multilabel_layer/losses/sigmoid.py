@@ -214,7 +214,7 @@ class _Scratch:
         self._shape: tuple[int, ...] = ()             # set by reshape, before the first block
         self._views: dict[str, np.ndarray] = {}
 
-    def reshape(self, shape):
+    def reshape(self, shape: tuple[int, ...]) -> None:
         if shape != self._shape:
             self._shape, self._views = shape, {}
 
