@@ -154,7 +154,8 @@ def softmax_multilabel_forward(scores: ArrayLike, labels: ArrayLike, label_weigh
     # m = max_c s per sample, at its first argmax. A NaN or +inf score becomes some sample's max; -inf, the minimum.
     top = _argmax_positions(s3, ws)
     smax = s3.reshape(-1)[top].reshape(outer, 1, inner)
-    if not (np.isfinite(smax).all() and math.isfinite(s3.min())):
+    smin = s3.min()
+    if not (np.isfinite(smax).all() and math.isfinite(smin)):
         raise scores_not_finite_error(owner, scores, axis)
     exps = ws.get("exps", s3.shape, s3.dtype)
     eps = opts.label_smoothing
@@ -164,7 +165,14 @@ def softmax_multilabel_forward(scores: ArrayLike, labels: ArrayLike, label_weigh
         below_sum: NDArray[np.float64] | float = 0.0
         np.exp(s3, out=exps)                        # e = exp(s): the shift needs a pass of its own
     else:
-        shifted = np.subtract(s3, smax, out=exps)   # b = s - m <= 0, exactly 0 at the argmax
+        if float(smax.max()) - float(smin) > np.finfo(s3.dtype).max:
+            # b = s - m may overflow to -inf (scores spanning more than the dtype's range): exp(b) = 0 there, and
+            # the loss check below refuses the infinite loss with a clear error; numpy's overflow warning is not
+            # the user's news. Checked on two scalars, so the usual path pays no np.errstate.
+            with np.errstate(over="ignore"):
+                shifted = np.subtract(s3, smax, out=exps)
+        else:
+            shifted = np.subtract(s3, smax, out=exps)   # b = s - m <= 0, exactly 0 at the argmax
         below = -label_form.dot(shifted)            # sum_c y_c (m - s_c) = -sum_c y_c b_c >= 0
         below_sum = -row_sum(shifted) if eps else 0.0    # sum_c (m - s_c) >= 0
         np.exp(shifted, out=exps)                   # e = exp(b); the buffer now holds exponentials
