@@ -289,24 +289,59 @@ def test_no_shuffle_reads_in_list_order_across_epochs(tmp_path):
     assert [i for b in batches for i in decoded_ids(b[0])] == list(range(7)) * 2 + [0]
 
 
-@pytest.mark.parametrize("world_size", [2, 3])
-def test_shards_are_disjoint_and_cover_every_epoch(tmp_path, world_size):
-    n = 11
+@pytest.mark.parametrize("world_size", [2, 3, 4])
+def test_shards_stepped_side_by_side_are_equal_disjoint_and_cover_every_epoch(tmp_path, world_size):
+    """Real readers, one per rank, stepped together: every rank reads ceil(N / W) images an epoch, so step k is
+    in the same epochs on every rank; within an epoch the ranks' images are disjoint but for the W*L - N padded
+    repeats (the first images of the epoch's permutation, as DistributedSampler pads), and cover all N.
+    N = 11 is divisible by none of W = 2, 3, 4: shards of 6/5, 4/4/3, 3/3/3/2 images drifted apart before."""
+    n, batch, seed = 11, 2, 7
     source, _ = id_list(tmp_path, n=n)
-    per_rank = []
-    for rank in range(world_size):
-        opts = options(source, batch_size=2, seed=7)
-        size = len(range(rank, n, world_size))
-        flat = [i for b in read_batches(opts, size, rank=rank, world_size=world_size) for i in decoded_ids(b[0])]
-        per_rank.append([flat[:size], flat[size:2 * size]])              # epochs 0 and 1 of this rank
-    for epoch in range(2):
-        parts = [set(r[epoch]) for r in per_rank]
-        assert sum(len(p) for p in parts) == n
-        assert set().union(*parts) == set(range(n))
-    assert per_rank[0][0] != per_rank[0][1]
-    # the same as one reader's epoch order, dealt out
-    full = np.random.default_rng([7, 0]).permutation(n)
-    assert per_rank[1][0] == full[1::world_size].tolist()
+    length = -(-n // world_size)
+    steps = 3 * length                        # three epochs (batch 2 straddles epochs when L is odd)
+    readers = [ImageBatchReader(options(source, batch_size=batch, seed=seed), rank=r, world_size=world_size)
+               for r in range(world_size)]
+    try:
+        streams: list[list[int]] = [[] for _ in range(world_size)]
+        for _ in range(steps):                # side by side: step k on every rank, then step k + 1
+            for r, reader in enumerate(readers):
+                streams[r] += decoded_ids(reader.next_batch()[0])
+    finally:
+        for reader in readers:
+            reader.close()
+    for epoch in range(batch * steps // length):                     # six epochs
+        parts = [stream[epoch * length:(epoch + 1) * length] for stream in streams]
+        everything = [i for part in parts for i in part]
+        assert set(everything) == set(range(n))                      # every image, every epoch
+        repeats = sorted(i for i in set(everything) if everything.count(i) > 1)
+        assert len(everything) - n == world_size * length - n == len(repeats) <= world_size - 1
+        permutation = np.random.default_rng([seed, epoch]).permutation(n)
+        assert repeats == sorted(permutation[:len(repeats)].tolist())  # the padding repeats the first images
+        assert all(everything.count(i) == 2 for i in repeats)
+        assert parts[0] == permutation[0::world_size][:length].tolist()
+
+
+def overlapping_steps(n, world_size, batch, steps, seed=0):
+    """Steps at which an image is on two ranks (stepped side by side): (same epoch, different epochs)."""
+    schedules = [Schedule(n, batch, True, seed, r, world_size) for r in range(world_size)]
+    same = across = 0
+    for k in range(steps):
+        batches = [s.batch(k) for s in schedules]
+        pairs = [(a, c) for a in range(world_size) for c in range(a + 1, world_size)]
+        same += any({x for x in batches[a]} & {x for x in batches[c]} for a, c in pairs)
+        across += any({i for _, i in batches[a]} & {i for _, i in batches[c]} for a, c in pairs)
+    return same, across
+
+
+def test_shards_never_share_an_image_within_an_epoch_at_a_step():
+    """The issue's counts: N=11, W=2, batch 3 had an image on both ranks in 118 of 200 steps (seed 0); N=1001,
+    W=4, batch 32 in 47 of 300. Now: none within an epoch. Only steps whose batch spans two epochs (L = 251 is
+    not a multiple of 32) may meet one image in the old epoch's tail on one rank and the new epoch's head on
+    another: two independent permutations, as Caffe's own layers wrap around."""
+    assert overlapping_steps(11, 2, 3, 200) == (0, 0)
+    same, across = overlapping_steps(1001, 4, 32, 300)
+    assert same == 0 and across <= 37                            # 37 of the 300 steps span two epochs
+    assert Schedule(1001, 32, rank=3, world_size=4).shard_size == Schedule(1001, 32, rank=0, world_size=4).shard_size
 
 
 def test_same_seed_same_batches_whatever_the_threads(tmp_path):

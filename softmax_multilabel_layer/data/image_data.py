@@ -24,7 +24,10 @@ Caffe's ``DataTransformer``: crop (random in TRAIN, centre in TEST), mirror
 **Order and randomness**: epoch ``e`` visits the images in the permutation
 drawn from ``numpy.random.default_rng([seed, e])`` (the list order without
 shuffle); with ``world_size`` W, rank r takes every W-th image of it from
-position r, so the ranks read disjoint parts of every epoch. Crop and mirror of
+position r, so the ranks read disjoint parts of every epoch. Every rank reads
+ceil(N / W) images an epoch: when W does not divide N, the permutation is padded
+by repeating its first images (at most W - 1), as PyTorch's ``DistributedSampler``
+does by default, so ranks stepped side by side stay in the same epoch. Crop and mirror of
 image ``i`` in epoch ``e`` come from ``default_rng([seed, e, i])``: batches do not
 depend on the number of decode threads.
 
@@ -334,11 +337,23 @@ class Transform(object):
 # ---------------------------------------------------------------- order: epochs and shards
 
 class Schedule(object):
-    """Which image fills each batch slot: seeded epoch permutations, split across ranks.
+    """Which image fills each batch slot: seeded epoch permutations, split across ranks in equal shards.
 
-    Position p of rank r's stream is image ``order(e)[p % L]`` of epoch ``e = p // L``,
-    where ``order(e)`` is the epoch's permutation restricted to rank r (every W-th
-    image from position r) and L its length.
+    Every rank reads L = ceil(N / W) images per epoch, so ranks stepped side by side stay in the same epoch.
+    As PyTorch's ``DistributedSampler`` (its default, ``drop_last=False``), the epoch's permutation is padded
+    to L * W by repeating its first L * W - N images (at most W - 1), then rank r takes every W-th image from
+    position r: within an epoch the ranks' images are disjoint but for those padded repeats, and together
+    they cover every image. Position p of rank r's stream is ``order(e)[p % L]`` of epoch ``e = p // L``.
+
+    Args:
+        num_images: N. batch_size: samples a batch. shuffle: a seeded permutation per epoch (else list order).
+        seed: the seed. rank, world_size: the shard (r of W).
+
+    Example::
+
+        >>> s = Schedule(11, 3, shuffle=False, rank=1, world_size=2)
+        >>> s.shard_size, s.epoch_order(0).tolist()
+        (6, [1, 3, 5, 7, 9, 0])
     """
 
     def __init__(self, num_images: int, batch_size: int, shuffle: bool = True, seed: int = 0, rank: int = 0,
@@ -348,12 +363,13 @@ class Schedule(object):
                                       % (owner, num_images, world_size))
         self.num_images, self.batch_size, self.shuffle, self.seed = num_images, batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
-        self.shard_size = len(range(rank, num_images, world_size))
+        self.shard_size = -(-num_images // world_size)           # the same on every rank
+        self.padding = self.shard_size * world_size - num_images  # repeated images per epoch (< world_size)
         self._cache: dict[int, NDArray[np.intp]] = {}
         self._lock = threading.Lock()          # workers ask for orders too (replacing a bad image)
 
     def epoch_order(self, epoch: int) -> NDArray[np.intp]:
-        """The images rank r reads in ``epoch``, in order (int64 array)."""
+        """The images rank r reads in ``epoch``, in order (int64 array of ``shard_size``)."""
         with self._lock:
             order = self._cache.get(epoch)
             if order is None:
@@ -361,6 +377,8 @@ class Schedule(object):
                     full = np.random.default_rng([self.seed, epoch]).permutation(self.num_images)
                 else:
                     full = np.arange(self.num_images)
+                if self.padding:
+                    full = np.concatenate([full, full[:self.padding]])
                 order = full[self.rank::self.world_size]
                 if len(self._cache) > 4:
                     self._cache.pop(min(self._cache))
