@@ -413,3 +413,30 @@ def test_missing_relative_paths_say_where_they_were_looked_for(tmp_path, monkeyp
     with pytest.raises(MultilabelLossError, match=r"1 of 1 image files .* line 1: 'img/a.jpg'; relative paths are "
                                                   r"read from the working directory .*, set root_folder"):
         ImageBatchReader(options(source))
+
+
+def test_utf8_byte_order_mark_is_stripped_from_list_and_class_names(tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_bytes("\ufeffcat\ndog\n".encode("utf-8"))
+    source = tmp_path / "list.txt"
+    source.write_bytes("\ufeff/data/a.jpg cat\n/data/é.jpg dog cat\n".encode("utf-8"))
+    lst = parse_image_list(str(source), class_names=str(names))
+    assert lst.class_names == ["cat", "dog"]
+    assert list(lst.paths) == ["/data/a.jpg", "/data/é.jpg"]
+    assert [v.tolist() for v in lst.labels] == [[0], [1, 0]]
+
+
+@pytest.mark.parametrize("which", ["list", "names"])
+def test_latin1_list_is_refused_naming_the_encoding_and_the_line(tmp_path, which):
+    names = tmp_path / "names.txt"
+    source = tmp_path / "list.txt"
+    names.write_bytes("cat\nchâteau\n".encode("latin-1" if which == "names" else "utf-8"))
+    source.write_bytes("a.jpg cat\n\nphotos/caf\xe9.jpg cat\n".encode("latin-1") if which == "list"
+                       else b"a.jpg cat\n")
+    with pytest.raises(MultilabelLossError) as err:
+        parse_image_list(str(source), class_names=str(names))
+    where, line, column = (("list file %r" % str(source), 3, 11) if which == "list"
+                           else ("class_names file %r" % str(names), 2, 3))
+    assert str(err.value).startswith("%s: %s is not UTF-8: line %d, column %d has byte 0x%s"
+                                     % (OWNER, where, line, column, "e9" if which == "list" else "e2"))
+    assert "save the file as UTF-8" in str(err.value)

@@ -82,11 +82,29 @@ class ImageList(NamedTuple):
         return "%s:%d" % (self.source, self.line_numbers[i])
 
 
+def decode_utf8(data: bytes, path: str, what: str, owner: str = IMAGE_DATA_OWNER) -> str:
+    """``data`` as UTF-8 without a leading byte-order mark; an error naming the line that is not UTF-8.
+
+    Example::
+
+        >>> decode_utf8(b"\\xef\\xbb\\xbfa.jpg 1\\n", "list.txt", "list file")
+        'a.jpg 1\\n'
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise MultilabelLossError("%s: %s %r is not UTF-8: line %d, column %d has byte 0x%02x (%s); save the file "
+                                  "as UTF-8 (for example `iconv -f latin1 -t utf-8`)"
+                                  % (owner, what, path, line, column, data[exc.start], exc.reason)) from None
+
+
 def read_class_names(path: str, owner: str = IMAGE_DATA_OWNER) -> list[str]:
     """Class names from a file, one a line (line i is class i); blank lines and duplicates are errors."""
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        with open(path, "rb") as f:
+            lines = decode_utf8(f.read(), path, "class_names file", owner).splitlines()
     except OSError as exc:
         raise MultilabelLossError("%s: class_names file %r cannot be read: %s" % (owner, path, exc.strerror)) from None
     while lines and not lines[-1].strip():
@@ -183,13 +201,14 @@ def parse_image_list(source: str, num_classes: int | None = None, class_names: s
         raise MultilabelLossError("%s: num_classes is required (or a class_names file)" % owner)
     name_index = {n: i for i, n in enumerate(names)} if names else None
     try:
-        with open(source, encoding="utf-8") as f:
-            text = f.read()
+        with open(source, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise MultilabelLossError("%s: list file %r not found (working directory %s)"
                                   % (owner, source, os.getcwd())) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise MultilabelLossError("%s: list file %r cannot be read: %s" % (owner, source, exc)) from None
+    text = decode_utf8(data, source, "list file", owner)
     paths: list[str] = []
     numbers: list[int] = []
     labels: list[NDArray[np.int32]] = []
