@@ -81,6 +81,13 @@ class ImageList(NamedTuple):
         """``"source:line"`` of image i, for messages."""
         return "%s:%d" % (self.source, self.line_numbers[i])
 
+    def without(self, indices: Sequence[int]) -> "ImageList":
+        """The list without the images ``indices``."""
+        drop = set(indices)
+        keep = [i for i in range(len(self.paths)) if i not in drop]
+        return self._replace(paths=[self.paths[i] for i in keep], line_numbers=[self.line_numbers[i] for i in keep],
+                             labels=[self.labels[i] for i in keep], values=[self.values[i] for i in keep])
+
 
 def decode_utf8(data: bytes, path: str, what: str, owner: str = IMAGE_DATA_OWNER) -> str:
     """``data`` as UTF-8 without a leading byte-order mark; an error naming the line that is not UTF-8.
@@ -243,20 +250,43 @@ def parse_image_list(source: str, num_classes: int | None = None, class_names: s
     return ImageList(source, paths, numbers, labels, values, int(num_classes), names)
 
 
-def check_files_exist(image_list: ImageList, owner: str = IMAGE_DATA_OWNER, root_folder: str = "") -> None:
-    """Raise one error naming the count and the first few image files that do not exist."""
+def skip_option(owner: str) -> str:
+    """How the user of ``owner`` (the layer or ``convert``) turns on skipping bad images."""
+    return '"skip_bad_images": true' if owner == IMAGE_DATA_OWNER else "--skip-bad-images"
+
+
+def check_files_exist(image_list: ImageList, owner: str = IMAGE_DATA_OWNER, root_folder: str = "",
+                      skip: bool = False) -> ImageList:
+    """The list without images whose files do not exist: an error naming the count and the first few, or with
+    ``skip`` one warning naming every such line and the list without them.
+
+    Args:
+        image_list: a parsed list. owner: the layer or command, for messages. root_folder: for the message.
+        skip: drop missing files (``skip_bad_images``) instead of raising.
+
+    Returns:
+        ``image_list`` itself when every file exists, else (with ``skip``) a new list of the existing ones.
+    """
     missing = [i for i, p in enumerate(image_list.paths) if not os.path.isfile(p)]
-    if missing:
-        first = ", ".join("line %d: %r" % (image_list.line_numbers[i], image_list.paths[i])
-                          for i in missing[:MAX_REPORTED])
-        relative = not os.path.isabs(image_list.paths[missing[0]])
-        raise MultilabelLossError("%s: %d of %d image files listed in %r do not exist%s: %s%s%s"
-                                  % (owner, len(missing), len(image_list.paths), image_list.source,
-                                     " (root_folder %r)" % root_folder if root_folder else "", first,
-                                     ", ..." if len(missing) > MAX_REPORTED else "",
-                                     "; relative paths are read from the working directory %s%s" % (
-                                         os.getcwd(), "" if root_folder else ", set root_folder to the images' "
-                                         "folder") if relative else ""))
+    if not missing:
+        return image_list
+    if skip and len(missing) < len(image_list.paths):
+        log.warning("%s: skip_bad_images: left out %d of %d images listed in %r whose files do not exist: %s",
+                    owner, len(missing), len(image_list.paths), image_list.source,
+                    ", ".join("line %d: %r" % (image_list.line_numbers[i], image_list.paths[i]) for i in missing))
+        return image_list.without(missing)
+    first = ", ".join("line %d: %r" % (image_list.line_numbers[i], image_list.paths[i])
+                      for i in missing[:MAX_REPORTED])
+    relative = not os.path.isabs(image_list.paths[missing[0]])
+    raise MultilabelLossError("%s: %d of %d image files listed in %r do not exist%s: %s%s%s%s"
+                              % (owner, len(missing), len(image_list.paths), image_list.source,
+                                 " (root_folder %r)" % root_folder if root_folder else "", first,
+                                 ", ..." if len(missing) > MAX_REPORTED else "",
+                                 "; relative paths are read from the working directory %s%s" % (
+                                     os.getcwd(), "" if root_folder else ", set root_folder to the images' "
+                                     "folder") if relative else "",
+                                 "; or set %s to leave them out" % skip_option(owner)
+                                 if len(missing) < len(image_list.paths) else ""))
 
 
 def encode_labels(image_list: ImageList, indices: Sequence[int], out: NDArray[np.float32], label_format: str,
@@ -434,10 +464,11 @@ Buffers = tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32] | 
 
 
 class _Batch(object):
-    __slots__ = ("k", "buffers", "samples", "remaining", "done", "error", "lock")
+    __slots__ = ("k", "buffers", "samples", "bad", "remaining", "done", "error", "lock")
 
     def __init__(self, k: int, buffers: Buffers, samples: list[tuple[int, int]]) -> None:
         self.k, self.buffers, self.samples = k, buffers, samples
+        self.bad: dict[int, list[int]] = {}      # slot -> the bad images met filling it (skip_bad_images)
         self.remaining = len(samples)
         self.done = threading.Event()
         self.error: Exception | None = None
@@ -472,7 +503,7 @@ class ImageBatchReader(object):
         assert o.source is not None            # ImageDataOptions requires it
         self.images = parse_image_list(o.source, o.num_classes, o.class_names, o.root_folder, o.max_labels, o.owner)
         if check_files:
-            check_files_exist(self.images, o.owner, o.root_folder)
+            self.images = check_files_exist(self.images, o.owner, o.root_folder, o.skip_bad_images)
         rank = o.rank if rank is None else rank
         world_size = o.world_size if world_size is None else world_size
         self.rank, self.world_size = rank or 0, world_size or 1
@@ -483,19 +514,19 @@ class ImageBatchReader(object):
         self.schedule = Schedule(len(self.images.paths), o.batch_size, shuffle, o.seed, self.rank, self.world_size,
                                  o.owner)
         channels = 3 if o.is_color else 1
+        self.bad_images: dict[int, str] = {}       # image -> its error; never decoded again (decode threads)
         if o.crop_size:
             height = width = o.crop_size
         elif o.new_height:
             height, width = o.new_height, o.new_width
         else:                      # like Caffe: the first image (of the first batch) sets the size
-            first = self.schedule.batch(0)[0][1]
-            height, width = load_image(self.images.paths[first], o.is_color, where=self.images.where(first)).shape[:2]
+            height, width = self._first_image_size()
         self.image_shape = (height, width)
         self.data_shape = (o.batch_size, channels, height, width)
         self.label_shape = (o.batch_size, o.label_width(self.images.num_classes))
         self.transform = Transform(channels, o.crop_size, o.mirror, o.mean_value, o.scale, train)
-        self.skipped: dict[int, int] = {}          # epoch -> number of bad images replaced
-        self._first_skipped: dict[int, tuple[int, str]] = {}   # epoch -> (list index, error) of its first in the list
+        self.skipped: dict[int, int] = {}          # epoch -> samples whose bad image was replaced (consumer side)
+        self._reported: set[int] = set()           # bad images reported to the log (consumer side)
         self._logged_epoch = -1
         self._skip_lock = threading.Lock()
         self._next_k = 0
@@ -525,30 +556,55 @@ class ImageBatchReader(object):
         for i in range(len(batch.samples)):
             self._tasks.put((batch, i))
 
+    def _first_image_size(self) -> tuple[int, int]:
+        """(H, W) of the first image of the first batch; with skip_bad_images, of the first good one."""
+        o = self.options
+        for position in range(self.schedule.shard_size):
+            first = int(self.schedule.epoch_order(0)[position])
+            try:
+                height, width = load_image(self.images.paths[first], o.is_color,
+                                           where=self.images.where(first)).shape[:2]
+                return height, width
+            except ImageDecodeError as exc:
+                if not o.skip_bad_images:
+                    raise self._with_hint(exc) from None
+                self.bad_images[first] = str(exc)
+        raise MultilabelLossError("%s: no image of the first epoch of %s can be decoded (skip_bad_images)"
+                                  % (self.owner, self.images.source))
+
+    def _with_hint(self, exc: ImageDecodeError) -> ImageDecodeError:
+        return ImageDecodeError("%s; set %s to replace bad images by others" % (exc, skip_option(self.owner)))
+
     def _fill(self, batch: _Batch, i: int) -> None:
-        """Decode and transform one sample into its slot (runs in a worker thread)."""
+        """Decode and transform one sample into its slot (runs in a worker thread).
+
+        With skip_bad_images, a bad image (known bad, or failing now) is replaced by another image of the epoch
+        drawn from (seed, epoch, bad image, attempt), never decoded again, and recorded in ``batch.bad``.
+        """
         o = self.options
         epoch, image = batch.samples[i]
         attempt = 0
         while True:
-            try:
-                self._load_into(image, epoch, attempt, batch.buffers[0][i])
-                break
-            except ImageDecodeError as exc:
-                if not o.skip_bad_images:
-                    raise
-                with self._skip_lock:
-                    self.skipped[epoch] = self.skipped.get(epoch, 0) + 1
-                    known = self._first_skipped.get(epoch)   # the lowest list index, not the first thread to fail
-                    if known is None or image < known[0]:
-                        self._first_skipped[epoch] = (image, str(exc))
-                attempt += 1
-                if attempt > MAX_REPLACEMENTS:
-                    raise ImageDecodeError("%s: %d bad images in a row while replacing one (skip_bad_images); "
-                                           "last: %s" % (self.owner, attempt, exc)) from None
-                order = self.schedule.epoch_order(epoch)
-                image = int(order[self.schedule.sample_rng(epoch, image, attempt).integers(len(order))])
-                batch.samples[i] = (epoch, image)
+            with self._skip_lock:
+                known = self.bad_images.get(image)
+            if known is None:
+                try:
+                    self._load_into(image, epoch, attempt, batch.buffers[0][i])
+                    return
+                except ImageDecodeError as exc:
+                    if not o.skip_bad_images:
+                        raise self._with_hint(exc) from None
+                    with self._skip_lock:
+                        self.bad_images.setdefault(image, str(exc))
+                    known = str(exc)
+            batch.bad.setdefault(i, []).append(image)
+            attempt += 1
+            if attempt > MAX_REPLACEMENTS:
+                raise ImageDecodeError("%s: %d bad images in a row while replacing one (skip_bad_images); "
+                                       "last: %s" % (self.owner, attempt, known))
+            order = self.schedule.epoch_order(epoch)
+            image = int(order[self.schedule.sample_rng(epoch, image, attempt).integers(len(order))])
+            batch.samples[i] = (epoch, image)
 
     def _load_into(self, image: int, epoch: int, attempt: int, out: NDArray[np.float32]) -> None:
         o = self.options
@@ -586,21 +642,35 @@ class ImageBatchReader(object):
             raise batch.error
         encode_labels(self.images, [s[1] for s in batch.samples], batch.buffers[1], self.options.label_format,
                       batch.buffers[2])
-        self._log_skipped(batch.samples[-1][0])
+        self._report_bad(batch)
         self._pending_return = batch.buffers
         return batch.buffers
 
-    def _log_skipped(self, epoch: int) -> None:
+    def _report_bad(self, batch: _Batch) -> None:
+        """skip_bad_images: log each bad image once (in list order within a batch), then one count per epoch.
+
+        Runs in the consumer's thread, batch after batch, so the log is the same whatever the decode threads do.
+        """
         if not self.options.skip_bad_images:
             return
-        while self._logged_epoch < epoch - 1:
-            self._logged_epoch += 1
+        new: set[int] = set()
+        for slot, bad in batch.bad.items():
+            epoch = batch.samples[slot][0]
+            self.skipped[epoch] = self.skipped.get(epoch, 0) + 1
+            new.update(b for b in bad if b not in self._reported)
+        for image in sorted(new):
+            self._reported.add(image)
             with self._skip_lock:
-                bad = self.skipped.get(self._logged_epoch, 0)
-                first = self._first_skipped.pop(self._logged_epoch, None)
-            log.warning("%s: epoch %d of %s (rank %d): %d bad image(s) replaced by other samples%s",
-                        self.owner, self._logged_epoch, self.images.source, self.rank, bad,
-                        "; the first in the list: %s" % first[1] if first else "")
+                message = self.bad_images[image]
+            message = message[len(self.owner) + 2:] if message.startswith(self.owner + ": ") else message
+            log.warning("%s: skip_bad_images: %s; it is replaced by other images of the epoch from now on "
+                        "(reported once)", self.owner, message)
+        while self._logged_epoch < batch.samples[-1][0] - 1:
+            self._logged_epoch += 1
+            count = self.skipped.get(self._logged_epoch, 0)
+            if count:
+                log.warning("%s: epoch %d of %s (rank %d): %d sample(s) of bad images replaced by other images",
+                            self.owner, self._logged_epoch, self.images.source, self.rank, count)
 
     def close(self) -> None:
         """Stop the decode threads (idempotent); they finish the image they are on and exit."""
