@@ -290,3 +290,50 @@ def test_ctrl_c_stops_hdf5_conversion_says_so_and_exits_nonzero(tmp_path, after_
             np.testing.assert_array_equal(h["label"][:, 0], [float(i % 3 == 0) for i in range(total - len(
                 h["label"]), total)])
     assert total == n
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "lmdb"])
+def test_skip_bad_images_leaves_them_out_reports_each_once_and_counts(tmp_path, image_list, fmt):
+    source, paths, labels = image_list
+    open(paths[3], "wb").write(b"broken")
+    open(paths[12], "wb").write(b"\xff\xd8 broken too")          # the last image
+    listed = paths[:5] + [str(tmp_path / "gone.jpg")] + paths[5:]
+    text = open(source).read().splitlines()
+    open(source, "w").write("\n".join(text[:5] + ["%s 1" % listed[5]] + text[5:]) + "\n")
+    out = tmp_path / "out"
+    argv = ["convert", source, "--out", str(out), "--format", fmt, "--num-classes", "6", "--new-height", "20",
+            "--new-width", "24", "--batch-size", "11", "--max-file-mb", "0.006", "--shuffle", "--seed", "2"]
+    code, stdout, stderr = run_cli(*argv)
+    assert code == 2 and not out.exists() and "MultilabelImageDataLayer" not in stderr
+    assert stderr.startswith("softmax-multilabel convert: error: 1 of 14 image files listed in")
+    assert stderr.endswith("; or set --skip-bad-images to leave them out\n")
+    code, stdout, stderr = run_cli(*(argv + ["--skip-bad-images"]))
+    assert code == 0, stderr
+    reported = [line for line in stderr.splitlines() if "skip_bad_images" in line]
+    assert len(reported) == 3 and "MultilabelImageDataLayer" not in stderr
+    assert sorted(reported[:2]) == sorted(
+        "softmax-multilabel convert: skip_bad_images: cannot read or decode image %r (%s:%d): missing, unreadable "
+        "or not an image format OpenCV knows; left out" % (paths[i], source, line) for i, line in ((3, 4), (12, 14)))
+    assert reported[2] == ("softmax-multilabel convert: skip_bad_images: left out 3 bad image(s) of the 14 listed "
+                           "(missing: 1, cannot be decoded: 2)")
+    assert "converted 11 images" in stdout
+    got = read_net(tmp_path, stdout.split("# layers for your train prototxt:\n")[1], 1, ["data", "label"])
+    # the written order: the seeded permutation of the 13 existing images, without the two bad ones
+    permutation = np.random.default_rng(2).permutation(N)
+    order = [int(i) for i in permutation if i not in (3, 12)]
+    data, dense = expected(paths, labels, order)
+    if fmt == "hdf5":
+        np.testing.assert_array_equal(got["data"], data)
+    np.testing.assert_array_equal(got["label"], dense)
+
+
+def test_bad_image_without_the_option_names_convert_and_the_option(tmp_path, image_list):
+    source, paths, _ = image_list
+    open(paths[4], "wb").write(b"broken")
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli("convert", source, "--out", str(out), "--format", "hdf5", "--num-classes", "6",
+                                   "--new-height", "20", "--new-width", "24")
+    assert code == 2 and not out.exists()
+    assert stderr.splitlines()[-1] == (
+        "softmax-multilabel convert: error: cannot read or decode image %r (%s:5): missing, unreadable or not an "
+        "image format OpenCV knows; pass --skip-bad-images to leave bad images out" % (paths[4], source))

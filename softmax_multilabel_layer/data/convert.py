@@ -46,6 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from softmax_multilabel_layer.data.image_data import (
+    ImageDecodeError,
     ImageList,
     check_files_exist,
     encode_labels,
@@ -80,6 +81,11 @@ class Progress(object):
         self.tty = getattr(self.stream, "isatty", lambda: False)()
         self.start: float | None = None
         self.start_done, self.last, self.last_decile = done, 0.0, -1
+
+    def note(self, message: str) -> None:
+        """A line of its own (after the bar on a TTY)."""
+        self.stream.write(("\n" if self.tty else "") + message + "\n")
+        self.stream.flush()
 
     def update(self, n: int) -> None:
         now = time.monotonic()
@@ -259,20 +265,33 @@ def _save_manifest(out: str, manifest: Manifest) -> None:
 
 
 def _decoded(options: ImageDataOptions, images: ImageList, order: Order, start: int, threads: int,
-             stop: _StopOnSigint, work: str) -> Iterator[tuple[int, int, NDArray[np.uint8]]]:
+             stop: _StopOnSigint, work: str,
+             progress: "Progress") -> Iterator[tuple[int, int, NDArray[np.uint8] | None]]:
     """Yield (position, index, uint8 image) from ``start`` in list order, decoding ``threads`` at a time.
 
-    Raises :class:`ConvertInterrupted` before the next image once Ctrl-C was pressed.
+    With ``skip_bad_images`` an image that cannot be decoded is reported (once: each is read once) on the
+    progress stream and yielded as None. Raises :class:`ConvertInterrupted` before the next image once Ctrl-C
+    was pressed.
     """
-    def load(i: int) -> NDArray[np.uint8]:
-        return load_image(images.paths[i], options.is_color, options.new_height, options.new_width, images.where(i))
+    def load(i: int) -> NDArray[np.uint8] | str:
+        try:
+            return load_image(images.paths[i], options.is_color, options.new_height, options.new_width,
+                              images.where(i), OWNER)
+        except ImageDecodeError as exc:
+            if not options.skip_bad_images:
+                raise ImageDecodeError("%s; pass --skip-bad-images to leave bad images out" % exc) from None
+            return str(exc)[len(OWNER) + 2:]
     pool = concurrent.futures.ThreadPoolExecutor(threads)
     try:
         for chunk in range(start, len(order), CHUNK):
             idx = order[chunk:chunk + CHUNK]
             for j, (i, img) in enumerate(zip(idx, pool.map(load, idx), strict=True)):
                 stop.check(chunk + j, len(order), work)
-                yield chunk + j, int(i), img
+                if isinstance(img, str):
+                    progress.note("%s: skip_bad_images: %s; left out" % (OWNER, img))
+                    yield chunk + j, int(i), None
+                else:
+                    yield chunk + j, int(i), img
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -281,7 +300,7 @@ def convert(source: str, out: str, fmt: str, num_classes: int | None = None, cla
             root_folder: str = "", new_height: int = 0, new_width: int = 0, is_color: bool = True,
             label_format: str = "dense", max_labels: int | None = None, shuffle: bool = False, seed: int = 0,
             encoded: bool = False, hdf5_dtype: str = "uint8", max_file_bytes: int = 950 * 10 ** 6, threads: int = 2,
-            resume: bool = False, overwrite: bool = False, batch_size: int = 32,
+            resume: bool = False, overwrite: bool = False, batch_size: int = 32, skip_bad_images: bool = False,
             stream: IO[str] | None = None) -> dict[str, Any]:
     """Convert a multi-label image list; returns a summary dict (counts, paths, the prototxt to use).
 
@@ -295,6 +314,8 @@ def convert(source: str, out: str, fmt: str, num_classes: int | None = None, cla
         max_file_bytes: HDF5 files are split to stay under this size.
         threads: decode threads. resume / overwrite: see the module docstring.
         batch_size: used in the printed prototxt only.
+        skip_bad_images: leave out listed files that do not exist (one warning naming every line) and images
+            that cannot be decoded (each reported once); the summary counts them (``skipped``).
 
     Raises :class:`MultilabelLossError` for a bad list (file and line), missing images, an image that cannot
     be decoded or whose size differs from the first one (HDF5), or an output folder that exists.
@@ -310,19 +331,22 @@ def convert(source: str, out: str, fmt: str, num_classes: int | None = None, cla
     options = ImageDataOptions(owner=OWNER, source=source, root_folder=root_folder, num_classes=num_classes,
                                class_names=class_names, label_format=label_format, max_labels=max_labels,
                                new_height=new_height, new_width=new_width, is_color=is_color, seed=seed,
-                               threads=threads, batch_size=batch_size)
+                               threads=threads, batch_size=batch_size, skip_bad_images=skip_bad_images)
     images = parse_image_list(source, options.num_classes, class_names, root_folder, max_labels, OWNER)
-    check_files_exist(images, OWNER, root_folder)
+    listed = len(images.paths)
+    images = check_files_exist(images, OWNER, root_folder, skip_bad_images)
     n = len(images.paths)
     order: Order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
     settings = {"format": fmt, "source": os.path.abspath(source), "source_sha256": _sha256(source),
                 "root_folder": root_folder, "num_classes": images.num_classes, "class_names": class_names,
                 "new_height": new_height, "new_width": new_width, "is_color": is_color, "label_format": label_format,
                 "max_labels": max_labels, "shuffle": shuffle, "seed": seed, "encoded": encoded,
-                "hdf5_dtype": hdf5_dtype, "max_file_bytes": max_file_bytes, "images": n}
+                "hdf5_dtype": hdf5_dtype, "max_file_bytes": max_file_bytes, "images": n,
+                "skip_bad_images": skip_bad_images}
     manifest = _prepare_output(out, settings, resume, overwrite, images)
     work = work_folder(out)
     progress = Progress(n, manifest["written"], stream)
+    manifest["skipped"] = [p for p in manifest.get("skipped", []) if p < manifest["written"]]   # redone on resume
     writer = _write_hdf5 if fmt == "hdf5" else _write_lmdb
     with _StopOnSigint() as stop:
         summary = writer(options, images, order, Folders(work, os.path.abspath(out), stop), manifest, progress)
@@ -330,7 +354,12 @@ def convert(source: str, out: str, fmt: str, num_classes: int | None = None, cla
     manifest["complete"] = True
     _save_manifest(work, manifest)
     _publish(work, out, images)
-    summary.update(images=n, out=out, format=fmt, resumed_from=progress.start_done)
+    bad = len(manifest["skipped"]) + listed - n
+    if bad:
+        progress.note("%s: skip_bad_images: left out %d bad image(s) of the %d listed (missing: %d, cannot be "
+                      "decoded: %d)" % (OWNER, bad, listed, listed - n, len(manifest["skipped"])))
+    summary.update(images=n - len(manifest["skipped"]), out=out, format=fmt, resumed_from=progress.start_done,
+                   skipped=bad)
     return summary
 
 
@@ -359,6 +388,15 @@ class Folders(NamedTuple):
 
 # ---------------------------------------------------------------- HDF5
 
+def _close_part(handle: Any, datasets: list[Any], rows: int, num_classes: int, label_format: str) -> None:
+    for dataset in datasets:
+        if dataset.shape[0] != rows:
+            dataset.resize(rows, axis=0)
+    handle.attrs["num_classes"] = num_classes
+    handle.attrs["label_format"] = label_format
+    handle.close()
+
+
 def _write_hdf5(options: ImageDataOptions, images: ImageList, order: Order, folders: Folders, manifest: Manifest,
                 progress: Progress) -> dict[str, Any]:
     import h5py
@@ -368,8 +406,13 @@ def _write_hdf5(options: ImageDataOptions, images: ImageList, order: Order, fold
     start = manifest["written"]
     # parts written completely before an interruption stay; a part being written is redone
     handle, part_rows, rows, shape = None, 0, 0, manifest.get("image_shape")
+    label_names = ("label", "label_weight") if options.label_format == "indices" else ("label",)
     try:
-        for pos, i, img in _decoded(options, images, order, start, options.threads, folders.stop, work):
+        for pos, i, img in _decoded(options, images, order, start, options.threads, folders.stop, work, progress):
+            progress.update(1)
+            if img is None:
+                manifest["skipped"].append(pos)
+                continue
             chw = img.transpose(2, 0, 1)
             if shape is None:
                 shape = manifest["image_shape"] = list(chw.shape)
@@ -379,12 +422,17 @@ def _write_hdf5(options: ImageDataOptions, images: ImageList, order: Order, fold
                 row_bytes = int(np.prod(shape)) * dtype.itemsize + 4 * k * (2 if options.label_format == "indices"
                                                                             else 1)
                 part_rows = max(1, min(len(order) - pos, manifest["settings"]["max_file_bytes"] // row_bytes))
-                name = "part-%05d.h5" % len(manifest["parts"])
-                handle = h5py.File(os.path.join(work, name), "w")
-                data = handle.create_dataset("data", (part_rows,) + tuple(shape), dtype)
-                label = handle.create_dataset("label", (part_rows, k), np.float32)
-                weight = handle.create_dataset("label_weight", (part_rows, k), np.float32) \
-                    if options.label_format == "indices" else None
+                part = "part-%05d.h5" % len(manifest["parts"])
+                handle = h5py.File(os.path.join(work, part), "w")
+                # with skip_bad_images, resizable (chunked by rows): the last part shrinks when images were left out
+                grow = options.skip_bad_images
+                data = handle.create_dataset("data", (part_rows,) + tuple(shape), dtype,
+                                             maxshape=(None,) + tuple(shape) if grow else None,
+                                             chunks=(1,) + tuple(shape) if grow else None)
+                datasets = [data] + [handle.create_dataset(name, (part_rows, k), np.float32,
+                                                           maxshape=(None, k) if grow else None)
+                                     for name in label_names]
+                label, weight = datasets[1], datasets[2] if len(datasets) > 2 else None
                 first, rows = pos, 0
             data[rows] = chw
             lab, wts = _labels_for(options, images, [i])
@@ -393,15 +441,18 @@ def _write_hdf5(options: ImageDataOptions, images: ImageList, order: Order, fold
                 assert wts is not None             # both exist exactly with label_format indices
                 weight[rows] = wts[0]
             rows += 1
-            progress.update(1)
             if rows == part_rows:
-                handle.attrs["num_classes"] = images.num_classes
-                handle.attrs["label_format"] = options.label_format
-                handle.close()
+                _close_part(handle, datasets, rows, images.num_classes, options.label_format)
                 handle = None
-                manifest["parts"].append({"file": name, "rows": rows, "first": first})
+                manifest["parts"].append({"file": part, "rows": rows, "first": first})
                 manifest["written"] = pos + 1
                 _save_manifest(work, manifest)
+        if handle is not None:          # the last part is short when bad images were left out
+            _close_part(handle, datasets, rows, images.num_classes, options.label_format)
+            handle = None
+            manifest["parts"].append({"file": part, "rows": rows, "first": first})
+        manifest["written"] = len(order)
+        _save_manifest(work, manifest)
     finally:
         if handle is not None:          # a part left unfinished (error or Ctrl-C): redone on resume
             handle.close()
@@ -418,9 +469,9 @@ def _write_hdf5(options: ImageDataOptions, images: ImageList, order: Order, fold
             raise MultilabelLossError("%s: %s holds %s rows, expected %d" % (OWNER, part["file"], counts,
                                                                             part["rows"]))
         total += part["rows"]
-    if total != len(order):
-        raise MultilabelLossError("%s: the HDF5 files hold %d images but the list has %d" % (OWNER, total,
-                                                                                           len(order)))
+    if total != len(order) - len(manifest["skipped"]):
+        raise MultilabelLossError("%s: the HDF5 files hold %d images but the list has %d (%d left out)"
+                                  % (OWNER, total, len(order), len(manifest["skipped"])))
     list_path = os.path.join(folders.out, "list.txt")
     tops = ' top: "data" top: "label"' + (' top: "label_weight"' if options.label_format == "indices" else "")
     prototxt = ('layer { name: "data" type: "HDF5Data"%s\n  hdf5_data_param { source: "%s" batch_size: %d } }\n'
@@ -478,6 +529,18 @@ def _float_datum(caffe_pb2: Any, values: NDArray[np.float32]) -> bytes:
     return datum.SerializeToString()
 
 
+def _put_records(txns: list[Any], caffe_pb2: Any, cv2: Any, options: ImageDataOptions, images: ImageList, pos: int,
+                 i: int, img: NDArray[np.uint8], encoded: bool) -> None:
+    """The records of list image i, the pos-th written: its image, its labels (and label weights)."""
+    key = lmdb_key(pos, os.path.relpath(images.paths[i], options.root_folder) if options.root_folder
+                   else images.paths[i])
+    txns[0].put(key, _image_datum(caffe_pb2, cv2, img, images.paths[i], options, encoded))
+    labels, weights = _labels_for(options, images, [i])
+    txns[1].put(key, _float_datum(caffe_pb2, labels[0]))
+    if weights is not None:
+        txns[2].put(key, _float_datum(caffe_pb2, weights[0]))
+
+
 def _write_lmdb(options: ImageDataOptions, images: ImageList, order: Order, folders: Folders, manifest: Manifest,
                 progress: Progress) -> dict[str, Any]:
     caffe_pb2, lmdb = _datum_module(), _lmdb()
@@ -491,17 +554,14 @@ def _write_lmdb(options: ImageDataOptions, images: ImageList, order: Order, fold
     start = manifest["written"]
     try:
         txns = None
-        for pos, i, img in _decoded(options, images, order, start, options.threads, folders.stop, work):
+        for pos, i, img in _decoded(options, images, order, start, options.threads, folders.stop, work, progress):
             if txns is None:
                 txns = [env.begin(write=True) for env in envs]
-            key = lmdb_key(pos, os.path.relpath(images.paths[i], options.root_folder) if options.root_folder
-                           else images.paths[i])
-            txns[0].put(key, _image_datum(caffe_pb2, cv2, img, images.paths[i], options, encoded))
-            labels, weights = _labels_for(options, images, [i])
-            txns[1].put(key, _float_datum(caffe_pb2, labels[0]))
-            if weights is not None:
-                txns[2].put(key, _float_datum(caffe_pb2, weights[0]))
             progress.update(1)
+            if img is None:
+                manifest["skipped"].append(pos)
+            else:
+                _put_records(txns, caffe_pb2, cv2, options, images, pos, i, img, encoded)
             if (pos + 1) % CHUNK == 0 or pos + 1 == len(order):
                 for txn in txns:
                     txn.commit()
@@ -517,7 +577,7 @@ def _write_lmdb(options: ImageDataOptions, images: ImageList, order: Order, fold
     finally:
         for env in envs:
             env.close()
-    if set(counts.values()) != {len(order)} or len(set(keys)) != 1:
+    if set(counts.values()) != {len(order) - len(manifest["skipped"])} or len(set(keys)) != 1:
         raise MultilabelLossError("%s: the LMDBs hold %s records (first/last keys %s) but the list has %d images"
                                   % (OWNER, counts, keys, len(order)))
     paths = [os.path.join(folders.out, name) for name in names]          # where they will be
@@ -572,6 +632,9 @@ def add_parser(sub: "argparse._SubParsersAction[Any]") -> argparse.ArgumentParse
     p.add_argument("--max-file-mb", type=float, default=950.0, help="HDF5 files stay under this (default 950)")
     p.add_argument("--threads", type=int, default=2, help="decode threads (default 2)")
     p.add_argument("--batch-size", type=int, default=32, help="batch_size in the printed prototxt (default 32)")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave out missing files and images that cannot be decoded (each reported once, then "
+                        "counted) instead of stopping")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue an interrupted conversion into --out")
     again.add_argument("--overwrite", action="store_true",
@@ -607,4 +670,4 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                    is_color=not args.gray, label_format=args.label_format, max_labels=args.max_labels,
                    shuffle=args.shuffle, seed=args.seed, encoded=args.encoded, hdf5_dtype=args.hdf5_dtype,
                    max_file_bytes=int(args.max_file_mb * 1e6), threads=args.threads, resume=args.resume,
-                   overwrite=args.overwrite, batch_size=args.batch_size)
+                   overwrite=args.overwrite, batch_size=args.batch_size, skip_bad_images=args.skip_bad_images)

@@ -320,16 +320,20 @@ def _cv2() -> Any:
 
 
 def load_image(path: str, is_color: bool = True, new_height: int = 0, new_width: int = 0,
-               where: str | None = None) -> NDArray[np.uint8]:
+               where: str | None = None, owner: str = IMAGE_DATA_OWNER) -> NDArray[np.uint8]:
     """Decode and optionally resize one image as Caffe's ``ReadImageToCVMat``: uint8 H x W x C, BGR.
 
-    Raises :class:`ImageDecodeError` naming the file when it cannot be decoded.
+    Args:
+        path: the file. is_color: 3 channels BGR (else 1, grey). new_height, new_width: resize (bilinear) when
+            both are > 0. where: ``"list:line"`` for messages. owner: the layer or command, for messages.
+
+    Raises :class:`ImageDecodeError` naming ``owner`` and the file when it cannot be decoded.
     """
     cv2 = _cv2()
     img = cv2.imread(path, cv2.IMREAD_COLOR if is_color else cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise ImageDecodeError("%s: cannot read or decode image %r%s: missing, unreadable or not an image "
-                               "format OpenCV knows" % (IMAGE_DATA_OWNER, path, " (%s)" % where if where else ""))
+                               "format OpenCV knows" % (owner, path, " (%s)" % where if where else ""))
     if new_height and new_width and img.shape[:2] != (new_height, new_width):
         img = cv2.resize(img, (new_width, new_height))
     return img if img.ndim == 3 else img[:, :, None]
@@ -562,8 +566,8 @@ class ImageBatchReader(object):
         for position in range(self.schedule.shard_size):
             first = int(self.schedule.epoch_order(0)[position])
             try:
-                height, width = load_image(self.images.paths[first], o.is_color,
-                                           where=self.images.where(first)).shape[:2]
+                height, width = load_image(self.images.paths[first], o.is_color, where=self.images.where(first),
+                                           owner=self.owner).shape[:2]
                 return height, width
             except ImageDecodeError as exc:
                 if not o.skip_bad_images:
@@ -609,7 +613,7 @@ class ImageBatchReader(object):
     def _load_into(self, image: int, epoch: int, attempt: int, out: NDArray[np.float32]) -> None:
         o = self.options
         where = self.images.where(image)
-        img = load_image(self.images.paths[image], o.is_color, o.new_height, o.new_width, where)
+        img = load_image(self.images.paths[image], o.is_color, o.new_height, o.new_width, where, self.owner)
         h, w = img.shape[:2]
         if o.crop_size:
             if h < o.crop_size or w < o.crop_size:
