@@ -41,8 +41,9 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-# Names that need Caffe, resolved lazily: name -> submodule that defines it.
-_LAZY = {"SoftmaxMultilabelLossLayer": "losses.layers", "SigmoidMultilabelLossLayer": "losses.layers"}
+# Names that need Caffe (or, for Model, load the evaluation room), resolved lazily: name -> submodule that defines it.
+_LAZY = {"SoftmaxMultilabelLossLayer": "losses.layers", "SigmoidMultilabelLossLayer": "losses.layers",
+         "Model": "evaluation.model"}
 
 
 def __getattr__(name: str) -> _Any:

@@ -3,12 +3,20 @@ image preprocessing as the TEST phase does it, and one pass of a net over a data
 import os
 import re
 import sys
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from softmax_multilabel_layer.evaluation import metrics as M
-from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions, parse_param_str
+from softmax_multilabel_layer.params import (
+    IMAGE_DATA_OWNER,
+    ImageDataOptions,
+    MultilabelLossError,
+    SigmoidOptions,
+    SoftmaxOptions,
+    parse_param_str,
+)
 
 DATA_TYPES = ("Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData", "Input",
               "AnnotatedData", "VideoData")
@@ -109,9 +117,119 @@ def check_weights(net, weights):
                                           "%s in the net" % (weights, name, i, dims, shape))
 
 
+def _layer_sources(layer: Any) -> list[tuple[str, str]]:
+    """(what, path) of every file a data layer reads: its source, the files a source lists, a mean file."""
+    files: list[tuple[str, str]] = []
+    if layer.type in ("Data", "ImageData", "WindowData") and layer.transform_param.mean_file:
+        files.append(("mean_file", layer.transform_param.mean_file))
+    if layer.type == "HDF5Data":
+        files.append(("source", layer.hdf5_data_param.source))
+    elif layer.type == "Data":
+        files.append(("source", layer.data_param.source))
+    elif layer.type == "ImageData":
+        files.append(("source", layer.image_data_param.source))
+        if layer.image_data_param.mean_file:
+            files.append(("mean_file", layer.image_data_param.mean_file))
+    elif layer.type == "WindowData":
+        files.append(("source", layer.window_data_param.source))
+    return files
+
+
+def _listed_files(layer: Any, source: str) -> list[tuple[int, str]]:
+    """(line, path) of the files a HDF5Data or ImageData source lists."""
+    with open(source) as f:
+        lines = [(n, line.strip()) for n, line in enumerate(f, 1) if line.strip()]
+    if layer.type == "HDF5Data":
+        return lines
+    root = layer.image_data_param.root_folder
+    return [(n, root + line.rsplit(" ", 1)[0] if " " in line else root + line) for n, line in lines]
+
+
+def check_files(net: Any, phase: str = "test", owner: str = "") -> None:
+    """One-line error naming the first missing file a data layer of ``net`` (a NetParameter) reads in ``phase``:
+    sources, the files they list (HDF5Data, ImageData, our image data layer), mean files, class names.
+
+    Caffe aborts the process (a glog stack trace) on a missing file; this runs before any net is built.
+    """
+    from caffe.proto import caffe_pb2
+    want = caffe_pb2.TEST if phase == "test" else caffe_pb2.TRAIN
+    for layer in net.layer:
+        if not in_phase(layer, want):
+            continue
+        what = "%s%s data layer %r (%s)" % (owner + ": " if owner else "", phase.upper(), layer.name, layer.type)
+        for field, path in _layer_sources(layer):
+            exists = os.path.isdir(path) or os.path.isfile(path) if field == "source" and layer.type == "Data" \
+                else os.path.isfile(path)
+            if not exists:
+                raise MultilabelLossError("%s: %s %s does not exist (working directory %s)"
+                                          % (what, field, path, os.getcwd()))
+            if field == "source" and layer.type in ("HDF5Data", "ImageData"):
+                for number, listed in _listed_files(layer, path):
+                    if not os.path.isfile(listed):
+                        raise MultilabelLossError("%s: %s:%d: file %s does not exist" % (what, path, number, listed))
+        if layer.type == "Python" and layer.python_param.layer == IMAGE_DATA_OWNER \
+                and layer.python_param.module.startswith("softmax_multilabel_layer"):
+            from softmax_multilabel_layer.data.image_data import check_files_exist, parse_image_list
+            opts = ImageDataOptions.from_param_str(layer.python_param.param_str, layer.name)
+            assert opts.source is not None
+            images = parse_image_list(opts.source, opts.num_classes, opts.class_names, opts.root_folder,
+                                      opts.max_labels, owner=what)
+            check_files_exist(images, what, opts.root_folder)
+
+
+def list_samples(layer: Any) -> tuple[str, int, int] | None:
+    """(source, samples, batch size) of a data layer that reads a list-backed source once per epoch, or None."""
+    if layer.type == "Python" and layer.python_param.layer == IMAGE_DATA_OWNER:
+        from softmax_multilabel_layer.data.image_data import parse_image_list
+        opts = ImageDataOptions.from_param_str(layer.python_param.param_str, layer.name)
+        assert opts.source is not None
+        images = parse_image_list(opts.source, opts.num_classes, opts.class_names, opts.root_folder, opts.max_labels)
+        world = opts.world_size or 1
+        return opts.source, len(images.paths) // world, opts.batch_size
+    if layer.type == "ImageData":
+        source = layer.image_data_param.source
+        return source, len(_listed_files(layer, source)), layer.image_data_param.batch_size
+    if layer.type == "HDF5Data":
+        import h5py
+        source, total = layer.hdf5_data_param.source, 0
+        for _, path in _listed_files(layer, source):
+            with h5py.File(path, "r") as f:
+                total += len(f[layer.top[0]])
+        return source, total, layer.hdf5_data_param.batch_size
+    if layer.type == "Data" and layer.data_param.backend == 1:        # LMDB
+        import lmdb
+        source = layer.data_param.source
+        with lmdb.open(source, readonly=True, lock=False) as env:
+            return source, int(env.stat()["entries"]), layer.data_param.batch_size
+    return None
+
+
+def check_iters(net: Any, iters: int, net_path: str) -> None:
+    """An error when ``iters`` TEST batches read past the end of a list-backed source (they would wrap around
+    and count samples twice), saying how many batches fit."""
+    from caffe.proto import caffe_pb2
+    for layer in net.layer:
+        if not in_phase(layer, caffe_pb2.TEST) or not is_data_layer(layer):
+            continue
+        found = list_samples(layer)
+        if found is None:
+            continue
+        source, samples, batch = found
+        if iters * batch > samples:
+            raise MultilabelLossError(
+                "--iters %d x batch_size %d = %d samples, but TEST data layer %r of %s reads %d from %s: the "
+                "batches would wrap past the end and count samples twice; at most %d batches fit (%d samples)"
+                % (iters, batch, iters * batch, layer.name, net_path, samples, source, samples // batch,
+                   samples // batch * batch))
+
+
 def load_net(model, weights, phase="test"):
-    """``caffe.Net(model, weights, phase)`` with the prototxt and the weights checked first (one-line errors)."""
-    read_net(model)
+    """``caffe.Net(model, weights, phase)`` with the prototxt, the weights and the data files checked first
+    (one-line errors; Caffe aborts the process on a missing file)."""
+    net_param = read_net(model)
+    if weights and not os.path.isfile(weights):
+        raise MultilabelLossError("weights file %s does not exist" % weights)
+    check_files(net_param, phase, model)
     caffe = import_caffe()
     net = caffe.Net(model, caffe.TEST if phase == "test" else caffe.TRAIN)
     if weights:
@@ -181,6 +299,10 @@ def collect(net_path, weights, iters, scores_blob=None, labels_blob=None, activa
     if activation == "auto":
         activation = kind if loss is not None and scores_blob == loss.bottom[0] else None
     fmt = label_format(loss) if loss is not None and labels_blob == loss.bottom[1] else "dense"
+    if weights and not os.path.isfile(weights):
+        raise MultilabelLossError("weights file %s does not exist" % weights)
+    check_files(net_param, "test", net_path)
+    check_iters(net_param, iters, net_path)
     net = load_net(net_path, weights)
     for option, blob in (("--scores-blob", scores_blob), ("--labels-blob", labels_blob)):
         if blob not in net.blobs:
@@ -234,26 +356,13 @@ def preprocess_image(path: str, shape: tuple[int, int, int], resize: tuple[int, 
 
     Values are 0-255 before mean and scale.
     """
-    from softmax_multilabel_layer.data.image_data import ImageDecodeError, Transform, load_image
-
+    from softmax_multilabel_layer.evaluation.model import prepare_image
     channels, height, width = shape
-    rh, rw = resize or (height, width)
-    try:
-        img = load_image(path, is_color=channels != 1, new_height=rh, new_width=rw)
-    except ImageDecodeError:
-        raise MultilabelLossError("cannot read image %s: missing, unreadable or not an image format OpenCV knows"
-                                  % path) from None
-    if img.shape[0] < height or img.shape[1] < width:
-        raise MultilabelLossError("image %s resized to %dx%d is smaller than the net input %dx%d"
-                                  % (path, img.shape[0], img.shape[1], height, width))
-    top, left = (img.shape[0] - height) // 2, (img.shape[1] - width) // 2
-    img = img[top:top + height, left:left + width]
-    if not bgr and channels == 3:
-        img = np.ascontiguousarray(img[:, :, ::-1])
-    out = np.empty((channels, height, width), np.float32)
-    return Transform(channels, mean_value=mean, scale=scale, train=False)(img, out, np.random.default_rng(0))
-
-
+    size = tuple(resize) if resize else (height, width)
+    spec = {"shape": [channels, height, width], "resize": list(size), "crop": size != (height, width),
+            "mean_value": None if mean is None else list(np.atleast_1d(np.asarray(mean, np.float64))),
+            "scale": scale, "channel_order": "BGR" if bgr else "RGB"}
+    return prepare_image(path, spec)
 
 
 def class_names(path, num_classes=None):
@@ -270,6 +379,6 @@ def class_names(path, num_classes=None):
     return names
 
 
-__all__ = ["check_weights", "class_names", "collect", "find_loss", "in_phase", "is_data_layer", "label_format",
-           "load_net", "loss_probability", "param_dict", "preprocess_image", "probabilities", "read_net",
-           "snapshot_iteration"]
+__all__ = ["check_files", "check_iters", "check_weights", "class_names", "collect", "find_loss", "in_phase",
+           "is_data_layer", "label_format", "list_samples", "load_net", "loss_probability", "param_dict",
+           "preprocess_image", "probabilities", "read_net", "snapshot_iteration"]

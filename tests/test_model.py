@@ -1,0 +1,289 @@
+"""The model folder (`deploy --out`) and the Model API: on every example with images, the folder's
+probabilities equal the TEST net's on the same images (crop without resize, resize with crop, greyscale,
+mean values and a mean file, an LMDB Data layer), with Caffe and with OpenCV's DNN; the OpenCV path imports
+no Caffe."""
+import json
+import os
+import subprocess
+import sys
+
+import caffe
+import cv2
+import numpy as np
+import pytest
+from image_files import pattern_image
+
+from softmax_multilabel_layer import Model
+from softmax_multilabel_layer.cli import main
+from softmax_multilabel_layer.evaluation.deploy import write_model_folder
+from softmax_multilabel_layer.evaluation.model import read_spec
+from softmax_multilabel_layer.params import MultilabelLossError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "examples", "multilabel_images"))
+sys.path.insert(0, os.path.join(REPO, "examples", "image_lmdb_hdf5"))
+import make_dataset  # noqa: E402
+import make_images  # noqa: E402
+import run_example  # noqa: E402
+
+SEED = 11
+TOL = 1e-5
+
+
+def softmax(s):
+    s = np.asarray(s, np.float64).reshape(len(s), -1)
+    e = np.exp(s - s.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def reference_probabilities(train_val, weights_out, count, scores="scores", cwd=None):
+    """The TEST net's own probabilities for its first ``count`` samples (its data layer reads the list in order);
+    saves the net's (seeded random) weights to ``weights_out``."""
+    old = os.getcwd()
+    if cwd:
+        os.chdir(cwd)
+    try:
+        caffe.set_mode_cpu()
+        caffe.set_random_seed(SEED)
+        net = caffe.Net(str(train_val), caffe.TEST)
+        for i, params in enumerate(net.params.values()):     # trained-like weights: biases not all zero
+            rng = np.random.default_rng([SEED, i])
+            params[-1].data[...] = rng.normal(scale=0.3, size=params[-1].data.shape)
+        net.save(str(weights_out))
+        net.forward()
+        p = softmax(net.blobs[scores].data)[:count]
+        if hasattr(net.layers[0], "close"):
+            net.layers[0].close()
+    finally:
+        os.chdir(old)
+    return p
+
+
+
+
+
+def list_paths(list_file, root):
+    with open(list_file) as f:
+        return [os.path.join(root, line.split()[0]) for line in f if line.strip() and not line.startswith("#")]
+
+
+@pytest.fixture(scope="module")
+def images_example(tmp_path_factory):
+    """examples/multilabel_images (greyscale, a 28x28 crop of 32x32 images, no resize), its own prototxt."""
+    out = tmp_path_factory.mktemp("multilabel_images")
+    make_images.make_images(str(out), n_train=20, n_test=100)
+    paths = run_example.write_prototxts(str(out))
+    ref = reference_probabilities(paths["train_val"], out / "w.caffemodel", 100)
+    return out, paths["train_val"], str(out / "w.caffemodel"), list_paths(out / "test.txt", str(out)), ref
+
+
+OUR_LAYER = """layer { name: "data" type: "Python" top: "data" top: "label" include { phase: TEST }
+  python_param { module: "softmax_multilabel_layer.data" layer: "MultilabelImageDataLayer"
+    param_str: '%(params)s' } }
+"""
+OUR_PARAMS = ('{"source": "%(list)s", "num_classes": 4, "batch_size": %(n)d, "new_height": 30, "new_width": 34, '
+              '"crop_size": 28, "mean_value": [104, 117, 123], "scale": 0.017, "threads": 1}')
+IMAGE_DATA = """layer { name: "data" type: "ImageData" top: "data" top: "label" include { phase: TEST }
+  transform_param { %(transform)s }
+  image_data_param { source: "%(list)s" root_folder: "%(root)s/" batch_size: %(n)d %(resize)s } }
+"""
+# This Caffe's ImageData (the cv::Mat transform of the SSD fork) takes a mean file only of the cropped size and
+# indexes it as if uncropped: a mean file is tested without a crop (the Data layer's Datum path crops it right).
+IMAGE_DATA_CASES = {
+    "image_data_mean_file": ('mean_file: "%(mean)s" scale: 0.02', "new_height: 28 new_width: 28"),
+    "image_data_crop": ("crop_size: 28 mean_value: 100 mean_value: 110 mean_value: 120",
+                        "new_height: 31 new_width: 33"),
+}
+BODY = """layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 6 kernel_size: 5 stride: 2 weight_filler { type: "gaussian" std: 0.05 } } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "scores"
+  inner_product_param { num_output: 4 weight_filler { type: "gaussian" std: 0.05 } } }
+"""
+SOFTMAX_WITH_LOSS = 'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "scores" bottom: "label" }'
+LOSS = """layer { name: "loss" type: "Python" bottom: "scores" bottom: "label" top: "loss" loss_weight: 1
+  python_param { module: "softmax_multilabel_layer.layers" layer: "SoftmaxMultilabelLossLayer" } }
+"""
+
+
+@pytest.fixture(scope="module")
+def colour_cases(tmp_path_factory):
+    """Colour images of several sizes, resized then centre-cropped: our data layer with mean values, Caffe's
+    ImageData with a mean file (.binaryproto)."""
+    out = tmp_path_factory.mktemp("colour")
+    n = 12
+    paths = []
+    for i in range(n):
+        size = [(40, 48), (31, 29), (64, 50)][i % 3]
+        path = str(out / ("im %02d.jpg" % i))                 # a space in the name
+        cv2.imwrite(path, pattern_image(i, size))
+        paths.append(path)
+    (out / "list.txt").write_text("".join("%s\t%d\n" % (p, i % 4) for i, p in enumerate(paths)))
+    (out / "list_id.txt").write_text("".join("%s %d\n" % (os.path.basename(p).replace(" ", "_"), i % 4)
+                                             for i, p in enumerate(paths)))
+    for p in paths:                                          # ImageData splits at the last space: no space in names
+        os.link(p, str(out / os.path.basename(p).replace(" ", "_")))
+    mean = caffe.io.array_to_blobproto(np.random.default_rng(3).uniform(60, 160, (1, 3, 28, 28)))
+    (out / "mean.binaryproto").write_bytes(mean.SerializeToString())
+    cases = {}
+    ours = out / "ours.prototxt"
+    ours.write_text(OUR_LAYER % {"params": OUR_PARAMS % {"list": out / "list.txt", "n": n}} + BODY + LOSS)
+    cases["ours"] = (str(ours), paths)
+    for name, (transform, resize) in IMAGE_DATA_CASES.items():
+        image_data = out / (name + ".prototxt")
+        image_data.write_text(IMAGE_DATA % {"list": out / "list_id.txt", "root": out, "n": n, "resize": resize,
+                                            "transform": transform % {"mean": out / "mean.binaryproto"}}
+                              + BODY + SOFTMAX_WITH_LOSS)
+        cases[name] = (str(image_data), [str(out / os.path.basename(p).replace(" ", "_")) for p in paths])
+    refs = {}
+    for name, (net, imgs) in cases.items():
+        refs[name] = (net, str(out / (name + ".caffemodel")), imgs,
+                      reference_probabilities(net, out / (name + ".caffemodel"), n))
+    return out, refs
+
+
+@pytest.fixture(scope="module")
+def lmdb_example(tmp_path_factory):
+    """examples/image_lmdb_hdf5: colour PNGs in an LMDB written by convert_imageset (Data layer, scale)."""
+    out = tmp_path_factory.mktemp("image_lmdb_hdf5")
+    assert make_dataset.main([str(out), "--count", "40"]) == 0
+    net = os.path.join(REPO, "prototxt", "image_lmdb_hdf5", "train.prototxt")
+    ref = reference_probabilities(net, out / "w.caffemodel", 32, cwd=str(out))
+    return out, net, str(out / "w.caffemodel"), list_paths(out / "images.txt", str(out))[:32], ref
+
+
+def _folder(tmp_path, net, weights, cwd=None, **kwargs):
+    model = str(tmp_path / "model")
+    old = os.getcwd()
+    if cwd:
+        os.chdir(cwd)
+    try:
+        write_model_folder(net, weights, model, **kwargs)
+    finally:
+        os.chdir(old)
+    return model
+
+
+def _check_both_engines(model_dir, images, ref, table_row):
+    got = {}
+    for engine in ("caffe", "opencv"):
+        model = Model.load(model_dir, engine=engine)
+        got[engine] = model.predict_proba(images, batch_size=7)
+        assert got[engine].shape == ref.shape
+        diff = float(np.abs(got[engine] - ref).max())
+        print("equality %s %s %.2g" % (engine, table_row, diff))
+        assert diff < TOL, (engine, diff)
+    assert np.abs(got["caffe"] - got["opencv"]).max() < TOL
+    assert np.abs(ref - ref.mean(0)).max() > 1e-3             # the images give different outputs
+
+
+def test_multilabel_images_greyscale_crop_without_resize(tmp_path, images_example):
+    out, net, weights, images, ref = images_example
+    model = _folder(tmp_path, net, weights)
+    spec = read_spec(model)
+    assert spec["input"]["shape"] == [1, 28, 28] and spec["input"]["resize"] is None and spec["input"]["crop"] == 28
+    assert spec["input"]["scale"] == 0.00390625 and not spec["input"]["color"]
+    assert spec["class_names"] == make_images.CLASS_NAMES and spec["activation"] == "Softmax"
+    assert spec["provenance"]["train_net"] == os.path.abspath(net) and spec["provenance"]["caffe"]
+    assert sorted(os.listdir(model)) == ["deploy.prototxt", "model.json", "weights.caffemodel"]
+    _check_both_engines(model, images, ref, "multilabel_images")
+    # decoded arrays give what paths give
+    arrays = [cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in images[:5]]
+    np.testing.assert_allclose(Model.load(model).predict_proba(arrays), ref[:5], atol=TOL)
+
+
+@pytest.mark.parametrize("case", ["ours"] + sorted(IMAGE_DATA_CASES))
+def test_colour_resize_with_crop_and_means(tmp_path, colour_cases, case):
+    _, refs = colour_cases
+    net, weights, images, ref = refs[case]
+    model = _folder(tmp_path, net, weights)
+    spec = read_spec(model)
+    assert spec["input"]["crop"] == (0 if case == "image_data_mean_file" else 28)
+    assert spec["input"]["resize"] == {"ours": [30, 34], "image_data_crop": [31, 33]}.get(case, [28, 28])
+    assert (spec["input"]["mean_file"] == "mean.npy") == (case == "image_data_mean_file")
+    _check_both_engines(model, images, ref, case)
+
+
+def test_lmdb_data_layer(tmp_path, lmdb_example):
+    out, net, weights, images, ref = lmdb_example
+    model = _folder(tmp_path, net, weights, cwd=str(out))
+    spec = read_spec(model)
+    assert spec["input"]["resize"] == [16, 16] and spec["input"]["scale"] == 0.00390625 and spec["input"]["color"]
+    _check_both_engines(model, images, ref, "image_lmdb_hdf5")
+
+
+def test_opencv_engine_imports_no_caffe(tmp_path, images_example):
+    out, net, weights, images, ref = images_example
+    model = _folder(tmp_path, net, weights)
+    code = ("import sys, json; sys.modules['caffe'] = None\n"
+            "from softmax_multilabel_layer import Model\n"
+            "m = Model.load(sys.argv[1], engine='opencv')\n"
+            "p = m.predict_proba(sys.argv[2:])\n"
+            "assert not [k for k, v in sys.modules.items() if v is not None and k.split('.')[0] == 'caffe']\n"
+            "print(json.dumps(p.tolist()))\n"
+            "print(json.dumps(m.predict(sys.argv[2:])))\n")
+    done = subprocess.run([sys.executable, "-c", code, model] + images[:4], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    np.testing.assert_allclose(json.loads(lines[0]), ref[:4], atol=TOL)
+    names = make_images.CLASS_NAMES
+    assert json.loads(lines[1]) == [[names[int(np.argmax(r))]] for r in ref[:4]]        # top-k:1, softmax
+
+
+def test_folder_is_never_written_over_foreign_files(tmp_path, images_example, capsys):
+    out, net, weights, _, _ = images_example
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert main(["deploy", net, "--weights", weights, "--out", str(foreign)]) == 2
+    assert "not a model folder written by deploy; not overwritten" in capsys.readouterr().err
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    model = tmp_path / "model"
+    assert main(["deploy", net, "--weights", weights, "--out", str(model)]) == 0
+    assert "wrote %s: 10 classes" % model in capsys.readouterr().out
+    first = json.loads((model / "model.json").read_text())["provenance"]["created"]
+    assert main(["deploy", net, "--weights", weights, "--out", str(model), "--rule", "mass:0.9"]) == 0
+    assert json.loads((model / "model.json").read_text())["rule"] == "mass:0.9" and first
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []          # no temporary left behind
+    assert main(["deploy", net, "--weights", str(tmp_path / "none.caffemodel"), "--out", str(tmp_path / "m2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "weights file" in err and "does not exist" in err
+    assert not (tmp_path / "m2").exists()
+
+
+def test_undescribed_input_names_the_input_options(tmp_path, capsys):
+    net = os.path.join(REPO, "prototxt", "digits", "softmax_multilabel_train_val.prototxt")
+    caffe.set_random_seed(SEED)
+    deploy = tmp_path / "d.prototxt"
+    assert main(["deploy", net, "--input-shape", "1,1,24,24", "-o", str(deploy)]) == 0
+    weights = str(tmp_path / "w.caffemodel")
+    caffe.Net(str(deploy), caffe.TEST).save(weights)
+    args = ["deploy", net, "--input-shape", "1,1,24,24", "--weights", weights, "--out", str(tmp_path / "m")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot describe the input" in err and "HDF5Data" in err
+    assert "--input-resize H,W" in err and "--input-scale S" in err
+    assert not (tmp_path / "m").exists()
+    assert main(args + ["--input-scale", "0.00390625", "--input-resize", "24,24"]) == 0
+    spec = read_spec(str(tmp_path / "m"))
+    assert spec["input"]["scale"] == 0.00390625 and spec["input"]["from"] == "the --input-* options"
+    img = np.random.default_rng(0).integers(0, 256, (30, 20), dtype=np.uint8)
+    x = Model.load(str(tmp_path / "m")).preprocess(img)
+    np.testing.assert_array_equal(x[0], cv2.resize(img, (24, 24)).astype(np.float32) * np.float32(0.00390625))
+
+
+def test_model_errors(tmp_path, images_example):
+    out, net, weights, images, _ = images_example
+    model = _folder(tmp_path, net, weights)
+    with pytest.raises(MultilabelLossError, match="engine 'tf': expected one of caffe, opencv"):
+        Model.load(model, engine="tf")
+    with pytest.raises(MultilabelLossError, match=r"is not a model folder: .*model.json"):
+        Model.load(str(tmp_path))
+    m = Model.load(model)
+    with pytest.raises(MultilabelLossError, match="no calibrated thresholds"):
+        m.predict(images[:1], rule="thresholds")
+    with pytest.raises(MultilabelLossError, match="batch_size must be an integer >= 1, got -1"):
+        m.predict_proba(images[:1], batch_size=-1)
+    with pytest.raises(MultilabelLossError, match=r"image array is 20x20, smaller than the model's input 28x28"):
+        m.predict_proba([np.zeros((20, 20), np.uint8)])
