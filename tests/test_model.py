@@ -287,3 +287,58 @@ def test_model_errors(tmp_path, images_example):
         m.predict_proba(images[:1], batch_size=-1)
     with pytest.raises(MultilabelLossError, match=r"image array is 20x20, smaller than the model's input 28x28"):
         m.predict_proba([np.zeros((20, 20), np.uint8)])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# softmax-multilabel predict MODEL/
+
+def test_predict_command_equals_the_test_net(tmp_path, images_example, capsys):
+    """predict MODEL/ --list test.txt (training-list format, labels ignored) gives the TEST net's probabilities;
+    CSV is quoted so class names with spaces and commas survive; folders are searched recursively."""
+    out, net, weights, images, ref = images_example
+    names = ["digit %d, written" % c for c in range(10)]                # spaces and commas
+    (tmp_path / "names.txt").write_text("\n".join(names) + "\n")
+    model = str(tmp_path / "model")
+    assert main(["deploy", net, "--weights", weights, "--out", model, "--class-names",
+                 str(tmp_path / "names.txt")]) == 0
+    capsys.readouterr()
+    for engine in ("caffe", "opencv"):
+        assert main(["predict", model, "--list", str(out / "test.txt"), "--root-folder", str(out) + "/",
+                     "--format", "jsonl", "--engine", engine, "--batch-size", "33"]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [r["path"] for r in rows] == images
+        got = np.array([[r["probabilities"][n] for n in names] for r in rows])
+        assert np.abs(got - ref).max() < TOL, engine
+        assert [r["labels"] for r in rows] == [[names[int(np.argmax(p))]] for p in ref]
+    assert main(["predict", model, str(out / "test"), "--rule", "top-k:2"]) == 0
+    import csv
+    table = list(csv.reader(capsys.readouterr().out.splitlines()))
+    assert table[0] == ["path", "labels"] + names
+    assert [row[0] for row in table[1:]] == sorted(images)
+    by_path = {p: r for p, r in zip(images, ref, strict=True)}
+    for row in table[1:]:
+        p = by_path[row[0]]
+        assert json.loads(row[1]) == [names[c] for c in np.argsort(-p, kind="stable")[:2]]
+        assert np.abs(np.array(row[2:], float) - p).max() < TOL
+
+
+def test_predict_bad_input_is_one_line(tmp_path, images_example, capsys):
+    out, net, weights, images, _ = images_example
+    model = _folder(tmp_path, net, weights)
+    cases = [
+        (["--model", net, "--weights", weights, images[0]], "has no Input layer: it is not a deploy net"),
+        ([model, images[0], "--batch-size", "-1"], "--batch-size -1: expected an integer >= 1"),
+        ([net, images[0]], "is not a model folder"),
+        ([model, images[0], str(tmp_path / "nope.jpg")], "1 of 2 images do not exist"),
+        ([model, "--list", str(tmp_path / "nope.txt")], "nope.txt cannot be read"),
+        ([model, images[0], "--rule", "thresholds"], "no calibrated thresholds"),
+        ([model], "no images"),
+    ]
+    yeast = os.path.join(REPO, "prototxt", "yeast", "mlp_deploy.prototxt")
+    caffe.set_random_seed(SEED)
+    caffe.Net(yeast, caffe.TEST).save(str(tmp_path / "mlp.caffemodel"))
+    cases.append((["--model", yeast, "--weights", str(tmp_path / "mlp.caffemodel"), images[0]], "not images"))
+    for args, message in cases:
+        assert main(["predict"] + args) == 2, args
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1 and message in captured.err, (args, captured)
