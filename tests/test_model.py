@@ -342,3 +342,63 @@ def test_predict_bad_input_is_one_line(tmp_path, images_example, capsys):
         assert main(["predict"] + args) == 2, args
         captured = capsys.readouterr()
         assert captured.out == "" and captured.err.count("\n") == 1 and message in captured.err, (args, captured)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# softmax-multilabel evaluate MODEL/ --list
+
+def test_evaluate_model_folder_on_a_list_and_calibrate(tmp_path, images_example, capsys):
+    """evaluate MODEL/ --list runs every image once (the list's count, in --json), equal to the metrics of the
+    TEST net's own probabilities; --calibrate writes thresholds into model.json, which predict then uses."""
+    from softmax_multilabel_layer.evaluation.report import report
+    from softmax_multilabel_layer.evaluation.rules import calibrate_thresholds
+    out, net, weights, images, ref = images_example
+    model = _folder(tmp_path, net, weights)
+    with open(out / "test.txt") as f:
+        lines = [line.split() for line in f if line.strip() and not line.startswith("#")]
+    y = np.array([[n in line[1:] for n in make_images.CLASS_NAMES] for line in lines])
+    before = (tmp_path / "model" / "model.json").read_text()
+    # a list of 100 with batches of 64: no wrap-around, no sample twice
+    args = ["evaluate", model, "--list", str(out / "test.txt"), "--root-folder", str(out) + "/"]
+    assert main(args + ["--json", str(tmp_path / "m.json")]) == 0
+    captured = capsys.readouterr()
+    assert "test.txt: 100 samples (every image of the list, once)" in captured.out
+    got = json.loads((tmp_path / "m.json").read_text())
+    assert got["samples"] == 100 and got["list_samples"] == 100
+    expected = report(y, ref, "top-k:1")
+    assert abs(got["mAP"] - expected["mAP"]) < 1e-6 and abs(got["f1_macro"] - expected["f1_macro"]) < 1e-6
+    assert (tmp_path / "model" / "model.json").read_text() == before           # no --calibrate: untouched
+    assert main(args + ["--calibrate", "--engine", "opencv"]) == 0
+    assert "wrote per-class thresholds" in capsys.readouterr().out
+    spec = read_spec(model)
+    want, _ = calibrate_thresholds(y, ref)
+    got_t = np.array([np.inf if v is None else v for v in spec["thresholds"]])
+    assert spec["rule"] == "thresholds" and spec["calibration"]["samples"] == 100
+    assert np.abs(np.where(np.isfinite(want), got_t - want, 0)).max() < 1e-5
+    assert (np.isfinite(got_t) == np.isfinite(want)).all()
+    # predict uses the thresholds by default
+    assert main(["predict", model] + images[:20] + ["--format", "jsonl"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    own = Model.load(model).predict_proba(images[:20])        # thresholds sit between scores ~1e-8 apart here
+    assert sum(len(r["labels"]) != 1 for r in rows) > 0          # not the top-k:1 of before
+    for r, p in zip(rows, own, strict=True):
+        assert set(r["labels"]) == {make_images.CLASS_NAMES[c] for c in np.flatnonzero(p >= got_t)}
+    assert Model.load(model).predict(images[:20]) == [r["labels"] for r in rows]
+    assert [p for p in os.listdir(model) if p.startswith(".")] == []             # the json was renamed in
+
+
+def test_evaluate_model_folder_errors(tmp_path, images_example, capsys):
+    out, net, weights, images, _ = images_example
+    model = _folder(tmp_path, net, weights)
+    (tmp_path / "bad.txt").write_text("test/00000.jpg seventeen\n")
+    (tmp_path / "missing.txt").write_text("test/99999.jpg two\n")
+    cases = [([model], "give --list FILE"),
+             ([model, "--list", str(tmp_path / "none.txt")], "--list %s does not exist" % (tmp_path / "none.txt")),
+             ([model, "--list", str(out / "test.txt"), "--iters", "3"], "--iters does not go with a model folder"),
+             ([model, "--list", str(tmp_path / "bad.txt"), "--root-folder", str(out)], "unknown class name"),
+             ([model, "--list", str(tmp_path / "missing.txt"), "--root-folder", str(out)], "do not exist"),
+             (["--list", str(out / "test.txt")], "go with a model folder")]
+    for args, message in cases:
+        assert main(["evaluate"] + args) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (args, err)

@@ -139,6 +139,11 @@ def run_predict(args: argparse.Namespace, out: TextIO | None = None) -> int:
                                       "--out`)%s" % (folder, hint))
     else:
         folder = args.model
+        if not args.weights:
+            raise MultilabelLossError("--model needs --weights W.caffemodel")
+        for what, path in (("--model", args.model), ("weights file", args.weights)):
+            if not os.path.isfile(path):
+                raise MultilabelLossError("%s %s does not exist" % (what, path))
     paths = image_paths(inputs)
     if args.list:
         paths += list_image_paths(args.list, args.root_folder)
