@@ -22,9 +22,10 @@ from softmax_multilabel_layer.losses.functional import (
 )
 from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
 
-# The names re-exported from .functional and .params. The layer classes (_LAZY below) are left out,
-# so that `from softmax_multilabel_layer import *` still needs no Caffe.
+# The names re-exported from .functional and .params, and Model (lazy, no Caffe import). The layer classes
+# (_LAZY below) are left out, so that `from softmax_multilabel_layer import *` still needs no Caffe.
 __all__ = [
+    "Model",
     "MultilabelLossError",
     "SigmoidOptions",
     "SoftmaxOptions",
