@@ -45,12 +45,12 @@ from softmax_multilabel_layer.params import IMAGE_DATA_OWNER, ImageDataOptions, 
 GLOG_PREFIX = r"^[FEWI]\d{8} [\d:.]+ +\d+ \S+\] "
 
 
-def is_removed(layer):
+def is_removed(layer: Any) -> bool:
     return is_data_layer(layer) or layer.type.endswith("Loss") or layer.type == "Accuracy" \
         or loss_probability(layer)[0] is not None or any(w != 0 for w in layer.loss_weight)
 
 
-def _needed(layers, outputs):
+def _needed(layers: list[Any], outputs: list[str]) -> list[Any]:
     """The layers the blobs ``outputs`` depend on (e.g. not a Reshape of the labels that only fed a loss)."""
     needed, keep = set(outputs), []
     for layer in reversed(layers):
@@ -60,7 +60,7 @@ def _needed(layers, outputs):
     return keep[::-1]
 
 
-def parse_input_shapes(values):
+def parse_input_shapes(values: Sequence[str] | None) -> dict[str | None, tuple[int, ...]]:
     """``["1,3,224,224"]`` or ``["data=1,3,224,224", "im_info=1,3"]`` -> {name or None: (dims)}."""
     shapes = {}
     for text in values or ():
@@ -76,7 +76,7 @@ def parse_input_shapes(values):
     return shapes
 
 
-def _inputs(layers):
+def _inputs(layers: list[Any]) -> list[str]:
     """Blobs read by ``layers`` before any of them writes them, in order of first use."""
     produced, inputs = set(), []
     for layer in layers:
@@ -87,7 +87,7 @@ def _inputs(layers):
     return inputs
 
 
-def _infer_shapes(path, net, names):
+def _infer_shapes(path: str, net: Any, names: list[str]) -> dict[str, tuple[int, ...]]:
     """Shapes of ``names`` from the train net itself: an Input layer's shape, else the TEST net built by pycaffe."""
     shapes = {}
     for layer in net.layer:
@@ -111,7 +111,7 @@ def _infer_shapes(path, net, names):
     return shapes
 
 
-def deploy_net(path, input_shapes=None):
+def deploy_net(path: str, input_shapes: dict[str | None, tuple[int, ...]] | None = None) -> Any:
     """The deploy NetParameter of the train_val prototxt at ``path`` (see the module docstring).
 
     Args:
@@ -149,7 +149,7 @@ def deploy_net(path, input_shapes=None):
             raise MultilabelLossError("the net reads %d inputs (%s); give --input-shape BLOB=N,C,H,W for each"
                                       % (len(names), ", ".join(names)))
         shapes[names[0]] = shapes.pop(None)
-    unknown = sorted(set(shapes) - set(names))
+    unknown = sorted(str(n) for n in set(shapes) - set(names))
     if unknown:
         raise MultilabelLossError("--input-shape names %s, but the deploy net's inputs are %s"
                                   % (", ".join(unknown), ", ".join(names)))
@@ -172,7 +172,8 @@ def deploy_net(path, input_shapes=None):
     return out
 
 
-def deploy_prototxt(path, input_shapes=None, command_line=None):
+def deploy_prototxt(path: str, input_shapes: dict[str | None, tuple[int, ...]] | None = None,
+                    command_line: str | None = None) -> str:
     """The deploy net as prototxt text, headed by a comment naming the command that generates it."""
     from google.protobuf import text_format
     net = deploy_net(path, input_shapes)
@@ -362,7 +363,8 @@ def _opencv_check(deploy: str, weights: str) -> str | None:
     return None
 
 
-def write_model_folder(net_path: str, weights: str, out: str, input_shapes: dict[Any, tuple[int, ...]] | None = None,
+def write_model_folder(net_path: str, weights: str, out: str,
+                       input_shapes: dict[str | None, tuple[int, ...]] | None = None,
                        input_overrides: dict[str, Any] | None = None, class_names_file: str | None = None,
                        rule: str | None = None, command_line: str | None = None,
                        warn: Any = None) -> dict[str, Any]:

@@ -3,7 +3,7 @@ image preprocessing as the TEST phase does it, and one pass of a net over a data
 import os
 import re
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -20,7 +20,7 @@ OUR_LOSSES = {"SoftmaxMultilabelLossLayer": "Softmax", "SigmoidMultilabelLossLay
 CAFFE_LOSSES = {"SoftmaxWithLoss": "Softmax", "SigmoidCrossEntropyLoss": "Sigmoid"}
 
 
-def loss_probability(layer):
+def loss_probability(layer: Any) -> tuple[str | None, int | None]:
     """For a loss layer, ``(kind, axis)``: kind "Softmax" or "Sigmoid" (the probabilities its loss implies),
     or ``(None, None)`` for another layer. ``axis`` is the class axis (1 unless the options move it)."""
     if layer.type in CAFFE_LOSSES:
@@ -33,16 +33,16 @@ def loss_probability(layer):
     return None, None
 
 
-def param_dict(layer):
+def param_dict(layer: Any) -> dict[str, Any]:
     options = SoftmaxOptions if layer.python_param.layer == "SoftmaxMultilabelLossLayer" else SigmoidOptions
     return parse_param_str(layer.python_param.param_str, layer.name, sorted(options.keys()))
 
 
-def is_data_layer(layer):
+def is_data_layer(layer: Any) -> bool:
     return layer.type in DATA_TYPES or (layer.type == "Python" and not layer.bottom)
 
 
-def read_net(path):
+def read_net(path: str) -> Any:
     """A NetParameter from a prototxt file; a one-line error naming the file and line when it does not parse."""
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
@@ -59,20 +59,20 @@ def read_net(path):
     return net
 
 
-def import_caffe():
+def import_caffe() -> Any:
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     caffe.set_mode_cpu()
     return caffe
 
 
-def blob_dims(blob):
+def blob_dims(blob: Any) -> tuple[int, ...]:
     if blob.HasField("shape"):
         return tuple(blob.shape.dim)
     return (blob.num, blob.channels, blob.height, blob.width)
 
 
-def check_weights(net, weights):
+def check_weights(net: Any, weights: str) -> None:
     """A one-line error unless every learnable layer of ``net`` is in the .caffemodel with the same shapes
     (Caffe itself aborts the process on a mismatch)."""
     if not os.path.isfile(weights):
@@ -123,7 +123,7 @@ def check_iters(net: Any, iters: int, net_path: str) -> None:
                    samples // batch * batch))
 
 
-def load_net(model, weights, phase="test"):
+def load_net(model: str, weights: str | None, phase: str = "test") -> Any:
     """``caffe.Net(model, weights, phase)`` with the prototxt, the weights and the data files checked first
     (one-line errors; Caffe aborts the process on a missing file)."""
     net_param = read_net(model)
@@ -138,7 +138,7 @@ def load_net(model, weights, phase="test"):
     return net
 
 
-def find_loss(net_param):
+def find_loss(net_param: Any) -> tuple[Any, str | None]:
     """The TEST-phase loss layer whose probabilities we evaluate: (layer, "Softmax" or "Sigmoid")."""
     from caffe.proto import caffe_pb2
 
@@ -146,13 +146,13 @@ def find_loss(net_param):
         kind, axis = loss_probability(layer)
         if kind is not None and in_phase(layer, caffe_pb2.TEST):
             if axis != 1:
-                raise MultilabelLossError("loss layer %r uses axis %d; only axis 1 (N x C scores) is supported"
+                raise MultilabelLossError("loss layer %r uses axis %s; only axis 1 (N x C scores) is supported"
                                           % (layer.name, axis))
             return layer, kind
     return None, None
 
 
-def label_format(layer):
+def label_format(layer: Any) -> str:
     """"indices" for SoftmaxWithLoss labels and our softmax loss with label_format "indices", else "dense"."""
     if layer is None:
         return "dense"
@@ -163,7 +163,7 @@ def label_format(layer):
     return "dense"
 
 
-def probabilities(scores, kind):
+def probabilities(scores: ArrayLike, kind: str | None) -> NDArray[np.float64]:
     """float64 softmax over classes, sigmoid, or the scores themselves (kind None)."""
     s = np.asarray(scores, dtype=np.float64)
     if kind == "Softmax":
@@ -174,7 +174,7 @@ def probabilities(scores, kind):
     return s
 
 
-def progress(label, i, total, stream=None):
+def progress(label: str, i: int, total: int, stream: TextIO | None = None) -> None:
     """A one-line progress bar on stderr (rewritten in place)."""
     stream = stream or sys.stderr
     width = 30
@@ -185,7 +185,9 @@ def progress(label, i, total, stream=None):
     stream.flush()
 
 
-def collect(net_path, weights, iters, scores_blob=None, labels_blob=None, activation="auto", label="forward"):
+def collect(net_path: str, weights: str | None, iters: int | None, scores_blob: str | None = None,
+            labels_blob: str | None = None, activation: str | None = "auto",
+            label: str = "forward") -> tuple[NDArray[np.float64], NDArray[np.bool_], dict[str, Any]]:
     """Run the TEST phase ``iters`` times; returns (probabilities N x C float64, labels N x C bool, info)."""
     if iters is None or iters < 1:
         raise MultilabelLossError("--iters must be >= 1 with --net (batches to run)")
@@ -233,7 +235,7 @@ def collect(net_path, weights, iters, scores_blob=None, labels_blob=None, activa
     return probabilities(scores, activation), y, info
 
 
-def snapshot_iteration(path):
+def snapshot_iteration(path: str) -> int:
     m = re.search(r"_iter_(\d+)\.caffemodel$", path)
     return int(m.group(1)) if m else -1
 
@@ -265,7 +267,7 @@ def preprocess_image(path: str, shape: tuple[int, int, int], resize: tuple[int, 
     return prepare_image(path, spec)
 
 
-def class_names(path, num_classes=None):
+def class_names(path: str | None, num_classes: int | None = None) -> list[str] | None:
     if not path:
         return None
     try:
