@@ -25,8 +25,11 @@ EXAMPLES = """examples:
   %(prog)s prototxt --loss sigmoid --gamma 2 --alpha 0.25 --bottom fc8 --bottom label
   %(prog)s convert train.txt --out train_h5 --format hdf5 --num-classes 20
   %(prog)s deploy train_val.prototxt -o deploy.prototxt
+  %(prog)s deploy train_val.prototxt --weights snap_iter_3000.caffemodel --out model/
+  %(prog)s evaluate model/ --list val.txt --root-folder images/ --calibrate
+  %(prog)s evaluate model/ --list test.txt --root-folder images/ --json test.json
   %(prog)s evaluate --net train_val.prototxt --weights snap_iter_3000.caffemodel --iters 20
-  %(prog)s predict --model deploy.prototxt --weights snap_iter_3000.caffemodel a.jpg b.png --rule top-k:3
+  %(prog)s predict model/ a.jpg b.png photos/ --rule top-k:3
 """
 GRADCHECK_EXAMPLES = """examples:
   %(prog)s train.prototxt --layer loss
@@ -106,7 +109,8 @@ def _blob_spec(text: str) -> tuple[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Tools for Caffe's multi-label loss layers of softmax_multilabel_layer: "
                      "convert (image lists to HDF5 or LMDB), evaluate (multi-label metrics over a whole set), "
-                     "deploy (a deploy net from a train_val net), predict (label sets for images), gradcheck "
+                     "deploy (a deploy net, or a model folder: the net, its weights and how its images are "
+                     "prepared), predict (label sets for images from a model folder), gradcheck "
                      "(numeric gradients of any layer) and prototxt (validated layer blocks). "
                      "`softmax-multilabel COMMAND --help` describes each.",
                      epilog=EXAMPLES % {"prog": PROG}, formatter_class=argparse.RawDescriptionHelpFormatter)
