@@ -24,9 +24,10 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
 import numpy as np  # noqa: E402
+
+from softmax_multilabel_layer.tools.train import caffe_binary  # noqa: E402
 
 import yeast_data  # noqa: E402
 import yeast_eval  # noqa: E402
@@ -222,7 +223,7 @@ def main(argv=None):
         test_sets[k] = (train, test, Xte, lst)
     runs = [(k, v) for k, _ in folds for v in args.variants]
     say("\n== 1/3 training %d MLPs with %s train (%d at a time)"
-        % (len(runs), yeast_train.digits_train.caffe_bin(), args.jobs))
+        % (len(runs), caffe_binary(), args.jobs))
 
     def train_one(run):
         k, v = run
