@@ -46,6 +46,9 @@ def cases():
            "degenerate": degenerate(rng)}
     y, s = trained_like(rng, 1000, 200, density=0.01, dtype=np.float32)
     out["large_sparse"] = (y, s)
+    # half the labels true: many true labels per sample, so the ranks come from sorting the rows
+    # (the sparse cases above take the comparison path for samples, the sorting path for classes)
+    out["dense"] = trained_like(rng, 150, 40, density=0.5, dtype=np.float32)
     return out
 
 
@@ -246,6 +249,12 @@ def test_chunked_metrics_equal_references(monkeypatch):
     assert abs(M.coverage(y, s) - (skm.coverage_error(y, s) - 1)) < TOL
     assert abs(M.precision_at_k(y, s, 3) - np.mean(_expected_hits_by_loop(y, s, 3) / 3)) < TOL
     np.testing.assert_array_equal(M.top_k_labels(s, 2), s >= np.sort(s, axis=1)[:, -2:-1])
+    predicted = s >= 0.5
+    for average in ("micro", "macro", "samples", None):
+        np.testing.assert_allclose(M.f1(y, predicted, average), sk(skm.f1_score, y, predicted, average=average),
+                                   rtol=0, atol=TOL)
+    assert abs(M.hamming_loss(y, predicted) - skm.hamming_loss(y, predicted)) < TOL
+    assert abs(M.exact_match(y, predicted) - skm.accuracy_score(y, predicted)) < TOL
     monkeypatch.setattr(M, "_CHUNK_ELEMENTS", 5)            # a block is one row of 12: a bad value in row 150
     bad = s.copy()
     bad[150, 3] = np.inf
