@@ -169,7 +169,11 @@ layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
         np.testing.assert_allclose(r["scores"], p[order], atol=1e-6)
     assert main(base + images + ["--rule", "threshold:0.3"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "path,labels,scores" and len(lines) == 4
+    assert lines[0] == "path,labels,cat,dog,bird" and len(lines) == 4
     assert main(base + [images[0], str(tmp_path / "missing.png")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "cannot read image" in err and "missing.png" in err
+    assert err.count("\n") == 1 and "1 of 2 images do not exist" in err and "missing.png" in err
+    (tmp_path / "bad.png").write_text("not an image")
+    assert main(base + [images[0], str(tmp_path / "bad.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot read image" in err and "bad.png" in err

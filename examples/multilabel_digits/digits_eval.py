@@ -5,6 +5,7 @@
 loads the deploy net with the snapshot's weights, forwards the test set and prints
 mAP, precision@M and exact-set accuracy (softmax_multilabel_layer.evaluation.metrics) as JSON.
 """
+import argparse
 import json
 import os
 import sys
@@ -77,11 +78,12 @@ def evaluate(deploy, weights, data, labels):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 3:
-        print(__doc__, file=sys.stderr)
-        return 2
-    deploy, weights, h5_path = argv
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("deploy", help="deploy prototxt")
+    parser.add_argument("weights", help=".caffemodel snapshot")
+    parser.add_argument("h5_path", help="the test split's HDF5 file (data, label)")
+    args = parser.parse_args(argv)
+    deploy, weights, h5_path = args.deploy, args.weights, args.h5_path
     data, labels = load_split(h5_path)
     metrics = evaluate(deploy, weights, data, labels)
     metrics.pop("per_class_ap")

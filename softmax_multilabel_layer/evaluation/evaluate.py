@@ -3,8 +3,12 @@
 Caffe's solver averages per-batch test outputs, so a per-batch mAP is wrong, and ``Accuracy`` is
 single-label. This command runs the TEST phase of the user's own net (whatever its data layers) for
 ``--iters`` batches, collects a scores blob and a labels blob (default: the loss layer's bottoms),
-applies the softmax or sigmoid the loss implies, and computes the metrics once over all samples::
+applies the softmax or sigmoid the loss implies, and computes the metrics once over all samples. A model
+folder (``deploy --out``) is evaluated on a list file, over every image exactly once, and ``--calibrate``
+writes per-class thresholds into its model.json (on a validation list, never the test list)::
 
+    softmax-multilabel evaluate model/ --list val.txt --root-folder images/ --calibrate
+    softmax-multilabel evaluate model/ --list test.txt --root-folder images/ --json test.json
     softmax-multilabel evaluate --net train_val.prototxt --weights snap_iter_3000.caffemodel --iters 20
     softmax-multilabel evaluate --scores scores.npy --labels labels.npy --rule mass:0.9 --json out.json
     softmax-multilabel evaluate --net train_val.prototxt --snapshots output/run --iters 20 --plot map.png
@@ -21,7 +25,14 @@ from typing import Any, TextIO
 import numpy as np
 
 from softmax_multilabel_layer.evaluation import metrics as M
-from softmax_multilabel_layer.evaluation.netio import class_names, collect, probabilities, snapshot_iteration
+from softmax_multilabel_layer.evaluation.model import ENGINES, Model, set_thresholds
+from softmax_multilabel_layer.evaluation.netio import (
+    class_names,
+    collect,
+    probabilities,
+    progress,
+    snapshot_iteration,
+)
 from softmax_multilabel_layer.evaluation.report import report
 from softmax_multilabel_layer.evaluation.rules import (
     RULE_SYNTAX,
@@ -207,6 +218,8 @@ def _load_npy(path: str, option: str) -> np.ndarray:
 # command line
 
 EXAMPLES = """examples:
+  %(prog)s model/ --list val.txt --root-folder images/ --calibrate
+  %(prog)s model/ --list test.txt --root-folder images/ --json test.json
   %(prog)s --net train_val.prototxt --weights snap_iter_3000.caffemodel --iters 20 --plot pr.png
   %(prog)s --net train_val.prototxt --snapshots output/run --iters 20 --json metrics.json --plot map.png
   %(prog)s --scores scores.npy --labels labels.npy --rule thresholds:th.json --per-class classes.csv
@@ -220,7 +233,15 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
                        "trained net's TEST phase, from every snapshot in a folder, or from saved arrays.",
                        epilog=EXAMPLES % {"prog": "softmax-multilabel evaluate"},
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_argument_group("input: a net and weights (or --snapshots), or arrays")
+    src = p.add_argument_group("input: a model folder and a list, a net and weights (or --snapshots), or arrays")
+    src.add_argument("model", nargs="?", metavar="MODEL/", help="a model folder (written by `deploy --out`), with "
+                     "--list")
+    src.add_argument("--list", help="with MODEL/: a list file (path, then labels), every image evaluated once")
+    src.add_argument("--root-folder", default="", help="joined to the relative paths of --list")
+    src.add_argument("--engine", choices=ENGINES, default=None, help="with MODEL/: caffe or opencv (default caffe "
+                     "when it imports)")
+    src.add_argument("--calibrate", action="store_true", help="with MODEL/: write per-class thresholds that "
+                     "maximize F1 on this list into its model.json (predict then uses them); use a validation list")
     src.add_argument("--net", help="train_val prototxt; its TEST phase is run")
     src.add_argument("--weights", help=".caffemodel")
     src.add_argument("--snapshots", metavar="DIR", help="evaluate every .caffemodel in DIR (by iteration)")
@@ -232,8 +253,8 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     src.add_argument("--scores", metavar="X.npy", help="N x C scores (probabilities) instead of a net")
     src.add_argument("--labels", metavar="Y.npy", help="N x C multi-hot labels, with --scores")
     out = p.add_argument_group("output")
-    out.add_argument("--rule", default="top-k:1", help="label sets for F1 / Hamming / exact match: %s "
-                     "(default top-k:1)" % RULE_SYNTAX)
+    out.add_argument("--rule", default=None, help="label sets for F1 / Hamming / exact match: %s "
+                     "(default: a model folder's rule, else top-k:1)" % RULE_SYNTAX)
     out.add_argument("--class-names", help="a file with one class name per line")
     out.add_argument("--json", help="write every metric (and the snapshots' mAP) here")
     out.add_argument("--per-class", metavar="CSV", help="per class: AP, support, best threshold, F1 at it")
@@ -243,18 +264,62 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _model_list(args):
+    """Probabilities and labels of every image of ``--list`` from the model folder; (scores, labels, info, model)."""
+    import tempfile
+
+    from softmax_multilabel_layer.data.image_data import check_files_exist, parse_image_list
+    if not args.list:
+        raise MultilabelLossError("a model folder is evaluated on a list: give --list FILE (path, then labels)")
+    for option in ("net", "weights", "snapshots", "scores", "labels", "iters"):
+        if getattr(args, option) is not None:
+            raise MultilabelLossError("--%s does not go with a model folder (it runs over the whole --list once)"
+                                      % option)
+    if not os.path.isfile(args.list):
+        raise MultilabelLossError("--list %s does not exist" % args.list)
+    model = Model.load(args.model, args.engine)
+    names = model.class_names
+    with tempfile.TemporaryDirectory() as tmp:             # the list may name classes: parse with the model's names
+        names_file = os.path.join(tmp, "class_names.txt")
+        with open(names_file, "w", encoding="utf-8") as f:
+            f.write("\n".join(names) + "\n")
+        images = parse_image_list(args.list, len(names), names_file, args.root_folder, owner="--list")
+    check_files_exist(images, "--list", args.root_folder)
+    y = np.zeros((len(images.paths), len(names)), bool)
+    for i, labels in enumerate(images.labels):
+        y[i, labels] = True
+    s = np.empty(y.shape, np.float64)
+    step = 64
+    for start in range(0, len(images.paths), step):
+        s[start:start + step] = model.predict_proba(images.paths[start:start + step], batch_size=step)
+        progress("evaluate %s" % args.model, min(start + step, len(y)), len(y))
+    info = {"model": args.model, "list": args.list, "root_folder": args.root_folder, "engine": model.engine,
+            "list_samples": len(images.paths), "activation": model.spec.get("activation", "none")}
+    return s, y, info, model
+
+
 OUTPUTS = {"json": "--json", "per_class": "--per-class", "plot": "--plot", "thresholds_out": "--thresholds-out"}
 
 
 def run_evaluate(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     stdout = stdout or sys.stdout
-    rule = parse_rule(args.rule)
     for option, flag in OUTPUTS.items():          # before any work: a bad path fails now, not after the run
         if getattr(args, option):
             check_output(flag, getattr(args, option))
     activation = {"softmax": "Softmax", "sigmoid": "Sigmoid", "none": None}.get(args.activation, "auto")
     history, info = [], {}
-    if args.scores or args.labels:
+    folder_model = None
+    if args.model is None and (args.list or args.calibrate or args.engine):
+        raise MultilabelLossError("--list, --calibrate and --engine go with a model folder: evaluate MODEL/ --list "
+                                  "FILE")
+    if args.rule is None and args.model is None:
+        args.rule = "top-k:1"
+    rule = parse_rule(args.rule) if args.rule and args.rule != "thresholds" else None
+    if args.model is not None:
+        s, y, info, folder_model = _model_list(args)
+        rule = folder_model.decision_rule(args.rule)
+        stdout.write("%s: %d samples (every image of the list, once)\n" % (args.list, info["list_samples"]))
+    elif args.scores or args.labels:
         if not (args.scores and args.labels) or args.net or args.snapshots:
             raise MultilabelLossError("give --scores and --labels together, without --net / --snapshots")
         y = M.check_labels("--labels %s" % args.labels, _load_npy(args.labels, "--labels"))
@@ -284,7 +349,11 @@ def run_evaluate(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
         s, y, info = collect(args.net, args.weights, args.iters, args.scores_blob, args.labels_blob, activation)
     else:
         raise MultilabelLossError("give --net (with --weights or --snapshots) or --scores and --labels")
-    names = class_names(args.class_names, y.shape[1])
+    names = folder_model.class_names if folder_model is not None and not args.class_names \
+        else class_names(args.class_names, y.shape[1])
+    if rule is None:
+        raise MultilabelLossError("--rule thresholds means a model folder's calibrated thresholds; without MODEL/ "
+                                  "give thresholds:FILE.json")
     rule = check_rule(rule, s, "--rule")
     summary = report(y, s, rule)
     stdout.write(format_table(summary) + "\n")
@@ -303,6 +372,13 @@ def run_evaluate(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     for option in OUTPUTS:
         if getattr(args, option):
             stdout.write("wrote %s\n" % getattr(args, option))
+    if args.calibrate:
+        thresholds, f1 = calibrate_thresholds(y, s)
+        set_thresholds(args.model, thresholds, {"list": os.path.abspath(args.list), "root_folder": args.root_folder,
+                                                "samples": int(len(y)), "f1": [float(v) for v in f1],
+                                                "mean_f1": float(np.mean(f1))})
+        stdout.write("wrote per-class thresholds (mean F1 %.4f on %s) into %s; predict and evaluate MODEL/ now use "
+                     "them\n" % (float(np.mean(f1)), args.list, os.path.join(args.model, "model.json")))
     return 0
 
 
