@@ -261,7 +261,8 @@ def main(argv=None):
         baselines = run_baselines(X, Y, folds, say)
     t_base = time.time() - t2
     t3 = time.time()
-    peers, peer_seconds = {}, {}
+    peers: dict[str, list[dict[str, float]]] = {}
+    peer_seconds: dict[str, float] = {}
     if not args.no_peers:
         say("\n== peers (yeast_peers.py) on the same folds")
         peers, peer_seconds = yeast_peers.run_peers(X, Y, folds, say, jobs=args.jobs)
