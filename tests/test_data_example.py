@@ -2,6 +2,7 @@
 import os
 import re
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -41,4 +42,4 @@ def test_trains_through_caffe(tmp_path, capsys):
     assert found, printed
     m_ap = float(found.group(1))
     assert m_ap > 0.3          # chance is about the share of positives, 0.2 (measured: 0.40)
-    assert "Optimization Done" in open(os.path.join(out, "train.log")).read()
+    assert "Optimization Done" in Path(os.path.join(out, "train.log")).read_text()

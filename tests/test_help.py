@@ -4,6 +4,7 @@ import glob
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ from softmax_multilabel_layer.cli import build_parser, main
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = sorted(p for p in glob.glob(os.path.join(ROOT, "examples", "*", "*.py"))
                  + glob.glob(os.path.join(ROOT, "scripts", "*.py"))
-                 if "__main__" in open(p).read())
+                 if "__main__" in Path(p).read_text())
 
 
 def subcommands():

@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -408,11 +409,11 @@ def main(argv=None):
     def finished(run_dir, files):
         """True if run_dir holds a completed run of exactly these prototxts (they name the data's digest)."""
         for path, text in files.items():
-            if not os.path.exists(path) or open(path).read() != text:
+            if not os.path.exists(path) or Path(path).read_text() != text:
                 return False
         log = os.path.join(run_dir, "train.log")
         return (os.path.exists(os.path.join(run_dir, "snap_iter_%d.caffemodel" % args.max_iter))
-                and os.path.exists(log) and "Optimization Done" in open(log).read())
+                and os.path.exists(log) and "Optimization Done" in Path(log).read_text())
 
     def finish(run):
         with open(os.path.join(run["run_dir"], "train.log")) as f:

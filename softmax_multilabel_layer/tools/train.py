@@ -16,7 +16,7 @@ Example::
 
     from softmax_multilabel_layer.tools.train import parse_log, train
     code = train("solver.prototxt", "train.log", on_progress=print, progress_every=100)
-    curves = parse_log(open("train.log").read())      # {"train": [(iter, loss)], "test": [...], ...}
+    curves = parse_log(Path("train.log").read_text())  # {"train": [(iter, loss)], "test": [...], ...}
 
 No Caffe import: the runner calls the ``caffe`` executable; :func:`forward_in_batches` takes a pycaffe net.
 """
