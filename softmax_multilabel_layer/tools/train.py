@@ -16,7 +16,7 @@ Example::
 
     from softmax_multilabel_layer.tools.train import parse_log, train
     code = train("solver.prototxt", "train.log", on_progress=print, progress_every=100)
-    curves = parse_log(Path("train.log").read_text())  # {"train": [(iter, loss)], "test": [...], ...}
+    curves = parse_log(open("train.log").read())      # {"train": [(iter, loss)], "test": [...], ...}
 
 No Caffe import: the runner calls the ``caffe`` executable; :func:`forward_in_batches` takes a pycaffe net.
 """
@@ -167,17 +167,17 @@ def train(solver_path: str, log_path: str, snapshot: str | None = None,
     with open(log_path, "a" if snapshot else "w") as log:
         log.write("# %s\n" % " ".join(cmd))
         log.flush()
+        progress = ProgressFilter(progress_every)
         with subprocess.Popen(cmd, cwd=cwd, env=caffe_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, bufsize=1) as proc:     # closes the pipe
-            progress = ProgressFilter(progress_every)
-            assert proc.stdout is not None                  # stdout=PIPE
+                              text=True, bufsize=1) as proc:
+            assert proc.stdout is not None              # stdout=PIPE
             for line in proc.stdout:
                 log.write(line)
                 if on_progress is not None:
                     text = progress(line)
                     if text:
                         on_progress(text)
-            return proc.wait()
+        return proc.returncode
 
 
 def parse_log(text: str) -> TrainLog:
