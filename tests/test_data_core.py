@@ -52,8 +52,9 @@ def test_list_format(tmp_path):
     source.write_text(text)
     lst = parse_image_list(str(source), class_names=str(names), root_folder="/data")
     assert lst.num_classes == 4 and lst.class_names == ["cat", "dog", "sky", "sea"]
-    assert lst.paths == ["/data/a.jpg", "/data/b.jpg", "/data/my photos/c d.jpg", "/data/e.jpg", "/data/f.jpg"]
-    assert lst.line_numbers == [3, 5, 6, 7, 8]
+    assert list(lst.paths) == ["/data/a.jpg", "/data/b.jpg", "/data/my photos/c d.jpg", "/data/e.jpg",
+                               "/data/f.jpg"]
+    assert lst.line_numbers.tolist() == [3, 5, 6, 7, 8]
     assert [v.tolist() for v in lst.labels] == [[3, 1], [1, 3], [2, 0], [], [2]]
     assert [v.tolist() for v in lst.values] == [[1, 1], [0.5, 1], [1, 0.25], [], [1]]
 
@@ -511,3 +512,76 @@ def test_latin1_list_is_refused_naming_the_encoding_and_the_line(tmp_path, which
     assert str(err.value).startswith("%s: %s is not UTF-8: line %d, column %d has byte 0x%s"
                                      % (OWNER, where, line, column, "e9" if which == "list" else "e2"))
     assert "save the file as UTF-8" in str(err.value)
+
+
+def reference_parse(text, num_classes):
+    """An independent reading of the list format (indices and index:weight only): [(line, path, labels, values)]."""
+    out = []
+    for number, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip() if "\t" not in raw.strip(" \r") else raw.lstrip(" ").rstrip()
+        if not line or line.startswith("#"):
+            continue
+        path, rest = line.split("\t", 1) if "\t" in line else (line.split()[0], " ".join(line.split()[1:]))
+        labels, values = [], []
+        for token in rest.split():
+            head, _, weight = token.partition(":")
+            labels.append(int(head))
+            values.append(float(weight) if weight else 1.0)
+        out.append((number, path.strip(), labels, values))
+    return out
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 20])
+def test_compact_list_equals_a_line_by_line_reading_across_chunks(tmp_path, monkeypatch, chunk):
+    """Chunks of plain indices (parsed at once), chunks with weights, comments, TABs, CRLF, blank lines and
+    non-ASCII paths (line by line), cut at any byte: the same images, lines, labels and values."""
+    monkeypatch.setattr(image_data, "CHUNK_BYTES", chunk)
+    rng = np.random.default_rng(5)
+    lines = []
+    for i in range(300):
+        kind = i % 10
+        labels = rng.choice(9, int(rng.integers(1 if kind == 7 else 0, 4)), replace=False).tolist()
+        tokens = " ".join("%d:%g" % (c, 0.5) if kind == 3 and j == 0 else str(c) for j, c in enumerate(labels))
+        path = "dir/é_%03d.jpg" % i if kind == 5 else "dir/img_%03d.jpg" % i
+        if kind == 7:
+            lines.append("my dir/a b %d.jpg\t%s" % (i, tokens))
+        else:
+            lines.append("%s %s%s" % (path, tokens, "\r" if kind == 8 else ""))
+        if kind == 2:
+            lines.append("# a comment %d" % i)
+        if kind == 4:
+            lines.append("   ")
+    text = "\n".join(lines) + "\n"
+    source = tmp_path / "list.txt"
+    source.write_text(text, encoding="utf-8")
+    parsed = parse_image_list(str(source), num_classes=9, root_folder="/r")
+    want = reference_parse(text, 9)
+    assert len(parsed) == len(want) == 300
+    assert parsed.line_numbers.tolist() == [w[0] for w in want]
+    assert list(parsed.paths) == ["/r/" + w[1] for w in want]
+    assert [v.tolist() for v in parsed.labels] == [w[2] for w in want]
+    assert [v.tolist() for v in parsed.values] == [w[3] for w in want]
+    # compact: the path bytes once, and 8 + 8 + 8 bytes a line plus 8 a label
+    assert len(parsed.path_buffer) == sum(len(w[1].encode()) for w in want)
+    arrays = sum(a.nbytes for a in (parsed.path_offsets, parsed.line_numbers, parsed.label_offsets,
+                                    parsed.label_indices, parsed.label_values))
+    assert arrays == 8 * (301 + 300 + 301) + 8 * sum(len(w[2]) for w in want)
+
+
+@pytest.mark.parametrize("chunk", [16, 1 << 20])
+def test_errors_in_a_later_chunk_name_their_line(tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(image_data, "CHUNK_BYTES", chunk)
+    source = tmp_path / "list.txt"
+    good = "".join("img_%02d.jpg %d\n" % (i, i % 5) for i in range(40))
+    source.write_text(good + "bad.jpg 2 7\n")
+    with pytest.raises(MultilabelLossError, match=r"list.txt:41: label 7 is out of range"):
+        parse_image_list(str(source), num_classes=5)
+    source.write_text(good + "bad.jpg 2 2\n")
+    with pytest.raises(MultilabelLossError, match=r"list.txt:41: class 2 appears twice"):
+        parse_image_list(str(source), num_classes=5)
+    source.write_text(good + "bad.jpg 1 2 3\n")
+    with pytest.raises(MultilabelLossError, match=r"list.txt:41: 3 labels but max_labels is 2"):
+        parse_image_list(str(source), num_classes=5, max_labels=2)
+    source.write_bytes(good.encode() + "caf\xe9.jpg 1\n".encode("latin-1"))
+    with pytest.raises(MultilabelLossError, match=r"is not UTF-8: line 41, column 4 has byte 0xe9"):
+        parse_image_list(str(source), num_classes=5)
