@@ -5,7 +5,7 @@
 #   make lint    set up if needed, then ruff check and mypy (settings in pyproject.toml)
 #   make test    set up if needed, then run the tests
 #   make demo    set up if needed, then run the digits demo (or train the smoke net)
-#   make bench   set up if needed, then run scripts/benchmark.py
+#   make bench   set up if needed, then run scripts/benchmark.py (one module per anchor in scripts/bench/)
 #   make transfer set up if needed, then run examples/transfer/run_transfer.py (~15 min, not in demo)
 #   make fuzz    long random hypothesis runs of the core (FUZZ_SCALE=25 times the CI examples; seed printed)
 #   make mutation  mutation testing of the loss core and the option parser with mutmut (docs/testing.md)
@@ -90,10 +90,25 @@ fuzz: $(STAMP)
 # mutmut 3 over what setup.cfg [mutmut] lists (the loss core and params.py), killed by the core tests
 # (tests/test_functional.py, test_errors.py without the caffe.Net cases, test_fuzz.py at FUZZ_SCALE=0.1).
 # Survivors: `.venv/bin/mutmut results`, then `.venv/bin/mutmut show <name>`. About 25 min on 2 busy cores.
+#
+# MUTATE=<name> runs setup.cfg's [mutmut.<name>] section instead (e.g. MUTATE=evaluation: metrics, rules, report),
+# in a copy of the sources under output/mutation-<name>/ so its mutants never mix with the default run's.
+MUTATE ?=
+MUTATION_DIR := output/mutation-$(MUTATE)
 mutation: $(STAMP)
+ifeq ($(strip $(MUTATE)),)
 	rm -rf mutants
 	FUZZ_SCALE=0.1 $(VPY) -m mutmut run --max-children 2 || true
 	$(VPY) -m mutmut results
+else
+	rm -rf $(MUTATION_DIR) && mkdir -p $(MUTATION_DIR)
+	cp -r softmax_multilabel_layer tests scripts pyproject.toml $(MUTATION_DIR)/
+	$(VPY) -c "import configparser, sys; c = configparser.ConfigParser(); c.read('setup.cfg'); \
+	  o = configparser.ConfigParser(); o['mutmut'] = c['mutmut.' + sys.argv[1]]; o.write(open(sys.argv[2], 'w'))" \
+	  $(MUTATE) $(MUTATION_DIR)/setup.cfg
+	cd $(MUTATION_DIR) && FUZZ_SCALE=0.1 $(abspath $(VPY)) -m mutmut run --max-children 2 || true
+	cd $(MUTATION_DIR) && $(abspath $(VPY)) -m mutmut results
+endif
 
 # mutmut over the data room, as mutmut_data.cfg says, in a copy of the tree (build/mutation-data) whose
 # setup.cfg is mutmut_data.cfg; survivors: cd build/mutation-data && ../../.venv/bin/mutmut results.

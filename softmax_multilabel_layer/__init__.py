@@ -22,9 +22,10 @@ from softmax_multilabel_layer.losses.functional import (
 )
 from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
 
-# The names re-exported from .functional and .params. The layer classes (_LAZY below) are left out,
-# so that `from softmax_multilabel_layer import *` still needs no Caffe.
+# The names re-exported from .functional and .params, and Model (lazy, no Caffe import). The layer classes
+# (_LAZY below) are left out, so that `from softmax_multilabel_layer import *` still needs no Caffe.
 __all__ = [
+    "Model",
     "MultilabelLossError",
     "SigmoidOptions",
     "SoftmaxOptions",
@@ -41,8 +42,9 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-# Names that need Caffe, resolved lazily: name -> submodule that defines it.
-_LAZY = {"SoftmaxMultilabelLossLayer": "losses.layers", "SigmoidMultilabelLossLayer": "losses.layers"}
+# Names that need Caffe (or, for Model, load the evaluation room), resolved lazily: name -> submodule that defines it.
+_LAZY = {"SoftmaxMultilabelLossLayer": "losses.layers", "SigmoidMultilabelLossLayer": "losses.layers",
+         "Model": "evaluation.model"}
 
 
 def __getattr__(name: str) -> _Any:

@@ -196,6 +196,31 @@ def read_class_names(path: str, owner: str = IMAGE_DATA_OWNER) -> list[str]:
     return names
 
 
+def _split_line(line: str) -> tuple[str, list[str]]:
+    if "\t" in line:
+        path, _, rest = line.partition("\t")
+        return path.strip(), rest.split()
+    parts = line.split()
+    return parts[0], parts[1:]
+
+
+def list_image_paths(source: str, root_folder: str = "") -> list[str]:
+    """The image paths of a list file (format above), labels ignored, ``root_folder`` joined to relative paths."""
+    try:
+        with open(source, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MultilabelLossError("list file %s cannot be read: %s" % (source, getattr(exc, "strerror", None) or exc)
+                                  ) from None
+    paths = []
+    for raw in lines:
+        line = raw.strip() if "\t" not in raw else raw.lstrip(" ").rstrip()
+        if line and not line.startswith("#"):
+            path = _split_line(line)[0]
+            paths.append(os.path.join(root_folder, path) if root_folder else path)
+    return paths
+
+
 _INDEX = re.compile(r"[+-]?[0-9]+")
 
 
