@@ -101,7 +101,9 @@ def worker(args: argparse.Namespace) -> None:
 
 def _measure(which: str, path: str) -> dict[str, Any]:
     done = subprocess.run([sys.executable, os.path.abspath(__file__), "--list-worker", which, "--list-file", path],
-                          capture_output=True, text=True, check=True, cwd=ROOT)
+                          capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError("image_list worker %s failed (exit %d): %s" % (which, done.returncode, done.stderr[-2000:]))
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
