@@ -585,3 +585,51 @@ def test_errors_in_a_later_chunk_name_their_line(tmp_path, monkeypatch, chunk):
     source.write_bytes(good.encode() + "caf\xe9.jpg 1\n".encode("latin-1"))
     with pytest.raises(MultilabelLossError, match=r"is not UTF-8: line 41, column 4 has byte 0xe9"):
         parse_image_list(str(source), num_classes=5)
+
+
+def test_class_names_file_errors_exactly(tmp_path):
+    """Every read_class_names error, whole message (a mutant that pads or drops a part fails)."""
+    from softmax_multilabel_layer.data.image_data import read_class_names
+    names = tmp_path / "names.txt"
+
+    def message(text, owner=OWNER):
+        if text is not None:
+            names.write_bytes(text)
+        with pytest.raises(MultilabelLossError) as err:
+            read_class_names(str(names), owner)
+        return str(err.value)
+    assert message(b"cat\n\ndog\n") == "%s: %s:2: empty class name; expected one class name a line (line i is " \
+        "class i - 1)" % (OWNER, names)
+    assert message(b"cat\ndog\ncat\n") == "%s: %s:3: class name 'cat' repeats line 1" % (OWNER, names)
+    assert message(b"\n  \n") == "%s: class_names file %r has no names" % (OWNER, str(names))
+    assert message(b"caf\xe9\n", owner="softmax-multilabel convert") == (
+        "softmax-multilabel convert: class_names file %r is not UTF-8: line 1, column 4 has byte 0xe9 (invalid "
+        "continuation byte); save the file as UTF-8 (for example `iconv -f latin1 -t utf-8`)" % str(names))
+    names.unlink()
+    names.mkdir()
+    assert message(None) == "%s: class_names file %r cannot be read: Is a directory" % (OWNER, str(names))
+    names.rmdir()
+    names.write_text("a\n b \nc\n\n\n")                    # names are stripped; trailing blank lines are fine
+    assert read_class_names(str(names)) == ["a", "b", "c"]
+
+
+def test_image_list_without_some_images_keeps_everything_else(tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\nsky\n")
+    source = tmp_path / "list.txt"
+    source.write_text("a.jpg cat dog:0.5\n# c\nb.jpg\nc d.jpg\tsky\nd.jpg dog sky cat\ne.jpg cat:2\n")
+    full = parse_image_list(str(source), class_names=str(names), root_folder="/r")
+    for drop in ([1, 3], [0], [4], [0, 1, 2, 3]):
+        kept = [i for i in range(5) if i not in drop]
+        part = full.without(drop)
+        assert (part.source, part.root_folder, part.num_classes, part.class_names) == \
+            (str(source), "/r", 3, ["cat", "dog", "sky"])
+        assert len(part) == len(kept) and list(part.paths) == [full.paths[i] for i in kept]
+        assert part.line_numbers.tolist() == [full.line_numbers[i] for i in kept]
+        assert [v.tolist() for v in part.labels] == [full.labels[i].tolist() for i in kept]
+        assert [v.tolist() for v in part.values] == [full.values[i].tolist() for i in kept]
+        assert part.where(0) == "%s:%d" % (source, full.line_numbers[kept[0]])
+    assert full.paths[-1] == "/r/e.jpg" and full.paths[1:3] == ["/r/b.jpg", "/r/c d.jpg"]
+    assert full.labels[-1].tolist() == [0] and full.values[0].tolist() == [1.0, 0.5]
+    with pytest.raises(IndexError):
+        full.paths[5]
