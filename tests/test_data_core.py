@@ -633,3 +633,89 @@ def test_image_list_without_some_images_keeps_everything_else(tmp_path):
     assert full.labels[-1].tolist() == [0] and full.values[0].tolist() == [1.0, 0.5]
     with pytest.raises(IndexError):
         full.paths[5]
+
+
+def test_label_tokens_exactly(tmp_path):
+    """_parse_label's corners and whole messages: weights (0 allowed), names with ':' in them, suggestions."""
+    source = tmp_path / "list.txt"
+    names = tmp_path / "names.txt"
+    names.write_text("x:y\ndog\nsky\n")
+
+    def parse(text, with_names=False, **kw):
+        source.write_text(text)
+        return parse_image_list(str(source), num_classes=None if with_names else 5,
+                                class_names=str(names) if with_names else None, **kw)
+
+    def error(text, with_names=False, **kw):
+        with pytest.raises(MultilabelLossError) as err:
+            parse(text, with_names, **kw)
+        return str(err.value)
+    where = "%s:%d" % (source, 2)
+    assert parse("a.jpg 1\nb.jpg 3:0 2:0.25\n").values[1].tolist() == [0.0, 0.25]     # weight 0 is allowed
+    got = parse("a.jpg x:y\nb.jpg x:y:0.5 dog:2\n", with_names=True)                 # the last ':' splits
+    assert [v.tolist() for v in got.labels] == [[0], [0, 1]] and got.values[1].tolist() == [0.5, 2.0]
+    assert error("a.jpg 1\nb.jpg 1:abc\n") == ("%s: %s: bad label '1:abc': the weight after ':' must be a number, "
+                                              "e.g. 17:0.5" % (OWNER, where))
+    assert error("a.jpg 1\nb.jpg cat\n") == (
+        "%s: %s: bad label 'cat': expected a 0-based class index (an integer), optionally with a weight as "
+        "index:weight (e.g. 17:0.5); class names need the class_names option" % (OWNER, where))
+    assert error("a.jpg dog\nb.jpg dgo\n", True) == ("%s: %s: unknown class name 'dgo' (not among the 3 "
+                                                     "class_names); did you mean 'dog'?" % (OWNER, where))
+    assert error("a.jpg dog\nb.jpg zzzzzz\n", True) == ("%s: %s: unknown class name 'zzzzzz' (not among the 3 "
+                                                        "class_names)" % (OWNER, where))
+    assert error("a.jpg 1\nb.jpg 5:0.5\n") == ("%s: %s: label 5 is out of range: expected a class index in [0, 5) "
+                                              "(num_classes 5; indices are 0-based)" % (OWNER, where))
+    assert error("a.jpg 1\nb.jpg 1:inf\n") == ("%s: %s: label '1:inf' has weight inf; expected a finite number >= 0"
+                                              % (OWNER, where))
+    # a line with exactly max_labels labels is fine, on the line-by-line path (a weight sends it there) too
+    assert parse("a.jpg 1:0.5 2\n", max_labels=2).labels[0].tolist() == [1, 2]
+    assert parse("a.jpg 1 2\n", max_labels=2).labels[0].tolist() == [1, 2]
+
+
+def test_not_utf8_after_a_blank_first_line_names_line_and_column(tmp_path):
+    source = tmp_path / "list.txt"
+    source.write_bytes(b"\nb\xe9.jpg 1\n")
+    with pytest.raises(MultilabelLossError, match=r"is not UTF-8: line 2, column 2 has byte 0xe9"):
+        parse_image_list(str(source), num_classes=3)
+
+
+def test_skip_option_names_the_layer_option_or_the_convert_flag():
+    from softmax_multilabel_layer.data.image_data import skip_option
+    assert skip_option(OWNER) == '"skip_bad_images": true'
+    assert skip_option("softmax-multilabel convert") == "--skip-bad-images"
+
+
+def test_first_image_of_the_first_epoch_sets_the_size(tmp_path):
+    """Without crop or resize, the first image of epoch 0's order sets H x W (as Caffe's first image); with
+    skip_bad_images bad ones before it are reported once; a list of only bad images is an error."""
+    paths = write_images(tmp_path / "img", [id_image(i, size=(6 + i, 7 + i)) for i in range(4)])
+    source = write_list(tmp_path / "list.txt", paths, [[0]] * 4)
+    seed = next(s for s in range(50) if np.random.default_rng([s, 0]).permutation(4)[0]
+                != np.random.default_rng([s, 1]).permutation(4)[0])
+    first = int(np.random.default_rng([seed, 0]).permutation(4)[0])
+    reader = ImageBatchReader(options(source, batch_size=1, seed=seed, threads=1, prefetch=1))
+    reader.close()
+    assert reader.image_shape == (6 + first, 7 + first)
+    for i in range(4):
+        (tmp_path / "img" / ("img_%03d.png" % i)).write_bytes(b"junk")
+    with pytest.raises(MultilabelLossError) as err:
+        ImageBatchReader(options(source, batch_size=1, seed=seed, skip_bad_images=True))
+    assert str(err.value) == "%s: no image of the first epoch of %s can be decoded (skip_bad_images)" % (OWNER,
+                                                                                                    source)
+    with pytest.raises(ImageDecodeError) as err:
+        ImageBatchReader(options(source, batch_size=1, seed=seed, threads=1, prefetch=1))
+    assert str(err.value).startswith("%s: cannot read or decode image %r (%s:%d)" % (OWNER, paths[first], source,
+                                                                                   first + 1))
+    # one bad first image with the option: reported once, by name
+    order = np.random.default_rng([seed, 0]).permutation(4)
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / "img" / ("img_%03d.png" % i)), id_image(i, size=(6 + i, 7 + i)))
+    bad = int(order[0])
+    (tmp_path / "img" / ("img_%03d.png" % bad)).write_bytes(b"junk")
+    reader = ImageBatchReader(options(source, batch_size=1, seed=seed, skip_bad_images=True, threads=1,
+                                      prefetch=1))
+    try:
+        assert reader.image_shape == (6 + int(order[1]), 7 + int(order[1]))
+        assert reader.bad_images[bad].startswith("%s: cannot read or decode image %r" % (OWNER, paths[bad]))
+    finally:
+        reader.close()
