@@ -1,6 +1,7 @@
 """The image-data core without Caffe: list parsing and its errors, transform, epochs, shards, determinism, prefetch."""
 import logging
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -719,3 +720,101 @@ def test_first_image_of_the_first_epoch_sets_the_size(tmp_path):
         assert reader.bad_images[bad].startswith("%s: cannot read or decode image %r" % (OWNER, paths[bad]))
     finally:
         reader.close()
+
+
+def test_reader_indices_buffers_and_dtypes(tmp_path):
+    source = tmp_path / "list.txt"
+    paths = write_images(tmp_path / "img", [id_image(i) for i in range(3)])
+    source.write_text("%s 4 1:0.5\n%s\n%s 2:2\n" % tuple(paths))
+    data, label, weight = read_batches(options(source, batch_size=3, label_format="indices", max_labels=3,
+                                               shuffle=False), 1, train=False)[0]
+    assert data.dtype == label.dtype == weight.dtype == np.float32 and data.shape == (3, 3, 6, 7)
+    np.testing.assert_array_equal(label, [[4, 1, -1], [-1, -1, -1], [2, -1, -1]])
+    np.testing.assert_array_equal(weight, [[1, 0.5, 0], [0, 0, 0], [2, 0, 0]])
+    dense = read_batches(options(source, batch_size=3, shuffle=False), 1, train=False)[0]
+    assert dense[2] is None and dense[1].dtype == np.float32
+
+
+def test_replacements_are_drawn_and_augmented_as_documented(tmp_path):
+    """A bad image b of epoch e is replaced by order(e)[default_rng([seed, e, b, 1]).integers(L)], whose crop and
+    mirror come from default_rng([seed, e, replacement, 1]) (attempt 1), independent of threads."""
+    paths = write_images(tmp_path / "img", [pattern_image(i, (14, 15)) for i in range(6)])
+    source = write_list(tmp_path / "list.txt", paths, [[i % 5] for i in range(6)])
+    Path(paths[2]).write_bytes(b"junk")
+    kw = dict(batch_size=3, crop_size=10, mirror=True, seed=3, skip_bad_images=True, shuffle=False)
+    batches = read_batches(options(source, **kw), 2)
+    order = np.arange(6)
+    replacement = int(order[np.random.default_rng([3, 0, 2, 1]).integers(6)])
+    assert replacement != 2
+    t = Transform(3, crop_size=10, mirror=True)
+    want = np.empty((3, 10, 10), np.float32)
+    t(cv2.imread(paths[replacement]), want, np.random.default_rng([3, 0, replacement, 1]))
+    np.testing.assert_array_equal(batches[0][0][2], want)
+    t(cv2.imread(paths[4]), want, np.random.default_rng([3, 0, 4]))          # a good image: attempt 0, no key
+    np.testing.assert_array_equal(batches[1][0][1], want)
+    assert batches[0][1][2].tolist() == [float(c == replacement % 5) for c in range(5)]
+
+
+def test_reader_errors_exactly(tmp_path):
+    """Whole messages: crop larger than an image (equal is fine), a size other than the batch's, all images bad,
+    a closed reader; after an error the next call raises it again."""
+    paths = write_images(tmp_path / "img", [pattern_image(0, (12, 14)), pattern_image(1, (12, 13))])
+    source = write_list(tmp_path / "list.txt", paths, [[0], [1]])
+    reader = ImageBatchReader(options(source, batch_size=2, crop_size=13, shuffle=False))
+    try:
+        with pytest.raises(ImageDecodeError) as err:
+            reader.next_batch()
+        assert str(err.value) == ("%s: image %r (%s:1) is 12x14, smaller than crop_size 13; resize it with "
+                                  "new_height and new_width; set \"skip_bad_images\": true to replace bad images "
+                                  "by others" % (OWNER, paths[0], source))
+        with pytest.raises(ImageDecodeError, match="is 12x14, smaller than crop_size 13"):
+            reader.next_batch()                                  # the same error again
+    finally:
+        reader.close()
+    with pytest.raises(MultilabelLossError) as err:
+        reader.next_batch()
+    assert str(err.value) == "%s: the reader is closed" % OWNER
+    assert read_batches(options(source, batch_size=2, crop_size=12, shuffle=False), 1)[0][0].shape == (2, 3, 12, 12)
+    reader = ImageBatchReader(options(source, batch_size=2, shuffle=False))
+    try:
+        with pytest.raises(ImageDecodeError) as err:
+            reader.next_batch()
+        assert str(err.value).startswith("%s: image %r (%s:2) is 12x13 but the batch is 12x14 (set by the first "
+                                         "image); images of different sizes need new_height/new_width or "
+                                         "crop_size" % (OWNER, paths[1], source))
+    finally:
+        reader.close()
+    for p in paths:
+        Path(p).write_bytes(b"junk")
+    reader = ImageBatchReader(options(source, batch_size=2, crop_size=4, skip_bad_images=True, threads=1))
+    try:
+        with pytest.raises(ImageDecodeError) as err:
+            reader.next_batch()
+        assert str(err.value).startswith("%s: 51 bad images in a row while replacing one (skip_bad_images); last: "
+                                         "%s: cannot read or decode image" % (OWNER, OWNER))
+    finally:
+        reader.close()
+
+
+def test_each_epochs_count_is_logged_when_the_epoch_ends(tmp_path, caplog):
+    """Batches of 3 over 8 images straddle epochs: epoch e's count is logged with the first batch that reaches
+    into epoch e + 1, not before, not later; epochs without bad images log nothing."""
+    source, _ = id_list(tmp_path, n=8)
+    (tmp_path / "ids" / "img_001.png").write_bytes(b"junk")
+    caplog.set_level(logging.WARNING, logger="softmax_multilabel_layer.data.image_data")
+    reader = ImageBatchReader(options(source, batch_size=3, shuffle=False, skip_bad_images=True, threads=1))
+    counts = []
+    try:
+        for _ in range(6):                                 # positions 0-17: epochs 0, 1 and two of epoch 2
+            reader.next_batch()
+            counts.append(sum("sample(s) of bad images" in r.getMessage() for r in caplog.records))
+    finally:
+        reader.close()
+    assert counts == [0, 0, 1, 1, 1, 2]                    # batch 2 reaches position 8, batch 5 position 17
+    lines = [r.getMessage() for r in caplog.records if "sample(s)" in r.getMessage()]
+    assert lines == ["%s: epoch %d of %s (rank 0): 1 sample(s) of bad images replaced by other images"
+                     % (OWNER, e, source) for e in (0, 1)]
+    once = [r.getMessage() for r in caplog.records if "reported once" in r.getMessage()]
+    assert once == ["%s: skip_bad_images: cannot read or decode image %r (%s:2): missing, unreadable or not an "
+                    "image format OpenCV knows; it is replaced by other images of the epoch from now on (reported "
+                    "once)" % (OWNER, str(tmp_path / "ids" / "img_001.png"), source)]
