@@ -730,7 +730,7 @@ def test_reader_indices_buffers_and_dtypes(tmp_path):
                                                shuffle=False), 1, train=False)[0]
     assert data.dtype == label.dtype == weight.dtype == np.float32 and data.shape == (3, 3, 6, 7)
     np.testing.assert_array_equal(label, [[4, 1, -1], [-1, -1, -1], [2, -1, -1]])
-    np.testing.assert_array_equal(weight, [[1, 0.5, 0], [0, 0, 0], [2, 0, 0]])
+    np.testing.assert_array_equal(weight, np.array([[1, 0.5, 0], [0, 0, 0], [2, 0, 0]]))
     dense = read_batches(options(source, batch_size=3, shuffle=False), 1, train=False)[0]
     assert dense[2] is None and dense[1].dtype == np.float32
 
@@ -748,9 +748,9 @@ def test_replacements_are_drawn_and_augmented_as_documented(tmp_path):
     assert replacement != 2
     t = Transform(3, crop_size=10, mirror=True)
     want = np.empty((3, 10, 10), np.float32)
-    t(cv2.imread(paths[replacement]), want, np.random.default_rng([3, 0, replacement, 1]))
+    t(load_image(paths[replacement]), want, np.random.default_rng([3, 0, replacement, 1]))
     np.testing.assert_array_equal(batches[0][0][2], want)
-    t(cv2.imread(paths[4]), want, np.random.default_rng([3, 0, 4]))          # a good image: attempt 0, no key
+    t(load_image(paths[4]), want, np.random.default_rng([3, 0, 4]))          # a good image: attempt 0, no key
     np.testing.assert_array_equal(batches[1][0][1], want)
     assert batches[0][1][2].tolist() == [float(c == replacement % 5) for c in range(5)]
 
@@ -771,9 +771,9 @@ def test_reader_errors_exactly(tmp_path):
             reader.next_batch()                                  # the same error again
     finally:
         reader.close()
-    with pytest.raises(MultilabelLossError) as err:
+    with pytest.raises(MultilabelLossError) as closed:
         reader.next_batch()
-    assert str(err.value) == "%s: the reader is closed" % OWNER
+    assert str(closed.value) == "%s: the reader is closed" % OWNER
     assert read_batches(options(source, batch_size=2, crop_size=12, shuffle=False), 1)[0][0].shape == (2, 3, 12, 12)
     reader = ImageBatchReader(options(source, batch_size=2, shuffle=False))
     try:
