@@ -67,36 +67,45 @@ class ImageDecodeError(MultilabelLossError):
 
 # ---------------------------------------------------------------- the list file
 
-class _Rows(Sequence[NDArray[Any]]):
+class _Segments(Sequence[Any]):
+    """Item i is segment [offsets[i], offsets[i + 1]) of a flat store, made by :meth:`_item` on access."""
+
+    def __init__(self, offsets: NDArray[np.int64]) -> None:
+        self.offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]
+        return self._item(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def _item(self, start: int, end: int) -> Any:
+        raise NotImplementedError
+
+
+class _Rows(_Segments):
     """Row i of a flat array cut at ``offsets`` (a view, no copy): the labels or values of image i."""
 
     def __init__(self, flat: NDArray[Any], offsets: NDArray[np.int64]) -> None:
-        self.flat, self.offsets = flat, offsets
+        super().__init__(offsets)
+        self.flat = flat
 
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        i = range(len(self))[i]
-        return self.flat[self.offsets[i]:self.offsets[i + 1]]
+    def _item(self, start: int, end: int) -> Any:
+        return self.flat[start:end]
 
 
-class _Paths(Sequence[str]):
+class _Paths(_Segments):
     """Path i of one UTF-8 byte buffer cut at ``offsets``, joined to ``root_folder``: str objects made on access."""
 
     def __init__(self, buffer: bytes, offsets: NDArray[np.int64], root_folder: str) -> None:
-        self.buffer, self.offsets, self.root_folder = buffer, offsets, root_folder
+        super().__init__(offsets)
+        self.buffer, self.root_folder = buffer, root_folder
 
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        i = range(len(self))[i]
-        path = self.buffer[self.offsets[i]:self.offsets[i + 1]].decode("utf-8")
+    def _item(self, start: int, end: int) -> Any:
+        path = self.buffer[start:end].decode("utf-8")
         return os.path.join(self.root_folder, path) if self.root_folder else path
 
 
