@@ -760,7 +760,7 @@ def test_reader_errors_exactly(tmp_path):
     a closed reader; after an error the next call raises it again."""
     paths = write_images(tmp_path / "img", [pattern_image(0, (12, 14)), pattern_image(1, (12, 13))])
     source = write_list(tmp_path / "list.txt", paths, [[0], [1]])
-    reader = ImageBatchReader(options(source, batch_size=2, crop_size=13, shuffle=False))
+    reader = ImageBatchReader(options(source, batch_size=2, crop_size=13, shuffle=False, threads=1))   # one error
     try:
         with pytest.raises(ImageDecodeError) as err:
             reader.next_batch()
