@@ -402,3 +402,25 @@ def test_evaluate_model_folder_errors(tmp_path, images_example, capsys):
         assert main(["evaluate"] + args) == 2, args
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, (args, err)
+
+
+def test_deploy_names_a_layer_opencv_cannot_run(tmp_path, capsys):
+    """OpenCV's DNN has no Threshold layer: deploy warns naming it, and engine="opencv" refuses the folder."""
+    train = tmp_path / "train.prototxt"
+    train.write_text("""layer { name: "data" type: "Input" top: "data"
+  input_param { shape { dim: 2 dim: 1 dim: 4 dim: 4 } } }
+layer { name: "label" type: "Input" top: "label" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 3 } }
+layer { name: "step" type: "Threshold" bottom: "fc" top: "fc2" }
+""" + LOSS.replace('bottom: "scores"', 'bottom: "fc2"'))
+    caffe.set_random_seed(SEED)
+    caffe.Net(str(train), caffe.TEST).save(str(tmp_path / "w.caffemodel"))
+    model = str(tmp_path / "model")
+    assert main(["deploy", str(train), "--weights", str(tmp_path / "w.caffemodel"), "--out", model,
+                 "--input-scale", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: OpenCV's DNN cannot read" in err and 'layer "step" of type "Threshold"' in err
+    assert read_spec(model)["opencv"] is False
+    with pytest.raises(MultilabelLossError, match=r"OpenCV's DNN cannot run this net.*Threshold"):
+        Model.load(model, engine="opencv")
+    assert Model.load(model, engine="caffe").predict_proba([np.zeros((4, 4), np.uint8)]).shape == (1, 3)

@@ -349,17 +349,20 @@ def _versions() -> dict[str, str]:
             "caffe": str(getattr(import_caffe(), "__version__", "unknown"))}
 
 
-def _opencv_check(deploy: str, weights: str) -> str | None:
-    """None when OpenCV's DNN reads the deploy net, else its error (naming the layer it cannot read)."""
+def _opencv_check(deploy: str, weights: str, blob: str, shape: Sequence[int], output: str) -> str | None:
+    """None when OpenCV's DNN reads the deploy net and runs it (on zeros), else its error, which names the layer
+    it cannot create (OpenCV creates the layers at the first forward)."""
     try:
         import cv2
     except ImportError as exc:
         return "cv2 not importable (%s)" % exc
     try:
-        cv2.dnn.readNetFromCaffe(deploy, weights)
+        net = cv2.dnn.readNetFromCaffe(deploy, weights)
+        net.setInput(np.zeros(tuple(shape), np.float32), blob)
+        net.forward(output)
     except cv2.error as exc:
         lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-        return lines[-1] if lines else "cv2.error"
+        return re.sub(r"^OpenCV\([\d.]+\) \S+: ", "", lines[-1]) if lines else "cv2.error"
     return None
 
 
@@ -423,7 +426,7 @@ def write_model_folder(net_path: str, weights: str, out: str,
         if len(names) != num_classes:
             raise MultilabelLossError("class names file %s has %d names but the net has C=%d classes"
                                       % (names_file, len(names), num_classes))
-        opencv_error = _opencv_check(deploy_path, weights)
+        opencv_error = _opencv_check(deploy_path, weights, blob, shape, probs[0].top[0])
         if opencv_error:
             warn("OpenCV's DNN cannot read %s, so --engine opencv will not run it: %s" % (out, opencv_error))
         activation = probs[0].type
@@ -434,7 +437,7 @@ def write_model_folder(net_path: str, weights: str, out: str,
             "class_names": names,
             "rule": rule or ("top-k:1" if activation == "Softmax" else "threshold:0.5"),
             "thresholds": None, "calibration": None,
-            "opencv": opencv_error is None,
+            "opencv": opencv_error is None, "opencv_error": opencv_error,
             "provenance": dict({"train_net": os.path.abspath(net_path), "weights": os.path.abspath(weights),
                                 "snapshot_iteration": snapshot_iteration(weights),
                                 "class_names_file": os.path.abspath(names_file) if names_file else None,
