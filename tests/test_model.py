@@ -149,7 +149,19 @@ def lmdb_example(tmp_path_factory):
     assert make_dataset.main([str(out), "--count", "40"]) == 0
     net = os.path.join(REPO, "prototxt", "image_lmdb_hdf5", "train.prototxt")
     ref = reference_probabilities(net, out / "w.caffemodel", 32, cwd=str(out))
-    return out, net, str(out / "w.caffemodel"), list_paths(out / "images.txt", str(out))[:32], ref
+    # and a variant that crops 12x12 out of the 16x16 images and subtracts a 16x16 mean file (Datum path: the
+    # mean is cropped at the image's offsets); the image size comes from the LMDB's first record
+    mean = caffe.io.array_to_blobproto(np.random.default_rng(5).uniform(20, 200, (1, 3, 16, 16)))
+    (out / "mean.binaryproto").write_bytes(mean.SerializeToString())
+    with open(net) as f:
+        text = f.read()
+    cropped = out / "train_crop.prototxt"
+    cropped.write_text(text.replace("transform_param { scale: 0.00390625 }", 'transform_param { scale: 0.00390625 '
+                                    'crop_size: 12 mean_file: "mean.binaryproto" }'))
+    ref_crop = reference_probabilities(cropped, out / "w_crop.caffemodel", 32, cwd=str(out))
+    return out, {"image_lmdb_hdf5": (net, str(out / "w.caffemodel"), ref),
+                 "image_lmdb_hdf5 crop + mean file": (str(cropped), str(out / "w_crop.caffemodel"), ref_crop)}, \
+        list_paths(out / "images.txt", str(out))[:32]
 
 
 def _folder(tmp_path, net, weights, cwd=None, **kwargs):
@@ -204,12 +216,15 @@ def test_colour_resize_with_crop_and_means(tmp_path, colour_cases, case):
     _check_both_engines(model, images, ref, case)
 
 
-def test_lmdb_data_layer(tmp_path, lmdb_example):
-    out, net, weights, images, ref = lmdb_example
+@pytest.mark.parametrize("case", ["image_lmdb_hdf5", "image_lmdb_hdf5 crop + mean file"])
+def test_lmdb_data_layer(tmp_path, lmdb_example, case):
+    out, cases, images = lmdb_example
+    net, weights, ref = cases[case]
     model = _folder(tmp_path, net, weights, cwd=str(out))
     spec = read_spec(model)
     assert spec["input"]["resize"] == [16, 16] and spec["input"]["scale"] == 0.00390625 and spec["input"]["color"]
-    _check_both_engines(model, images, ref, "image_lmdb_hdf5")
+    assert spec["input"]["crop"] == (12 if "crop" in case else 0)
+    _check_both_engines(model, images, ref, case)
 
 
 def test_opencv_engine_imports_no_caffe(tmp_path, images_example):
