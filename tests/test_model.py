@@ -325,7 +325,7 @@ def test_predict_command_equals_the_test_net(tmp_path, images_example, capsys):
         got = np.array([[r["probabilities"][n] for n in names] for r in rows])
         assert np.abs(got - ref).max() < TOL, engine
         assert [r["labels"] for r in rows] == [[names[int(np.argmax(p))]] for p in ref]
-    assert main(["predict", model, str(out / "test"), "--rule", "top-k:2"]) == 0
+    assert main(["predict", model, "--rule", "top-k:2", str(out / "test")]) == 0          # images after options
     import csv
     table = list(csv.reader(capsys.readouterr().out.splitlines()))
     assert table[0] == ["path", "labels"] + names
