@@ -18,7 +18,6 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
 from make_images import make_images  # noqa: E402
 
 DEFAULT_OUT = "output/multilabel_images"

@@ -163,9 +163,13 @@ def label_format(layer: Any) -> str:
     return "dense"
 
 
-def probabilities(scores: ArrayLike, kind: str | None) -> NDArray[np.float64]:
-    """float64 softmax over classes, sigmoid, or the scores themselves (kind None)."""
-    s = np.asarray(scores, dtype=np.float64)
+def probabilities(scores: ArrayLike, kind: str | None) -> NDArray[np.floating[Any]]:
+    """float64 softmax over classes, sigmoid, or the scores themselves (kind None: float32 or float64 kept as
+    they are, without a copy; the metrics compare them exactly in their own precision)."""
+    s = np.asarray(scores)
+    if kind is None and s.dtype in (np.float32, np.float64):
+        return s
+    s = s.astype(np.float64)
     if kind == "Softmax":
         e = np.exp(s - s.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
@@ -225,9 +229,9 @@ def collect(net_path: str, weights: str | None, iters: int | None, scores_blob: 
         y = M.indices_to_multi_hot(raw, scores.shape[1], owner="labels blob %s" % labels_blob)
     else:
         if raw.shape != scores.shape:
-            raise MultilabelLossError("labels blob %s is %s per batch but scores blob %s is %s; expected the same "
-                                      "N x C (dense multi-hot) or a loss with label_format \"indices\""
-                                      % (labels_blob, raw.shape, scores_blob, scores.shape))
+            raise MultilabelLossError("labels blob %s is %s but scores blob %s is %s over the %d batches; expected "
+                                      "the same N x C (dense multi-hot) or a loss with label_format \"indices\""
+                                      % (labels_blob, raw.shape, scores_blob, scores.shape, iters))
         y = M.check_labels("labels blob %s" % labels_blob, raw)
     M.check_scores("scores blob %s" % scores_blob, scores)
     info = {"net": net_path, "weights": weights, "iters": iters, "scores_blob": scores_blob,
@@ -276,7 +280,7 @@ def class_names(path: str | None, num_classes: int | None = None) -> list[str] |
     except OSError as exc:
         raise MultilabelLossError("class names file %s: %s" % (path, exc.strerror)) from None
     if num_classes is not None and len(names) != num_classes:
-        raise MultilabelLossError("class names file %s has %d names but the net has C=%d classes"
+        raise MultilabelLossError("class names file %s has %d names but the scores have C=%d classes"
                                   % (path, len(names), num_classes))
     return names
 
