@@ -41,4 +41,5 @@ def test_trains_through_caffe(tmp_path, capsys):
     assert found, printed
     m_ap = float(found.group(1))
     assert m_ap > 0.3          # chance is about the share of positives, 0.2 (measured: 0.40)
-    assert "Optimization Done" in open(os.path.join(out, "train.log")).read()
+    with open(os.path.join(out, "train.log")) as f:
+        assert "Optimization Done" in f.read()
