@@ -211,6 +211,12 @@ def test_ties_average_over_every_order_of_the_classes():
             assert M.recall_at_k(yb[:, perm], sb[:, perm], k) == pytest.approx(M.recall_at_k(yb, sb, k), abs=1e-12)
             np.testing.assert_array_equal(M.top_k_labels(sb[:, perm], k), M.top_k_labels(sb, k)[:, perm])
         assert M.one_error(yb[:, perm], sb[:, perm]) == pytest.approx(M.one_error(yb, sb), abs=1e-12)
+    # 64 classes of coarse scores: the top-k search bounds the k-th score by group maxima (C >= 16 k) amid ties
+    yw, sw = tied(rng, 60, 64)
+    for k in (1, 2, 4):
+        want = _expected_hits_by_loop(yw, sw, k)
+        assert abs(M.precision_at_k(yw, sw, k) - np.mean(want / k)) < 1e-12, k
+        np.testing.assert_array_equal(M.top_k_labels(sw, k), sw >= np.sort(sw, axis=1)[:, [64 - k]])
 
 
 def test_dead_net_is_scored_the_same_in_either_class_order():
