@@ -21,9 +21,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "multilabel_digits"))
-import digits_data  # noqa: E402  (the digits example's composition code)
+from softmax_multilabel_layer.data import digits as digits_data
 
 CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 

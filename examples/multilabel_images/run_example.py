@@ -18,7 +18,6 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
 from make_images import make_images  # noqa: E402
 
 DEFAULT_OUT = "output/multilabel_images"
@@ -50,7 +49,8 @@ def train(solver: str, out: str) -> tuple[list[tuple[int, float]], list[float]]:
     with open(log_path, "w") as log:
         done = subprocess.run([caffe_bin, "train", "--solver", solver], stdout=log, stderr=subprocess.STDOUT,
                               env=dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0"))
-    text = open(log_path).read()
+    with open(log_path) as f:
+        text = f.read()
     if done.returncode != 0:
         raise SystemExit("caffe train failed (exit %d); last lines of %s:\n%s"
                          % (done.returncode, log_path, "\n".join(text.splitlines()[-30:])))
