@@ -1,6 +1,7 @@
 """evaluation.metrics against scikit-learn (to 1e-9) on trained-like, tied and degenerate inputs,
 and against plain per-sample loops where scikit-learn has no counterpart."""
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,7 +72,7 @@ def sklearn_references(y, s):
     """scikit-learn's values on one case, computed once when the module is imported (so mutation testing,
     which forks per mutant after collection, runs only our code per mutant)."""
     has, rows, predicted = y.any(0), y.any(1), _predicted(s)
-    ref = {"ap_none": sk(skm.average_precision_score, y[:, has], s[:, has], average=None),
+    ref: dict[Any, Any] = {"ap_none": sk(skm.average_precision_score, y[:, has], s[:, has], average=None),
            "ap_macro_has": sk(skm.average_precision_score, y[:, has], s[:, has]),
            "ap_macro_all": sk(skm.average_precision_score, y, s),
            "ap_micro": sk(skm.average_precision_score, y, s, average="micro"),
@@ -150,7 +151,7 @@ def _expected_hits_by_loop(y, s, k):
 
 
 LOOP_ROWS = 120
-LOOP = {}
+LOOP: dict[tuple[str, Any], np.ndarray] = {}
 for _name, (_y, _s) in CASES.items():             # the loops' values, once at import (see sklearn_references)
     _y, _s = _y[:LOOP_ROWS], _s[:LOOP_ROWS]
     for _k in (1, 3, 5, 12, 40):
