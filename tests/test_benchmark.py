@@ -23,7 +23,7 @@ def report(tmp_path_factory):
     env.setdefault("GLOG_minloglevel", "2")
     cmd = [sys.executable, SCRIPT, "--sizes", "6x9,3x4x2x2", "--reps", "2", "--warmup", "1", "--blog-reps", "1",
            "--skip-image-data",
-           "--out", str(out), "--metrics-size", "300x20", "--metrics-reps", "1"]
+           "--out", str(out), "--metrics-size", "300x20", "--metrics-reps", "1", "--metrics-hashtag", "400x300"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     with open(out / "benchmark.json") as f:
@@ -120,9 +120,16 @@ def test_writes_markdown_table(report):
 
 def test_metrics_section(report):
     data, md, _ = report
-    metrics = data["metrics"]
-    assert metrics["size"] == "300x20" and len(metrics["rows"]) == 10
-    for row in metrics["rows"]:
-        assert row["abs_diff"] < 1e-9, row                # the same values as scikit-learn
-        assert row["ours_s"] > 0 and row["sklearn_s"] > 0 and row["ours_peak_mb"] >= 0
+    runs = data["metrics"]["runs"]
+    assert [r["dtype"] for r in runs] == ["float32", "float64"]          # both score precisions
+    for metrics in runs:
+        assert metrics["size"] == "300x20" and len(metrics["rows"]) == 10
+        for row in metrics["rows"]:
+            assert row["abs_diff"] < 1e-9, row                # the same values as scikit-learn
+            assert row["ours_s"] > 0 and row["sklearn_s"] > 0 and row["ours_peak_mb"] >= 0
     assert "## Metrics over a test set" in md and "| average_precision macro |" in md
+    assert "scores float32 softmax" in md and "scores float64 softmax" in md
+    hashtag = data["metrics"]["hashtag"]
+    assert hashtag["size"] == "400x300" and hashtag["scores_gb"] == 400 * 300 * 4 / 1e9
+    assert hashtag["evaluate_s"] > 0 and hashtag["evaluate_peak_rss_gb"] > 0 and len(hashtag["metric_s"]) == 7
+    assert "Hashtag scale, 400x300" in md

@@ -34,10 +34,12 @@ def test_calibration_takes_the_highest_of_equally_good_thresholds():
 
 
 @pytest.mark.parametrize("rule, match", [
-    (top_k(4), r"--rule top-k:4: k=4 is more than the C=3 classes; expected k in 1..3"),
-    (threshold(5), r"--rule threshold:5 predicts no label at all: the highest score is 0.9"),
-    (threshold(-5), r"--rule threshold:-5 predicts every label: the lowest score is 0.1"),
-    (threshold(0.1), r"predicts every label"),
+    (top_k(4), r"^--rule top-k:4: k=4 is more than the C=3 classes; expected k in 1\.\.3$"),
+    (threshold(5), r"^--rule threshold:5 predicts no label at all: the highest score is 0\.9; expected a threshold "
+                   r"in \(0\.1, 0\.9\]$"),
+    (threshold(-5), r"^--rule threshold:-5 predicts every label: the lowest score is 0\.1; expected a threshold "
+                    r"in \(0\.1, 0\.9\]$"),
+    (threshold(0.1), r"^--rule threshold:0\.1 predicts every label"),
 ])
 def test_rules_that_cannot_mean_what_was_asked(rule, match):
     s = np.array([[0.1, 0.5, 0.9], [0.2, 0.3, 0.5]])

@@ -126,7 +126,10 @@ def check_scores(owner: str, scores: ArrayLike, shape: Sequence[int] | None = No
     bad = 0
     first = None
     for r0, r1 in _row_blocks(*s.shape):
-        finite = np.isfinite(s[r0:r1])
+        block = s[r0:r1]
+        if not block.size or (np.isfinite(block.min()) and np.isfinite(block.max())):    # NaN propagates
+            continue
+        finite = np.isfinite(block)
         if not finite.all():
             count = int(finite.size - np.count_nonzero(finite))
             if first is None:
@@ -433,15 +436,37 @@ def _check_k(owner: str, k: ArrayLike, n: int) -> np.ndarray:
     return k_arr
 
 
+_GROUPS = 16          # the top-k search bounds each row's k-th score by the maxima of this many interleaved groups
+
+
+def _top_scores(s: np.ndarray, k: int) -> np.ndarray:
+    """Per row of ``s`` (R x C), its ``k`` highest scores in descending order (R x k), 1 <= k <= C.
+
+    No row is sorted whole (and ``np.partition``, slower than a sort here, is not used): the row is split
+    into 16 interleaved groups of C/16 scores, and the k-th highest of the group maxima is at most the row's
+    k-th highest score (those k maxima are k scores of the row), so only the scores at or above it (about
+    16 k for distinct scores) are gathered and sorted. Rows narrower than 16 k are sorted as they are."""
+    n, c = s.shape
+    width = c // _GROUPS
+    if width < k:
+        return np.sort(s, axis=1)[:, ::-1][:, :k]
+    maxima = s[:, :width * _GROUPS].reshape(n, _GROUPS, width).max(axis=1)
+    if c > width * _GROUPS:                     # the last scores are groups of their own
+        maxima = np.concatenate([maxima, s[:, width * _GROUPS:]], axis=1)
+    bound = np.sort(maxima, axis=1)[:, maxima.shape[1] - k]
+    candidate = s >= bound[:, None]
+    counts = np.count_nonzero(candidate, axis=1)
+    rows = np.repeat(np.arange(n), counts)
+    place = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    gathered = np.full((n, int(counts.max())), -np.inf, dtype=s.dtype)
+    gathered[rows, place] = s[candidate]
+    return np.sort(gathered, axis=1)[:, ::-1][:, :k]
+
+
 def _kth_highest(s: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Per row of ``s`` (R x C), its k-th highest score; ``k`` (R,) ints in 1..C. One partition per distinct k."""
-    c = s.shape[1]
-    out = np.empty(len(s), dtype=s.dtype)
-    for kk in np.unique(k):
-        rows = k == kk
-        part = s if rows.all() else s[rows]
-        out[rows] = np.partition(part, c - kk, axis=1)[:, c - kk]
-    return out
+    """Per row of ``s`` (R x C), its k-th highest score; ``k`` (R,) ints in 1..C."""
+    top = _top_scores(s, int(k.max()))
+    return top[np.arange(len(s)), k - 1]
 
 
 def _expected_hits(y: np.ndarray, s: np.ndarray, ks: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -454,9 +479,10 @@ def _expected_hits(y: np.ndarray, s: np.ndarray, ks: Sequence[np.ndarray]) -> li
         yc, sc = y[r0:r1], s[r0:r1]
         flat = np.flatnonzero(yc)
         r, v = flat // c, sc.ravel()[flat]
+        top = _top_scores(sc, min(max(int(k[r0:r1].max()) for k in ks), c))
         for out, k in zip(hits, ks, strict=True):
             kc = np.minimum(k[r0:r1], c)
-            kth = _kth_highest(sc, kc)
+            kth = top[np.arange(r1 - r0), kc - 1]
             above = np.count_nonzero(sc > kth[:, None], axis=1)
             tied = np.count_nonzero(sc == kth[:, None], axis=1)
             true_above = np.bincount(r, weights=v > kth[r], minlength=r1 - r0)
@@ -527,8 +553,10 @@ def precision_at_k(labels: ArrayLike, scores: ArrayLike, k: ArrayLike) -> float:
     keep = kk > 0
     if not keep.any():
         return float("nan")
-    hits = _expected_hits(y[keep], s[keep], [kk[keep]])[0]
-    return float(np.mean(hits / kk[keep]))
+    if not keep.all():                      # (a copy of the samples only when some are left out)
+        y, s, kk = y[keep], s[keep], kk[keep]
+    hits = _expected_hits(y, s, [kk])[0]
+    return float(np.mean(hits / kk))
 
 
 def recall_at_k(labels: ArrayLike, scores: ArrayLike, k: ArrayLike) -> float:
@@ -543,11 +571,14 @@ def recall_at_k(labels: ArrayLike, scores: ArrayLike, k: ArrayLike) -> float:
     keep = p > 0
     if not keep.any():
         return float("nan")
-    kk = np.broadcast_to(k, (len(y),))[keep]
-    some = kk > 0                                   # a sample with k = 0 recalls nothing
-    hits = np.zeros(len(kk))
-    hits[some] = _expected_hits(y[keep][some], s[keep][some], [kk[some]])[0]
-    return float(np.mean(hits / p[keep]))
+    kk = np.broadcast_to(k, (len(y),))
+    some = keep & (kk > 0)                          # a sample with k = 0 recalls nothing
+    hits = np.zeros(len(y))
+    if some.all():
+        hits = _expected_hits(y, s, [kk])[0]
+    elif some.any():
+        hits[some] = _expected_hits(y[some], s[some], [kk[some]])[0]
+    return float(np.mean(hits[keep] / p[keep]))
 
 
 def one_error(labels: ArrayLike, scores: ArrayLike) -> float:
