@@ -38,8 +38,8 @@ def _strip_trailing_ones(shape):
 
 
 def check_label_shapes(options: SoftmaxOptions | SigmoidOptions | ZLPROptions | TwoWayOptions,
-                       scores_shape: Sequence[int], labels_shape: Sequence[int], weights_shape: Sequence[int] | None = None,
-                       blob: str = "labels") -> None:
+                       scores_shape: Sequence[int], labels_shape: Sequence[int],
+                       weights_shape: Sequence[int] | None = None, blob: str = "labels") -> None:
     """Raise unless the label bottoms fit the scores (shared by the core and the layers' ``reshape``).
 
     Dense labels (and sigmoid targets) must have the scores' shape, up to
