@@ -5,7 +5,7 @@
 #   make lint    set up if needed, then ruff check and mypy (settings in pyproject.toml)
 #   make test    set up if needed, then run the tests
 #   make demo    set up if needed, then run the digits demo (or train the smoke net)
-#   make bench   set up if needed, then run scripts/benchmark.py
+#   make bench   set up if needed, then run scripts/benchmark.py (one module per anchor in scripts/bench/)
 #   make transfer set up if needed, then run examples/transfer/run_transfer.py (~15 min, not in demo)
 #   make fuzz    long random hypothesis runs of the core (FUZZ_SCALE=25 times the CI examples; seed printed)
 #   make mutation  mutation testing of the loss core and the option parser with mutmut (docs/testing.md)

@@ -148,12 +148,10 @@ def lmdb_hdf5_data(tmp_path_factory):
     require_caffe_feature("opencv")
     require_caffe_feature("lmdb")
     out = tmp_path_factory.mktemp("image_lmdb_hdf5")
-    labels = make_dataset.make_images(str(out), 256)
-    make_dataset.write_labels_h5(str(out), labels)
-    make_dataset.convert_imageset(str(out))
-    net = open(os.path.join(REPO, "prototxt", "image_lmdb_hdf5", "train.prototxt")).read()
-    (out / "train.prototxt").write_text(net)
-    solver = open(os.path.join(REPO, "prototxt", "image_lmdb_hdf5", "solver.prototxt")).read()
+    # The documented command: it also copies the recipe's prototxts into the folder it trains in.
+    assert make_dataset.main([str(out), "--count", "256"]) == 0
+    labels = make_dataset.make_images(str(tmp_path_factory.mktemp("labels_again")), 256)
+    solver = (out / "solver.prototxt").read_text()
     solver = solver.replace("max_iter: 200", "max_iter: 120").replace("snapshot_after_train: false",
                                                                        "snapshot_after_train: true")
     (out / "solver.prototxt").write_text(solver)

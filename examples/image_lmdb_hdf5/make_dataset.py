@@ -7,7 +7,10 @@ i of the labels belongs to image i. ``prototxt/image_lmdb_hdf5/`` trains
 ``SoftmaxMultilabelLossLayer`` on the two.
 
     .venv/bin/python examples/image_lmdb_hdf5/make_dataset.py OUT_DIR
-    cd OUT_DIR && /path/to/repo/.venv/bin/caffe train --solver /path/to/repo/prototxt/image_lmdb_hdf5/solver.prototxt
+    cd OUT_DIR && /path/to/repo/.venv/bin/caffe train --solver solver.prototxt
+
+It copies the recipe's ``solver.prototxt`` and ``train.prototxt`` into OUT_DIR (Caffe reads the solver's
+``net:`` and the data sources relative to the folder it runs in) and prints that command.
 
 The images are 16x16 colour PNGs; class c (0..3) lights up quadrant c in
 colour c, so an image's label set can be read off its pixels. The data set is a
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 
@@ -78,8 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     labels = make_images(args.out_dir, args.count)
     write_labels_h5(args.out_dir, labels)
     convert_imageset(args.out_dir)
+    for name in ("solver.prototxt", "train.prototxt"):
+        shutil.copyfile(os.path.join(REPO, "prototxt", "image_lmdb_hdf5", name), os.path.join(args.out_dir, name))
     print("wrote %d images to %s/images_lmdb and their labels to %s/labels.h5"
           % (args.count, args.out_dir, args.out_dir))
+    print("train: cd %s && %s train --solver solver.prototxt"
+          % (args.out_dir, os.path.join(REPO, ".venv", "bin", "caffe")))
     return 0
 
 

@@ -98,7 +98,7 @@ def parse_args(argv):
     p.add_argument("--n-train", type=int, default=9600)
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--max-iter", type=int, default=DEMO_MAX_ITER, help="override the solvers' max_iter; "
-                   "stepsize becomes 80%% of it (default %d; 0 = the solvers' own 3,000)" % DEMO_MAX_ITER)
+                   "stepsize becomes 80%%%% of it (default %d; 0 = the solvers' own 3,000)" % DEMO_MAX_ITER)
     p.add_argument("--base-lr", type=float, default=None, help="override the solvers' base_lr "
                    "(for learning-rate sensitivity checks; the default keeps the committed 0.05)")
     p.add_argument("--snapshot-every", type=int, default=None, help="override snapshot/test_interval")

@@ -1,0 +1,1 @@
+"""The anchors of ``make bench`` (``scripts/benchmark.py``): one module per anchor behind ``harness``."""
