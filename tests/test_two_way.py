@@ -73,10 +73,12 @@ def two_way_grad64(scores, labels, tp=4.0, tn=1.0):
     return grad
 
 
-@pytest.mark.parametrize("n,c,tp,tn", [(5, 7, 4.0, 1.0), (8, 3, 1.0, 1.0), (3, 12, 2.5, 0.5), (1, 4, 4.0, 1.0)])
-def test_float64_matches_the_formula_to_1e9(n, c, tp, tn):
-    rng = seeded_rng("two-way 64", n, c, tp, tn)
-    scores = rng.normal(0, 3, (n, c))
+@pytest.mark.parametrize("n,c,tp,tn,scale", [(5, 7, 4.0, 1.0, 3.0), (8, 3, 1.0, 1.0, 3.0), (3, 12, 2.5, 0.5, 3.0),
+                                             (1, 4, 4.0, 1.0, 3.0), (6, 9, 4.0, 1.0, 60.0), (6, 9, 1.0, 0.5, 30.0)])
+def test_float64_matches_the_formula_to_1e9(n, c, tp, tn, scale):
+    # scale 3: the exponentials unshifted in one buffer; 60 and 30 / tn = 0.5: beyond UNSHIFTED_RANGE, shifted
+    rng = seeded_rng("two-way 64", n, c, tp, tn, scale)
+    scores = rng.normal(0, scale, (n, c))
     labels = (rng.random((n, c)) < 0.35).astype(np.float64)
     labels[0, :] = 0                                   # a sample with no positive: out of the sample mean
     labels[-1, 0] = 1

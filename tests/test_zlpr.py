@@ -47,10 +47,11 @@ def random_batch(rng, n, c, density=0.3, scale=3.0):
     return scores, labels
 
 
-@pytest.mark.parametrize("n,c", [(1, 1), (3, 5), (7, 40), (4, 2)])
-def test_float64_matches_the_formula_to_1e9(n, c):
-    rng = seeded_rng("zlpr64", n, c)
-    scores, labels = random_batch(rng, n, c)
+@pytest.mark.parametrize("n,c,scale", [(1, 1, 3.0), (3, 5, 3.0), (7, 40, 3.0), (4, 2, 3.0), (6, 9, 40.0)])
+def test_float64_matches_the_formula_to_1e9(n, c, scale):
+    # scale 40: scores above 60, so the exponentials are shifted (masked_logsumexp), not taken of the scores
+    rng = seeded_rng("zlpr64", n, c, scale)
+    scores, labels = random_batch(rng, n, c, scale=scale)
     labels[0, :] = 0                                   # a sample with no positive: negative term only
     if n > 1:
         labels[1, :] = 1                               # one with no negative: positive term only

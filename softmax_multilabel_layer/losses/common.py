@@ -242,3 +242,27 @@ def segment_logsumexp(values: NDArray[Any], segment: NDArray[np.intp], segments:
     if not with_zero:
         value[np.isneginf(top)] = -np.inf
     return value, e / (1.0 + rest)[segment]
+
+
+# The exponentials of the terms are taken unshifted (one shared buffer, no max and subtract passes) when every
+# term lies in this range: above -80 each e^t is a normal float32 (> 1.8e-35, full relative precision), and below
+# 60 a sum of up to 1e12 of them stays far below the float32 maximum 3.4e38.
+UNSHIFTED_RANGE = (-80.0, 60.0)
+
+
+def unshifted_logsumexp(e: NDArray[Any], axis: int,
+                        with_zero: bool) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    r"""The values and weights of :func:`masked_logsumexp` from ``e`` = :math:`e^{t}` (0 for an excluded entry).
+
+    For terms in :data:`UNSHIFTED_RANGE` only (the caller checks): the value is
+    :math:`\mathrm{log1p}(S)` with the zero term, :math:`\log S` without (-inf for an
+    empty group, whose weight is 0), :math:`S` the float64 sum of the float32 (or
+    float64) exponentials along ``axis``; the weight is 1 / (1 + S), or 1 / S. ``e`` is not changed.
+    """
+    total = _sum_along(e, axis)
+    if with_zero:
+        return np.log1p(total), 1.0 / (1.0 + total)
+    empty = total == 0
+    with np.errstate(divide="ignore"):
+        value = np.log(total)                   # -inf for an empty group
+    return value, np.where(empty, 0.0, 1.0 / np.where(empty, 1.0, total))

@@ -32,6 +32,7 @@ samples within a class); they have no natural threshold and no probability
 meaning. Rules that fit: top-k and rank-based metrics (mAP, AP, ranking
 loss), and thresholds or per-class thresholds tuned on validation data.
 """
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from softmax_multilabel_layer.losses.common import (
+    UNSHIFTED_RANGE,
     Workspace,
     _float_view,
     _scores_not_finite,
@@ -47,6 +49,7 @@ from softmax_multilabel_layer.losses.common import (
     output_view,
     rows_view,
     segment_logsumexp,
+    unshifted_logsumexp,
 )
 from softmax_multilabel_layer.losses.labels import check_label_shapes, multi_hot_positions
 from softmax_multilabel_layer.params import MultilabelLossError, TwoWayOptions
@@ -56,7 +59,7 @@ from softmax_multilabel_layer.params import MultilabelLossError, TwoWayOptions
 class TwoWayContext:
     """What :func:`two_way_backward` needs from the forward pass (workspace buffers: stale after the next forward)."""
     row_exps: np.ndarray         # e^(x/t_n - u_row) on the negatives, 0 on the positives, (samples, C)
-    column_exps: np.ndarray      # e^(x/t_n - u_column), likewise
+    column_exps: np.ndarray      # e^(x/t_n - u_column), likewise; row_exps itself when unshifted (u = 0)
     row_weight: np.ndarray       # d L / d x_j = row_exps * row_weight[:, None] + column_exps * column_weight
     column_weight: np.ndarray
     positions: np.ndarray        # flat positions of the positives in the (samples, C) rows
@@ -109,8 +112,9 @@ def two_way_forward(scores: ArrayLike, labels: ArrayLike, options: TwoWayOptions
     s3 = _float_view(scores, owner, "scores", axis)
     check_label_shapes(opts, shape, np.shape(labels))
     label_rows = rows_view(_float_view(labels, owner, "labels", axis, shape), ws, "label_rows")
-    positions = multi_hot_positions(label_rows, owner, shape, axis)
-    if not (np.isfinite(s3.max()) and np.isfinite(s3.min())):
+    positions = multi_hot_positions(label_rows, owner, shape, axis, ws)
+    low, high = float(s3.min()), float(s3.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise _scores_not_finite(owner, scores, axis)
     x = rows_view(s3, ws, "score_rows")
     samples, classes = x.shape
@@ -121,11 +125,19 @@ def two_way_forward(scores: ArrayLike, labels: ArrayLike, options: TwoWayOptions
         np.copyto(row_exps, x)
     else:
         np.divide(x, x.dtype.type(tn), out=row_exps)
-    row_exps.reshape(-1)[positions] = -np.inf
-    column_exps = ws.get("column_exps", x.shape, x.dtype)
-    np.copyto(column_exps, row_exps)
-    negative_row, negative_row_weight = masked_logsumexp(row_exps, axis=1, with_zero=False)
-    negative_column, negative_column_weight = masked_logsumexp(column_exps, axis=0, with_zero=False)
+    if UNSHIFTED_RANGE[0] <= low / tn and high / tn <= UNSHIFTED_RANGE[1]:
+        # one buffer of e^(x/t_n) serves both directions (see UNSHIFTED_RANGE)
+        np.exp(row_exps, out=row_exps)
+        row_exps.reshape(-1)[positions] = 0
+        column_exps = row_exps
+        negative_row, negative_row_weight = unshifted_logsumexp(row_exps, axis=1, with_zero=False)
+        negative_column, negative_column_weight = unshifted_logsumexp(row_exps, axis=0, with_zero=False)
+    else:
+        row_exps.reshape(-1)[positions] = -np.inf
+        column_exps = ws.get("column_exps", x.shape, x.dtype)
+        np.copyto(column_exps, row_exps)
+        negative_row, negative_row_weight = masked_logsumexp(row_exps, axis=1, with_zero=False)
+        negative_column, negative_column_weight = masked_logsumexp(column_exps, axis=0, with_zero=False)
     row, column = np.divmod(positions, classes)
     v = -x.reshape(-1)[positions].astype(np.float64) / tp
     positive_row, positive_row_weight = segment_logsumexp(v, row, samples, with_zero=False)
@@ -176,10 +188,15 @@ def two_way_backward(ctx: TwoWayContext, loss_weight: float = 1.0,
     outer, classes, inner = ctx.shape3
     rows = out3.reshape(outer, classes) if inner == 1 else ctx.workspace.get("grad_rows", e.shape, e.dtype)
     k = float(loss_weight)
-    np.multiply(e, (k * ctx.row_weight).astype(e.dtype)[:, None], out=rows)
-    scratch = ctx.workspace.get("grad_scratch", e.shape, e.dtype)
-    np.multiply(ctx.column_exps, (k * ctx.column_weight).astype(e.dtype)[None, :], out=scratch)
-    np.add(rows, scratch, out=rows)
+    row_weight, column_weight = (k * ctx.row_weight).astype(e.dtype), (k * ctx.column_weight).astype(e.dtype)
+    if ctx.column_exps is e:                # one buffer for both directions: (a_r + b_c) e_rc, two passes
+        np.add(row_weight[:, None], column_weight[None, :], out=rows)
+        np.multiply(rows, e, out=rows)
+    else:
+        np.multiply(e, row_weight[:, None], out=rows)
+        scratch = ctx.workspace.get("grad_scratch", e.shape, e.dtype)
+        np.multiply(ctx.column_exps, column_weight[None, :], out=scratch)
+        np.add(rows, scratch, out=rows)
     rows.reshape(-1)[ctx.positions] = (k * ctx.positive_grad).astype(e.dtype)
     if inner != 1:
         np.copyto(out3, rows.reshape(outer, inner, classes).transpose(0, 2, 1))

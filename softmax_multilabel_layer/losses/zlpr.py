@@ -18,6 +18,7 @@ positives. Both are formed as u + log1p(r) with u = max(0, max of the terms)
 below 0, every positive above 0) u = 0 and the loss is log1p of the sum, so a
 tiny loss keeps its relative precision and is never negative.
 """
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from softmax_multilabel_layer.losses.common import (
+    UNSHIFTED_RANGE,
     Workspace,
     _float_view,
     _normalizer,
@@ -34,6 +36,7 @@ from softmax_multilabel_layer.losses.common import (
     output_view,
     rows_view,
     segment_logsumexp,
+    unshifted_logsumexp,
 )
 from softmax_multilabel_layer.losses.labels import check_label_shapes, index_label_form, multi_hot_positions
 from softmax_multilabel_layer.params import MultilabelLossError, ZLPROptions
@@ -105,19 +108,25 @@ def zlpr_forward(scores: ArrayLike, labels: ArrayLike, options: ZLPROptions | No
     check_label_shapes(opts, shape, np.shape(labels))
     if opts.label_format == "dense":
         label_rows = rows_view(_float_view(labels, owner, "labels", axis, shape), ws, "label_rows")
-        positions = multi_hot_positions(label_rows, owner, shape, axis)
+        positions = multi_hot_positions(label_rows, owner, shape, axis, ws)
     else:
         sparse = index_label_form(labels, None, s3.shape, owner, axis)
         positions = sparse.sample * classes + (sparse.flat // inner) % classes
-    if not (np.isfinite(s3.max()) and np.isfinite(s3.min())):
+    top = float(s3.max())
+    if not (math.isfinite(top) and math.isfinite(s3.min())):
         raise _scores_not_finite(owner, scores, axis)
 
     s = rows_view(s3, ws, "score_rows")
     exps = ws.get("exps", s.shape, s.dtype)
-    np.copyto(exps, s)
     flat_exps = exps.reshape(-1)
-    flat_exps[positions] = -np.inf                      # the negatives only: positives leave the sum exactly
-    negative, negative_weight = masked_logsumexp(exps, axis=1, with_zero=True)
+    if top <= UNSHIFTED_RANGE[1]:                       # e^s directly: log1p(sum), as with the shift u = 0
+        np.exp(s, out=exps)
+        flat_exps[positions] = 0                        # the negatives only: positives leave the sum exactly
+        negative, negative_weight = unshifted_logsumexp(exps, axis=1, with_zero=True)
+    else:
+        np.copyto(exps, s)
+        flat_exps[positions] = -np.inf
+        negative, negative_weight = masked_logsumexp(exps, axis=1, with_zero=True)
     sample = positions // classes
     positive, positive_weight = segment_logsumexp(-s.reshape(-1)[positions], sample, samples, with_zero=True)
     normalizer = _normalizer(opts.normalization, outer, inner, samples)
