@@ -100,3 +100,46 @@ def test_iter_size_averages_separate_batches_for_the_two_way_loss():
     accumulated_grad = np.concatenate([halves[0][1], halves[1][1]]) / 2
     assert abs(accumulated_loss - whole_loss) > 1e-3
     assert np.abs(accumulated_grad - whole_grad).max() > 1e-3
+
+
+def test_zlpr_rule_is_score_above_zero_on_the_sigmoid_outputs():
+    from softmax_multilabel_layer.evaluation.netio import probabilities
+    from softmax_multilabel_layer.evaluation.rules import RULE_SYNTAX, parse_rule, predict_labels
+    scores = np.array([[3.0, -0.2, 1e-6, -1e-6], [0.0, -30.0, 40.0, 0.7]])
+    labels = predict_labels(probabilities(scores, "Sigmoid"), parse_rule("zlpr"))
+    np.testing.assert_array_equal(labels, scores > 0)
+    assert str(parse_rule("zlpr")) == "zlpr" and "zlpr" in RULE_SYNTAX
+    np.testing.assert_array_equal(predict_labels(scores, parse_rule("threshold:0"))[:, 1:], scores[:, 1:] > 0)
+
+
+@pytest.mark.parametrize("layer,output", [(ZLPR, "Sigmoid"), (TWO_WAY, "Power")])
+def test_deploy_gives_zlpr_the_sigmoid_and_the_two_way_loss_its_scores(tmp_path, layer, output):
+    import caffe
+
+    from softmax_multilabel_layer.evaluation.deploy import deploy_net, deploy_prototxt
+    from softmax_multilabel_layer.evaluation.netio import find_loss, read_net
+    train = tmp_path / "train.prototxt"
+    train.write_text(
+        'layer { name: "data" type: "Input" top: "data" top: "label" input_param { shape { dim: 4 dim: 3 } '
+        'shape { dim: 4 dim: 5 } } }\n'
+        'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 5 '
+        'weight_filler { type: "gaussian" std: 1 } } }\n'
+        'layer { name: "loss" type: "Python" bottom: "fc" bottom: "label" top: "loss" loss_weight: 1 '
+        'python_param { module: "softmax_multilabel_layer.layers" layer: "%s" } }\n' % layer)
+    assert find_loss(read_net(str(train)))[1] == output
+    assert [lay.type for lay in deploy_net(str(train)).layer] == ["Input", "InnerProduct", output]
+    caffe.set_mode_cpu()
+    net = caffe.Net(str(train), caffe.TEST)
+    x = seeded_rng("deploy", layer).normal(size=(4, 3)).astype(np.float32)
+    net.blobs["data"].data[...] = x
+    net.blobs["label"].data[...] = np.eye(4, 5)
+    net.forward()
+    weights = str(tmp_path / "w.caffemodel")
+    net.save(weights)
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text(deploy_prototxt(str(train)))
+    dnet = caffe.Net(str(deploy), weights, caffe.TEST)
+    dnet.blobs["data"].data[...] = x
+    prob = dnet.forward()["prob"].astype(np.float64)
+    fc = net.blobs["fc"].data.astype(np.float64)
+    np.testing.assert_allclose(prob, 1 / (1 + np.exp(-fc)) if output == "Sigmoid" else fc, rtol=1e-5, atol=1e-7)

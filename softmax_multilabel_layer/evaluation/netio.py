@@ -8,11 +8,24 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from softmax_multilabel_layer.evaluation import metrics as M
-from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions, parse_param_str
+from softmax_multilabel_layer.params import (
+    MultilabelLossError,
+    SigmoidOptions,
+    SoftmaxOptions,
+    TwoWayOptions,
+    ZLPROptions,
+    parse_param_str,
+)
 
 DATA_TYPES = ("Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData", "Input",
               "AnnotatedData", "VideoData")
-OUR_LOSSES = {"SoftmaxMultilabelLossLayer": "Softmax", "SigmoidMultilabelLossLayer": "Sigmoid"}
+# The output each loss implies, as a Caffe layer type. ZLPR: the sigmoid of the score, so its threshold s > 0 is
+# p > 0.5 (rule "zlpr"). The two-way loss gives ranking scores with no threshold or probability meaning: "Power"
+# with its defaults (power 1, scale 1, shift 0) is the identity, so its output is the scores themselves.
+OUR_LOSSES = {"SoftmaxMultilabelLossLayer": "Softmax", "SigmoidMultilabelLossLayer": "Sigmoid",
+              "ZLPRLossLayer": "Sigmoid", "TwoWayLossLayer": "Power"}
+LOSS_OPTIONS = {"SoftmaxMultilabelLossLayer": SoftmaxOptions, "SigmoidMultilabelLossLayer": SigmoidOptions,
+                "ZLPRLossLayer": ZLPROptions, "TwoWayLossLayer": TwoWayOptions}
 
 
 CAFFE_LOSSES = {"SoftmaxWithLoss": "Softmax", "SigmoidCrossEntropyLoss": "Sigmoid"}
@@ -26,7 +39,8 @@ def in_phase(layer, phase):
 
 
 def loss_probability(layer):
-    """For a loss layer, ``(kind, axis)``: kind "Softmax" or "Sigmoid" (the probabilities its loss implies),
+    """For a loss layer, ``(kind, axis)``: kind "Softmax" or "Sigmoid" (the probabilities its loss implies; "Power",
+    the identity, for the two-way loss's ranking scores),
     or ``(None, None)`` for another layer. ``axis`` is the class axis (1 unless the options move it)."""
     if layer.type in CAFFE_LOSSES:
         axis = layer.softmax_param.axis if layer.HasField("softmax_param") else 1
@@ -39,7 +53,7 @@ def loss_probability(layer):
 
 
 def param_dict(layer):
-    options = SoftmaxOptions if layer.python_param.layer == "SoftmaxMultilabelLossLayer" else SigmoidOptions
+    options = LOSS_OPTIONS.get(layer.python_param.layer, SigmoidOptions)
     return parse_param_str(layer.python_param.param_str, layer.name, sorted(options.keys()))
 
 
@@ -146,7 +160,7 @@ def label_format(layer):
 
 
 def probabilities(scores, kind):
-    """float64 softmax over classes, sigmoid, or the scores themselves (kind None)."""
+    """float64 softmax over classes, sigmoid, or the scores themselves (kind None, or "Power": the identity)."""
     s = np.asarray(scores, dtype=np.float64)
     if kind == "Softmax":
         e = np.exp(s - s.max(axis=1, keepdims=True))

@@ -13,6 +13,12 @@ The rules and the calibration are numpy only (no Caffe import)::
 
 ``threshold`` and ``class_thresholds`` predict a label when its score is >= the
 threshold. ``top_k`` and ``mass`` break ties in scores by the lower class index.
+
+Which rule fits which loss: ``zlpr`` (score > 0) is ZLPR's own threshold. The
+two-way loss gives ranking scores with no threshold or probability meaning
+(its deploy output is the scores themselves): use ``top-k``, per-class
+``thresholds`` calibrated on validation data, or the ranking metrics; a fixed
+``threshold`` or ``mass`` means nothing there.
 """
 import json
 import math
@@ -23,7 +29,7 @@ import numpy as np
 from softmax_multilabel_layer.evaluation.metrics import check_labels, check_scores, top_k_labels
 from softmax_multilabel_layer.params import MultilabelLossError
 
-RULE_SYNTAX = "top-k:K, threshold:T, thresholds:FILE.json or mass:Q"
+RULE_SYNTAX = "top-k:K, threshold:T, thresholds:FILE.json, mass:Q or zlpr"
 
 
 @dataclass(frozen=True)
@@ -104,11 +110,29 @@ class mass:
         return "mass:%g" % self.q
 
 
+@dataclass(frozen=True)
+class zlpr:
+    """ZLPR's own rule: label c when its score s_c > 0, that is sigmoid(s_c) > 0.5.
+
+    It reads the outputs that ``evaluate``, ``predict`` and ``deploy`` give a
+    ZLPR net (the sigmoid of the scores). On raw ZLPR scores use ``threshold:0``
+    (s >= 0: the same label sets but where a score is exactly 0).
+    """
+
+    def __call__(self, scores):
+        return scores > 0.5
+
+    def __str__(self):
+        return "zlpr"
+
+
 def parse_rule(text):
-    """A rule from its command-line text: ``top-k:3``, ``threshold:0.5``, ``thresholds:FILE``, ``mass:0.9``."""
+    """A rule from its text: ``top-k:3``, ``threshold:0.5``, ``thresholds:FILE``, ``mass:0.9``, ``zlpr``."""
     if not isinstance(text, str):
         return text
     name, sep, value = text.partition(":")
+    if text == "zlpr":
+        return zlpr()
     try:
         if sep and name == "top-k":
             return top_k(int(value))
