@@ -24,8 +24,9 @@ DATA_TYPES = ("Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "Dumm
 # with its defaults (power 1, scale 1, shift 0) is the identity, so its output is the scores themselves.
 OUR_LOSSES = {"SoftmaxMultilabelLossLayer": "Softmax", "SigmoidMultilabelLossLayer": "Sigmoid",
               "ZLPRLossLayer": "Sigmoid", "TwoWayLossLayer": "Power"}
-LOSS_OPTIONS = {"SoftmaxMultilabelLossLayer": SoftmaxOptions, "SigmoidMultilabelLossLayer": SigmoidOptions,
-                "ZLPRLossLayer": ZLPROptions, "TwoWayLossLayer": TwoWayOptions}
+LOSS_OPTIONS: dict[str, type[SoftmaxOptions] | type[SigmoidOptions] | type[ZLPROptions] | type[TwoWayOptions]] = {
+    "SoftmaxMultilabelLossLayer": SoftmaxOptions, "SigmoidMultilabelLossLayer": SigmoidOptions,
+    "ZLPRLossLayer": ZLPROptions, "TwoWayLossLayer": TwoWayOptions}
 
 
 CAFFE_LOSSES = {"SoftmaxWithLoss": "Softmax", "SigmoidCrossEntropyLoss": "Sigmoid"}
