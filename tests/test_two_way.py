@@ -175,3 +175,14 @@ def test_properties(scores, data):
     assert (grad[labels == 1] <= 0).all() and (grad[labels == 0] >= 0).all()
     # each group's weights sum to sigma(z) <= 1 on each side: the whole gradient sums to 0 (positives vs negatives)
     assert abs(grad.sum()) <= 1e-12
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scores_beyond_the_float32_exponent_range_take_the_shifted_path(dtype):
+    # e^120 overflows float32: the exponentials must be shifted by each group's maximum, in both directions
+    scores = np.array([[120.0, -130.0, 5.0], [-95.0, 100.0, 118.0], [0.5, -1.0, 90.0]])
+    labels = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 1]])
+    loss, grad = two_way_loss(scores.astype(dtype), labels)
+    x = scores.astype(dtype).astype(np.float64)
+    assert loss == pytest.approx(two_way64(x, labels), rel=1e-6)
+    np.testing.assert_allclose(grad, two_way_grad64(x, labels), rtol=1e-5, atol=1e-12)

@@ -148,7 +148,7 @@ def two_way_forward(scores: ArrayLike, labels: ArrayLike, options: TwoWayOptions
     for negative, positive in ((negative_row, positive_row), (negative_column, positive_column)):
         has_positive = np.isfinite(positive)
         count = int(np.count_nonzero(has_positive))
-        z = np.where(has_positive, tn * negative + tp * positive, -np.inf)
+        z = tn * negative + tp * positive                # -inf for a group with no positive or no negative
         if count:
             loss += float(np.logaddexp(0.0, z[has_positive]).sum()) / count
         d_z.append(_sigmoid(z) / max(count, 1))        # d L / d z_g; 0 for a group with no positive or negative
