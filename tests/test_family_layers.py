@@ -143,3 +143,26 @@ def test_deploy_gives_zlpr_the_sigmoid_and_the_two_way_loss_its_scores(tmp_path,
     prob = dnet.forward()["prob"].astype(np.float64)
     fc = net.blobs["fc"].data.astype(np.float64)
     np.testing.assert_allclose(prob, 1 / (1 + np.exp(-fc)) if output == "Sigmoid" else fc, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("layer,param_str,labels", [
+    (ZLPR, "", "bernoulli:0.4"), (ZLPR, '{"label_format": "indices"}', "randint:-1:6"),
+    (TWO_WAY, "", "bernoulli:0.4"), (TWO_WAY, '{"tp": 1, "tn": 2}', "bernoulli:0.4")])
+def test_gradient_checker_passes(tmp_path, layer, param_str, labels):
+    from softmax_multilabel_layer.tools.gradcheck import check_layer_gradient, format_report
+    label_shape = (5, 3) if "indices" in param_str else (5, 6)
+    text = "force_backward: true\n" + "".join(
+        'layer { name: "%s" type: "Input" top: "%s" input_param { shape { dim: %d dim: %d } } }\n' % (n, n, *s)
+        for n, s in (("scores", (5, 6)), ("labels", label_shape)))
+    text += ('layer { name: "loss" type: "Python" bottom: "scores" bottom: "labels" top: "loss" loss_weight: 2 '
+             'python_param { module: "softmax_multilabel_layer.layers" layer: "%s" param_str: \'%s\' } }\n'
+             % (layer, param_str))
+    path = tmp_path / "net.prototxt"
+    path.write_text(text)
+    fills = {"scores": "gaussian:2", "labels": labels}
+    if "indices" in param_str:      # distinct indices per row: class k or -1 in slot k
+        np.save(tmp_path / "idx.npy", np.where(seeded_rng("idx").random((5, 3)) < 0.5, np.arange(3), -1))
+        fills["labels"] = str(tmp_path / "idx.npy")
+    report = check_layer_gradient(str(path), "loss", fills=fills)
+    assert report.passed, format_report(report)
+    assert report.checks[0].max_rel_error < 1e-3, format_report(report)
