@@ -89,10 +89,25 @@ fuzz: $(STAMP)
 # mutmut 3 over what setup.cfg [mutmut] lists (the loss core and params.py), killed by the core tests
 # (tests/test_functional.py, test_errors.py without the caffe.Net cases, test_fuzz.py at FUZZ_SCALE=0.1).
 # Survivors: `.venv/bin/mutmut results`, then `.venv/bin/mutmut show <name>`. About 25 min on 2 busy cores.
+#
+# MUTATE=<name> runs setup.cfg's [mutmut.<name>] section instead (e.g. MUTATE=evaluation: metrics, rules, report),
+# in a copy of the sources under output/mutation-<name>/ so its mutants never mix with the default run's.
+MUTATE ?=
+MUTATION_DIR := output/mutation-$(MUTATE)
 mutation: $(STAMP)
+ifeq ($(strip $(MUTATE)),)
 	rm -rf mutants
 	FUZZ_SCALE=0.1 $(VPY) -m mutmut run --max-children 2 || true
 	$(VPY) -m mutmut results
+else
+	rm -rf $(MUTATION_DIR) && mkdir -p $(MUTATION_DIR)
+	cp -r softmax_multilabel_layer tests scripts pyproject.toml $(MUTATION_DIR)/
+	$(VPY) -c "import configparser, sys; c = configparser.ConfigParser(); c.read('setup.cfg'); \
+	  o = configparser.ConfigParser(); o['mutmut'] = c['mutmut.' + sys.argv[1]]; o.write(open(sys.argv[2], 'w'))" \
+	  $(MUTATE) $(MUTATION_DIR)/setup.cfg
+	cd $(MUTATION_DIR) && FUZZ_SCALE=0.1 $(abspath $(VPY)) -m mutmut run --max-children 2 || true
+	cd $(MUTATION_DIR) && $(abspath $(VPY)) -m mutmut results
+endif
 
 clean:
 	rm -rf output .pytest_cache .hypothesis .mypy_cache .ruff_cache *.egg-info mutants

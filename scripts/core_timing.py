@@ -9,6 +9,8 @@ interleaved, with the same interpreter; ``make bench`` is the side-by-side compa
 
 Prints one JSON object: case -> best time in ms (best of ``repeat`` rounds of 20 calls).
 """
+import argparse
+import importlib
 import inspect
 import json
 import sys
@@ -36,11 +38,25 @@ def cases(F: Any, s: NDArray[np.float32], idx: NDArray[np.float32], x: NDArray[n
             F.sigmoid_multilabel_forward(x, y, workspace=ws, gamma=2, **no_p)[1], out=out)}
 
 
-def main() -> None:
-    tree, repeat = sys.argv[1], int(sys.argv[2])
-    unconfident = sys.argv[3:] == ["unconfident"]
+def functional_of(tree: str) -> Any:
+    """The functional API of the package in ``tree``: ``losses.functional`` since the package was arranged
+    in rooms, ``functional`` in older trees."""
     sys.path.insert(0, tree)
-    from softmax_multilabel_layer.losses import functional as F
+    try:
+        return importlib.import_module("softmax_multilabel_layer.losses.functional")
+    except ModuleNotFoundError:
+        return importlib.import_module("softmax_multilabel_layer.functional")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tree", help="a source tree of the project (its softmax_multilabel_layer is timed)")
+    parser.add_argument("repeat", type=int, help="rounds of 20 calls; the best round is kept")
+    parser.add_argument("inputs", nargs="?", choices=("trained", "unconfident"), default="trained",
+                        help="trained-like scores (default) or N(0, 3) scores, as make bench")
+    args = parser.parse_args(argv)
+    tree, repeat, unconfident = args.tree, args.repeat, args.inputs == "unconfident"
+    F = functional_of(tree)
     # Trees without the probabilities switch always skip sigmoid(x); newer ones are told to skip it too.
     has_switch = "probabilities" in inspect.signature(F.sigmoid_multilabel_forward).parameters
     no_p: dict[str, Any] = {"probabilities": False} if has_switch else {}

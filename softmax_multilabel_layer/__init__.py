@@ -35,9 +35,10 @@ from softmax_multilabel_layer.params import (
     ZLPROptions,
 )
 
-# The names re-exported from .functional and .params. The layer classes (_LAZY below) are left out,
-# so that `from softmax_multilabel_layer import *` still needs no Caffe.
+# The names re-exported from .functional and .params, and Model (lazy, no Caffe import). The layer classes
+# (_LAZY below) are left out, so that `from softmax_multilabel_layer import *` still needs no Caffe.
 __all__ = [
+    "Model",
     "MultilabelLossError",
     "SigmoidOptions",
     "SoftmaxOptions",
@@ -63,9 +64,9 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-# Names that need Caffe, resolved lazily: name -> submodule that defines it.
+# Names that need Caffe (or, for Model, load the evaluation room), resolved lazily: name -> submodule that defines it.
 _LAZY = {"SoftmaxMultilabelLossLayer": "losses.layers", "SigmoidMultilabelLossLayer": "losses.layers",
-         "ZLPRLossLayer": "losses.layers", "TwoWayLossLayer": "losses.layers"}
+         "ZLPRLossLayer": "losses.layers", "TwoWayLossLayer": "losses.layers", "Model": "evaluation.model"}
 
 
 def __getattr__(name: str) -> _Any:

@@ -23,6 +23,13 @@ EXAMPLES = """examples:
   %(prog)s gradcheck net.prototxt --layer fc7 --weights model.caffemodel --phase test
   %(prog)s prototxt --loss softmax --normalization valid
   %(prog)s prototxt --loss sigmoid --gamma 2 --alpha 0.25 --bottom fc8 --bottom label
+  %(prog)s convert train.txt --out train_h5 --format hdf5 --num-classes 20
+  %(prog)s deploy train_val.prototxt -o deploy.prototxt
+  %(prog)s deploy train_val.prototxt --weights snap_iter_3000.caffemodel --out model/
+  %(prog)s evaluate model/ --list val.txt --root-folder images/ --calibrate
+  %(prog)s evaluate model/ --list test.txt --root-folder images/ --json test.json
+  %(prog)s evaluate --net train_val.prototxt --weights snap_iter_3000.caffemodel --iters 20
+  %(prog)s predict model/ a.jpg b.png photos/ --rule top-k:3
 """
 GRADCHECK_EXAMPLES = """examples:
   %(prog)s train.prototxt --layer loss
@@ -101,7 +108,11 @@ def _blob_spec(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Tools for Caffe's multi-label loss layers of softmax_multilabel_layer: "
-                     "a gradient checker for any layer, and prototxt generation.",
+                     "convert (image lists to HDF5 or LMDB), evaluate (multi-label metrics over a whole set), "
+                     "deploy (a deploy net, or a model folder: the net, its weights and how its images are "
+                     "prepared), predict (label sets for images from a model folder), gradcheck "
+                     "(numeric gradients of any layer) and prototxt (validated layer blocks). "
+                     "`softmax-multilabel COMMAND --help` describes each.",
                      epilog=EXAMPLES % {"prog": PROG}, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action=_VersionAction, help="print this project's version and the Caffe found")
     sub = parser.add_subparsers(dest="command", metavar="{gradcheck,prototxt,convert,evaluate,predict,deploy}",

@@ -25,14 +25,18 @@ class MultilabelLossError(ValueError):
     """
 
 
-def _choice(owner, key, value, allowed):
+def check_choice(owner: str, key: str, value: Any, allowed: Sequence[str]) -> Any:
+    """``value`` if it is one of ``allowed``, else a :class:`MultilabelLossError` naming ``owner`` and ``key``."""
     if value not in allowed:
         raise MultilabelLossError(
             "%s: %s must be one of %s, got %r" % (owner, key, ", ".join('"%s"' % a for a in allowed), value))
     return value
 
 
-def _number(owner, key, value, low=-math.inf, high=math.inf, high_open=False):
+def check_number(owner: str, key: str, value: Any, low: float = -math.inf, high: float = math.inf,
+                 high_open: bool = False) -> float:
+    """``value`` as a float if it is a finite number (not a bool) in [low, high] (or [low, high) with
+    ``high_open``), else a :class:`MultilabelLossError` naming ``owner``, ``key`` and the range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise MultilabelLossError("%s: %s must be a finite number, got %r" % (owner, key, value))
     if value < low or value > high or (high_open and value == high):
@@ -50,7 +54,7 @@ def _integer(owner, key, value):
 def _number_list(owner, key, value, low=0.0):
     if not isinstance(value, (list, tuple)) or len(value) == 0:
         raise MultilabelLossError("%s: %s must be a non-empty list of numbers, got %r" % (owner, key, value))
-    return tuple(_number(owner, "%s[%d]" % (key, i), v, low=low) for i, v in enumerate(value))
+    return tuple(check_number(owner, "%s[%d]" % (key, i), v, low=low) for i, v in enumerate(value))
 
 
 @dataclass(frozen=True)
@@ -125,12 +129,12 @@ class SoftmaxOptions(_Options):
 
     def __post_init__(self):
         o = self.owner
-        _choice(o, "normalize_targets", self.normalize_targets, NORMALIZE_TARGETS)
-        _choice(o, "normalization", self.normalization, NORMALIZATIONS)
+        check_choice(o, "normalize_targets", self.normalize_targets, NORMALIZE_TARGETS)
+        check_choice(o, "normalization", self.normalization, NORMALIZATIONS)
         _integer(o, "axis", self.axis)
         object.__setattr__(self, "label_smoothing",
-                           _number(o, "label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True))
-        _choice(o, "label_format", self.label_format, LABEL_FORMATS)
+                           check_number(o, "label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True))
+        check_choice(o, "label_format", self.label_format, LABEL_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -154,21 +158,21 @@ class SigmoidOptions(_Options):
         if isinstance(self.pos_weight, (list, tuple)):
             object.__setattr__(self, "pos_weight", _number_list(o, "pos_weight", self.pos_weight))
         else:
-            object.__setattr__(self, "pos_weight", _number(o, "pos_weight", self.pos_weight, 0.0))
+            object.__setattr__(self, "pos_weight", check_number(o, "pos_weight", self.pos_weight, 0.0))
         if self.class_weight is not None:
             object.__setattr__(self, "class_weight", _number_list(o, "class_weight", self.class_weight))
-        object.__setattr__(self, "gamma", _number(o, "gamma", self.gamma, 0.0))
+        object.__setattr__(self, "gamma", check_number(o, "gamma", self.gamma, 0.0))
         if self.alpha != -1:
-            object.__setattr__(self, "alpha", _number(o, "alpha (-1 = off)", self.alpha, 0.0, 1.0))
+            object.__setattr__(self, "alpha", check_number(o, "alpha (-1 = off)", self.alpha, 0.0, 1.0))
         else:
             object.__setattr__(self, "alpha", -1.0)
         if self.ignore_label is not None:
-            object.__setattr__(self, "ignore_label", _number(o, "ignore_label", self.ignore_label))
-        _choice(o, "normalization", self.normalization, NORMALIZATIONS)
+            object.__setattr__(self, "ignore_label", check_number(o, "ignore_label", self.ignore_label))
+        check_choice(o, "normalization", self.normalization, NORMALIZATIONS)
         _integer(o, "axis", self.axis)
         for key in ("gamma_neg", "gamma_pos"):
-            object.__setattr__(self, key, _number(o, key, getattr(self, key), 0.0))
-        object.__setattr__(self, "clip", _number(o, "clip", self.clip, 0.0, 1.0, high_open=True))
+            object.__setattr__(self, key, check_number(o, key, getattr(self, key), 0.0))
+        object.__setattr__(self, "clip", check_number(o, "clip", self.clip, 0.0, 1.0, high_open=True))
         if self.gamma > 0 and (self.gamma_neg > 0 or self.gamma_pos > 0):
             raise MultilabelLossError("%s: gamma = %r sets the focusing of positives and negatives alike; give either "
                                       "gamma, or gamma_pos and gamma_neg (got %r and %r), not both"
@@ -198,9 +202,9 @@ class ZLPROptions(_Options):
 
     def __post_init__(self):
         o = self.owner
-        _choice(o, "normalization", self.normalization, ("batch_size", "full", "none"))
+        check_choice(o, "normalization", self.normalization, ("batch_size", "full", "none"))
         _integer(o, "axis", self.axis)
-        _choice(o, "label_format", self.label_format, LABEL_FORMATS)
+        check_choice(o, "label_format", self.label_format, LABEL_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -219,7 +223,7 @@ class TwoWayOptions(_Options):
     def __post_init__(self):
         o = self.owner
         for key in ("tp", "tn"):
-            value = _number(o, key, getattr(self, key), 0.0)
+            value = check_number(o, key, getattr(self, key), 0.0)
             if value == 0:
                 raise MultilabelLossError("%s: %s must be > 0 (a temperature), got %r" % (o, key, value))
             object.__setattr__(self, key, value)
@@ -315,7 +319,7 @@ class ImageDataOptions(_Options):
         if self.num_classes is not None:
             _positive_int(o, "num_classes", self.num_classes)
         _positive_int(o, "batch_size", self.batch_size)
-        _choice(o, "label_format", self.label_format, LABEL_FORMATS)
+        check_choice(o, "label_format", self.label_format, LABEL_FORMATS)
         if self.label_format == "indices":
             if self.max_labels is None:
                 raise MultilabelLossError('%s: "label_format": "indices" needs max_labels (K, the label slots of '
@@ -346,7 +350,7 @@ class ImageDataOptions(_Options):
                                           % (o, "1 or 3 values" if self.is_color else "1 value",
                                              str(self.is_color).lower(), len(values), self.mean_value))
             object.__setattr__(self, "mean_value", values)
-        object.__setattr__(self, "scale", _number(o, "scale", self.scale))
+        object.__setattr__(self, "scale", check_number(o, "scale", self.scale))
         _positive_int(o, "threads", self.threads)
         _positive_int(o, "prefetch", self.prefetch)
         if self.world_size is not None:

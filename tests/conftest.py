@@ -42,3 +42,18 @@ def require_caffe_feature(name):
     if system and not os.environ.get("CI"):
         pytest.skip(message + " (USE_SYSTEM_CAFFE=1)")
     pytest.fail(message + ": the Caffe built by `make setup` must have it")
+
+
+# Targets y/M with real-valued labels above 1: the usage warning our softmax layer gives with "count".
+ABOVE_ONE = r"has values above 1 .* with \"normalize_targets\": \"count\""
+
+
+def warns_if(expected, match=ABOVE_ONE):
+    """``pytest.warns(MultilabelLossWarning, match=match)`` when ``expected``, else a context that adds nothing: with
+    warnings as errors (pyproject.toml) an unexpected warning then fails the test."""
+    import contextlib
+
+    import pytest
+
+    from softmax_multilabel_layer.losses.usage_warnings import MultilabelLossWarning
+    return pytest.warns(MultilabelLossWarning, match=match) if expected else contextlib.nullcontext()

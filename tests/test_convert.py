@@ -133,9 +133,57 @@ def test_refuses_to_overwrite_then_overwrites(tmp_path, image_list):
     assert run_cli(*args)[0] == 0
     code, _, stderr = run_cli(*args)
     assert code == 2
-    assert stderr == ("softmax-multilabel convert: error: output folder %s exists and is not empty; pass --resume to "
-                      "continue an interrupted conversion or --overwrite to replace it\n" % out)
-    assert run_cli(*(args + ["--overwrite"]))[0] == 0
+    assert stderr == ("softmax-multilabel convert: error: output folder %s exists and is not empty; pass --overwrite "
+                      "to replace it (a previous conversion)\n" % out)
+    before = (out / "part-00000.h5").stat().st_ino
+    code, stdout, stderr = run_cli(*(args + ["--overwrite"]))
+    assert code == 0, stderr
+    assert (out / "part-00000.h5").stat().st_ino != before          # a new file, moved into place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h5", "img", "list.txt", "png"]   # no work folder left
+
+
+def snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "lmdb"])
+@pytest.mark.parametrize("marker", [False, True])
+def test_overwrite_never_touches_a_folder_with_the_users_files(tmp_path, fmt, marker):
+    """The folder given as --out holds the listed images and a notes file (and, in the second case, even a
+    convert.json): --overwrite refuses it and every file is left as it was."""
+    photos = tmp_path / "photos"
+    paths = write_images(photos, [pattern_image(i, (10, 12)) for i in range(4)], ".jpg")
+    (photos / "notes.txt").write_text("my notes\n")
+    if marker:
+        (photos / C.MANIFEST).write_text("{}")
+    source = write_list(tmp_path / "list.txt", paths, [[0], [1], [2], []])
+    before = snapshot(photos)
+    code, stdout, stderr = run_cli("convert", source, "--out", str(photos), "--format", fmt, "--num-classes", "3",
+                                   "--overwrite")
+    assert code == 2 and stdout == ""
+    assert stderr.startswith("softmax-multilabel convert: error: output folder %s holds listed image %r (%s:1); "
+                             "convert never replaces a folder with your images in it" % (photos, paths[0], source))
+    assert snapshot(photos) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.txt", "photos"]
+
+
+def test_overwrite_refuses_foreign_files_and_folders_not_made_by_convert(tmp_path, image_list):
+    source = image_list[0]
+    out = tmp_path / "out"
+    args = ["convert", source, "--out", str(out), "--format", "hdf5", "--num-classes", "6", "--new-height", "20",
+            "--new-width", "24", "--overwrite"]
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code, _, stderr = run_cli(*args)
+    assert code == 2 and "%s is not empty and was not made by convert (it has no convert.json)" % out in stderr
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    assert run_cli(*args)[0] == 0                       # an empty folder is fine
+    (out / "notes.txt").write_text("mine")                  # the user adds a file to convert's output
+    (out / "sub").mkdir()
+    code, _, stderr = run_cli(*args)
+    assert code == 2 and "holds files convert did not write (notes.txt, sub)" in stderr
+    assert (out / "notes.txt").read_text() == "mine" and (out / "part-00000.h5").exists()
 
 
 @pytest.mark.parametrize("fmt", ["hdf5", "lmdb"])
@@ -149,13 +197,19 @@ def test_resume_after_an_interruption_equals_a_fresh_run(tmp_path, image_list, m
     out = tmp_path / "out"
     with pytest.raises(MultilabelLossError, match=r"cannot read or decode image '.*img_002.png' \(.*list.txt:10\)"):
         C.convert(source, str(out), fmt, **kw)
-    manifest = json.loads((out / C.MANIFEST).read_text())
+    assert not out.exists()                                 # nothing a Data layer could read at --out
+    work = tmp_path / ".out.convert-partial"
+    manifest = json.loads((work / C.MANIFEST).read_text())
     assert manifest["written"] == 8 and not manifest["complete"]
+    with pytest.raises(MultilabelLossError, match=r"an interrupted conversion into .*out is in .*\.out\.convert-"
+                                                  r"partial; pass --resume to continue it or --overwrite"):
+        C.convert(source, str(out), fmt, **kw)
     open(paths[9], "wb").write(good)
     with pytest.raises(MultilabelLossError, match=r"new_height changed .*new_height was 20, now 21"):
         C.convert(source, str(out), fmt, resume=True, **dict(kw, new_height=21))
     summary = C.convert(source, str(out), fmt, resume=True, **kw)
     assert summary["resumed_from"] == 8
+    assert not work.exists() and json.loads((out / C.MANIFEST).read_text())["complete"]
     got = read_net(tmp_path, summary["prototxt"], 1, ["data", "label"])
     data, dense = expected(paths, labels, range(N))
     np.testing.assert_array_equal(got["data"], data)
@@ -178,3 +232,108 @@ def test_bad_list_errors_name_the_command(tmp_path):
     assert stderr == ("softmax-multilabel convert: error: %s:2: label 9 is out of range: expected a class index in "
                       "[0, 6) (num_classes 6; indices are 0-based)\n" % source)
     assert not (tmp_path / "o").exists()
+
+
+SIGINT_SCRIPT = """
+import sys, time
+from softmax_multilabel_layer import cli
+from softmax_multilabel_layer.data import convert
+real = convert.load_image
+def slow(*args, **kwargs):            # about 1 s for the whole list: time to press Ctrl-C
+    time.sleep(0.005)
+    return real(*args, **kwargs)
+convert.load_image = slow
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("after_lines", [1, 4, 8])
+def test_ctrl_c_stops_hdf5_conversion_says_so_and_exits_nonzero(tmp_path, after_lines):
+    """A real SIGINT to a converting process, after the n-th progress line: the run stops, says so, exits 130,
+    leaves nothing at --out, and --resume completes it. (Swallowed in 3 of 7 tries before.)"""
+    import os
+    import signal
+    import subprocess
+    import sys
+    n = 400
+    paths = write_images(tmp_path / "img", [pattern_image(i % 17, (16, 16)) for i in range(n)], ".png")
+    source = write_list(tmp_path / "list.txt", paths, [[i % 3] for i in range(n)])
+    script = tmp_path / "convert_slowly.py"
+    script.write_text(SIGINT_SCRIPT)
+    out = tmp_path / "h5"
+    argv = ["convert", source, "--out", str(out), "--format", "hdf5", "--num-classes", "3", "--max-file-mb", "0.02"]
+    proc = subprocess.Popen([sys.executable, str(script)] + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    seen = []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("convert: ") and sum(s.startswith("convert: ") for s in seen) == after_lines:
+            proc.send_signal(signal.SIGINT)
+            break
+    stdout, rest = proc.communicate(timeout=120)
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 130, stderr[-2000:]
+    assert re.search(r"softmax-multilabel convert: interrupted \(Ctrl-C\) after \d+ of 400 images; nothing was "
+                     r"written to the output folder; the partial conversion is in .*\.h5\.convert-partial: run the "
+                     r"same command with --resume", stderr), stderr[-2000:]
+    assert "converted" not in stdout and "Traceback" not in stderr
+    assert not out.exists()
+    code, stdout, stderr = run_cli(*(argv + ["--resume"]))
+    assert code == 0, stderr
+    with open(out / "list.txt") as f:
+        files = f.read().split()
+    total = 0
+    for name in files:
+        with h5py.File(name, "r") as h:
+            total += len(h["label"])
+            np.testing.assert_array_equal(h["label"][:, 0], [float(i % 3 == 0) for i in range(total - len(
+                h["label"]), total)])
+    assert total == n
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "lmdb"])
+def test_skip_bad_images_leaves_them_out_reports_each_once_and_counts(tmp_path, image_list, fmt):
+    source, paths, labels = image_list
+    open(paths[3], "wb").write(b"broken")
+    open(paths[12], "wb").write(b"\xff\xd8 broken too")          # the last image
+    listed = paths[:5] + [str(tmp_path / "gone.jpg")] + paths[5:]
+    text = open(source).read().splitlines()
+    open(source, "w").write("\n".join(text[:5] + ["%s 1" % listed[5]] + text[5:]) + "\n")
+    out = tmp_path / "out"
+    argv = ["convert", source, "--out", str(out), "--format", fmt, "--num-classes", "6", "--new-height", "20",
+            "--new-width", "24", "--batch-size", "11", "--max-file-mb", "0.006", "--shuffle", "--seed", "2"]
+    code, stdout, stderr = run_cli(*argv)
+    assert code == 2 and not out.exists() and "MultilabelImageDataLayer" not in stderr
+    assert stderr.startswith("softmax-multilabel convert: error: 1 of 14 image files listed in")
+    assert stderr.endswith("; or set --skip-bad-images to leave them out\n")
+    code, stdout, stderr = run_cli(*(argv + ["--skip-bad-images"]))
+    assert code == 0, stderr
+    reported = [line for line in stderr.splitlines() if "skip_bad_images" in line]
+    assert len(reported) == 3 and "MultilabelImageDataLayer" not in stderr
+    assert sorted(reported[:2]) == sorted(
+        "softmax-multilabel convert: skip_bad_images: cannot read or decode image %r (%s:%d): missing, unreadable "
+        "or not an image format OpenCV knows; left out" % (paths[i], source, line) for i, line in ((3, 4), (12, 14)))
+    assert reported[2] == ("softmax-multilabel convert: skip_bad_images: left out 3 bad image(s) of the 14 listed "
+                           "(missing: 1, cannot be decoded: 2)")
+    assert "converted 11 images" in stdout
+    got = read_net(tmp_path, stdout.split("# layers for your train prototxt:\n")[1], 1, ["data", "label"])
+    # the written order: the seeded permutation of the 13 existing images, without the two bad ones
+    permutation = np.random.default_rng(2).permutation(N)
+    order = [int(i) for i in permutation if i not in (3, 12)]
+    data, dense = expected(paths, labels, order)
+    if fmt == "hdf5":
+        np.testing.assert_array_equal(got["data"], data)
+    np.testing.assert_array_equal(got["label"], dense)
+
+
+def test_bad_image_without_the_option_names_convert_and_the_option(tmp_path, image_list):
+    source, paths, _ = image_list
+    open(paths[4], "wb").write(b"broken")
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli("convert", source, "--out", str(out), "--format", "hdf5", "--num-classes", "6",
+                                   "--new-height", "20", "--new-width", "24")
+    assert code == 2 and not out.exists()
+    assert stderr.splitlines()[-1] == (
+        "softmax-multilabel convert: error: cannot read or decode image %r (%s:5): missing, unreadable or not an "
+        "image format OpenCV knows; pass --skip-bad-images to leave bad images out" % (paths[4], source))

@@ -121,7 +121,28 @@ def test_missing_images_counted_and_named(tmp_path):
     message = str(err.value)
     assert "7 of 10 image files listed in" in message and "do not exist" in message
     assert "line 2: '%s'" % missing[0] in message and "line 6: '%s'" % missing[4] in message
-    assert missing[5] not in message and message.endswith(", ...")
+    assert missing[5] not in message
+    assert message.endswith(', ...; or set "skip_bad_images": true to leave them out')
+
+
+def test_skip_bad_images_leaves_out_missing_files_with_one_warning(tmp_path, caplog):
+    paths = write_images(tmp_path / "img", [id_image(i) for i in range(4)])
+    gone = [str(tmp_path / "img" / ("gone_%d.png" % i)) for i in range(7)]
+    listed = [paths[0], gone[0], paths[1]] + gone[1:] + paths[2:]
+    labels = label_sets(len(listed), 5, seed=1)
+    source = write_list(tmp_path / "list.txt", listed, labels)
+    caplog.set_level(logging.WARNING, logger="softmax_multilabel_layer.data.image_data")
+    batches = read_batches(options(source, batch_size=4, shuffle=False, skip_bad_images=True), 3)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "left out 7 of 11 images listed in %r whose files do not exist" % source in lines[0]
+    for number, path in zip([2, 4, 5, 6, 7, 8, 9], gone, strict=True):   # every such line is named
+        assert "line %d: %r" % (number, path) in lines[0]
+    want = [0, 1, 2, 3]
+    for data, label, _ in batches:
+        ids = decoded_ids(data)
+        assert ids == want
+        for row, i in zip(label, ids, strict=True):                    # labels stay with their image
+            assert np.flatnonzero(row).tolist() == labels[listed.index(paths[i])]
 
 
 def test_class_names_count_must_match(tmp_path):
@@ -151,33 +172,69 @@ def test_corrupt_image_named_at_decode(tmp_path):
         reader.close()
 
 
-def test_skip_bad_images_replaces_counts_and_logs(tmp_path, caplog):
-    source, _ = id_list(tmp_path, n=8)
-    for i in (2, 5):
-        (tmp_path / "ids" / ("img_%03d.png" % i)).write_bytes(b"\xff\xd8 truncated")
-    opts = options(source, batch_size=4, skip_bad_images=True, shuffle=False)
-    caplog.set_level(logging.WARNING, logger="softmax_multilabel_layer.data.image_data")
-    reader = ImageBatchReader(opts)
+def test_corrupt_image_without_the_option_names_it(tmp_path):
+    source, _ = id_list(tmp_path, n=6)
+    (tmp_path / "ids" / "img_004.png").write_bytes(b"not a png at all")
+    reader = ImageBatchReader(options(source, batch_size=3, shuffle=False))
     try:
-        ids = [decoded_ids(reader.next_batch()[0]) for _ in range(4)]     # two epochs and the first of a third
+        reader.next_batch()
+        with pytest.raises(ImageDecodeError, match=r"img_004.png' \(.*ids.txt:5\): missing, unreadable or not an "
+                                                   r"image format OpenCV knows; set \"skip_bad_images\": true to "
+                                                   r"replace bad images by others$"):
+            reader.next_batch()
     finally:
         reader.close()
-    flat = [i for batch in ids for i in batch]
-    assert all(i not in (2, 5) for i in flat)
-    assert flat[:2] == [0, 1] and flat[3:5] == [3, 4] and flat[6:8] == [6, 7]   # good ones keep their place
-    assert reader.skipped[0] == 2 and reader.skipped[1] == 2     # (epoch 2 may be decoding ahead)
-    epoch_lines = [r.getMessage() for r in caplog.records if "bad image(s) replaced" in r.getMessage()]
-    assert len(epoch_lines) == 1 and "epoch 0" in epoch_lines[0] and ": 2 bad image(s)" in epoch_lines[0]
-    assert "img_002.png" in epoch_lines[0]
 
 
-def test_skip_bad_images_names_the_first_in_the_list_whatever_thread_fails_first(tmp_path, caplog, monkeypatch):
-    """The epoch's log line names the bad image earliest in the list, also when another decode thread fails
-    first (here the thread on img_002 waits until img_005 has failed). It once named whichever failed first,
-    so the line changed from run to run."""
-    source, _ = id_list(tmp_path, n=8)
-    for i in (2, 5):
+def bad_images_run(tmp_path, caplog, monkeypatch, n, bad, batches, threads=2, **kw):
+    """Read ``batches`` batches of n id images, ``bad`` of them corrupt; returns (reader, batches, labels,
+    log lines, decode calls per file name)."""
+    source, labels = id_list(tmp_path, n=n)
+    for i in bad:
         (tmp_path / "ids" / ("img_%03d.png" % i)).write_bytes(b"\xff\xd8 truncated")
+    calls: dict[str, int] = {}
+    real_load = image_data.load_image
+
+    def load(path, *args, **kwargs):
+        name = path.rsplit("/", 1)[1]
+        calls[name] = calls.get(name, 0) + 1
+        return real_load(path, *args, **kwargs)
+    monkeypatch.setattr(image_data, "load_image", load)
+    caplog.set_level(logging.WARNING, logger="softmax_multilabel_layer.data.image_data")
+    reader = ImageBatchReader(options(source, skip_bad_images=True, threads=threads, **kw))
+    try:
+        got = [tuple(b.copy() for b in reader.next_batch()[:2]) for _ in range(batches)]
+    finally:
+        reader.close()
+    return reader, got, labels, [r.getMessage() for r in caplog.records], calls
+
+
+def test_skip_bad_images_replaces_counts_and_logs(tmp_path, caplog, monkeypatch):
+    """Each bad image is reported once and decoded once, then a count per epoch; the count is of samples
+    replaced (5 an epoch here), not of the bad replacements met on the way; a replacement carries its own
+    labels."""
+    bad = (1, 2, 3, 5, 6)
+    reader, got, labels, lines, calls = bad_images_run(tmp_path, caplog, monkeypatch, 8, bad, 7, batch_size=4,
+                                                       shuffle=False)
+    flat = [i for data, _ in got for i in decoded_ids(data)]
+    assert all(i not in bad for i in flat) and len(flat) == 28
+    assert flat[0::8] == [0] * 4 and flat[4::8] == [4] * 3 and flat[7::8] == [7] * 3    # good ones keep their place
+    for data, label in got:
+        for row, i in zip(label, decoded_ids(data), strict=True):
+            assert np.flatnonzero(row).tolist() == labels[i]
+    assert reader.skipped[0] == reader.skipped[1] == reader.skipped[2] == 5
+    once = [line for line in lines if "(reported once)" in line]
+    assert [line.split("img_")[1][:3] for line in once] == ["001", "002", "003", "005", "006"]   # list order
+    assert all(line.startswith("MultilabelImageDataLayer: skip_bad_images: cannot read or decode image")
+               for line in once)
+    epochs = [line for line in lines if "sample(s) of bad images replaced" in line]
+    assert len(epochs) == 3 and all("epoch %d of" % e in epochs[e] for e in range(3))   # the 4th is not over
+    assert all(": 5 sample(s) of bad images replaced" in line for line in epochs)
+    assert all(calls["img_%03d.png" % i] == 1 for i in bad)          # libjpeg warns once, not every epoch
+
+
+def test_skip_bad_images_reports_in_list_order_whatever_thread_fails_first(tmp_path, caplog, monkeypatch):
+    """The thread on img_002 waits until img_005 has failed; the report still names img_002 first."""
     later_failed = threading.Event()
     real_load = image_data.load_image
 
@@ -190,16 +247,30 @@ def test_skip_bad_images_names_the_first_in_the_list_whatever_thread_fails_first
             if path.endswith("img_005.png"):
                 later_failed.set()
     monkeypatch.setattr(image_data, "load_image", load)
-    caplog.set_level(logging.WARNING, logger="softmax_multilabel_layer.data.image_data")
-    reader = ImageBatchReader(options(source, batch_size=4, skip_bad_images=True, shuffle=False, threads=2))
-    try:
-        for _ in range(3):
-            reader.next_batch()
-    finally:
-        reader.close()
-    epoch_lines = [r.getMessage() for r in caplog.records if "bad image(s) replaced" in r.getMessage()]
-    assert len(epoch_lines) == 1 and "; the first in the list: " in epoch_lines[0]
-    assert "img_002.png" in epoch_lines[0] and "img_005.png" not in epoch_lines[0]
+    reader, got, labels, lines, calls = bad_images_run(tmp_path, caplog, monkeypatch, 8, (2, 5), 3, batch_size=4,
+                                                       shuffle=False, threads=2)
+    once = [line for line in lines if "(reported once)" in line]
+    assert len(once) == 2 and "img_002.png" in once[0] and "img_005.png" in once[1]
+    assert [line for line in lines if "sample(s)" in line] == [
+        "MultilabelImageDataLayer: epoch 0 of %s (rank 0): 2 sample(s) of bad images replaced by other images"
+        % (tmp_path / "ids.txt")]
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_bad_first_image_without_crop_or_resize(tmp_path, skip):
+    """The first image sets the batch size (as in Caffe): a bad one is skipped with the option, and without it
+    the error names the option."""
+    source, labels = id_list(tmp_path, n=5)
+    (tmp_path / "ids" / "img_000.png").write_bytes(b"junk")
+    opts = options(source, batch_size=2, shuffle=False, skip_bad_images=skip)
+    if not skip:
+        with pytest.raises(ImageDecodeError, match=r"img_000.png' \(.*ids.txt:1\).*; set \"skip_bad_images\": "
+                                                   r"true to replace bad images by others"):
+            ImageBatchReader(opts)
+        return
+    batches = read_batches(opts, 3)
+    assert batches[0][0].shape == (2, 3, 6, 7)
+    assert 0 not in [i for b in batches for i in decoded_ids(b[0])]
 
 
 def test_sizes_must_agree_without_crop_or_resize(tmp_path):
@@ -289,24 +360,59 @@ def test_no_shuffle_reads_in_list_order_across_epochs(tmp_path):
     assert [i for b in batches for i in decoded_ids(b[0])] == list(range(7)) * 2 + [0]
 
 
-@pytest.mark.parametrize("world_size", [2, 3])
-def test_shards_are_disjoint_and_cover_every_epoch(tmp_path, world_size):
-    n = 11
+@pytest.mark.parametrize("world_size", [2, 3, 4])
+def test_shards_stepped_side_by_side_are_equal_disjoint_and_cover_every_epoch(tmp_path, world_size):
+    """Real readers, one per rank, stepped together: every rank reads ceil(N / W) images an epoch, so step k is
+    in the same epochs on every rank; within an epoch the ranks' images are disjoint but for the W*L - N padded
+    repeats (the first images of the epoch's permutation, as DistributedSampler pads), and cover all N.
+    N = 11 is divisible by none of W = 2, 3, 4: shards of 6/5, 4/4/3, 3/3/3/2 images drifted apart before."""
+    n, batch, seed = 11, 2, 7
     source, _ = id_list(tmp_path, n=n)
-    per_rank = []
-    for rank in range(world_size):
-        opts = options(source, batch_size=2, seed=7)
-        size = len(range(rank, n, world_size))
-        flat = [i for b in read_batches(opts, size, rank=rank, world_size=world_size) for i in decoded_ids(b[0])]
-        per_rank.append([flat[:size], flat[size:2 * size]])              # epochs 0 and 1 of this rank
-    for epoch in range(2):
-        parts = [set(r[epoch]) for r in per_rank]
-        assert sum(len(p) for p in parts) == n
-        assert set().union(*parts) == set(range(n))
-    assert per_rank[0][0] != per_rank[0][1]
-    # the same as one reader's epoch order, dealt out
-    full = np.random.default_rng([7, 0]).permutation(n)
-    assert per_rank[1][0] == full[1::world_size].tolist()
+    length = -(-n // world_size)
+    steps = 3 * length                        # three epochs (batch 2 straddles epochs when L is odd)
+    readers = [ImageBatchReader(options(source, batch_size=batch, seed=seed), rank=r, world_size=world_size)
+               for r in range(world_size)]
+    try:
+        streams: list[list[int]] = [[] for _ in range(world_size)]
+        for _ in range(steps):                # side by side: step k on every rank, then step k + 1
+            for r, reader in enumerate(readers):
+                streams[r] += decoded_ids(reader.next_batch()[0])
+    finally:
+        for reader in readers:
+            reader.close()
+    for epoch in range(batch * steps // length):                     # six epochs
+        parts = [stream[epoch * length:(epoch + 1) * length] for stream in streams]
+        everything = [i for part in parts for i in part]
+        assert set(everything) == set(range(n))                      # every image, every epoch
+        repeats = sorted(i for i in set(everything) if everything.count(i) > 1)
+        assert len(everything) - n == world_size * length - n == len(repeats) <= world_size - 1
+        permutation = np.random.default_rng([seed, epoch]).permutation(n)
+        assert repeats == sorted(permutation[:len(repeats)].tolist())  # the padding repeats the first images
+        assert all(everything.count(i) == 2 for i in repeats)
+        assert parts[0] == permutation[0::world_size][:length].tolist()
+
+
+def overlapping_steps(n, world_size, batch, steps, seed=0):
+    """Steps at which an image is on two ranks (stepped side by side): (same epoch, different epochs)."""
+    schedules = [Schedule(n, batch, True, seed, r, world_size) for r in range(world_size)]
+    same = across = 0
+    for k in range(steps):
+        batches = [s.batch(k) for s in schedules]
+        pairs = [(a, c) for a in range(world_size) for c in range(a + 1, world_size)]
+        same += any({x for x in batches[a]} & {x for x in batches[c]} for a, c in pairs)
+        across += any({i for _, i in batches[a]} & {i for _, i in batches[c]} for a, c in pairs)
+    return same, across
+
+
+def test_shards_never_share_an_image_within_an_epoch_at_a_step():
+    """The issue's counts: N=11, W=2, batch 3 had an image on both ranks in 118 of 200 steps (seed 0); N=1001,
+    W=4, batch 32 in 47 of 300. Now: none within an epoch. Only steps whose batch spans two epochs (L = 251 is
+    not a multiple of 32) may meet one image in the old epoch's tail on one rank and the new epoch's head on
+    another: two independent permutations, as Caffe's own layers wrap around."""
+    assert overlapping_steps(11, 2, 3, 200) == (0, 0)
+    same, across = overlapping_steps(1001, 4, 32, 300)
+    assert same == 0 and across <= 37                            # 37 of the 300 steps span two epochs
+    assert Schedule(1001, 32, rank=3, world_size=4).shard_size == Schedule(1001, 32, rank=0, world_size=4).shard_size
 
 
 def test_same_seed_same_batches_whatever_the_threads(tmp_path):
@@ -378,3 +484,30 @@ def test_missing_relative_paths_say_where_they_were_looked_for(tmp_path, monkeyp
     with pytest.raises(MultilabelLossError, match=r"1 of 1 image files .* line 1: 'img/a.jpg'; relative paths are "
                                                   r"read from the working directory .*, set root_folder"):
         ImageBatchReader(options(source))
+
+
+def test_utf8_byte_order_mark_is_stripped_from_list_and_class_names(tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_bytes("\ufeffcat\ndog\n".encode("utf-8"))
+    source = tmp_path / "list.txt"
+    source.write_bytes("\ufeff/data/a.jpg cat\n/data/é.jpg dog cat\n".encode("utf-8"))
+    lst = parse_image_list(str(source), class_names=str(names))
+    assert lst.class_names == ["cat", "dog"]
+    assert list(lst.paths) == ["/data/a.jpg", "/data/é.jpg"]
+    assert [v.tolist() for v in lst.labels] == [[0], [1, 0]]
+
+
+@pytest.mark.parametrize("which", ["list", "names"])
+def test_latin1_list_is_refused_naming_the_encoding_and_the_line(tmp_path, which):
+    names = tmp_path / "names.txt"
+    source = tmp_path / "list.txt"
+    names.write_bytes("cat\nchâteau\n".encode("latin-1" if which == "names" else "utf-8"))
+    source.write_bytes("a.jpg cat\n\nphotos/caf\xe9.jpg cat\n".encode("latin-1") if which == "list"
+                       else b"a.jpg cat\n")
+    with pytest.raises(MultilabelLossError) as err:
+        parse_image_list(str(source), class_names=str(names))
+    where, line, column = (("list file %r" % str(source), 3, 11) if which == "list"
+                           else ("class_names file %r" % str(names), 2, 3))
+    assert str(err.value).startswith("%s: %s is not UTF-8: line %d, column %d has byte 0x%s"
+                                     % (OWNER, where, line, column, "e9" if which == "list" else "e2"))
+    assert "save the file as UTF-8" in str(err.value)

@@ -46,6 +46,9 @@ def cases():
            "degenerate": degenerate(rng)}
     y, s = trained_like(rng, 1000, 200, density=0.01, dtype=np.float32)
     out["large_sparse"] = (y, s)
+    # half the labels true: many true labels per sample, so the ranks come from sorting the rows
+    # (the sparse cases above take the comparison path for samples, the sorting path for classes)
+    out["dense"] = trained_like(rng, 150, 40, density=0.5, dtype=np.float32)
     return out
 
 
@@ -105,32 +108,94 @@ def test_label_set_metrics(case, average):
     assert abs(M.exact_match(y, y) - 1.0) < TOL
 
 
-def _ranked_lists(s):
-    """Per sample, class indices by descending score, ties by lower index (the documented rule)."""
-    return [sorted(range(len(row)), key=lambda c: (-row[c], c)) for row in s]
+def _top_k_probability(row, c, k):
+    """Probability that label c is among the k top-scored of ``row`` when tied scores are ordered at random:
+    with a labels above it and t tied with it (itself included), k - a of the t tied places are in the top k."""
+    above = sum(v > row[c] for v in row)
+    tied = sum(v == row[c] for v in row)
+    return min(max(k - above, 0), tied) / tied
 
 
-@pytest.mark.parametrize("k", [1, 3, 5])
+def _expected_hits_by_loop(y, s, k):
+    return np.array([sum(_top_k_probability(s[i], c, k) for c in range(len(s[i])) if y[i, c])
+                     for i in range(len(y))])
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 12, 40])
 def test_precision_recall_at_k_and_one_error_against_loops(case, k):
     y, s = case
-    y, s = y[:300], s[:300]
-    ranked = _ranked_lists(s)
-    hits = np.array([sum(y[i, c] for c in r[:k]) for i, r in enumerate(ranked)])
-    assert abs(M.precision_at_k(y, s, k) - np.mean(hits / min(k, y.shape[1]))) < TOL
+    y, s = y[:120], s[:120]
+    hits = _expected_hits_by_loop(y, s, k)
+    assert abs(M.precision_at_k(y, s, k) - np.mean(hits / k)) < TOL       # / k, also for k > C (tied: C = 12)
     m = y.sum(1)
     assert abs(M.recall_at_k(y, s, k) - np.mean(hits[m > 0] / m[m > 0])) < TOL
-    assert abs(M.one_error(y, s) - np.mean([y[i, r[0]] == 0 for i, r in enumerate(ranked)])) < TOL
+    assert abs(M.one_error(y, s) - np.mean(1 - _expected_hits_by_loop(y, s, 1))) < TOL
     # per-sample k: precision@M (R-precision) over samples with M > 0
-    hits_m = np.array([sum(y[i, c] for c in r[:m[i]]) for i, r in enumerate(ranked)])
+    hits_m = np.array([_expected_hits_by_loop(y[i:i + 1], s[i:i + 1], m[i])[0] for i in range(len(y))])
     assert abs(M.precision_at_k(y, s, m) - np.mean(hits_m[m > 0] / m[m > 0])) < TOL
+    assert abs(M.recall_at_k(y, s, m) - np.mean(hits_m[m > 0] / m[m > 0])) < TOL
+    if k <= y.shape[1]:
+        got = M.top_k_metrics(y, s, [k])
+        assert got == {"one_error": M.one_error(y, s), "precision_at_%d" % k: M.precision_at_k(y, s, k),
+                       "recall_at_%d" % k: M.recall_at_k(y, s, k)}
 
 
-def test_ties_inside_a_sample_break_by_lower_class_index():
-    y = np.array([[0, 1, 0], [1, 0, 0]])
-    s = np.array([[0.5, 0.5, 0.1], [0.2, 0.4, 0.4]])
-    assert M.one_error(y, s) == 1.0                     # sample 0: top is class 0 (tie); sample 1: class 1
-    assert M.precision_at_k(y, s, 1) == 0.0
-    assert M.precision_at_k(y, s, 2) == 0.25
+def test_precision_at_k_divides_by_k_beyond_c():
+    assert M.precision_at_k([[1, 1, 0]], [[.5, .4, .1]], 10) == pytest.approx(0.2, abs=1e-15)
+    assert M.precision_at_k([[1, 1, 0]], [[.5, .4, .1]], 3) == pytest.approx(2 / 3, abs=1e-15)
+    assert M.recall_at_k([[1, 1, 0]], [[.5, .4, .1]], 10) == 1.0
+    assert M.precision_at_k([[1, 1, 0], [0, 0, 1]], [[.5, .4, .1], [.2, .2, .2]], np.array([4, 0])) == 0.5
+
+
+def test_ties_average_over_every_order_of_the_classes():
+    """Brute force: the mean over all 5! column orders of the old rule (ties by lower class index) is the
+    expected value, and any column order gives the same value."""
+    import itertools
+    y = np.array([[1, 0, 0, 1, 0], [0, 1, 1, 0, 0], [1, 1, 0, 0, 0], [0, 0, 0, 0, 1]])
+    s = np.array([[.3, .3, .3, .1, .3], [.2, .5, .5, .5, .1], [.4, .4, .4, .4, .4], [.9, .1, .1, .1, .1]])
+    for k in (1, 2, 3, 4):
+        per_order = []
+        for order in itertools.permutations(range(5)):
+            ys, ss = y[:, order], s[:, order]
+            top = np.argsort(-ss, axis=1, kind="stable")[:, :k]
+            per_order.append(np.take_along_axis(ys, top, axis=1).sum(1))
+        want = np.mean(per_order, axis=0)
+        assert abs(M.precision_at_k(y, s, k) - np.mean(want / k)) < 1e-12, k
+        assert abs(M.recall_at_k(y, s, k) - np.mean(want / y.sum(1))) < 1e-12, k
+        if k == 1:
+            assert abs(M.one_error(y, s) - np.mean(1 - want)) < 1e-12
+    rng = np.random.default_rng(8)
+    yb, sb = tied(rng, 300, 12)
+    for perm in (np.arange(12)[::-1], rng.permutation(12)):
+        for k in (1, 3):
+            assert M.precision_at_k(yb[:, perm], sb[:, perm], k) == pytest.approx(M.precision_at_k(yb, sb, k),
+                                                                                    abs=1e-12)
+            assert M.recall_at_k(yb[:, perm], sb[:, perm], k) == pytest.approx(M.recall_at_k(yb, sb, k), abs=1e-12)
+            np.testing.assert_array_equal(M.top_k_labels(sb[:, perm], k), M.top_k_labels(sb, k)[:, perm])
+        assert M.one_error(yb[:, perm], sb[:, perm]) == pytest.approx(M.one_error(yb, sb), abs=1e-12)
+
+
+def test_dead_net_is_scored_the_same_in_either_class_order():
+    """The issue's case: constant scores, class 0 always true, 9 other classes at random."""
+    rng = np.random.default_rng(25)
+    y = rng.random((200, 10)) < 0.1
+    y[:, 0] = True
+    s = np.full((200, 10), 0.1)
+    for labels in (y, y[:, ::-1]):
+        r = report(labels, s, "top-k:1")
+        assert r["precision_at_1"] == pytest.approx(y.sum() / y.size, abs=1e-12)
+        assert r["one_error"] == pytest.approx(1 - y.sum() / y.size, abs=1e-12)
+        # top-k:1 on a 10-way tie takes every label: F1-micro = 2 TP / (2 TP + FP)
+        assert r["f1_micro"] == pytest.approx(2 * y.sum() / (y.sum() + y.size), abs=1e-12)
+
+
+def test_top_k_labels_take_the_whole_tie_at_the_kth_place():
+    s = np.array([[0.5, 0.5, 0.1], [0.2, 0.4, 0.4], [0.3, 0.2, 0.1], [0.1, 0.1, 0.1]])
+    np.testing.assert_array_equal(M.top_k_labels(s, 1), [[1, 1, 0], [0, 1, 1], [1, 0, 0], [1, 1, 1]])
+    np.testing.assert_array_equal(M.top_k_labels(s, 2), [[1, 1, 0], [0, 1, 1], [1, 1, 0], [1, 1, 1]])
+    np.testing.assert_array_equal(M.top_k_labels(s, [0, 3, 1, 5]), [[0, 0, 0], [1, 1, 1], [1, 0, 0], [1, 1, 1]])
+    assert M.precision_at_k([[0, 1, 0], [1, 0, 0]], s[:2], 1) == 0.25      # half a hit: 1 of 2 tied is true
+    assert M.one_error([[0, 1, 0], [1, 0, 0]], s[:2]) == 0.75
 
 
 def test_hand_computed_average_precision():
@@ -167,24 +232,103 @@ def test_single_class():
     assert abs(M.coverage(y, s) - (y.mean() - 1)) < TOL
 
 
-def test_chunked_core_equals_one_chunk(monkeypatch):
-    y, s = CASES["trained64"]
-    whole = [M.average_precision(y, s, None), M.label_ranking_average_precision(y, s), M.ranking_loss(y, s)]
-    monkeypatch.setattr(M, "_CHUNK_ELEMENTS", 97)       # several rows / classes per chunk, uneven
-    chunked = [M.average_precision(y, s, None), M.label_ranking_average_precision(y, s), M.ranking_loss(y, s)]
-    np.testing.assert_array_equal(whole[0], chunked[0])
-    assert whole[1:] == chunked[1:]
+def test_chunked_metrics_equal_references(monkeypatch):
+    """Blocks of 97 elements (several rows per block, uneven, and blocks smaller than one row) against
+    scikit-learn and the loops, not against the code itself."""
+    y, s = CASES["tied"]
+    monkeypatch.setattr(M, "_CHUNK_ELEMENTS", 97)
+    has = y.any(0)
+    np.testing.assert_allclose(M.average_precision(y, s, None)[has], sk(skm.average_precision_score, y[:, has],
+                                                                        s[:, has], average=None), rtol=0, atol=TOL)
+    assert abs(M.average_precision(y, s, "micro") - skm.average_precision_score(y, s, average="micro")) < TOL
+    rows = y.any(1)
+    assert abs(M.average_precision(y, s, "samples") - skm.average_precision_score(y[rows], s[rows],
+                                                                                  average="samples")) < TOL
+    assert abs(M.label_ranking_average_precision(y, s) - skm.label_ranking_average_precision_score(y, s)) < TOL
+    assert abs(M.ranking_loss(y, s) - skm.label_ranking_loss(y, s)) < TOL
+    assert abs(M.coverage(y, s) - (skm.coverage_error(y, s) - 1)) < TOL
+    assert abs(M.precision_at_k(y, s, 3) - np.mean(_expected_hits_by_loop(y, s, 3) / 3)) < TOL
+    np.testing.assert_array_equal(M.top_k_labels(s, 2), s >= np.sort(s, axis=1)[:, -2:-1])
+    predicted = s >= 0.5
+    for average in ("micro", "macro", "samples", None):
+        np.testing.assert_allclose(M.f1(y, predicted, average), sk(skm.f1_score, y, predicted, average=average),
+                                   rtol=0, atol=TOL)
+    assert abs(M.hamming_loss(y, predicted) - skm.hamming_loss(y, predicted)) < TOL
+    assert abs(M.exact_match(y, predicted) - skm.accuracy_score(y, predicted)) < TOL
+    monkeypatch.setattr(M, "_CHUNK_ELEMENTS", 5)            # a block is one row of 12: a bad value in row 150
+    bad = s.copy()
+    bad[150, 3] = np.inf
+    bad[170, 1] = np.nan
+    with pytest.raises(MultilabelLossError, match=r"2 non-finite value\(s\), first inf at \(150, 3\)"):
+        M.average_precision(y, bad)
+    weights = y * 0.5
+    weights[160, 2] = -0.5
+    with pytest.raises(MultilabelLossError, match=r"found -0.5 at \(160, 2\)"):
+        M.check_labels("t", weights)
 
 
 def test_report_has_every_metric():
-    y, s = CASES["trained64"]
-    r = report(y, s, "top-k:2")
-    assert r["mAP"] == M.average_precision(y, s)
-    assert r["exact_match"] == M.exact_match(y, M.top_k_labels(s, 2))
-    for key in ("AP_micro", "AP_samples", "label_ranking_average_precision", "ranking_loss", "coverage",
-                "one_error", "precision_at_3", "recall_at_5", "hamming_loss", "f1_micro", "f1_macro", "f1_samples"):
-        assert np.isfinite(r[key]), key
-    assert r["rule"] == "top-k:2" and r["missing_positives"] == {"classes": [], "samples": 0}
+    """Every key against scikit-learn or a loop; exact keys, in order; k = C is reported, k > C is not."""
+    y, s = CASES["trained64"][0][:200, :5], CASES["trained64"][1][:200, :5]
+    y = y.copy()
+    y[:3] = 0                                             # samples with no true label
+    r = report(y, s, "top-k:2", k=(1, 3, 5, 6))
+    assert list(r) == ["samples", "classes", "rule", "mAP", "AP_micro", "AP_samples",
+                       "label_ranking_average_precision", "ranking_loss", "coverage", "one_error",
+                       "precision_at_1", "recall_at_1", "precision_at_3", "recall_at_3", "precision_at_5",
+                       "recall_at_5", "hamming_loss", "f1_micro", "f1_macro", "f1_samples", "exact_match",
+                       "missing_positives"]
+    predicted = np.zeros_like(y)
+    np.put_along_axis(predicted, np.argsort(-s, axis=1)[:, :2], 1, axis=1)      # no ties in these scores
+    want = {"mAP": skm.average_precision_score(y, s), "AP_micro": skm.average_precision_score(y, s, average="micro"),
+            "AP_samples": skm.average_precision_score(y[y.any(1)], s[y.any(1)], average="samples"),
+            "label_ranking_average_precision": skm.label_ranking_average_precision_score(y, s),
+            "ranking_loss": skm.label_ranking_loss(y, s), "coverage": skm.coverage_error(y, s) - 1,
+            "one_error": 1 - np.mean(_expected_hits_by_loop(y, s, 1)),
+            "hamming_loss": skm.hamming_loss(y, predicted), "f1_micro": skm.f1_score(y, predicted, average="micro"),
+            "f1_macro": skm.f1_score(y, predicted, average="macro"),
+            "f1_samples": sk(skm.f1_score, y, predicted, average="samples"),
+            "exact_match": skm.accuracy_score(y, predicted)}
+    m = y.sum(1)
+    for k in (1, 3, 5):
+        hits = _expected_hits_by_loop(y, s, k)
+        want["precision_at_%d" % k] = np.mean(hits / k)
+        want["recall_at_%d" % k] = np.mean(hits[m > 0] / m[m > 0])
+    for key, value in want.items():
+        assert abs(r[key] - value) < TOL, key
+    assert r["rule"] == "top-k:2" and r["samples"] == 200 and r["classes"] == 5
+    assert r["missing_positives"] == {"classes": [], "samples": int((~y.any(1)).sum())}
+
+
+def test_missing_positives_counts_empty_rows_and_columns():
+    y = np.array([[0, 0, 0], [1, 0, 0], [0, 0, 0], [1, 1, 0]])
+    assert M.missing_positives(y) == {"classes": [2], "samples": 2}
+    assert M.missing_positives(np.ones((2, 3))) == {"classes": [], "samples": 0}
+
+
+def test_precision_recall_curve_by_hand():
+    recall, precision = M.precision_recall_curve([1, 0, 1, 1, 0], [0.9, 0.8, 0.8, 0.3, 0.1])
+    np.testing.assert_allclose(recall, [0, 1 / 3, 2 / 3, 1, 1], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(precision, [1, 1, 2 / 3, 3 / 4, 3 / 5], rtol=0, atol=1e-15)
+    ap = np.sum(np.diff(recall) * precision[1:])
+    assert ap == pytest.approx(M.average_precision([[1], [0], [1], [1], [0]], [[.9], [.8], [.8], [.3], [.1]]),
+                               abs=1e-15)
+
+
+def test_weighted_labels_count_as_positives():
+    """A label weight (the data layers' 2:0.5) is a positive: the same values as the 0/1 labels."""
+    y, s = CASES["trained32"]
+    w = y * np.where(np.arange(y.shape[1]) % 2, 0.5, 2.0)
+    for fn in (M.label_ranking_average_precision, M.ranking_loss, M.coverage, M.one_error):
+        assert fn(w, s) == fn(y, s)
+    assert M.average_precision(w, s) == M.average_precision(y, s)
+    assert M.precision_at_k(w, s, 3) == M.precision_at_k(y, s, 3)
+    with pytest.raises(MultilabelLossError, match=r"found -1.0 at \(0, 1\)"):
+        M.check_labels("t", [[0.5, -1.0]])
+    with pytest.raises(MultilabelLossError, match=r"found nan at \(0, 0\)"):
+        M.check_labels("t", [[np.nan, 1.0]])
+    with pytest.raises(MultilabelLossError, match=r"found -2 at \(0, 1\)"):
+        M.check_labels("t", np.array([[1, -2]]))
 
 
 def test_indices_to_multi_hot():
@@ -198,7 +342,7 @@ def test_indices_to_multi_hot():
 @pytest.mark.parametrize("labels, scores, match", [
     ([[1, 0]], [[0.1, np.nan]], r"scores has 1 non-finite value\(s\), first nan at \(0, 1\)"),
     ([[1, 0]], [[0.1, 0.2, 0.3]], r"scores shape \(1, 3\) does not match labels shape \(1, 2\)"),
-    ([[2, 0]], [[0.1, 0.2]], r"labels must be 0 or 1 .*found 2 at \(0, 0\)"),
+    ([[-2, 0]], [[0.1, 0.2]], r"labels must be 0/1 multi-hot .*found -2 at \(0, 0\)"),
     ([1, 0], [0.1, 0.2], r"labels must be an N x C multi-hot array, got shape \(2,\)"),
 ])
 def test_bad_input(labels, scores, match):

@@ -27,70 +27,9 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-NUM_CLASSES = 10
-DIGIT_SIZE = 8
+from softmax_multilabel_layer.data.digits import DIGIT_SIZE, NUM_CLASSES, compose, load_scans, split_scans
 
-
-def load_scans() -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """Return (images float32 N x 8 x 8 in [0, 1], targets int N)."""
-    from sklearn.datasets import load_digits
-    digits = load_digits()
-    return (digits.images / 16.0).astype(np.float32), digits.target.astype(np.int64)
-
-
-def split_scans(targets: NDArray[np.int64], test_fraction: float,
-                seed: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Stratified split of scan indices -> (train_idx, test_idx), sorted, disjoint."""
-    from sklearn.model_selection import train_test_split
-    idx = np.arange(len(targets))
-    train_idx, test_idx = train_test_split(
-        idx, test_size=test_fraction, random_state=seed, stratify=targets)
-    return np.sort(train_idx), np.sort(test_idx)
-
-
-def _place_boxes(k: int, canvas: tuple[int, int], rng: np.random.Generator,
-                 max_tries: int = 200) -> list[tuple[int, int]]:
-    """k non-overlapping DIGIT_SIZE boxes in canvas -> list of (row, col) top-left corners."""
-    h, w = canvas
-    while True:
-        boxes: list[tuple[int, int]] = []
-        for _ in range(max_tries):
-            r = int(rng.integers(0, h - DIGIT_SIZE + 1))
-            c = int(rng.integers(0, w - DIGIT_SIZE + 1))
-            if all(abs(r - r2) >= DIGIT_SIZE or abs(c - c2) >= DIGIT_SIZE for r2, c2 in boxes):
-                boxes.append((r, c))
-                if len(boxes) == k:
-                    return boxes
-        # Unlucky first placements left no room: start over (rare on 24x24).
-
-
-def compose(images: NDArray[np.float32], targets: NDArray[np.int64], pool: NDArray[np.int64], n: int,
-            rng: np.random.Generator, canvas: tuple[int, int] = (24, 24), max_digits: int = 3,
-            progress: Callable[[int, int], None] | None = None) -> dict[str, NDArray[Any]]:
-    """Compose n examples from the scans in ``pool`` (indices into images/targets)."""
-    h, w = canvas
-    if h < DIGIT_SIZE or w < DIGIT_SIZE:
-        raise ValueError("canvas smaller than a digit")
-    by_class = [pool[targets[pool] == c] for c in range(NUM_CLASSES)]
-    if any(len(p) == 0 for p in by_class):
-        raise ValueError("every class needs at least one scan in the pool")
-    data = np.zeros((n, 1, h, w), np.float32)
-    label = np.zeros((n, NUM_CLASSES), np.float32)
-    scan_index = np.full((n, max_digits), -1, np.int64)
-    position = np.full((n, max_digits, 2), -1, np.int64)
-    step = max(1, n // 4)
-    for i in range(n):
-        k = int(rng.integers(1, max_digits + 1))
-        classes = rng.choice(NUM_CLASSES, size=k, replace=False)
-        for j, (cls, (r, c)) in enumerate(zip(classes, _place_boxes(k, canvas, rng), strict=True)):
-            s = int(rng.choice(by_class[cls]))
-            data[i, 0, r:r + DIGIT_SIZE, c:c + DIGIT_SIZE] = images[s]
-            label[i, cls] = 1.0
-            scan_index[i, j] = s
-            position[i, j] = (r, c)
-        if progress is not None and ((i + 1) % step == 0 or i + 1 == n):
-            progress(i + 1, n)
-    return {"data": data, "label": label, "scan_index": scan_index, "position": position}
+__all__ = ["DIGIT_SIZE", "NUM_CLASSES", "compose", "load_scans", "split_scans", "make_dataset"]
 
 
 def write_split(out_dir: str, name: str, arrays: Mapping[str, NDArray[Any]]) -> str:

@@ -5,6 +5,7 @@
 loads the deploy net with the snapshot's weights, forwards the test set and prints
 mAP, precision@M and exact-set accuracy (softmax_multilabel_layer.evaluation.metrics) as JSON.
 """
+import argparse
 import json
 import os
 import sys
@@ -13,6 +14,7 @@ import h5py
 import numpy as np
 
 from softmax_multilabel_layer.evaluation import metrics as M
+from softmax_multilabel_layer.tools.train import forward_in_batches
 
 _caffe = None
 
@@ -33,26 +35,11 @@ def load_split(h5_path):
         return f["data"][()], f["label"][()]
 
 
-def forward_blobs(net, data, blobs, batch_size=100):
-    """Forward data through a pycaffe net in batches -> {blob: N x ... array} (each blob flattened per sample)."""
-    chunks: dict[str, list[np.ndarray]] = {b: [] for b in blobs}
-    for start in range(0, len(data), batch_size):
-        x = data[start:start + batch_size]
-        if net.blobs["data"].data.shape != x.shape:
-            net.blobs["data"].reshape(*x.shape)
-            net.reshape()
-        net.blobs["data"].data[...] = x
-        net.forward()
-        for b in blobs:
-            chunks[b].append(net.blobs[b].data.reshape(len(x), -1).copy())
-    return {b: np.concatenate(v, axis=0) for b, v in chunks.items()}
-
-
 def predict(deploy, weights, data, output="prob", batch_size=100):
     """Forward data (N x 1 x H x W) through deploy+weights -> N x C scores of ``output``."""
     caffe = import_caffe()
     net = caffe.Net(deploy, weights, caffe.TEST)
-    return forward_blobs(net, data, (output,), batch_size)[output]
+    return forward_in_batches(net, data, (output,), batch_size)[output]
 
 
 def all_metrics(scores, labels):
@@ -77,11 +64,12 @@ def evaluate(deploy, weights, data, labels):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 3:
-        print(__doc__, file=sys.stderr)
-        return 2
-    deploy, weights, h5_path = argv
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("deploy", help="deploy prototxt")
+    parser.add_argument("weights", help=".caffemodel snapshot")
+    parser.add_argument("h5_path", help="the test split's HDF5 file (data, label)")
+    args = parser.parse_args(argv)
+    deploy, weights, h5_path = args.deploy, args.weights, args.h5_path
     data, labels = load_split(h5_path)
     metrics = evaluate(deploy, weights, data, labels)
     metrics.pop("per_class_ap")

@@ -1,5 +1,9 @@
 """Summary statistics, markdown tables and the loss / mAP plot of a demo run."""
+from typing import Any
+
 import numpy as np
+
+from softmax_multilabel_layer.tools.train import run_statistics
 
 from digits_train import LOSS_NAMES, VARIANTS
 
@@ -7,15 +11,12 @@ METRICS = (("mAP", "test mAP"), ("precision_at_m", "precision@M"),
            ("exact_set_accuracy", "exact-set acc (top-M)"))
 
 
-def stats(values):
-    v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-            "min": float(v.min()), "max": float(v.max()), "n": int(len(v))}
+stats = run_statistics          # mean, std (ddof 1), min, max, n of one number over seeds
 
 
 def summarize(runs):
     """runs (each with variant, seed, final metrics, train_seconds) -> {variant: {metric: stats}}."""
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for variant in VARIANTS:
         rs = [r for r in runs if r["variant"] == variant]
         if not rs:

@@ -13,8 +13,10 @@ The Caffe executable is always <repo>/.venv/bin/caffe, the wrapper ``make setup`
 import argparse
 import os
 import re
-import subprocess
 import sys
+
+from softmax_multilabel_layer.tools.train import caffe_env, list_snapshots, parse_log, set_solver_field
+from softmax_multilabel_layer.tools.train import train as caffe_train
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROTOTXT_DIR = os.path.join(REPO, "prototxt", "digits")
@@ -29,14 +31,9 @@ LOSS_NAMES = {
 DEFAULT_LISTS = {"train": "output/digits/data/train_list.txt",
                  "test": "output/digits/data/test_list.txt"}
 
-TRAIN_RE = re.compile(r"\] Iteration (\d+)(?: \([\d.]+ iter/s, [\d.]+s/\d+ iters\))?, loss = (\S+)")
-TEST_START_RE = re.compile(r"\] Iteration (\d+), Testing net")
-TEST_LOSS_RE = re.compile(r"Test net output #\d+: loss = (\S+)")
-LR_RE = re.compile(r"\] Iteration (\d+), lr = (\S+)")
-SNAPSHOT_RE = re.compile(r"Snapshotting to binary proto file (\S+)")
-
 
 def caffe_bin():
+    """The Caffe executable, <repo>/.venv/bin/caffe (the wrapper ``make setup`` writes)."""
     return os.path.join(REPO, ".venv", "bin", "caffe")
 
 
@@ -51,15 +48,6 @@ def solver_field(variant, key):
     with open(prototxt_path(variant, "solver")) as f:
         m = re.search(r"^%s:\s*([^#\n]*)" % re.escape(key), f.read(), re.M)
     return m.group(1).strip() if m else None
-
-
-def set_field(text, key, value):
-    """Set a top-level ``key: value`` line of a solver prototxt (appended if missing)."""
-    line = "%s: %s" % (key, value)
-    pattern = re.compile(r"^%s:.*$" % re.escape(key), re.M)
-    if pattern.search(text):
-        return pattern.sub(lambda _: line, text, count=1)
-    return text.rstrip("\n") + "\n" + line + "\n"
 
 
 def prepare_run(variant, run_dir, data_dir, seed=None, **solver_fields):
@@ -81,130 +69,28 @@ def prepare_run(variant, run_dir, data_dir, seed=None, **solver_fields):
         f.write(net)
     with open(prototxt_path(variant, "solver")) as f:
         solver = f.read()
-    solver = set_field(solver, "net", '"%s"' % net_path)
-    solver = set_field(solver, "snapshot_prefix", '"%s"' % os.path.join(run_dir, "snap"))
+    solver = set_solver_field(solver, "net", '"%s"' % net_path)
+    solver = set_solver_field(solver, "snapshot_prefix", '"%s"' % os.path.join(run_dir, "snap"))
     if seed is not None:
-        solver = set_field(solver, "random_seed", int(seed))
+        solver = set_solver_field(solver, "random_seed", int(seed))
     for key, value in solver_fields.items():
-        solver = set_field(solver, key, value)
+        solver = set_solver_field(solver, key, value)
     solver_path = os.path.join(run_dir, "solver.prototxt")
     with open(solver_path, "w") as f:
         f.write(solver)
     return solver_path
 
 
-class ProgressFilter:
-    """Caffe log line -> short progress text, or None for the glog noise.
-
-    Keeps training-loss lines at multiples of ``train_every``, every test loss (with its
-    iteration), the end of optimization, resumes and errors.
-    """
-
-    def __init__(self, train_every=1):
-        self.train_every = train_every
-        self.testing_iter = None
-
-    def __call__(self, line):
-        m = TRAIN_RE.search(line)
-        if m:
-            if int(m.group(1)) % self.train_every:
-                return None
-            return "iter %5s  train loss %s" % (m.group(1), m.group(2))
-        m = TEST_START_RE.search(line)
-        if m:
-            self.testing_iter = m.group(1)
-            return None
-        m = TEST_LOSS_RE.search(line)
-        if m:
-            return "iter %5s  test loss  %s" % (self.testing_iter, m.group(1))
-        if ("Optimization Done" in line and "solver.cpp" in line) or "stopped early" in line \
-                or "Resuming from" in line:
-            return line.split("] ", 1)[-1].strip()
-        if re.match(r"^[FE]\d{4}", line) or "Error" in line or "Traceback" in line:
-            return line.rstrip()
-        return None
-
-
-def caffe_env():
-    env = dict(os.environ)
-    env.setdefault("OPENBLAS_NUM_THREADS", "1")    # runs go in parallel, one core each
-    env["GLOG_logtostderr"] = "1"                  # log to the pipe only, no /tmp/caffe.bin.* files
-    env["GLOG_minloglevel"] = "0"                  # INFO lines carry the losses (pycaffe users set 2)
-    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
 def train(solver_path, log_path, snapshot=None, on_progress=None, progress_every=1, extra_args=()):
-    """Run ``caffe train --solver ...`` (from the repo root), tee the log to log_path.
-
-    on_progress(text) gets the filtered progress lines (training loss every
-    progress_every iterations, see ProgressFilter). Returns the exit code.
-    With snapshot=X.solverstate, the run resumes from it; the log is appended.
-    """
-    cmd = [caffe_bin(), "train", "--solver", solver_path]
-    if snapshot:
-        cmd += ["--snapshot", snapshot]
-    cmd += list(extra_args)
-    with open(log_path, "a" if snapshot else "w") as log:
-        log.write("# %s\n" % " ".join(cmd))
-        log.flush()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=caffe_env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
-        progress = ProgressFilter(progress_every)
-        assert proc.stdout is not None                  # stdout=PIPE
-        for line in proc.stdout:
-            log.write(line)
-            if on_progress is not None:
-                text = progress(line)
-                if text:
-                    on_progress(text)
-        return proc.wait()
+    """``caffe train`` of a run (softmax_multilabel_layer.tools.train.train) from the repo root, with
+    <repo>/.venv/bin/caffe: the committed prototxts' relative paths are the repo root's."""
+    return caffe_train(solver_path, log_path, snapshot=snapshot, on_progress=on_progress,
+                       progress_every=progress_every, extra_args=extra_args, cwd=REPO, caffe=caffe_bin())
 
 
-def parse_log(text):
-    """Caffe log text -> {"train": [(iter, loss)], "test": [(iter, loss)], "lr": [(iter, lr)],
-    "snapshots": [caffemodel paths]}. A resumed run's repeated iterations keep the last value."""
-    train, test, lr, snaps = {}, {}, {}, []
-    testing_iter = None
-    for line in text.splitlines():
-        m = TRAIN_RE.search(line)
-        if m:
-            train[int(m.group(1))] = float(m.group(2))
-            continue
-        m = TEST_START_RE.search(line)
-        if m:
-            testing_iter = int(m.group(1))
-            continue
-        m = TEST_LOSS_RE.search(line)
-        if m and testing_iter is not None:
-            test[testing_iter] = float(m.group(1))
-            testing_iter = None
-            continue
-        m = LR_RE.search(line)
-        if m:
-            lr[int(m.group(1))] = float(m.group(2))
-            continue
-        m = SNAPSHOT_RE.search(line)
-        if m and m.group(1) not in snaps:
-            snaps.append(m.group(1))
-    return {"train": sorted(train.items()), "test": sorted(test.items()),
-            "lr": sorted(lr.items()), "snapshots": snaps}
-
-
-def snapshot_iter(path):
-    m = re.search(r"_iter_(\d+)\.(caffemodel|solverstate)(\.h5)?$", path)
-    return int(m.group(1)) if m else None
-
-
-def list_snapshots(run_dir, ext="caffemodel"):
-    """[(iter, path)] of the run's snapshots, by iteration."""
-    out = []
-    for name in os.listdir(run_dir):
-        if name.endswith("." + ext):
-            it = snapshot_iter(name)
-            if it is not None:
-                out.append((it, os.path.join(run_dir, name)))
-    return sorted(out)
+# Shared with the other examples through the package; named here for the demo's callers and tests.
+__all__ = ["LOSS_NAMES", "REPO", "VARIANTS", "caffe_bin", "caffe_env", "list_snapshots", "parse_log",
+           "prepare_run", "set_solver_field", "train"]
 
 
 def main(argv=None):

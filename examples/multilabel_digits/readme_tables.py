@@ -14,8 +14,6 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import digits_report  # noqa: E402
 from digits_train import LOSS_NAMES, REPO, VARIANTS  # noqa: E402
 

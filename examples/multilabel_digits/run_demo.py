@@ -20,8 +20,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import digits_data  # noqa: E402
 import digits_eval  # noqa: E402
 import digits_report  # noqa: E402

@@ -21,9 +21,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "multilabel_digits"))
-import digits_data  # noqa: E402  (the digits example's composition code)
+from softmax_multilabel_layer.data import digits as digits_data
 
 CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -43,12 +41,16 @@ def write_split(out: str, name: str, arrays: Mapping[str, NDArray[Any]]) -> int:
 
 
 def make_images(out: str, n_train: int = 4000, n_test: int = 1000, seed: int = 0,
-                canvas: tuple[int, int] = (32, 32)) -> dict[str, int]:
+                canvas: tuple[int, int] = (32, 32), n_val: int = 0) -> dict[str, int]:
+    """Write the train and test splits (and a val split of n_val canvases when n_val > 0: new canvases of the
+    training scans, for calibrating thresholds; the test scans stay held out)."""
     os.makedirs(out, exist_ok=True)
     scans, targets = digits_data.load_scans()
     train_pool, test_pool = digits_data.split_scans(targets, 0.3, seed)
     counts: dict[str, int] = {}
-    for split_no, (name, pool, n) in enumerate((("train", train_pool, n_train), ("test", test_pool, n_test))):
+    splits = [("train", train_pool, n_train), ("test", test_pool, n_test)] + ([("val", train_pool, n_val)]
+                                                                             if n_val > 0 else [])
+    for split_no, (name, pool, n) in enumerate(splits):
         arrays = digits_data.compose(scans, targets, pool, n, np.random.default_rng([seed, split_no]), canvas)
         counts[name] = write_split(out, name, arrays)
     with open(os.path.join(out, "class_names.txt"), "w") as f:
@@ -61,10 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="output/multilabel_images")
     p.add_argument("--n-train", type=int, default=4000)
     p.add_argument("--n-test", type=int, default=1000)
+    p.add_argument("--n-val", type=int, default=500, help="validation canvases (of the training scans; default 500)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    counts = make_images(args.out, args.n_train, args.n_test, args.seed)
-    print("wrote %d train and %d test JPEGs with list files to %s" % (counts["train"], counts["test"], args.out))
+    counts = make_images(args.out, args.n_train, args.n_test, args.seed, n_val=args.n_val)
+    print("wrote %d train, %d val and %d test JPEGs with list files to %s"
+          % (counts["train"], counts.get("val", 0), counts["test"], args.out))
     return 0
 
 

@@ -18,7 +18,6 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
 from make_images import make_images  # noqa: E402
 
 DEFAULT_OUT = "output/multilabel_images"
@@ -79,10 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--n-train", type=int, default=4000)
     p.add_argument("--n-test", type=int, default=1000)
+    p.add_argument("--n-val", type=int, default=500, help="validation images, for calibrating thresholds")
     p.add_argument("--max-iter", type=int, help="override the solver's max_iter (default 500)")
     args = p.parse_args(argv)
-    counts = make_images(args.out, args.n_train, args.n_test)
-    print("wrote %(train)d train and %(test)d test JPEGs and list files to " % counts + args.out)
+    counts = make_images(args.out, args.n_train, args.n_test, n_val=args.n_val)
+    print("wrote %d train, %d val and %d test JPEGs and list files to %s"
+          % (counts["train"], counts.get("val", 0), counts["test"], args.out))
     paths = write_prototxts(args.out, args.max_iter)
     losses, tests = train(paths["solver"], os.path.abspath(args.out))
     last = losses[-1][0]

@@ -19,22 +19,19 @@ suits many classes with few positives each.
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from softmax_multilabel_layer.data.hdf5_labels import (  # noqa: E402
+from softmax_multilabel_layer.data.hdf5_labels import (
     dense_from_indices,
     read_index_labels,
     write_index_labels,
     write_list_file,
 )
+from softmax_multilabel_layer.tools.train import train
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FEATURES, CLASSES, K, SAMPLES, BATCH = 32, 500, 3, 1024, 64
 
 
@@ -92,16 +89,12 @@ def main():
     print("wrote %s (data %s, label %s x %d indices + label_weight) and %s" % (h5, x.shape, SAMPLES, K, solver_path))
 
     if args.cli:
-        caffe_bin = os.environ.get("CAFFE_BIN") or os.path.join(REPO, ".venv", "bin", "caffe")
-        env = dict(os.environ, GLOG_minloglevel="0", PYTHONPATH=os.pathsep.join(
-            p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
-        log = subprocess.run([caffe_bin, "train", "--solver", solver_path], env=env, capture_output=True, text=True)
-        for line in log.stderr.splitlines():
-            if "Iteration" in line and "loss" in line:
-                print(line.split("] ", 1)[-1])
-        if log.returncode:
-            sys.stderr.write(log.stderr[-3000:])
-            return log.returncode
+        log_path = os.path.join(args.out, "train.log")
+        code = train(solver_path, log_path, on_progress=print, caffe=os.environ.get("CAFFE_BIN"))
+        if code:
+            with open(log_path) as f:
+                sys.stderr.write(f.read()[-3000:])
+            return code
         return 0
 
     import caffe
@@ -123,7 +116,7 @@ def main():
     from softmax_multilabel_layer.losses import functional as F
     dense_loss, _ = F.softmax_multilabel_loss(net.blobs["scores"].data, dense, normalize_targets="sum")
     print("forward: indices-format loss %.6f, dense-label loss %.6f (same batch); %d samples, %d classes, K=%d"
-          % (float(net.blobs["loss"].data), dense_loss, stored.data.shape[0], stored.num_classes, K))
+          % (float(net.blobs["loss"].data), dense_loss, stored.data.shape[0], stored.num_classes or CLASSES, K))
     if not np.isclose(float(net.blobs["loss"].data), dense_loss, rtol=1e-5):
         raise SystemExit("indices and dense losses differ")
     print("loss went from %.4f to %.4f over %d SGD iterations" % (losses[0], losses[-1], args.iters))

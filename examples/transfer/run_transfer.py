@@ -38,17 +38,13 @@ from typing import Any
 import numpy as np
 
 from softmax_multilabel_layer.evaluation import metrics
+from softmax_multilabel_layer.tools.train import caffe_binary, parse_log, train
+from softmax_multilabel_layer.tools.train import forward_in_batches as forward
+from softmax_multilabel_layer.tools.train import run_statistics as stats
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "multilabel_digits"))
-
-import digits_train  # noqa: E402
-import transfer_data  # noqa: E402
-import transfer_nets  # noqa: E402
-from digits_eval import forward_blobs as forward  # noqa: E402
-from digits_report import stats  # noqa: E402
-from digits_train import REPO  # noqa: E402
+import transfer_data
+import transfer_nets
+from transfer_nets import REPO
 
 CONDITIONS = ("clean", "noisy")
 
@@ -401,8 +397,8 @@ def main(argv=None):
             with open(path, "w") as f:
                 f.write(text)
         start = time.time()
-        rc = digits_train.train(solver, os.path.join(run_dir, "train.log"), progress_every=args.max_iter,
-                                on_progress=lambda t: None)
+        rc = train(solver, os.path.join(run_dir, "train.log"), progress_every=args.max_iter,
+                   on_progress=lambda t: None, cwd=REPO)
         run["train_seconds"] = time.time() - start
         if rc != 0:
             raise RuntimeError("%s: caffe exited with %d, see %s" % (run["name"], rc,
@@ -420,7 +416,7 @@ def main(argv=None):
 
     def finish(run):
         with open(os.path.join(run["run_dir"], "train.log")) as f:
-            curve = digits_train.parse_log(f.read())["train"]
+            curve = parse_log(f.read())["train"]
         run["final_train_loss"] = curve[-1][1] if curve else None
         weights = os.path.join(run["run_dir"], "snap_iter_%d.caffemodel" % args.max_iter)
         net = caffe.Net(deploy, caffe.TEST, weights=weights)
@@ -439,7 +435,7 @@ def main(argv=None):
     first = args.seeds[0]
     say("\n== 2/4 pretraining with %s train: %d losses x %d conditions; lr grid %s with seed %d, "
         "then seeds %s at the chosen lr; %d iterations of batch %d; %d at a time"
-        % (digits_train.caffe_bin(), len(args.losses), len(args.conditions), args.lrs, first,
+        % (caffe_binary(), len(args.losses), len(args.conditions), args.lrs, first,
            args.seeds[1:], args.max_iter, transfer_nets.BATCH, args.jobs))
     search = {g: [new_run(g[1], g[0], lr, first) for lr in args.fixed_lr.get(g[1], args.lrs)] for g in groups}
     selected: dict[str, dict[str, float]] = {}      # {loss: {condition: base_lr}}

@@ -20,14 +20,12 @@ module adds, on top of them:
 Everything is a deterministic function of the seeds and the sizes.
 """
 import os
-import sys
 
 import h5py
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "multilabel_digits"))
-import digits_data  # noqa: E402
-from digits_data import DIGIT_SIZE, NUM_CLASSES  # noqa: E402
+from softmax_multilabel_layer.data import digits as digits_data
+from softmax_multilabel_layer.data.digits import DIGIT_SIZE, NUM_CLASSES
 
 GRID = 3            # digit x position tags: 3 x 3 cells of the canvas
 MAX_DIGITS = 3

@@ -11,6 +11,8 @@
    test fold with pycaffe;
 3. fits scikit-learn's OneVsRestClassifier(LogisticRegression) and MLPClassifier on the
    same folds;
+   and the peers of yeast_peers.py (ML-kNN, an ensemble of classifier chains, a random forest,
+   MLARAM) on the same folds, scored by the same code;
 4. writes <out>/results.json, results.md and results.png (with the published numbers of
    examples/yeast/published.json that were found in the papers) and prints the table.
 """
@@ -24,12 +26,14 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
 import numpy as np  # noqa: E402
 
+from softmax_multilabel_layer.tools.train import caffe_binary  # noqa: E402
+
 import yeast_data  # noqa: E402
 import yeast_eval  # noqa: E402
+import yeast_peers  # noqa: E402
 import yeast_train  # noqa: E402
 from yeast_eval import METRICS  # noqa: E402
 from yeast_train import LOSS_NAMES, REPO, VARIANTS  # noqa: E402
@@ -58,6 +62,7 @@ def parse_args(argv):
                    help="outer folds to run (default: all 10; fewer only for quick checks)")
     p.add_argument("--hparams", default=HPARAMS)
     p.add_argument("--no-baselines", action="store_true")
+    p.add_argument("--no-peers", action="store_true", help="skip the peers of yeast_peers.py")
     return p.parse_args(argv)
 
 
@@ -169,7 +174,7 @@ def plot(methods, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    colors = {"ours": "tab:blue", "baseline": "tab:gray", "published": "tab:orange"}
+    colors = {"ours": "tab:blue", "baseline": "tab:gray", "peer": "tab:green", "published": "tab:orange"}
     names = list(methods)
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.4 * len(names) + 1.6), sharey=True)
     ys = np.arange(len(names))[::-1]
@@ -183,7 +188,7 @@ def plot(methods, path):
         ax.grid(axis="x", alpha=0.3)
         ax.set_title(METRIC_TITLES[m] + ", mean ± std over the folds", fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
-    fig.legend(handles, list(colors), loc="lower center", ncol=3, fontsize=8)
+    fig.legend(handles, list(colors), loc="lower center", ncol=len(colors), fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -222,7 +227,7 @@ def main(argv=None):
         test_sets[k] = (train, test, Xte, lst)
     runs = [(k, v) for k, _ in folds for v in args.variants]
     say("\n== 1/3 training %d MLPs with %s train (%d at a time)"
-        % (len(runs), yeast_train.digits_train.caffe_bin(), args.jobs))
+        % (len(runs), caffe_binary(), args.jobs))
 
     def train_one(run):
         k, v = run
@@ -256,6 +261,13 @@ def main(argv=None):
         say("\n== 2/3 scikit-learn baselines on the same folds")
         baselines = run_baselines(X, Y, folds, say)
     t_base = time.time() - t2
+    t3 = time.time()
+    peers: dict[str, list[dict[str, float]]] = {}
+    peer_seconds: dict[str, float] = {}
+    if not args.no_peers:
+        say("\n== peers (yeast_peers.py) on the same folds")
+        peers, peer_seconds = yeast_peers.run_peers(X, Y, folds, say, jobs=args.jobs)
+    t_peers = time.time() - t3
 
     # 3. report
     methods, per_fold = {}, {}
@@ -268,6 +280,9 @@ def main(argv=None):
     for name, folds_m in baselines.items():
         per_fold[name] = folds_m
         methods[name] = dict({"source": "baseline", "model": BASELINES[name]}, **yeast_eval.summarize(folds_m))
+    for name, folds_m in peers.items():
+        per_fold[name] = folds_m
+        methods[name] = yeast_peers.peer_row(name, folds_m, peer_seconds[name])
     published, not_found = load_published()
     methods.update(published)
     check = targets(methods, per_fold)
@@ -283,9 +298,12 @@ def main(argv=None):
                             "per_variant_fold": hparams},
         "published_not_found": not_found,
         "targets": check,
+        "comparison": yeast_peers.compare(per_fold, yeast_peers.sources(methods, "ours"),
+                                          yeast_peers.sources(methods, "peer")),
         "command": " ".join([os.path.relpath(sys.executable, REPO), "examples/yeast/run_yeast.py"]
                             + (argv if argv is not None else sys.argv[1:])),
-        "seconds": {"ours": round(t_ours, 1), "baselines": round(t_base, 1), "total": round(wall, 1)},
+        "seconds": {"ours": round(t_ours, 1), "baselines": round(t_base, 1), "peers": round(t_peers, 1),
+                    "total": round(wall, 1)},
         "load_average": {"start": load_start, "end": os.getloadavg()},
         "cpu_count": os.cpu_count(),
     }
@@ -304,9 +322,12 @@ def main(argv=None):
     if not_found:
         notes += ["", "Published numbers not shown (not found in a source available here):"]
         notes += ["- %s — %s" % (n, s) for n, s in not_found.items()]
-    notes += ["", "Wall time: %.0f s (our losses %.0f s, baselines %.0f s); load average at start %.2f, "
-              "at end %.2f; %d CPUs." % (wall, t_ours, t_base, load_start[0], results["load_average"]["end"][0],
-                                         os.cpu_count() or 0)]
+    notes += ["", "Wall time: %.0f s (our losses %.0f s, baselines %.0f s, peers %.0f s); load average at start "
+              "%.2f, at end %.2f; %d CPUs." % (wall, t_ours, t_base, t_peers, load_start[0],
+                                              results["load_average"]["end"][0], os.cpu_count() or 0)]
+    comparison = yeast_peers.comparison_markdown(results)
+    if comparison:
+        notes += ["", comparison]
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write("\n".join(lines + notes + ["", "Plot: results.png"]) + "\n")
     say("\n== 3/3 report\n")

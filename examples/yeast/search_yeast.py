@@ -23,7 +23,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
 import yeast_data  # noqa: E402
 import yeast_eval  # noqa: E402

@@ -2,22 +2,19 @@
 
 A run folder gets train.h5 (+ its list file), copies of prototxt/yeast/<variant>_train.prototxt
 and solver.prototxt with the run's hyper-parameters written in, the Caffe log and the
-snapshots. Running the Caffe CLI and rewriting solver fields reuse
-examples/multilabel_digits/digits_train.py.
+snapshots. Running the Caffe CLI and rewriting solver fields use the package's
+softmax_multilabel_layer.tools.train.
 """
 import math
 import os
 import re
-import sys
 
 import h5py
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "multilabel_digits"))
-import digits_train  # noqa: E402  (caffe_bin, set_field, train, list_snapshots)
+from softmax_multilabel_layer.tools.train import list_snapshots, set_solver_field, train
 
-REPO = digits_train.REPO
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROTOTXT_DIR = os.path.join(REPO, "prototxt", "yeast")
 VARIANTS = ("softmax_multilabel", "sigmoid_bce", "sigmoid_focal", "sigmoid_asl", "sigmoid_native")
 LOSS_NAMES = {
@@ -98,7 +95,7 @@ def prepare_run(variant, run_dir, list_path, n_rows, hp, seed=1, snapshot_every=
                        ("base_lr", repr(float(hp["base_lr"]))), ("weight_decay", repr(float(hp["weight_decay"]))),
                        ("max_iter", max_iter), ("snapshot", snap), ("display", max(1, max_iter // 5)),
                        ("random_seed", int(seed))):
-        solver = digits_train.set_field(solver, key, value)
+        solver = set_solver_field(solver, key, value)
     solver_path = os.path.join(run_dir, "solver.prototxt")
     with open(solver_path, "w") as f:
         f.write(solver)
@@ -107,7 +104,7 @@ def prepare_run(variant, run_dir, list_path, n_rows, hp, seed=1, snapshot_every=
 
 def run_caffe(solver_path, log_path):
     """``caffe train --solver`` with the log in log_path; raises with the log's tail on failure."""
-    rc = digits_train.train(solver_path, log_path)
+    rc = train(solver_path, log_path, cwd=REPO)
     if rc != 0:
         with open(log_path) as f:
             tail = "".join(f.readlines()[-15:])
@@ -119,11 +116,11 @@ def train_run(variant, run_dir, list_path, n_rows, hp, snapshot_every=None):
     """prepare_run + run_caffe in run_dir, after removing its old snapshots -> [(iter, caffemodel)]."""
     if os.path.isdir(run_dir):
         for ext in ("caffemodel", "solverstate"):
-            for _, old in digits_train.list_snapshots(run_dir, ext):
+            for _, old in list_snapshots(run_dir, ext):
                 os.remove(old)
     solver, _ = prepare_run(variant, run_dir, list_path, n_rows, hp, snapshot_every=snapshot_every)
     run_caffe(solver, os.path.join(run_dir, "train.log"))
-    return digits_train.list_snapshots(run_dir)
+    return list_snapshots(run_dir)
 
 
 class Scorer:

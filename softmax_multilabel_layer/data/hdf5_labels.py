@@ -22,9 +22,11 @@ No Caffe import here; ``h5py`` is imported when a function needs it.
 """
 import math
 import os
-from typing import NamedTuple, Optional
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from softmax_multilabel_layer.losses.labels import first_bad_index
 from softmax_multilabel_layer.params import MultilabelLossError
@@ -42,11 +44,11 @@ class IndexLabels(NamedTuple):
     weights: Optional[np.ndarray]    # float32, N x K (0 on padding), or None
     num_classes: Optional[int]       # the C written by write_index_labels, or None if unknown
 
-    def label_lists(self):
+    def label_lists(self) -> list[list[int]]:
         """The labels as one list of int class indices per sample (padding dropped)."""
         return [[int(c) for c in row if c >= 0] for row in self.labels]
 
-    def dense(self):
+    def dense(self) -> np.ndarray:
         """N x C float32 dense labels (the weights, or 1, at the listed classes)."""
         if self.num_classes is None:
             raise MultilabelLossError("IndexLabels.dense: the file records no num_classes; "
@@ -87,7 +89,9 @@ def _class_index(owner, sample, value, num_classes):
     return value
 
 
-def encode_index_labels(label_lists, num_classes, max_labels=None, weights=None, owner="encode_index_labels"):
+def encode_index_labels(label_lists: Iterable[Iterable[Any]], num_classes: int, max_labels: Optional[int] = None,
+                        weights: Optional[Iterable[Iterable[float]]] = None,
+                        owner: str = "encode_index_labels") -> tuple[np.ndarray, Optional[np.ndarray]]:
     """Validate per-sample class lists and pack them into N x K float32 arrays.
 
     Returns ``(labels, label_weights)``: ``labels`` holds the indices padded
@@ -169,7 +173,9 @@ def _write_h5(path, data, labels, label_weights, num_classes, label_format, comp
         f.attrs["label_format"] = label_format
 
 
-def write_index_labels(path, data, label_lists, num_classes, max_labels=None, weights=None, compression=None):
+def write_index_labels(path: str, data: ArrayLike, label_lists: Iterable[Iterable[Any]], num_classes: int,
+                       max_labels: Optional[int] = None, weights: Optional[Iterable[Iterable[float]]] = None,
+                       compression: Optional[str] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """Write ``data`` and multi-labels in the indices format to the HDF5 file ``path``.
 
     ``data``: N x ... array (stored as float32). ``label_lists``: N sequences of
@@ -197,7 +203,7 @@ def write_index_labels(path, data, label_lists, num_classes, max_labels=None, we
     return labels, label_weights
 
 
-def read_index_labels(path):
+def read_index_labels(path: str) -> IndexLabels:
     """Read a file written by :func:`write_index_labels` (or any HDF5 with ``data`` and ``label``).
 
     Returns an :class:`IndexLabels`. Checks that ``label`` is N x K with
@@ -228,7 +234,8 @@ def read_index_labels(path):
     return IndexLabels(data, labels, weights, num_classes)
 
 
-def dense_from_indices(labels, num_classes, weights=None, dtype=np.float32):
+def dense_from_indices(labels: ArrayLike, num_classes: int, weights: Optional[ArrayLike] = None,
+                       dtype: DTypeLike = np.float32) -> np.ndarray:
     """N x C dense labels from N x K indices padded with -1 (and optional N x K weights).
 
     A listed class gets its weight (1 without weights); everything else is 0.
@@ -252,7 +259,8 @@ def dense_from_indices(labels, num_classes, weights=None, dtype=np.float32):
     return dense
 
 
-def write_list_file(list_path, h5_paths, absolute=True):
+def write_list_file(list_path: str, h5_paths: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
+                    absolute: bool = True) -> list[str]:
     """Write the text file HDF5Data's ``source`` reads: one HDF5 path per line.
 
     Paths are made absolute by default, since Caffe resolves relative paths
@@ -271,7 +279,7 @@ def write_list_file(list_path, h5_paths, absolute=True):
     return lines
 
 
-def write_dense_labels(path, data, labels, compression=None):
+def write_dense_labels(path: str, data: ArrayLike, labels: ArrayLike, compression: Optional[str] = None) -> np.ndarray:
     """Write ``data`` and dense multi-hot (or real-valued) N x C labels to the HDF5 file ``path``.
 
     The format every Caffe label layer reads directly: ``label`` is an N x C

@@ -24,7 +24,10 @@ Caffe's ``DataTransformer``: crop (random in TRAIN, centre in TEST), mirror
 **Order and randomness**: epoch ``e`` visits the images in the permutation
 drawn from ``numpy.random.default_rng([seed, e])`` (the list order without
 shuffle); with ``world_size`` W, rank r takes every W-th image of it from
-position r, so the ranks read disjoint parts of every epoch. Crop and mirror of
+position r, so the ranks read disjoint parts of every epoch. Every rank reads
+ceil(N / W) images an epoch: when W does not divide N, the permutation is padded
+by repeating its first images (at most W - 1), as PyTorch's ``DistributedSampler``
+does by default, so ranks stepped side by side stay in the same epoch. Crop and mirror of
 image ``i`` in epoch ``e`` come from ``default_rng([seed, e, i])``: batches do not
 depend on the number of decode threads.
 
@@ -78,12 +81,37 @@ class ImageList(NamedTuple):
         """``"source:line"`` of image i, for messages."""
         return "%s:%d" % (self.source, self.line_numbers[i])
 
+    def without(self, indices: Sequence[int]) -> "ImageList":
+        """The list without the images ``indices``."""
+        drop = set(indices)
+        keep = [i for i in range(len(self.paths)) if i not in drop]
+        return self._replace(paths=[self.paths[i] for i in keep], line_numbers=[self.line_numbers[i] for i in keep],
+                             labels=[self.labels[i] for i in keep], values=[self.values[i] for i in keep])
+
+
+def decode_utf8(data: bytes, path: str, what: str, owner: str = IMAGE_DATA_OWNER) -> str:
+    """``data`` as UTF-8 without a leading byte-order mark; an error naming the line that is not UTF-8.
+
+    Example::
+
+        >>> decode_utf8(b"\\xef\\xbb\\xbfa.jpg 1\\n", "list.txt", "list file")
+        'a.jpg 1\\n'
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise MultilabelLossError("%s: %s %r is not UTF-8: line %d, column %d has byte 0x%02x (%s); save the file "
+                                  "as UTF-8 (for example `iconv -f latin1 -t utf-8`)"
+                                  % (owner, what, path, line, column, data[exc.start], exc.reason)) from None
+
 
 def read_class_names(path: str, owner: str = IMAGE_DATA_OWNER) -> list[str]:
     """Class names from a file, one a line (line i is class i); blank lines and duplicates are errors."""
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        with open(path, "rb") as f:
+            lines = decode_utf8(f.read(), path, "class_names file", owner).splitlines()
     except OSError as exc:
         raise MultilabelLossError("%s: class_names file %r cannot be read: %s" % (owner, path, exc.strerror)) from None
     while lines and not lines[-1].strip():
@@ -111,6 +139,23 @@ def _split_line(line: str) -> tuple[str, list[str]]:
         return path.strip(), rest.split()
     parts = line.split()
     return parts[0], parts[1:]
+
+
+def list_image_paths(source: str, root_folder: str = "") -> list[str]:
+    """The image paths of a list file (format above), labels ignored, ``root_folder`` joined to relative paths."""
+    try:
+        with open(source, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MultilabelLossError("list file %s cannot be read: %s" % (source, getattr(exc, "strerror", None) or exc)
+                                  ) from None
+    paths = []
+    for raw in lines:
+        line = raw.strip() if "\t" not in raw else raw.lstrip(" ").rstrip()
+        if line and not line.startswith("#"):
+            path = _split_line(line)[0]
+            paths.append(os.path.join(root_folder, path) if root_folder else path)
+    return paths
 
 
 _INDEX = re.compile(r"[+-]?[0-9]+")
@@ -180,13 +225,14 @@ def parse_image_list(source: str, num_classes: int | None = None, class_names: s
         raise MultilabelLossError("%s: num_classes is required (or a class_names file)" % owner)
     name_index = {n: i for i, n in enumerate(names)} if names else None
     try:
-        with open(source, encoding="utf-8") as f:
-            text = f.read()
+        with open(source, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise MultilabelLossError("%s: list file %r not found (working directory %s)"
                                   % (owner, source, os.getcwd())) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise MultilabelLossError("%s: list file %r cannot be read: %s" % (owner, source, exc)) from None
+    text = decode_utf8(data, source, "list file", owner)
     paths: list[str] = []
     numbers: list[int] = []
     labels: list[NDArray[np.int32]] = []
@@ -221,20 +267,43 @@ def parse_image_list(source: str, num_classes: int | None = None, class_names: s
     return ImageList(source, paths, numbers, labels, values, int(num_classes), names)
 
 
-def check_files_exist(image_list: ImageList, owner: str = IMAGE_DATA_OWNER, root_folder: str = "") -> None:
-    """Raise one error naming the count and the first few image files that do not exist."""
+def skip_option(owner: str) -> str:
+    """How the user of ``owner`` (the layer or ``convert``) turns on skipping bad images."""
+    return '"skip_bad_images": true' if owner == IMAGE_DATA_OWNER else "--skip-bad-images"
+
+
+def check_files_exist(image_list: ImageList, owner: str = IMAGE_DATA_OWNER, root_folder: str = "",
+                      skip: bool = False) -> ImageList:
+    """The list without images whose files do not exist: an error naming the count and the first few, or with
+    ``skip`` one warning naming every such line and the list without them.
+
+    Args:
+        image_list: a parsed list. owner: the layer or command, for messages. root_folder: for the message.
+        skip: drop missing files (``skip_bad_images``) instead of raising.
+
+    Returns:
+        ``image_list`` itself when every file exists, else (with ``skip``) a new list of the existing ones.
+    """
     missing = [i for i, p in enumerate(image_list.paths) if not os.path.isfile(p)]
-    if missing:
-        first = ", ".join("line %d: %r" % (image_list.line_numbers[i], image_list.paths[i])
-                          for i in missing[:MAX_REPORTED])
-        relative = not os.path.isabs(image_list.paths[missing[0]])
-        raise MultilabelLossError("%s: %d of %d image files listed in %r do not exist%s: %s%s%s"
-                                  % (owner, len(missing), len(image_list.paths), image_list.source,
-                                     " (root_folder %r)" % root_folder if root_folder else "", first,
-                                     ", ..." if len(missing) > MAX_REPORTED else "",
-                                     "; relative paths are read from the working directory %s%s" % (
-                                         os.getcwd(), "" if root_folder else ", set root_folder to the images' "
-                                         "folder") if relative else ""))
+    if not missing:
+        return image_list
+    if skip and len(missing) < len(image_list.paths):
+        log.warning("%s: skip_bad_images: left out %d of %d images listed in %r whose files do not exist: %s",
+                    owner, len(missing), len(image_list.paths), image_list.source,
+                    ", ".join("line %d: %r" % (image_list.line_numbers[i], image_list.paths[i]) for i in missing))
+        return image_list.without(missing)
+    first = ", ".join("line %d: %r" % (image_list.line_numbers[i], image_list.paths[i])
+                      for i in missing[:MAX_REPORTED])
+    relative = not os.path.isabs(image_list.paths[missing[0]])
+    raise MultilabelLossError("%s: %d of %d image files listed in %r do not exist%s: %s%s%s%s"
+                              % (owner, len(missing), len(image_list.paths), image_list.source,
+                                 " (root_folder %r)" % root_folder if root_folder else "", first,
+                                 ", ..." if len(missing) > MAX_REPORTED else "",
+                                 "; relative paths are read from the working directory %s%s" % (
+                                     os.getcwd(), "" if root_folder else ", set root_folder to the images' "
+                                     "folder") if relative else "",
+                                 "; or set %s to leave them out" % skip_option(owner)
+                                 if len(missing) < len(image_list.paths) else ""))
 
 
 def encode_labels(image_list: ImageList, indices: Sequence[int], out: NDArray[np.float32], label_format: str,
@@ -268,16 +337,20 @@ def _cv2() -> Any:
 
 
 def load_image(path: str, is_color: bool = True, new_height: int = 0, new_width: int = 0,
-               where: str | None = None) -> NDArray[np.uint8]:
+               where: str | None = None, owner: str = IMAGE_DATA_OWNER) -> NDArray[np.uint8]:
     """Decode and optionally resize one image as Caffe's ``ReadImageToCVMat``: uint8 H x W x C, BGR.
 
-    Raises :class:`ImageDecodeError` naming the file when it cannot be decoded.
+    Args:
+        path: the file. is_color: 3 channels BGR (else 1, grey). new_height, new_width: resize (bilinear) when
+            both are > 0. where: ``"list:line"`` for messages. owner: the layer or command, for messages.
+
+    Raises :class:`ImageDecodeError` naming ``owner`` and the file when it cannot be decoded.
     """
     cv2 = _cv2()
     img = cv2.imread(path, cv2.IMREAD_COLOR if is_color else cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise ImageDecodeError("%s: cannot read or decode image %r%s: missing, unreadable or not an image "
-                               "format OpenCV knows" % (IMAGE_DATA_OWNER, path, " (%s)" % where if where else ""))
+                               "format OpenCV knows" % (owner, path, " (%s)" % where if where else ""))
     if new_height and new_width and img.shape[:2] != (new_height, new_width):
         img = cv2.resize(img, (new_width, new_height))
     return img if img.ndim == 3 else img[:, :, None]
@@ -334,11 +407,23 @@ class Transform(object):
 # ---------------------------------------------------------------- order: epochs and shards
 
 class Schedule(object):
-    """Which image fills each batch slot: seeded epoch permutations, split across ranks.
+    """Which image fills each batch slot: seeded epoch permutations, split across ranks in equal shards.
 
-    Position p of rank r's stream is image ``order(e)[p % L]`` of epoch ``e = p // L``,
-    where ``order(e)`` is the epoch's permutation restricted to rank r (every W-th
-    image from position r) and L its length.
+    Every rank reads L = ceil(N / W) images per epoch, so ranks stepped side by side stay in the same epoch.
+    As PyTorch's ``DistributedSampler`` (its default, ``drop_last=False``), the epoch's permutation is padded
+    to L * W by repeating its first L * W - N images (at most W - 1), then rank r takes every W-th image from
+    position r: within an epoch the ranks' images are disjoint but for those padded repeats, and together
+    they cover every image. Position p of rank r's stream is ``order(e)[p % L]`` of epoch ``e = p // L``.
+
+    Args:
+        num_images: N. batch_size: samples a batch. shuffle: a seeded permutation per epoch (else list order).
+        seed: the seed. rank, world_size: the shard (r of W).
+
+    Example::
+
+        >>> s = Schedule(11, 3, shuffle=False, rank=1, world_size=2)
+        >>> s.shard_size, s.epoch_order(0).tolist()
+        (6, [1, 3, 5, 7, 9, 0])
     """
 
     def __init__(self, num_images: int, batch_size: int, shuffle: bool = True, seed: int = 0, rank: int = 0,
@@ -348,12 +433,13 @@ class Schedule(object):
                                       % (owner, num_images, world_size))
         self.num_images, self.batch_size, self.shuffle, self.seed = num_images, batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
-        self.shard_size = len(range(rank, num_images, world_size))
+        self.shard_size = -(-num_images // world_size)           # the same on every rank
+        self.padding = self.shard_size * world_size - num_images  # repeated images per epoch (< world_size)
         self._cache: dict[int, NDArray[np.intp]] = {}
         self._lock = threading.Lock()          # workers ask for orders too (replacing a bad image)
 
     def epoch_order(self, epoch: int) -> NDArray[np.intp]:
-        """The images rank r reads in ``epoch``, in order (int64 array)."""
+        """The images rank r reads in ``epoch``, in order (int64 array of ``shard_size``)."""
         with self._lock:
             order = self._cache.get(epoch)
             if order is None:
@@ -361,6 +447,8 @@ class Schedule(object):
                     full = np.random.default_rng([self.seed, epoch]).permutation(self.num_images)
                 else:
                     full = np.arange(self.num_images)
+                if self.padding:
+                    full = np.concatenate([full, full[:self.padding]])
                 order = full[self.rank::self.world_size]
                 if len(self._cache) > 4:
                     self._cache.pop(min(self._cache))
@@ -397,10 +485,11 @@ Buffers = tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32] | 
 
 
 class _Batch(object):
-    __slots__ = ("k", "buffers", "samples", "remaining", "done", "error", "lock")
+    __slots__ = ("k", "buffers", "samples", "bad", "remaining", "done", "error", "lock")
 
     def __init__(self, k: int, buffers: Buffers, samples: list[tuple[int, int]]) -> None:
         self.k, self.buffers, self.samples = k, buffers, samples
+        self.bad: dict[int, list[int]] = {}      # slot -> the bad images met filling it (skip_bad_images)
         self.remaining = len(samples)
         self.done = threading.Event()
         self.error: Exception | None = None
@@ -435,7 +524,7 @@ class ImageBatchReader(object):
         assert o.source is not None            # ImageDataOptions requires it
         self.images = parse_image_list(o.source, o.num_classes, o.class_names, o.root_folder, o.max_labels, o.owner)
         if check_files:
-            check_files_exist(self.images, o.owner, o.root_folder)
+            self.images = check_files_exist(self.images, o.owner, o.root_folder, o.skip_bad_images)
         rank = o.rank if rank is None else rank
         world_size = o.world_size if world_size is None else world_size
         self.rank, self.world_size = rank or 0, world_size or 1
@@ -446,19 +535,19 @@ class ImageBatchReader(object):
         self.schedule = Schedule(len(self.images.paths), o.batch_size, shuffle, o.seed, self.rank, self.world_size,
                                  o.owner)
         channels = 3 if o.is_color else 1
+        self.bad_images: dict[int, str] = {}       # image -> its error; never decoded again (decode threads)
         if o.crop_size:
             height = width = o.crop_size
         elif o.new_height:
             height, width = o.new_height, o.new_width
         else:                      # like Caffe: the first image (of the first batch) sets the size
-            first = self.schedule.batch(0)[0][1]
-            height, width = load_image(self.images.paths[first], o.is_color, where=self.images.where(first)).shape[:2]
+            height, width = self._first_image_size()
         self.image_shape = (height, width)
         self.data_shape = (o.batch_size, channels, height, width)
         self.label_shape = (o.batch_size, o.label_width(self.images.num_classes))
         self.transform = Transform(channels, o.crop_size, o.mirror, o.mean_value, o.scale, train)
-        self.skipped: dict[int, int] = {}          # epoch -> number of bad images replaced
-        self._first_skipped: dict[int, tuple[int, str]] = {}   # epoch -> (list index, error) of its first in the list
+        self.skipped: dict[int, int] = {}          # epoch -> samples whose bad image was replaced (consumer side)
+        self._reported: set[int] = set()           # bad images reported to the log (consumer side)
         self._logged_epoch = -1
         self._skip_lock = threading.Lock()
         self._next_k = 0
@@ -488,35 +577,60 @@ class ImageBatchReader(object):
         for i in range(len(batch.samples)):
             self._tasks.put((batch, i))
 
+    def _first_image_size(self) -> tuple[int, int]:
+        """(H, W) of the first image of the first batch; with skip_bad_images, of the first good one."""
+        o = self.options
+        for position in range(self.schedule.shard_size):
+            first = int(self.schedule.epoch_order(0)[position])
+            try:
+                height, width = load_image(self.images.paths[first], o.is_color, where=self.images.where(first),
+                                           owner=self.owner).shape[:2]
+                return height, width
+            except ImageDecodeError as exc:
+                if not o.skip_bad_images:
+                    raise self._with_hint(exc) from None
+                self.bad_images[first] = str(exc)
+        raise MultilabelLossError("%s: no image of the first epoch of %s can be decoded (skip_bad_images)"
+                                  % (self.owner, self.images.source))
+
+    def _with_hint(self, exc: ImageDecodeError) -> ImageDecodeError:
+        return ImageDecodeError("%s; set %s to replace bad images by others" % (exc, skip_option(self.owner)))
+
     def _fill(self, batch: _Batch, i: int) -> None:
-        """Decode and transform one sample into its slot (runs in a worker thread)."""
+        """Decode and transform one sample into its slot (runs in a worker thread).
+
+        With skip_bad_images, a bad image (known bad, or failing now) is replaced by another image of the epoch
+        drawn from (seed, epoch, bad image, attempt), never decoded again, and recorded in ``batch.bad``.
+        """
         o = self.options
         epoch, image = batch.samples[i]
         attempt = 0
         while True:
-            try:
-                self._load_into(image, epoch, attempt, batch.buffers[0][i])
-                break
-            except ImageDecodeError as exc:
-                if not o.skip_bad_images:
-                    raise
-                with self._skip_lock:
-                    self.skipped[epoch] = self.skipped.get(epoch, 0) + 1
-                    known = self._first_skipped.get(epoch)   # the lowest list index, not the first thread to fail
-                    if known is None or image < known[0]:
-                        self._first_skipped[epoch] = (image, str(exc))
-                attempt += 1
-                if attempt > MAX_REPLACEMENTS:
-                    raise ImageDecodeError("%s: %d bad images in a row while replacing one (skip_bad_images); "
-                                           "last: %s" % (self.owner, attempt, exc)) from None
-                order = self.schedule.epoch_order(epoch)
-                image = int(order[self.schedule.sample_rng(epoch, image, attempt).integers(len(order))])
-                batch.samples[i] = (epoch, image)
+            with self._skip_lock:
+                known = self.bad_images.get(image)
+            if known is None:
+                try:
+                    self._load_into(image, epoch, attempt, batch.buffers[0][i])
+                    return
+                except ImageDecodeError as exc:
+                    if not o.skip_bad_images:
+                        raise self._with_hint(exc) from None
+                    with self._skip_lock:
+                        self.bad_images.setdefault(image, str(exc))
+                    known = str(exc)
+            batch.bad.setdefault(i, []).append(image)
+            attempt += 1
+            if attempt > MAX_REPLACEMENTS:
+                raise ImageDecodeError("%s: %d bad images in a row while replacing one (skip_bad_images); "
+                                       "last: %s" % (self.owner, attempt, known))
+            order = self.schedule.epoch_order(epoch)
+            image = int(order[self.schedule.sample_rng(epoch, image, attempt).integers(len(order))])
+            batch.samples[i] = (epoch, image)
 
     def _load_into(self, image: int, epoch: int, attempt: int, out: NDArray[np.float32]) -> None:
         o = self.options
         where = self.images.where(image)
-        img = load_image(self.images.paths[image], o.is_color, o.new_height, o.new_width, where)
+        img = load_image(self.images.paths[image], o.is_color, o.new_height, o.new_width, where, self.owner)
         h, w = img.shape[:2]
         if o.crop_size:
             if h < o.crop_size or w < o.crop_size:
@@ -549,21 +663,35 @@ class ImageBatchReader(object):
             raise batch.error
         encode_labels(self.images, [s[1] for s in batch.samples], batch.buffers[1], self.options.label_format,
                       batch.buffers[2])
-        self._log_skipped(batch.samples[-1][0])
+        self._report_bad(batch)
         self._pending_return = batch.buffers
         return batch.buffers
 
-    def _log_skipped(self, epoch: int) -> None:
+    def _report_bad(self, batch: _Batch) -> None:
+        """skip_bad_images: log each bad image once (in list order within a batch), then one count per epoch.
+
+        Runs in the consumer's thread, batch after batch, so the log is the same whatever the decode threads do.
+        """
         if not self.options.skip_bad_images:
             return
-        while self._logged_epoch < epoch - 1:
-            self._logged_epoch += 1
+        new: set[int] = set()
+        for slot, bad in batch.bad.items():
+            epoch = batch.samples[slot][0]
+            self.skipped[epoch] = self.skipped.get(epoch, 0) + 1
+            new.update(b for b in bad if b not in self._reported)
+        for image in sorted(new):
+            self._reported.add(image)
             with self._skip_lock:
-                bad = self.skipped.get(self._logged_epoch, 0)
-                first = self._first_skipped.pop(self._logged_epoch, None)
-            log.warning("%s: epoch %d of %s (rank %d): %d bad image(s) replaced by other samples%s",
-                        self.owner, self._logged_epoch, self.images.source, self.rank, bad,
-                        "; the first in the list: %s" % first[1] if first else "")
+                message = self.bad_images[image]
+            message = message[len(self.owner) + 2:] if message.startswith(self.owner + ": ") else message
+            log.warning("%s: skip_bad_images: %s; it is replaced by other images of the epoch from now on "
+                        "(reported once)", self.owner, message)
+        while self._logged_epoch < batch.samples[-1][0] - 1:
+            self._logged_epoch += 1
+            count = self.skipped.get(self._logged_epoch, 0)
+            if count:
+                log.warning("%s: epoch %d of %s (rank %d): %d sample(s) of bad images replaced by other images",
+                            self.owner, self._logged_epoch, self.images.source, self.rank, count)
 
     def close(self) -> None:
         """Stop the decode threads (idempotent); they finish the image they are on and exit."""

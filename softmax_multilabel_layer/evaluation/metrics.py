@@ -1,9 +1,9 @@
-"""Multi-label metrics over a whole test set: numpy only (no Caffe import), float64, vectorized.
+"""Multi-label metrics over a whole test set: numpy only (no Caffe import), vectorized, in bounded memory.
 
-``labels`` is an N x C multi-hot array (0/1 or bool), ``scores`` an N x C array
-of real scores (higher = more likely; probabilities or raw outputs), and
-``predicted`` an N x C 0/1 array (a label set per sample, see
-:func:`softmax_multilabel_layer.predict.predict_labels`).
+``labels`` is an N x C multi-hot array (0/1 or bool; a label weight > 0 counts as a positive, see
+:func:`check_labels`), ``scores`` an N x C array of real scores (higher = more likely; probabilities
+or raw outputs), and ``predicted`` an N x C 0/1 array (a label set per sample, see
+:func:`softmax_multilabel_layer.evaluation.rules.predict_labels`).
 
 Every ranking metric reduces to two counts per true label (sample i, class c):
 ``all_ge`` = how many scores of the ranked list are >= its score and ``pos_ge`` =
@@ -12,10 +12,22 @@ their worst rank, which is scikit-learn's convention throughout. The counts come
 from one ``np.sort`` per list and a vectorized binary search of the true labels
 only, so the cost is one sort of the scores plus work proportional to the number
 of true labels, with no Python loop over classes or samples. Scores are compared
-in their own precision (float32 or float64, exact); counts and averages are float64.
+in their own precision (float32 or float64, exact: float32 scores are never copied to float64);
+counts and averages are float64. Work is done in blocks of about ``_CHUNK_ELEMENTS`` scores, so the
+memory a metric needs beyond its inputs is a few blocks and arrays the size of the true labels.
 
-Each function equals its scikit-learn counterpart to 1e-9 (``tests/test_metrics.py``),
-with these conventions, scikit-learn's except where marked *ours*:
+**Ties inside a sample in the top-k family** (``precision_at_k``, ``recall_at_k``, ``one_error``): a
+group of tied scores straddling the k-th place counts as the *expected value over the orders of the
+group*: with ``a`` labels above the k-th score, ``t`` labels tied at it of which ``h`` are true,
+the k-th place takes ``k - a`` of them, ``(k - a) * h / t`` true on average. The value is therefore
+independent of the class order, as the ranking metrics are (which count a tie group once, at its
+end); a net with constant scores gets precision@1 = one minus one_error = (true labels) / C whatever
+the order of its classes. The decision rule ``top_k`` (:func:`top_k_labels`) must return a set: it
+takes the whole tied group at the k-th place (every label scoring >= the k-th highest score), so a
+set holds more than k labels only on a tie, again independent of the class order.
+
+Each function with a scikit-learn counterpart equals it to 1e-9 (``tests/test_metrics.py``) on every
+input where both are defined (ties included), with these exceptions (*ours* marks our convention):
 
 ================================ ======================================================================
 metric                           degenerate inputs
@@ -23,49 +35,84 @@ metric                           degenerate inputs
 average_precision                *ours*: a class (macro, None) or sample ("samples") with no true label
                                  is left out of the mean and reported by :func:`missing_positives`;
                                  per class (``average=None``) its AP is NaN. scikit-learn scores it 0
-                                 (and warns). Micro AP with no true label at all is NaN.
+                                 (and warns) and keeps it in the mean, so the two differ exactly when a
+                                 class (macro) or sample (samples) has no true label. Micro AP with no
+                                 true label at all is NaN (scikit-learn: 0 with a warning).
 label_ranking_average_precision  a sample with no true label, or with every label true, scores 1
 ranking_loss                     a sample with no true label, or with every label true, scores 0
 coverage                         ``coverage_error - 1``; scikit-learn counts a sample with no true
                                  label as depth 0, so it counts -1 here
-one_error                        a sample with no true label counts as an error (its top label is wrong)
+one_error                        a sample with no true label counts as an error (its top label is
+                                 wrong); ties at the top: expected value (above); no scikit-learn
+                                 counterpart
 f1                               0/0 (no true and no predicted label) gives ``zero_division`` (default 0,
                                  scikit-learn's default)
-precision_at_k, recall_at_k      ties broken by the lower class index; recall leaves out samples with
-                                 no true label
+precision_at_k, recall_at_k      no scikit-learn counterpart; P@k divides by k even when k > C (the
+                                 extreme-classification definition); recall leaves out samples with no
+                                 true label; ties: expected value (above)
 ================================ ======================================================================
+
+An empty input (N = 0) gives NaN everywhere. ``sample_weight`` is not offered: scikit-learn has it for
+``average_precision_score``, ``label_ranking_average_precision_score``, ``label_ranking_loss``,
+``coverage_error``, ``f1_score``, ``hamming_loss`` and ``accuracy_score``; every metric here weighs
+each sample (and, for macro averages, each class) equally.
 """
+from collections.abc import Iterator, Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from softmax_multilabel_layer.params import MultilabelLossError
 
 AVERAGES = ("macro", "micro", "samples", None)
-_CHUNK_ELEMENTS = 1 << 22          # sort at most this many scores at once (32 MB of float64)
+_CHUNK_ELEMENTS = 1 << 22          # work on at most this many scores at once (16 MB of float32)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # input checks
 
-def check_labels(owner, labels, name="labels"):
-    """``labels`` as an N x C bool array; a clear error for another shape or a value other than 0/1."""
+def _row_blocks(rows: int, cols: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) of consecutive row blocks of about _CHUNK_ELEMENTS elements (at least one row each)."""
+    step = max(1, _CHUNK_ELEMENTS // max(cols, 1))
+    for r0 in range(0, rows, step):
+        yield r0, min(r0 + step, rows)
+
+
+def check_labels(owner: str, labels: ArrayLike, name: str = "labels") -> np.ndarray:
+    """``labels`` as an N x C bool array (True = relevant); a clear error for another shape or a bad value.
+
+    0/1 multi-hot labels are taken as they are. A weighted label (a value > 0 other than 1, as the data
+    layers write for ``2:0.5``) counts as a positive: every metric here asks only *which* labels are
+    relevant (ranking metrics rank them, label-set metrics match them), so a weight changes nothing but
+    the training loss. A negative or non-finite value is refused.
+    """
     y = np.asarray(labels)
     if y.ndim != 2:
         raise MultilabelLossError("%s: %s must be an N x C multi-hot array, got shape %s" % (owner, name, y.shape))
     if y.dtype == bool:
         return y
-    if not np.issubdtype(y.dtype, np.number):
-        raise MultilabelLossError("%s: %s must be numbers 0/1, got dtype %s" % (owner, name, y.dtype))
-    bad = (y != 0) & (y != 1)
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise MultilabelLossError("%s: %s must be 0 or 1 (multi-hot), found %r at %s; class indices need "
-                                  "converting first (see indices_to_multi_hot)" % (owner, name, y[where], where))
-    return y != 0
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+        raise MultilabelLossError("%s: %s must be numbers 0/1 (or label weights >= 0), got dtype %s"
+                                  % (owner, name, y.dtype))
+    out = np.empty(y.shape, dtype=bool)
+    for r0, r1 in _row_blocks(*y.shape):
+        block = y[r0:r1]
+        bad = ~(block >= 0) | ~np.isfinite(block) if block.dtype.kind == "f" else block < 0
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            where = (where[0] + r0,) + where[1:]
+            raise MultilabelLossError("%s: %s must be 0/1 multi-hot (or label weights >= 0, a weight > 0 counting "
+                                      "as a positive), found %r at %s; class indices need converting first (see "
+                                      "indices_to_multi_hot)" % (owner, name, y[where].item(), where))
+        np.not_equal(block, 0, out=out[r0:r1])
+    return out
 
 
-def check_scores(owner, scores, shape=None, name="scores"):
-    """``scores`` as a float32 or float64 array of ``shape`` (other types become float64); a clear error
-    for NaN/inf or a shape mismatch."""
+def check_scores(owner: str, scores: ArrayLike, shape: Sequence[int] | None = None,
+                 name: str = "scores") -> np.ndarray:
+    """``scores`` as a float32 or float64 array of ``shape`` (kept in its own precision, never copied;
+    other number types become float64); a clear error for NaN/inf or a shape mismatch."""
     s = np.asarray(scores)
     if not (np.issubdtype(s.dtype, np.floating) or np.issubdtype(s.dtype, np.integer) or s.dtype == bool):
         raise MultilabelLossError("%s: %s must be numbers, got dtype %s" % (owner, name, s.dtype))
@@ -76,20 +123,29 @@ def check_scores(owner, scores, shape=None, name="scores"):
                                   % (owner, name, s.shape, tuple(shape)))
     if s.ndim != 2:
         raise MultilabelLossError("%s: %s must be an N x C array, got shape %s" % (owner, name, s.shape))
-    finite = np.isfinite(s)
-    if not finite.all():
-        where = tuple(int(i) for i in np.argwhere(~finite)[0])
+    bad = 0
+    first = None
+    for r0, r1 in _row_blocks(*s.shape):
+        finite = np.isfinite(s[r0:r1])
+        if not finite.all():
+            count = int(finite.size - np.count_nonzero(finite))
+            if first is None:
+                where = np.argwhere(~finite)[0]
+                first = (int(where[0]) + r0, int(where[1]))
+            bad += count
+    if first is not None:
         raise MultilabelLossError("%s: %s has %d non-finite value(s), first %r at %s"
-                                  % (owner, name, int((~finite).sum()), s[where], where))
+                                  % (owner, name, bad, s[first].item(), first))
     return s
 
 
-def check_pair(owner, labels, scores):
+def check_pair(owner: str, labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """(labels as N x C bool, scores as float32/float64 of the same shape), checked as above."""
     y = check_labels(owner, labels)
     return y, check_scores(owner, scores, y.shape)
 
 
-def _check_predicted(owner, labels, predicted):
+def _check_predicted(owner: str, labels: ArrayLike, predicted: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     y = check_labels(owner, labels)
     p = check_labels(owner, predicted, "predicted")
     if p.shape != y.shape:
@@ -97,7 +153,7 @@ def _check_predicted(owner, labels, predicted):
     return y, p
 
 
-def indices_to_multi_hot(indices, num_classes, owner="indices_to_multi_hot"):
+def indices_to_multi_hot(indices: ArrayLike, num_classes: int, owner: str = "indices_to_multi_hot") -> np.ndarray:
     """Class indices padded with -1 (N x K, Caffe's ``label_format: "indices"``) or one integer per sample
     (N, or N x 1 x 1 x 1, e.g. SoftmaxWithLoss labels) -> N x C bool multi-hot."""
     idx = np.asarray(indices)
@@ -118,7 +174,8 @@ def indices_to_multi_hot(indices, num_classes, owner="indices_to_multi_hot"):
 # ---------------------------------------------------------------------------------------------------------------
 # the shared core: worst-case ranks of the true labels
 
-def _lower_bound(sorted_values, start, length, values):
+def _lower_bound(sorted_values: np.ndarray, start: ArrayLike, length: ArrayLike,
+                 values: np.ndarray) -> np.ndarray:
     """Vectorized ``np.searchsorted(side="left")``: for each query, the first index in
     ``sorted_values[start:start + length]`` (ascending) whose value is >= the query's value.
     Branch-free binary search: adds the largest powers of two that keep every probed value < the query."""
@@ -135,29 +192,77 @@ def _lower_bound(sorted_values, start, length, values):
     return start + below
 
 
-def _true_label_ranks(y, s):
-    """For every true label of every row of ``y`` (R x L bool; ``s`` the R x L scores, any strides):
-    (row, pos_ge, all_ge) in row order, where all_ge counts the row's scores >= this label's score
-    and pos_ge counts the row's true labels with such a score."""
-    R, L = y.shape
-    rows, pos_ge, all_ge = [], [], []
-    step = max(1, _CHUNK_ELEMENTS // max(L, 1))
-    for r0 in range(0, R, step):
-        yc = np.ascontiguousarray(y[r0:r0 + step])
+def _transposed(a: np.ndarray, c0: int, c1: int) -> np.ndarray:
+    """``a[:, c0:c1].T`` as a C-contiguous copy, transposed 256 rows at a time (about 3x faster than a
+    strided copy of the whole column block, which reads one element per row of ``a`` per output row)."""
+    out = np.empty((c1 - c0, a.shape[0]), dtype=a.dtype)
+    for r0 in range(0, a.shape[0], 256):
+        out[:, r0:r0 + 256] = a[r0:r0 + 256, c0:c1].T
+    return out
+
+
+def _list_blocks(y: np.ndarray, s: np.ndarray, by_class: bool) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(first list, labels block, scores block) of the ranked lists, one list per row of a block (C-contiguous):
+    the samples (rows of y, s), or with ``by_class`` the classes (columns)."""
+    if by_class:
+        for c0, c1 in _row_blocks(y.shape[1], y.shape[0]):
+            yield c0, _transposed(y, c0, c1), _transposed(s, c0, c1)
+    else:
+        for r0, r1 in _row_blocks(*y.shape):
+            yield r0, np.ascontiguousarray(y[r0:r1]), np.ascontiguousarray(s[r0:r1])
+
+
+def _all_ge_by_sorting(sc: np.ndarray, r: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """all_ge of each true label (row r, score v) from a sort of each row and a binary search."""
+    length = sc.shape[1]
+    ordered = np.sort(sc, axis=1).ravel()
+    return length - (_lower_bound(ordered, r * length, length, v) - r * length)
+
+
+def _all_ge_by_comparing(sc: np.ndarray, counts: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """all_ge of each true label by comparing its row with its score: one pass over the rows per true label,
+    cheaper than a sort when rows have few true labels. Rows are taken most true labels first, so pass j
+    reads the prefix of rows that have a j-th true label (``v`` holds the true scores row by row)."""
+    starts = np.cumsum(counts) - counts
+    order = np.argsort(-counts, kind="stable")
+    most = counts[order]
+    rows = sc[order]
+    ge = np.empty(len(v), dtype=np.int64)
+    for j in range(int(most[0]) if len(most) else 0):
+        n = int(np.count_nonzero(most > j))
+        at = starts[order[:n]] + j
+        ge[at] = np.count_nonzero(rows[:n] >= v[at][:, None], axis=1)
+    return ge
+
+
+def _true_label_ranks(y: np.ndarray, s: np.ndarray, by_class: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every true label of every ranked list (the rows of ``y``, ``s``: N x C; with ``by_class`` the
+    columns): (list, pos_ge, all_ge) in list order, where all_ge counts the list's scores >= this label's
+    score and pos_ge counts the list's true labels with such a score.
+
+    all_ge comes from comparisons when the lists of a block hold few true labels on average (at most
+    log2(length) + 2, e.g. 1-5 hashtags among 17,000), else from a sort of each list."""
+    rows: list[np.ndarray] = []
+    pos_ge: list[np.ndarray] = []
+    all_ge: list[np.ndarray] = []
+    for r0, yc, sc in _list_blocks(y, s, by_class):
+        n_lists, length = yc.shape
         flat = np.flatnonzero(yc)                  # far faster than a 2-D np.nonzero
         if not len(flat):
             continue
-        r = flat // L
-        sc = np.ascontiguousarray(s[r0:r0 + step])
+        r = flat // length
         v = sc.ravel()[flat]
-        ordered = np.sort(sc, axis=1).ravel()
-        ge = L - (_lower_bound(ordered, r * L, L, v) - r * L)
+        counts = np.bincount(r, minlength=n_lists)
+        if len(flat) <= (np.log2(length) + 2) * n_lists:
+            ge = _all_ge_by_comparing(sc, counts, v)
+        else:
+            ge = _all_ge_by_sorting(sc, r, v)
         all_ge.append(ge)
         # In a row, a higher score has a smaller all_ge and a tie the same one, so pos_ge counts the row's true
         # labels whose all_ge is <= this one: integer keys, one sort, one C searchsorted (no float lexsort).
-        key = r * (L + 1) + ge
+        key = r * (length + 1) + ge
         row_end = np.searchsorted(np.sort(key), key, side="right")
-        counts = np.bincount(r, minlength=len(yc))
         pos_ge.append(row_end - (np.cumsum(counts) - counts)[r])
         rows.append(r + r0)
     if not rows:
@@ -166,12 +271,13 @@ def _true_label_ranks(y, s):
     return np.concatenate(rows), np.concatenate(pos_ge), np.concatenate(all_ge)
 
 
-def _ranked_precision(y, s):
-    """Per row of (y, s): the non-interpolated average precision of ranking the row by score
-    (scikit-learn's step-wise AP: a tie group counts once, at its end), NaN for a row with no true label."""
-    rows, pos_ge, all_ge = _true_label_ranks(y, s)
-    n = np.bincount(rows, minlength=y.shape[0])
-    total = np.bincount(rows, weights=pos_ge / all_ge, minlength=y.shape[0])
+def _ranked_precision(y: np.ndarray, s: np.ndarray, by_class: bool = False) -> np.ndarray:
+    """Per row of (y, s) (per column with ``by_class``): the non-interpolated average precision of ranking it
+    by score (scikit-learn's step-wise AP: a tie group counts once, at its end), NaN for one with no true label."""
+    rows, pos_ge, all_ge = _true_label_ranks(y, s, by_class)
+    lists = y.shape[1] if by_class else y.shape[0]
+    n = np.bincount(rows, minlength=lists)
+    total = np.bincount(rows, weights=pos_ge / all_ge, minlength=lists)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
@@ -179,13 +285,28 @@ def _ranked_precision(y, s):
 # ---------------------------------------------------------------------------------------------------------------
 # ranking metrics (scores)
 
-def average_precision(labels, scores, average="macro"):
+def _micro_precision(y: np.ndarray, s: np.ndarray) -> float:
+    """AP of one ranking of all N*C (label, score) pairs, in blocks: each block of scores is sorted and
+    searched for the true scores, so no sorted copy of all N*C scores is made."""
+    v = np.sort(s[y])
+    if not len(v):
+        return float("nan")
+    all_ge = np.zeros(len(v), dtype=np.int64)
+    for r0, r1 in _row_blocks(*s.shape):
+        block = np.sort(s[r0:r1], axis=None)
+        all_ge += len(block) - np.searchsorted(block, v, side="left")
+    pos_ge = len(v) - np.searchsorted(v, v, side="left")
+    return float(np.mean(pos_ge / all_ge))
+
+
+def average_precision(labels: ArrayLike, scores: ArrayLike, average: str | None = "macro") -> Any:
     r"""Average precision of ranking the samples of each class by score.
 
     .. math:: AP_c = \frac{1}{P_c} \sum_{i: y_{ic}=1} \frac{|\{j: y_{jc}=1, s_{jc} \ge s_{ic}\}|}
                                                           {|\{j: s_{jc} \ge s_{ic}\}|}
 
-    equal to scikit-learn's ``average_precision_score`` (step-wise, tied scores form one threshold).
+    equal to scikit-learn's ``average_precision_score`` (step-wise, tied scores form one threshold)
+    wherever every class (macro) or sample (samples) averaged has a true label; see the module's table.
 
     Args:
         labels: N x C multi-hot (0/1 or bool).
@@ -208,19 +329,25 @@ def average_precision(labels, scores, average="macro"):
         raise MultilabelLossError("%s: average must be one of %s, got %r" % (owner, AVERAGES, average))
     y, s = check_pair(owner, labels, scores)
     if average == "micro":
-        return float(_ranked_precision(y.reshape(1, -1), s.reshape(1, -1))[0])
+        return _micro_precision(y, s)
     if average == "samples":
         per = _ranked_precision(y, s)
     else:
-        per = _ranked_precision(y.T, s.T)
+        per = _ranked_precision(y, s, by_class=True)
         if average is None:
             return per
     return float(np.nanmean(per)) if np.isfinite(per).any() else float("nan")
 
 
-def precision_recall_curve(labels, scores):
-    """(recall, precision) of one ranked list at each distinct score, from the highest down, starting at (0, 1);
-    for plots. Shape: (N,), (N,) -> two (T + 1,) arrays."""
+def precision_recall_curve(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) of one ranked list at each distinct score, from the highest down, starting at (0, 1).
+
+    A tie group is one step, as in :func:`average_precision`, so the area under the step curve that holds
+    each precision over the recall interval ending at it (matplotlib's ``where="pre"``),
+    ``sum((recall[i] - recall[i-1]) * precision[i])``, is the list's AP. For plots.
+
+    Shape: (N,), (N,) -> two (T + 1,) arrays, T the number of distinct scores.
+    """
     y = np.asarray(labels).ravel() != 0
     s = np.asarray(scores).ravel()
     order = np.argsort(-s, kind="stable")
@@ -230,7 +357,7 @@ def precision_recall_curve(labels, scores):
     return np.r_[0.0, tp / max(tp[-1], 1)], np.r_[1.0, tp / (np.flatnonzero(last) + 1.0)]
 
 
-def missing_positives(labels):
+def missing_positives(labels: ArrayLike) -> dict[str, Any]:
     """Which classes and samples have no true label (left out of macro and samples AP).
 
     Returns ``{"classes": [indices], "samples": count}``.
@@ -239,7 +366,7 @@ def missing_positives(labels):
     return {"classes": np.flatnonzero(~y.any(axis=0)).tolist(), "samples": int((~y.any(axis=1)).sum())}
 
 
-def label_ranking_average_precision(labels, scores):
+def label_ranking_average_precision(labels: ArrayLike, scores: ArrayLike) -> float:
     r"""Label ranking average precision (scikit-learn's ``label_ranking_average_precision_score``).
 
     For each sample, the mean over its true labels of (true labels ranked at or above it) /
@@ -254,7 +381,7 @@ def label_ranking_average_precision(labels, scores):
     return float(per.mean())
 
 
-def ranking_loss(labels, scores):
+def ranking_loss(labels: ArrayLike, scores: ArrayLike) -> float:
     r"""Fraction of (true, false) label pairs of a sample ranked wrongly, a tie counting as wrong
     (scikit-learn's ``label_ranking_loss``):
 
@@ -272,7 +399,7 @@ def ranking_loss(labels, scores):
     return float(np.mean(np.where(pairs > 0, wrong / np.maximum(pairs, 1), 0.0)))
 
 
-def coverage(labels, scores):
+def coverage(labels: ArrayLike, scores: ArrayLike) -> float:
     r"""Zhang & Zhou's coverage: how far down the ranked labels one must go to cover every true label,
     minus 1 (ties at their worst rank): ``sklearn.metrics.coverage_error - 1``.
 
@@ -284,39 +411,18 @@ def coverage(labels, scores):
     y, s = check_pair("metrics.coverage", labels, scores)
     if y.size == 0:
         return float("nan")
-    flat = np.flatnonzero(y)
-    rows = flat // y.shape[1]
-    lowest = np.full(y.shape[0], np.inf, dtype=s.dtype)
-    if len(rows):
-        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-        lowest[rows[starts]] = np.minimum.reduceat(np.ascontiguousarray(s).ravel()[flat], starts)
-    depth = (s >= lowest[:, None]).sum(axis=1)       # 0 for a sample with no true label
+    depth = np.zeros(len(y), dtype=np.int64)
+    for r0, r1 in _row_blocks(*y.shape):
+        yc, sc = y[r0:r1], s[r0:r1]
+        lowest = np.min(sc, axis=1, where=yc, initial=np.inf)        # inf for a sample with no true label
+        depth[r0:r1] = np.count_nonzero(sc >= lowest[:, None], axis=1)
     return float(depth.mean() - 1.0)
 
 
-def top_k_labels(scores, k):
-    """N x C bool: each sample's k highest scores (``k`` an int or one int per sample), ties broken by the
-    lower class index. With ``k = labels.sum(1)`` it is the "top-M" label set of the digits demo."""
-    s = check_scores("metrics.top_k_labels", scores)
-    n, c = s.shape
-    k = np.broadcast_to(np.clip(np.asarray(k, dtype=np.int64), 0, c), (n,))
-    out = np.zeros((n, c), dtype=bool)
-    some = k > 0
-    if not some.any():
-        return out
-    if np.all(k == k[0]):
-        kth = np.partition(s, c - k[0], axis=1)[:, c - k[0]]
-    else:
-        kth = np.take_along_axis(np.sort(s, axis=1), (c - np.maximum(k, 1))[:, None], axis=1)[:, 0]
-    above = s > kth[:, None]
-    tied = s == kth[:, None]
-    need = k - above.sum(axis=1)
-    out = above | (tied & (np.cumsum(tied, axis=1) <= need[:, None]))
-    out[~some] = False
-    return out
+# ---------------------------------------------------------------------------------------------------------------
+# the top-k family: k-th highest score by partition, a tie at the k-th place counted by its expected value
 
-
-def _check_k(owner, k, n):
+def _check_k(owner: str, k: ArrayLike, n: int) -> np.ndarray:
     k_arr = np.asarray(k)
     if not np.issubdtype(k_arr.dtype, np.integer) or k_arr.ndim > 1 or (k_arr.ndim == 1 and len(k_arr) != n) \
             or (k_arr < 0).any():
@@ -327,11 +433,92 @@ def _check_k(owner, k, n):
     return k_arr
 
 
-def precision_at_k(labels, scores, k):
-    """Mean over samples of (true labels among the k top-scored) / k; ties broken by the lower class index.
+def _kth_highest(s: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Per row of ``s`` (R x C), its k-th highest score; ``k`` (R,) ints in 1..C. One partition per distinct k."""
+    c = s.shape[1]
+    out = np.empty(len(s), dtype=s.dtype)
+    for kk in np.unique(k):
+        rows = k == kk
+        part = s if rows.all() else s[rows]
+        out[rows] = np.partition(part, c - kk, axis=1)[:, c - kk]
+    return out
 
-    ``k`` is an int, or one int per sample (e.g. ``labels.sum(1)`` for R-precision, "precision@M");
-    samples with k = 0 are left out. Shape: (N, C) -> float.
+
+def _expected_hits(y: np.ndarray, s: np.ndarray, ks: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """For each k of ``ks`` (each an (N,) int array, values >= 1): per sample, the expected number of true
+    labels among its k top-scored, a tie at the k-th place counted over all orders of the tied group
+    (k above C counts as C). Returns one (N,) float64 array per k."""
+    n, c = y.shape
+    hits = [np.zeros(n) for _ in ks]
+    for r0, r1 in _row_blocks(n, c):
+        yc, sc = y[r0:r1], s[r0:r1]
+        flat = np.flatnonzero(yc)
+        r, v = flat // c, sc.ravel()[flat]
+        for out, k in zip(hits, ks, strict=True):
+            kc = np.minimum(k[r0:r1], c)
+            kth = _kth_highest(sc, kc)
+            above = np.count_nonzero(sc > kth[:, None], axis=1)
+            tied = np.count_nonzero(sc == kth[:, None], axis=1)
+            true_above = np.bincount(r, weights=v > kth[r], minlength=r1 - r0)
+            true_tied = np.bincount(r, weights=v == kth[r], minlength=r1 - r0)
+            out[r0:r1] = true_above + (kc - above) * true_tied / tied
+    return hits
+
+
+def top_k_labels(scores: ArrayLike, k: ArrayLike) -> np.ndarray:
+    """N x C bool: each sample's labels scoring >= its k-th highest score (``k`` an int or one int >= 0 per
+    sample; k above C takes every label, k = 0 none). A tie at the k-th place takes the whole tied group,
+    so a set holds more than k labels only on a tie, and the sets do not depend on the order of the
+    classes. With ``k = labels.sum(1)`` it is the "top-M" label set of the digits demo."""
+    s = check_scores("metrics.top_k_labels", scores)
+    n, c = s.shape
+    kk = np.broadcast_to(np.clip(np.asarray(k, dtype=np.int64), 0, c), (n,))
+    out = np.zeros((n, c), dtype=bool)
+    for r0, r1 in _row_blocks(n, c):
+        some = np.flatnonzero(kk[r0:r1] > 0)
+        if len(some):
+            sc = s[r0:r1][some]
+            out[r0 + some] = sc >= _kth_highest(sc, kk[r0:r1][some])[:, None]
+    return out
+
+
+def top_k_metrics(labels: ArrayLike, scores: ArrayLike, ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
+    """``one_error`` and, for each k of ``ks``, ``precision_at_k`` and ``recall_at_k`` (keys
+    ``"precision_at_%d"``, ``"recall_at_%d"``), from one pass over the scores; equal to the functions of
+    those names. Shape: (N, C) -> dict of floats."""
+    owner = "metrics.top_k_metrics"
+    y, s = check_pair(owner, labels, scores)
+    n = len(y)
+    for k in ks:
+        _check_k(owner, k, n)
+    if n == 0:
+        return dict({"one_error": float("nan")}, **{"%s_at_%d" % (m, k): float("nan") for k in ks
+                                                    for m in ("precision", "recall")})
+    ks = list(ks)
+    hits = _expected_hits(y, s, [np.full(n, k) for k in [1] + ks])
+    p = y.sum(axis=1)
+    has = p > 0
+    out = {"one_error": float(1.0 - hits[0].mean())}
+    for k, h in zip(ks, hits[1:], strict=True):
+        out["precision_at_%d" % k] = float(np.mean(h / k))
+        out["recall_at_%d" % k] = float(np.mean(h[has] / p[has])) if has.any() else float("nan")
+    return out
+
+
+def precision_at_k(labels: ArrayLike, scores: ArrayLike, k: ArrayLike) -> float:
+    r"""Precision@k: the mean over samples of (true labels among the k top-scored) / k.
+
+    .. math:: P@k = \frac{1}{N} \sum_i \frac{1}{k} |\{\text{true labels among the } k \text{ top-scored of } i\}|
+
+    The denominator is k even when k > C (the extreme-classification definition), so
+    ``precision_at_k([[1, 1, 0]], [[.5, .4, .1]], 10)`` is 0.2. A tie at the k-th place counts as the
+    expected value over the orders of the tied group (see the module docstring).
+
+    Args:
+        k: an int >= 1, or one int >= 0 per sample (e.g. ``labels.sum(1)`` for R-precision,
+            "precision@M"); samples with k = 0 are left out.
+
+    Shape: (N, C) -> float.
     """
     owner = "metrics.precision_at_k"
     y, s = check_pair(owner, labels, scores)
@@ -340,14 +527,14 @@ def precision_at_k(labels, scores, k):
     keep = kk > 0
     if not keep.any():
         return float("nan")
-    hits = (top_k_labels(s[keep], kk[keep]) & y[keep]).sum(axis=1)
-    return float(np.mean(hits / np.minimum(kk[keep], y.shape[1])))
+    hits = _expected_hits(y[keep], s[keep], [kk[keep]])[0]
+    return float(np.mean(hits / kk[keep]))
 
 
-def recall_at_k(labels, scores, k):
+def recall_at_k(labels: ArrayLike, scores: ArrayLike, k: ArrayLike) -> float:
     """Mean over samples with a true label of (true labels among the k top-scored) / (true labels).
 
-    Ties broken by the lower class index. Shape: (N, C) -> float.
+    A tie at the k-th place counts as the expected value over its orders. Shape: (N, C) -> float.
     """
     owner = "metrics.recall_at_k"
     y, s = check_pair(owner, labels, scores)
@@ -356,32 +543,39 @@ def recall_at_k(labels, scores, k):
     keep = p > 0
     if not keep.any():
         return float("nan")
-    hits = (top_k_labels(s[keep], np.broadcast_to(k, (len(y),))[keep]) & y[keep]).sum(axis=1)
+    kk = np.broadcast_to(k, (len(y),))[keep]
+    some = kk > 0                                   # a sample with k = 0 recalls nothing
+    hits = np.zeros(len(kk))
+    hits[some] = _expected_hits(y[keep][some], s[keep][some], [kk[some]])[0]
     return float(np.mean(hits / p[keep]))
 
 
-def one_error(labels, scores):
-    """Fraction of samples whose top-scored label (lowest class index among ties) is not a true label.
+def one_error(labels: ArrayLike, scores: ArrayLike) -> float:
+    """Fraction of samples whose top-scored label is not a true label; a tie at the top counts as the
+    expected value over its orders (the fraction of the tied labels that are false).
 
     Shape: (N, C) -> float.
     """
     y, s = check_pair("metrics.one_error", labels, scores)
     if y.size == 0:
         return float("nan")
-    top = np.argmax(s, axis=1)
-    return float(1.0 - y[np.arange(len(y)), top].mean())
+    return float(1.0 - _expected_hits(y, s, [np.ones(len(y), dtype=np.int64)])[0].mean())
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # label-set metrics (predicted 0/1)
 
-def hamming_loss(labels, predicted):
+def hamming_loss(labels: ArrayLike, predicted: ArrayLike) -> float:
     """Fraction of the N*C (sample, class) labels predicted wrongly (scikit-learn's ``hamming_loss``)."""
     y, p = _check_predicted("metrics.hamming_loss", labels, predicted)
-    return float(np.mean(y != p)) if y.size else float("nan")
+    if not y.size:
+        return float("nan")
+    wrong = sum(np.count_nonzero(y[r0:r1] != p[r0:r1]) for r0, r1 in _row_blocks(*y.shape))
+    return float(wrong / y.size)
 
 
-def f1(labels, predicted, average="macro", zero_division=0.0):
+def f1(labels: ArrayLike, predicted: ArrayLike, average: str | None = "macro",
+       zero_division: float = 0.0) -> Any:
     r"""F1 = 2 TP / (2 TP + FP + FN), as scikit-learn's ``f1_score``.
 
     Args:
@@ -395,9 +589,17 @@ def f1(labels, predicted, average="macro", zero_division=0.0):
     if average not in AVERAGES:
         raise MultilabelLossError("%s: average must be one of %s, got %r" % (owner, AVERAGES, average))
     y, p = _check_predicted(owner, labels, predicted)
-    axis = None if average == "micro" else (1 if average == "samples" else 0)
-    tp = np.sum(y & p, axis=axis, dtype=np.float64)
-    denom = np.sum(y, axis=axis, dtype=np.float64) + np.sum(p, axis=axis, dtype=np.float64)
+    n, c = y.shape
+    tp = np.zeros(n if average == "samples" else c)               # counts per sample or per class, by blocks
+    denom = np.zeros_like(tp)
+    for r0, r1 in _row_blocks(n, c):
+        yc, pc = y[r0:r1], p[r0:r1]
+        axis = 1 if average == "samples" else 0
+        part = slice(r0, r1) if average == "samples" else slice(None)
+        tp[part] += np.count_nonzero(yc & pc, axis=axis)
+        denom[part] += np.count_nonzero(yc, axis=axis) + np.count_nonzero(pc, axis=axis)
+    if average == "micro":
+        tp, denom = tp.sum(), denom.sum()
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(denom > 0, 2.0 * tp / np.where(denom > 0, denom, 1.0), float(zero_division))
     if average is None:
@@ -405,16 +607,20 @@ def f1(labels, predicted, average="macro", zero_division=0.0):
     return float(np.mean(score))
 
 
-def exact_match(labels, predicted):
+def exact_match(labels: ArrayLike, predicted: ArrayLike) -> float:
     """Fraction of samples whose predicted label set equals the true set (scikit-learn's ``accuracy_score``
     on multi-label input, "subset accuracy")."""
     y, p = _check_predicted("metrics.exact_match", labels, predicted)
-    return float(np.mean(np.all(y == p, axis=1))) if len(y) else float("nan")
+    if not len(y):
+        return float("nan")
+    same = sum(np.count_nonzero(np.all(y[r0:r1] == p[r0:r1], axis=1)) for r0, r1 in _row_blocks(*y.shape))
+    return float(same / len(y))
 
 
 # ---------------------------------------------------------------------------------------------------------------
 
 
-__all__ = ["average_precision", "check_labels", "check_scores", "coverage", "exact_match", "f1", "hamming_loss",
-           "indices_to_multi_hot", "label_ranking_average_precision", "missing_positives", "one_error",
-           "precision_at_k", "precision_recall_curve", "ranking_loss", "recall_at_k", "top_k_labels"]
+__all__ = ["AVERAGES", "average_precision", "check_labels", "check_pair", "check_scores", "coverage", "exact_match",
+           "f1", "hamming_loss", "indices_to_multi_hot", "label_ranking_average_precision", "missing_positives",
+           "one_error", "precision_at_k", "precision_recall_curve", "ranking_loss", "recall_at_k", "top_k_labels",
+           "top_k_metrics"]

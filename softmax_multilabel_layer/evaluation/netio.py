@@ -3,6 +3,7 @@ image preprocessing as the TEST phase does it, and one pass of a net over a data
 import os
 import re
 import sys
+from typing import Any, TextIO
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -16,6 +17,7 @@ from softmax_multilabel_layer.params import (
     ZLPROptions,
     parse_param_str,
 )
+from softmax_multilabel_layer.tools.netfiles import check_files, in_phase, list_samples
 
 DATA_TYPES = ("Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData", "Input",
               "AnnotatedData", "VideoData")
@@ -32,14 +34,7 @@ LOSS_OPTIONS: dict[str, type[SoftmaxOptions] | type[SigmoidOptions] | type[ZLPRO
 CAFFE_LOSSES = {"SoftmaxWithLoss": "Softmax", "SigmoidCrossEntropyLoss": "Sigmoid"}
 
 
-def in_phase(layer, phase):
-    """Caffe's NetStateRule test, on the phase only (stages and levels are not part of a deploy)."""
-    if layer.include:
-        return any(not rule.HasField("phase") or rule.phase == phase for rule in layer.include)
-    return not any(rule.HasField("phase") and rule.phase == phase for rule in layer.exclude)
-
-
-def loss_probability(layer):
+def loss_probability(layer: Any) -> tuple[str | None, int | None]:
     """For a loss layer, ``(kind, axis)``: kind "Softmax" or "Sigmoid" (the probabilities its loss implies; "Power",
     the identity, for the two-way loss's ranking scores),
     or ``(None, None)`` for another layer. ``axis`` is the class axis (1 unless the options move it)."""
@@ -53,16 +48,16 @@ def loss_probability(layer):
     return None, None
 
 
-def param_dict(layer):
+def param_dict(layer: Any) -> dict[str, Any]:
     options = LOSS_OPTIONS.get(layer.python_param.layer, SigmoidOptions)
     return parse_param_str(layer.python_param.param_str, layer.name, sorted(options.keys()))
 
 
-def is_data_layer(layer):
+def is_data_layer(layer: Any) -> bool:
     return layer.type in DATA_TYPES or (layer.type == "Python" and not layer.bottom)
 
 
-def read_net(path):
+def read_net(path: str) -> Any:
     """A NetParameter from a prototxt file; a one-line error naming the file and line when it does not parse."""
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
@@ -79,20 +74,20 @@ def read_net(path):
     return net
 
 
-def import_caffe():
+def import_caffe() -> Any:
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     caffe.set_mode_cpu()
     return caffe
 
 
-def blob_dims(blob):
+def blob_dims(blob: Any) -> tuple[int, ...]:
     if blob.HasField("shape"):
         return tuple(blob.shape.dim)
     return (blob.num, blob.channels, blob.height, blob.width)
 
 
-def check_weights(net, weights):
+def check_weights(net: Any, weights: str) -> None:
     """A one-line error unless every learnable layer of ``net`` is in the .caffemodel with the same shapes
     (Caffe itself aborts the process on a mismatch)."""
     if not os.path.isfile(weights):
@@ -124,9 +119,32 @@ def check_weights(net, weights):
                                           "%s in the net" % (weights, name, i, dims, shape))
 
 
-def load_net(model, weights, phase="test"):
-    """``caffe.Net(model, weights, phase)`` with the prototxt and the weights checked first (one-line errors)."""
-    read_net(model)
+def check_iters(net: Any, iters: int, net_path: str) -> None:
+    """An error when ``iters`` TEST batches read past the end of a list-backed source (they would wrap around
+    and count samples twice), saying how many batches fit."""
+    from caffe.proto import caffe_pb2
+    for layer in net.layer:
+        if not in_phase(layer, caffe_pb2.TEST) or not is_data_layer(layer):
+            continue
+        found = list_samples(layer)
+        if found is None:
+            continue
+        source, samples, batch = found
+        if iters * batch > samples:
+            raise MultilabelLossError(
+                "--iters %d x batch_size %d = %d samples, but TEST data layer %r of %s reads %d from %s: the "
+                "batches would wrap past the end and count samples twice; at most %d batches fit (%d samples)"
+                % (iters, batch, iters * batch, layer.name, net_path, samples, source, samples // batch,
+                   samples // batch * batch))
+
+
+def load_net(model: str, weights: str | None, phase: str = "test") -> Any:
+    """``caffe.Net(model, weights, phase)`` with the prototxt, the weights and the data files checked first
+    (one-line errors; Caffe aborts the process on a missing file)."""
+    net_param = read_net(model)
+    if weights and not os.path.isfile(weights):
+        raise MultilabelLossError("weights file %s does not exist" % weights)
+    check_files(net_param, phase, model)
     caffe = import_caffe()
     net = caffe.Net(model, caffe.TEST if phase == "test" else caffe.TRAIN)
     if weights:
@@ -135,7 +153,7 @@ def load_net(model, weights, phase="test"):
     return net
 
 
-def find_loss(net_param):
+def find_loss(net_param: Any) -> tuple[Any, str | None]:
     """The TEST-phase loss layer whose probabilities we evaluate: (layer, "Softmax" or "Sigmoid")."""
     from caffe.proto import caffe_pb2
 
@@ -143,13 +161,13 @@ def find_loss(net_param):
         kind, axis = loss_probability(layer)
         if kind is not None and in_phase(layer, caffe_pb2.TEST):
             if axis != 1:
-                raise MultilabelLossError("loss layer %r uses axis %d; only axis 1 (N x C scores) is supported"
+                raise MultilabelLossError("loss layer %r uses axis %s; only axis 1 (N x C scores) is supported"
                                           % (layer.name, axis))
             return layer, kind
     return None, None
 
 
-def label_format(layer):
+def label_format(layer: Any) -> str:
     """"indices" for SoftmaxWithLoss labels and our softmax loss with label_format "indices", else "dense"."""
     if layer is None:
         return "dense"
@@ -160,9 +178,13 @@ def label_format(layer):
     return "dense"
 
 
-def probabilities(scores, kind):
-    """float64 softmax over classes, sigmoid, or the scores themselves (kind None, or "Power": the identity)."""
-    s = np.asarray(scores, dtype=np.float64)
+def probabilities(scores: ArrayLike, kind: str | None) -> NDArray[np.floating[Any]]:
+    """float64 softmax over classes, sigmoid, or the scores themselves (kind None, or "Power": the identity;
+    float32 or float64 kept as they are, without a copy; the metrics compare them exactly in their own precision)."""
+    s = np.asarray(scores)
+    if kind in (None, "Power") and s.dtype in (np.float32, np.float64):
+        return s
+    s = s.astype(np.float64)
     if kind == "Softmax":
         e = np.exp(s - s.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
@@ -171,7 +193,7 @@ def probabilities(scores, kind):
     return s
 
 
-def progress(label, i, total, stream=None):
+def progress(label: str, i: int, total: int, stream: TextIO | None = None) -> None:
     """A one-line progress bar on stderr (rewritten in place)."""
     stream = stream or sys.stderr
     width = 30
@@ -182,7 +204,9 @@ def progress(label, i, total, stream=None):
     stream.flush()
 
 
-def collect(net_path, weights, iters, scores_blob=None, labels_blob=None, activation="auto", label="forward"):
+def collect(net_path: str, weights: str | None, iters: int | None, scores_blob: str | None = None,
+            labels_blob: str | None = None, activation: str | None = "auto",
+            label: str = "forward") -> tuple[NDArray[np.float64], NDArray[np.bool_], dict[str, Any]]:
     """Run the TEST phase ``iters`` times; returns (probabilities N x C float64, labels N x C bool, info)."""
     if iters is None or iters < 1:
         raise MultilabelLossError("--iters must be >= 1 with --net (batches to run)")
@@ -196,6 +220,10 @@ def collect(net_path, weights, iters, scores_blob=None, labels_blob=None, activa
     if activation == "auto":
         activation = kind if loss is not None and scores_blob == loss.bottom[0] else None
     fmt = label_format(loss) if loss is not None and labels_blob == loss.bottom[1] else "dense"
+    if weights and not os.path.isfile(weights):
+        raise MultilabelLossError("weights file %s does not exist" % weights)
+    check_files(net_param, "test", net_path)
+    check_iters(net_param, iters, net_path)
     net = load_net(net_path, weights)
     for option, blob in (("--scores-blob", scores_blob), ("--labels-blob", labels_blob)):
         if blob not in net.blobs:
@@ -216,9 +244,9 @@ def collect(net_path, weights, iters, scores_blob=None, labels_blob=None, activa
         y = M.indices_to_multi_hot(raw, scores.shape[1], owner="labels blob %s" % labels_blob)
     else:
         if raw.shape != scores.shape:
-            raise MultilabelLossError("labels blob %s is %s per batch but scores blob %s is %s; expected the same "
-                                      "N x C (dense multi-hot) or a loss with label_format \"indices\""
-                                      % (labels_blob, raw.shape, scores_blob, scores.shape))
+            raise MultilabelLossError("labels blob %s is %s but scores blob %s is %s over the %d batches; expected "
+                                      "the same N x C (dense multi-hot) or a loss with label_format \"indices\""
+                                      % (labels_blob, raw.shape, scores_blob, scores.shape, iters))
         y = M.check_labels("labels blob %s" % labels_blob, raw)
     M.check_scores("scores blob %s" % scores_blob, scores)
     info = {"net": net_path, "weights": weights, "iters": iters, "scores_blob": scores_blob,
@@ -226,7 +254,7 @@ def collect(net_path, weights, iters, scores_blob=None, labels_blob=None, activa
     return probabilities(scores, activation), y, info
 
 
-def snapshot_iteration(path):
+def snapshot_iteration(path: str) -> int:
     m = re.search(r"_iter_(\d+)\.caffemodel$", path)
     return int(m.group(1)) if m else -1
 
@@ -249,29 +277,16 @@ def preprocess_image(path: str, shape: tuple[int, int, int], resize: tuple[int, 
 
     Values are 0-255 before mean and scale.
     """
-    from softmax_multilabel_layer.data.image_data import ImageDecodeError, Transform, load_image
-
+    from softmax_multilabel_layer.evaluation.model import prepare_image
     channels, height, width = shape
-    rh, rw = resize or (height, width)
-    try:
-        img = load_image(path, is_color=channels != 1, new_height=rh, new_width=rw)
-    except ImageDecodeError:
-        raise MultilabelLossError("cannot read image %s: missing, unreadable or not an image format OpenCV knows"
-                                  % path) from None
-    if img.shape[0] < height or img.shape[1] < width:
-        raise MultilabelLossError("image %s resized to %dx%d is smaller than the net input %dx%d"
-                                  % (path, img.shape[0], img.shape[1], height, width))
-    top, left = (img.shape[0] - height) // 2, (img.shape[1] - width) // 2
-    img = img[top:top + height, left:left + width]
-    if not bgr and channels == 3:
-        img = np.ascontiguousarray(img[:, :, ::-1])
-    out = np.empty((channels, height, width), np.float32)
-    return Transform(channels, mean_value=mean, scale=scale, train=False)(img, out, np.random.default_rng(0))
+    size = tuple(resize) if resize else (height, width)
+    spec = {"shape": [channels, height, width], "resize": list(size), "crop": size != (height, width),
+            "mean_value": None if mean is None else list(np.atleast_1d(np.asarray(mean, np.float64))),
+            "scale": scale, "channel_order": "BGR" if bgr else "RGB"}
+    return prepare_image(path, spec)
 
 
-
-
-def class_names(path, num_classes=None):
+def class_names(path: str | None, num_classes: int | None = None) -> list[str] | None:
     if not path:
         return None
     try:
@@ -280,11 +295,11 @@ def class_names(path, num_classes=None):
     except OSError as exc:
         raise MultilabelLossError("class names file %s: %s" % (path, exc.strerror)) from None
     if num_classes is not None and len(names) != num_classes:
-        raise MultilabelLossError("class names file %s has %d names but the net has C=%d classes"
+        raise MultilabelLossError("class names file %s has %d names but the scores have C=%d classes"
                                   % (path, len(names), num_classes))
     return names
 
 
-__all__ = ["check_weights", "class_names", "collect", "find_loss", "in_phase", "is_data_layer", "label_format",
-           "load_net", "loss_probability", "param_dict", "preprocess_image", "probabilities", "read_net",
-           "snapshot_iteration"]
+__all__ = ["check_files", "check_iters", "check_weights", "class_names", "collect", "find_loss", "in_phase",
+           "is_data_layer", "label_format", "list_samples", "load_net", "loss_probability", "param_dict",
+           "preprocess_image", "probabilities", "read_net", "snapshot_iteration"]

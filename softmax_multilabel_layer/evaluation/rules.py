@@ -12,7 +12,9 @@ The rules and the calibration are numpy only (no Caffe import)::
            [1, 0, 0]])
 
 ``threshold`` and ``class_thresholds`` predict a label when its score is >= the
-threshold. ``top_k`` and ``mass`` break ties in scores by the lower class index.
+threshold. ``top_k`` and ``mass`` take a group of scores tied at the last place whole (every label
+scoring >= the k-th highest score), so a set is larger than asked only on a tie and never depends on
+the order of the classes (:func:`softmax_multilabel_layer.evaluation.metrics.top_k_labels`).
 
 Which rule fits which loss: ``zlpr`` (score > 0) is ZLPR's own threshold. The
 two-way loss gives ranking scores with no threshold or probability meaning
@@ -22,9 +24,12 @@ two-way loss gives ranking scores with no threshold or probability meaning
 """
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from softmax_multilabel_layer.evaluation.metrics import check_labels, check_scores, top_k_labels
 from softmax_multilabel_layer.params import MultilabelLossError
@@ -34,17 +39,17 @@ RULE_SYNTAX = "top-k:K, threshold:T, thresholds:FILE.json, mass:Q or zlpr"
 
 @dataclass(frozen=True)
 class top_k:
-    """The k top-scored labels of each sample (ties: lower class index first)."""
+    """The k top-scored labels of each sample (a tie at the k-th place: the whole tied group)."""
     k: int
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
             raise MultilabelLossError("rule top-k: k must be an integer >= 1, got %r" % (self.k,))
 
-    def __call__(self, scores):
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
         return top_k_labels(scores, self.k)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "top-k:%d" % self.k
 
 
@@ -53,14 +58,14 @@ class threshold:
     """Every label whose score is >= t."""
     t: float
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if isinstance(self.t, bool) or not isinstance(self.t, (int, float)) or not math.isfinite(self.t):
             raise MultilabelLossError("rule threshold: t must be a finite number, got %r" % (self.t,))
 
-    def __call__(self, scores):
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
         return scores >= self.t
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "threshold:%g" % self.t
 
 
@@ -68,21 +73,21 @@ class class_thresholds:
     """Label c when its score is >= thresholds[c]; ``values`` is an array or a JSON file written by
     :func:`save_thresholds` (``null`` = never predict the class)."""
 
-    def __init__(self, values):
+    def __init__(self, values: "str | ArrayLike") -> None:
         self.source = values if isinstance(values, str) else None
         t = load_thresholds(values) if isinstance(values, str) else np.asarray(values, dtype=np.float64)
         if t.ndim != 1 or np.isnan(t).any():
             raise MultilabelLossError("rule thresholds: expected one number per class, got %r" % (values,))
         self.thresholds = t
 
-    def __call__(self, scores):
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
         if scores.shape[1] != len(self.thresholds):
             raise MultilabelLossError("rule thresholds%s: %d thresholds but the scores have C=%d classes"
                                       % (":" + self.source if self.source else "", len(self.thresholds),
                                          scores.shape[1]))
         return scores >= self.thresholds[None, :]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "thresholds:%s" % (self.source or "<%d values>" % len(self.thresholds))
 
 
@@ -92,11 +97,11 @@ class mass:
     rule for targets 1/M: a sample with M equally likely labels gets them all for q <= 1 - (other mass))."""
     q: float
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if isinstance(self.q, bool) or not isinstance(self.q, (int, float)) or not 0 < self.q <= 1:
             raise MultilabelLossError("rule mass: q must be in (0, 1], got %r" % (self.q,))
 
-    def __call__(self, scores):
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
         sums = scores.sum(axis=1, dtype=np.float64)
         if len(sums) and (np.abs(sums - 1) > 1e-3).any():
             i = int(np.argmax(np.abs(sums - 1)))
@@ -106,7 +111,7 @@ class mass:
         k = np.minimum(1 + np.count_nonzero(ranked < self.q * sums[:, None] - 1e-12, axis=1), scores.shape[1])
         return top_k_labels(scores, k)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "mass:%g" % self.q
 
 
@@ -119,15 +124,21 @@ class zlpr:
     (s >= 0: the same label sets but where a score is exactly 0).
     """
 
-    def __call__(self, scores):
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
         return scores > 0.5
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "zlpr"
 
 
-def parse_rule(text):
-    """A rule from its text: ``top-k:3``, ``threshold:0.5``, ``thresholds:FILE``, ``mass:0.9``, ``zlpr``."""
+Rule = Callable[[np.ndarray], np.ndarray]
+"""A decision rule: N x C scores -> N x C label sets (``top_k``, ``threshold``, ``class_thresholds``, ``mass``,
+``zlpr``)."""
+
+
+def parse_rule(text: "str | Rule") -> Rule:
+    """A rule from its command-line text: ``top-k:3``, ``threshold:0.5``, ``thresholds:FILE``, ``mass:0.9``,
+    ``zlpr``."""
     if not isinstance(text, str):
         return text
     name, sep, value = text.partition(":")
@@ -149,13 +160,33 @@ def parse_rule(text):
     raise MultilabelLossError("unknown rule %r; expected %s" % (text, RULE_SYNTAX))
 
 
-def predict_labels(scores, rule):
+def check_rule(rule: "str | Rule", scores: np.ndarray, owner: str = "rule") -> Rule:
+    """The rule, refused with a clear error where it cannot mean what was asked on these scores: ``top-k``
+    with k above the C classes, or a ``threshold`` at which no label or every label is predicted (above
+    the highest score, or at or below the lowest)."""
+    rule = parse_rule(rule)
+    s = np.asarray(scores)
+    if isinstance(rule, top_k) and rule.k > s.shape[1]:
+        raise MultilabelLossError("%s %s: k=%d is more than the C=%d classes; expected k in 1..%d"
+                                  % (owner, rule, rule.k, s.shape[1], s.shape[1]))
+    if isinstance(rule, threshold) and s.size:
+        low, high = float(s.min()), float(s.max())
+        if rule.t > high:
+            raise MultilabelLossError("%s %s predicts no label at all: the highest score is %.6g; expected a "
+                                      "threshold in (%.6g, %.6g]" % (owner, rule, high, low, high))
+        if rule.t <= low:
+            raise MultilabelLossError("%s %s predicts every label: the lowest score is %.6g; expected a threshold "
+                                      "in (%.6g, %.6g]" % (owner, rule, low, low, high))
+    return rule
+
+
+def predict_labels(scores: ArrayLike, rule: "str | Rule") -> np.ndarray:
     """N x C bool label sets from N x C scores under ``rule`` (a rule object or its text, see :func:`parse_rule`)."""
     s = check_scores("predict_labels", scores)
     return np.asarray(parse_rule(rule)(s), dtype=bool)
 
 
-def calibrate_thresholds(labels, scores):
+def calibrate_thresholds(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """One threshold per class maximizing that class's F1 on a validation set.
 
     For class c the candidates are its distinct scores (predict c when score >= t); the best F1 is
@@ -193,11 +224,13 @@ def calibrate_thresholds(labels, scores):
     return best_t, best_f1
 
 
-def save_thresholds(path, thresholds, f1=None, class_names=None):
+def save_thresholds(path: str, thresholds: ArrayLike, f1: ArrayLike | None = None,
+                    class_names: Sequence[str] | None = None) -> None:
     """Write thresholds (``null`` for a never-predicted class) as JSON, read back by :func:`load_thresholds`."""
-    data = {"thresholds": [None if not np.isfinite(t) else float(t) for t in thresholds]}
+    data: dict[str, list[Any]] = {"thresholds": [None if not np.isfinite(t) else float(t)
+                                                 for t in np.asarray(thresholds, dtype=np.float64)]}
     if f1 is not None:
-        data["f1"] = [float(v) for v in f1]
+        data["f1"] = [float(v) for v in np.asarray(f1, dtype=np.float64)]
     if class_names is not None:
         data["class_names"] = list(class_names)
     with open(path, "w") as f:
@@ -205,7 +238,7 @@ def save_thresholds(path, thresholds, f1=None, class_names=None):
         f.write("\n")
 
 
-def load_thresholds(path):
+def load_thresholds(path: str) -> np.ndarray:
     """Thresholds from a JSON file: a list of numbers, or an object with a ``thresholds`` list (null = never)."""
     try:
         with open(path) as f:
@@ -222,5 +255,5 @@ def load_thresholds(path):
     return np.array([np.inf if v is None else v for v in values], dtype=np.float64)
 
 
-__all__ = ["RULE_SYNTAX", "calibrate_thresholds", "class_thresholds", "load_thresholds", "mass", "parse_rule",
-           "predict_labels", "save_thresholds", "threshold", "top_k"]
+__all__ = ["RULE_SYNTAX", "Rule", "calibrate_thresholds", "check_rule", "class_thresholds", "load_thresholds",
+           "mass", "parse_rule", "predict_labels", "save_thresholds", "threshold", "top_k"]

@@ -94,8 +94,12 @@ def class_axis_shape(shape: Sequence[int], axis: int, owner: str, blob: str) -> 
     return outer, int(shape[axis]), inner
 
 
-def _float_view(array, owner, blob, axis, shape=None):
-    """``array`` as a float32/float64 (O, C, I) view; ``shape`` (checked by the caller) replaces its own shape."""
+def float_view(array: Any, owner: str, blob: str, axis: int, shape: Sequence[int] | None = None) -> NDArray[Any]:
+    """``array`` as a float32/float64 (O, C, I) view; ``shape`` (checked by the caller) replaces its own shape.
+
+    Integer and boolean labels become float64; any other dtype than float32/float64, or an empty array, raises
+    :class:`MultilabelLossError` naming ``owner`` and ``blob``.
+    """
     array = np.asarray(array)
     if blob != "scores" and (array.dtype.kind in "biu"):
         array = array.astype(np.float64)      # integer or boolean labels from numpy users
@@ -122,21 +126,22 @@ def position(shape: Sequence[int], axis: int, flat_index: int, blob: str, slot: 
     return "%s[%s] (%s, %s %d)" % (blob, ", ".join(map(str, index)), sample, slot, index[axis])
 
 
-def _first_bad(array, bad):
+def first_bad(array: NDArray[Any], bad: NDArray[np.bool_]) -> tuple[int, Any]:
     """Flat index and value of the first element where ``bad`` holds (error path only)."""
     flat = int(np.flatnonzero(bad)[0])
     return flat, array.reshape(-1)[flat].item()
 
 
-def _scores_not_finite(owner, scores, axis):
+def scores_not_finite_error(owner: str, scores: Any, axis: int) -> MultilabelLossError:
+    """The error for scores holding a NaN or an infinity, naming the first one (error path only)."""
     scores = np.asarray(scores)
-    flat, value = _first_bad(scores, ~np.isfinite(scores))
+    flat, value = first_bad(scores, ~np.isfinite(scores))
     return MultilabelLossError("%s: scores are not finite: found %r at %s; training has probably diverged: lower "
                                "the learning rate or check the layers below"
                                % (owner, value, position(scores.shape, axis, flat, "scores")))
 
 
-def _row_sum(a3):
+def row_sum(a3: NDArray[Any]) -> NDArray[np.float64]:
     """Sum over the class axis of an (O, C, I) array, as float64 of shape (O, 1, I).
 
     The sum accumulates in the array's own dtype (float32 for float32 input),
@@ -149,7 +154,7 @@ def _row_sum(a3):
     return np.einsum("oci->oi", a3).astype(np.float64)[:, None, :]
 
 
-def _normalizer(mode, outer, inner, valid_count):
+def loss_normalizer(mode: str, outer: int, inner: int, valid_count: float) -> float:
     """The divisor of the summed loss: O, O*I, the valid count (at least 1), or 1."""
     if mode == "batch_size":
         return float(outer)
@@ -172,7 +177,7 @@ def rows_view(a3: NDArray[Any], workspace: Workspace, name: str) -> NDArray[Any]
     return rows.reshape(outer * inner, classes)
 
 
-def _sum_along(a, axis):
+def _sum_along(a: NDArray[Any], axis: int) -> NDArray[np.float64]:
     """Sum of a 2-D array along ``axis`` (accumulated in its dtype, by einsum: one thread), as float64."""
     return np.einsum("sc->c" if axis == 0 else "sc->s", a).astype(np.float64)
 

@@ -12,11 +12,12 @@ count M of non-zero labels, their sum, and the two operations the loss needs:
   (at most ``SPARSE_FRACTION`` of the entries) and for ``label_format: "indices"``.
 """
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
-from softmax_multilabel_layer.losses.common import Workspace, _first_bad, _row_sum, position
+from softmax_multilabel_layer.losses.common import Workspace, first_bad, position, row_sum
 from softmax_multilabel_layer.params import (
     MultilabelLossError,
     SigmoidOptions,
@@ -79,14 +80,16 @@ def _one_label_hint(options, scores_shape, labels_shape, blob):
             "scores (convert with softmax_multilabel_layer.data.hdf5_labels.dense_from_indices)" % blob)
 
 
-def bad_label_values(owner, labels, bad, shape, axis, blob="labels", slot="class"):
+def bad_label_values(owner: str, labels: NDArray[Any], bad: NDArray[np.bool_], shape: Sequence[int], axis: int,
+                     blob: str = "labels", slot: str = "class") -> MultilabelLossError:
     """The error for labels that are negative, NaN or infinite (error path only)."""
-    flat, value = _first_bad(labels, bad)
+    flat, value = first_bad(labels, bad)
     return MultilabelLossError("%s: %s must be finite and >= 0 (0 = negative), found %r at %s"
                                % (owner, blob, value, position(shape, axis, flat, blob, slot)))
 
 
-def check_label_sums(owner, label_sum, dtype, shape, axis, blob="labels"):
+def check_label_sums(owner: str, label_sum: NDArray[np.float64], dtype: np.dtype[np.floating[Any]],
+                     shape: Sequence[int], axis: int, blob: str = "labels") -> None:
     """Raise if a sample's labels sum beyond the largest finite value of the scores' dtype.
 
     Each label can be finite and the sum still overflow (3e38 + 3e38 in
@@ -108,25 +111,26 @@ def check_label_sums(owner, label_sum, dtype, shape, axis, blob="labels"):
 class DenseLabels:
     """Labels stored as an (O, C, I) array."""
 
-    def __init__(self, labels3, positive_mask, owner, workspace, shape, axis):
+    def __init__(self, labels3: NDArray[Any], positive_mask: NDArray[np.bool_], owner: str, workspace: Workspace,
+                 shape: Sequence[int], axis: int) -> None:
         self.labels3 = labels3
         if not labels3.min() >= 0:
             raise bad_label_values(owner, labels3, ~(labels3 >= 0), shape, axis)
         if not np.isfinite(labels3.max()):
             raise bad_label_values(owner, labels3, ~np.isfinite(labels3), shape, axis)
-        self.label_sum = _row_sum(labels3)
+        self.label_sum = row_sum(labels3)
         self.count = positive_mask.view(np.uint8).sum(axis=1, keepdims=True, dtype=np.int64).astype(np.float64)
         self.workspace = workspace
 
-    def dot(self, a3):
+    def dot(self, a3: NDArray[Any]) -> NDArray[np.float64]:
         """sum_c y_c a_c for each sample, float64 (O, 1, I)."""
         return np.einsum("oci,oci->oi", self.labels3, a3).astype(np.float64)[:, None, :]
 
-    def values_at(self, flat):
+    def values_at(self, flat: NDArray[np.intp]) -> NDArray[np.float64]:
         """The labels at flat positions of the (O, C, I) array, as float64."""
         return self.labels3.reshape(-1)[flat].astype(np.float64)
 
-    def subtract_scaled(self, out3, k):
+    def subtract_scaled(self, out3: NDArray[Any], k: NDArray[np.float64]) -> None:
         """out3 -= k * y, with k of shape (O, 1, I)."""
         scratch = self.workspace.get("scaled_labels", out3.shape, out3.dtype)
         np.multiply(self.labels3, k.astype(out3.dtype), out=scratch)
@@ -136,7 +140,8 @@ class DenseLabels:
 class SparseLabels:
     """Non-zero labels as sorted flat positions into the (O, C, I) scores, with their values."""
 
-    def __init__(self, flat, values, shape3, dense=None):
+    def __init__(self, flat: NDArray[np.intp], values: NDArray[Any], shape3: Sequence[int],
+                 dense: NDArray[Any] | None = None) -> None:
         outer, classes, inner = shape3
         self.flat = flat
         self.values = values.astype(np.float64)
@@ -148,13 +153,13 @@ class SparseLabels:
         self.label_sum = np.bincount(self.sample, self.values, minlength=samples).astype(np.float64).reshape(
             self.samples_shape)
 
-    def dot(self, a3):
+    def dot(self, a3: NDArray[Any]) -> NDArray[np.float64]:
         """sum_c y_c a_c for each sample, float64 (O, 1, I)."""
         gathered = a3.reshape(-1)[self.flat] * self.values
         return np.bincount(self.sample, gathered, minlength=self.count.size).astype(np.float64).reshape(
             self.samples_shape)
 
-    def dot_below(self, a3, amax):
+    def dot_below(self, a3: NDArray[Any], amax: NDArray[Any]) -> NDArray[Any]:
         """sum_c y_c (m - a_c) for each sample, float64 (O, 1, I), with m = ``amax`` (O, 1, I) >= a.
 
         Each term is formed in float64 from float32 or float64 values, so it is >= 0.
@@ -162,7 +167,7 @@ class SparseLabels:
         below = amax.reshape(-1)[self.sample].astype(np.float64) - a3.reshape(-1)[self.flat]
         return np.bincount(self.sample, below * self.values, minlength=self.count.size).reshape(self.samples_shape)
 
-    def values_at(self, flat):
+    def values_at(self, flat: NDArray[np.intp]) -> NDArray[np.float64]:
         """The labels at flat positions of the (O, C, I) array (0 where no label is stored), as float64."""
         if self.dense is not None:
             return self.dense.reshape(-1)[flat].astype(np.float64)
@@ -171,13 +176,14 @@ class SparseLabels:
         where = np.minimum(np.searchsorted(self.flat, flat), len(self.flat) - 1)
         return np.where(self.flat[where] == flat, self.values[where], 0.0)
 
-    def subtract_scaled(self, out3, k):
+    def subtract_scaled(self, out3: NDArray[Any], k: NDArray[np.float64]) -> None:
         """out3 -= k * y, with k of shape (O, 1, I)."""
         flat_out = out3.reshape(-1)
         flat_out[self.flat] -= (k.reshape(-1)[self.sample] * self.values).astype(out3.dtype)
 
 
-def dense_label_form(labels3, owner, workspace, shape, axis):
+def dense_label_form(labels3: NDArray[Any], owner: str, workspace: Workspace, shape: Sequence[int],
+                     axis: int) -> DenseLabels | SparseLabels:
     """Dense or sparse form of (O, C, I) labels, validated: finite, >= 0 (``shape``: the scores' shape, for errors)."""
     positive = workspace.get("label_nonzero", labels3.shape, np.bool_)
     np.not_equal(labels3, 0, out=positive)
@@ -234,7 +240,8 @@ def first_duplicate_index(indices: ArrayLike, axis: int = -1) -> tuple[tuple[int
     return where[:-1], int(ordered[where])
 
 
-def index_label_form(indices, weights, shape3, owner, axis):
+def index_label_form(indices: ArrayLike, weights: ArrayLike | None, shape3: Sequence[int], owner: str,
+                     axis: int) -> SparseLabels:
     """Labels given as class indices (padded with -1) along the class axis, plus optional weights.
 
     ``shape3`` is the scores' (O, C, I) and ``axis`` their class axis.

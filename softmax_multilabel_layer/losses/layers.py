@@ -98,10 +98,10 @@ class SoftmaxMultilabelLossLayer(_MultilabelLossLayer):
         return 3 if self.options.label_format == "indices" else 2
 
     def forward(self, bottom: list[Any], top: list[Any]) -> None:
-        usage_warnings.check_forward(self, bottom, top)
         weights = bottom[2].data if len(bottom) > 2 else None
         loss, self.ctx = softmax.softmax_multilabel_forward(bottom[0].data, bottom[1].data, weights,
                                                       options=self.options, workspace=self.workspace)
+        usage_warnings.check_forward(self, bottom, top)     # after the core: refused input gets only the error
         top[0].data[...] = loss
         if len(top) > 1:
             softmax.softmax_probabilities(self.ctx, out=top[1].data)
@@ -121,10 +121,10 @@ class SigmoidMultilabelLossLayer(_MultilabelLossLayer):
     bottom_names = ("scores", "targets")
 
     def forward(self, bottom: list[Any], top: list[Any]) -> None:
-        usage_warnings.check_forward(self, bottom, top)
         loss, self.ctx = sigmoid.sigmoid_multilabel_forward(bottom[0].data, bottom[1].data,
                                                       options=self.options, workspace=self.workspace,
                                                       probabilities=len(top) > 1)
+        usage_warnings.check_forward(self, bottom, top)     # after the core: refused input gets only the error
         top[0].data[...] = loss
         if len(top) > 1:
             sigmoid.sigmoid_probabilities(self.ctx, out=top[1].data)

@@ -35,13 +35,13 @@ from numpy.typing import ArrayLike, NDArray
 
 from softmax_multilabel_layer.losses.common import (
     Workspace,
-    _first_bad,
-    _float_view,
-    _normalizer,
-    _scores_not_finite,
     check_fresh,
+    first_bad,
+    float_view,
+    loss_normalizer,
     output_view,
     position,
+    scores_not_finite_error,
 )
 from softmax_multilabel_layer.losses.cpu import log1p_is_simd
 from softmax_multilabel_layer.losses.labels import check_label_shapes
@@ -66,7 +66,7 @@ class SigmoidContext:
 
 def _check_targets(y, owner, ignore_label, shape, axis):
     if not (y.min() >= 0 and y.max() <= 1):
-        flat, value = _first_bad(y, ~((y >= 0) & (y <= 1)))
+        flat, value = first_bad(y, ~((y >= 0) & (y <= 1)))
         raise MultilabelLossError("%s: targets must be in [0, 1]%s, found %r at %s"
                                   % (owner, "" if ignore_label is None else
                                      " or equal to ignore_label %r" % ignore_label, value,
@@ -129,9 +129,9 @@ def sigmoid_multilabel_forward(scores: ArrayLike, targets: ArrayLike, options: S
     owner = opts.owner
     ws = workspace if workspace is not None else Workspace()
     generation = ws.begin()
-    x = _float_view(scores, owner, "scores", opts.axis)
+    x = float_view(scores, owner, "scores", opts.axis)
     check_label_shapes(opts, np.shape(scores), np.shape(targets), blob="targets")
-    y = _float_view(targets, owner, "targets", opts.axis, np.shape(scores))
+    y = float_view(targets, owner, "targets", opts.axis, np.shape(scores))
     outer, classes, inner = x.shape
     opts.check_class_count(classes)
 
@@ -164,14 +164,14 @@ def sigmoid_multilabel_forward(scores: ArrayLike, targets: ArrayLike, options: S
             weights = {key: None if value is None else value[:, class_slice] for key, value in per_class.items()}
             loss_sum += _elementwise(x[block], y[block], None if valid is None else valid[block], grad[block],
                                      None if prob is None else prob[block], weights, opts, scratch, masks)
-    ctx = SigmoidContext(_normalizer(opts.normalization, outer, classes * inner, valid_count), np.shape(scores),
+    ctx = SigmoidContext(loss_normalizer(opts.normalization, outer, classes * inner, valid_count), np.shape(scores),
                          grad, prob, ws, generation)
     loss = loss_sum / ctx.normalizer
     if not math.isfinite(loss):
         # a NaN or infinite score always makes its elementwise loss inf or NaN (inf * 0 included), so the
         # scores are checked here, on the error path, instead of by a pass over them on every call
         if not np.isfinite(x).all():
-            raise _scores_not_finite(owner, scores, opts.axis)
+            raise scores_not_finite_error(owner, scores, opts.axis)
         raise MultilabelLossError("%s: the loss is not finite (%r) although scores and targets are" % (owner, loss))
     return loss, ctx
 
@@ -214,7 +214,7 @@ class _Scratch:
         self._shape: tuple[int, ...] = ()             # set by reshape, before the first block
         self._views: dict[str, np.ndarray] = {}
 
-    def reshape(self, shape):
+    def reshape(self, shape: tuple[int, ...]) -> None:
         if shape != self._shape:
             self._shape, self._views = shape, {}
 

@@ -14,12 +14,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from softmax_multilabel_layer.losses.common import (
     Workspace,
-    _float_view,
-    _normalizer,
-    _row_sum,
-    _scores_not_finite,
     check_fresh,
+    float_view,
+    loss_normalizer,
     output_view,
+    row_sum,
+    scores_not_finite_error,
 )
 from softmax_multilabel_layer.losses.labels import (
     DenseLabels,
@@ -140,13 +140,13 @@ def softmax_multilabel_forward(scores: ArrayLike, labels: ArrayLike, label_weigh
     ws = workspace if workspace is not None else Workspace()
     generation = ws.begin()
     shape = np.shape(scores)
-    s3 = _float_view(scores, owner, "scores", axis)
+    s3 = float_view(scores, owner, "scores", axis)
     outer, classes, inner = s3.shape
     if opts.label_format == "dense" and label_weights is not None:
         raise MultilabelLossError("%s: label_weights are only used with label_format \"indices\"" % owner)
     check_label_shapes(opts, shape, np.shape(labels), None if label_weights is None else np.shape(label_weights))
     if opts.label_format == "dense":
-        label_form = dense_label_form(_float_view(labels, owner, "labels", axis, shape), owner, ws, shape, axis)
+        label_form = dense_label_form(float_view(labels, owner, "labels", axis, shape), owner, ws, shape, axis)
     else:
         label_form = index_label_form(labels, label_weights, s3.shape, owner, axis)
     check_label_sums(owner, label_form.label_sum, s3.dtype, shape, axis)
@@ -154,25 +154,33 @@ def softmax_multilabel_forward(scores: ArrayLike, labels: ArrayLike, label_weigh
     # m = max_c s per sample, at its first argmax. A NaN or +inf score becomes some sample's max; -inf, the minimum.
     top = _argmax_positions(s3, ws)
     smax = s3.reshape(-1)[top].reshape(outer, 1, inner)
-    if not (np.isfinite(smax).all() and math.isfinite(s3.min())):
-        raise _scores_not_finite(owner, scores, axis)
+    smin = s3.min()
+    if not (np.isfinite(smax).all() and math.isfinite(smin)):
+        raise scores_not_finite_error(owner, scores, axis)
     exps = ws.get("exps", s3.shape, s3.dtype)
     eps = opts.label_smoothing
     low, high = UNSHIFTED_MAX_RANGE
     if isinstance(label_form, SparseLabels) and not eps and low <= smax.min() and smax.max() <= high:
         below = label_form.dot_below(s3, smax)      # sum_c y_c (m - s_c) >= 0, term by term in float64
-        below_sum = 0.0
+        below_sum: NDArray[np.float64] | float = 0.0
         np.exp(s3, out=exps)                        # e = exp(s): the shift needs a pass of its own
     else:
-        shifted = np.subtract(s3, smax, out=exps)   # b = s - m <= 0, exactly 0 at the argmax
+        if float(smax.max()) - float(smin) > np.finfo(s3.dtype).max:
+            # b = s - m may overflow to -inf (scores spanning more than the dtype's range): exp(b) = 0 there, and
+            # the loss check below refuses the infinite loss with a clear error; numpy's overflow warning is not
+            # the user's news. Checked on two scalars, so the usual path pays no np.errstate.
+            with np.errstate(over="ignore"):
+                shifted = np.subtract(s3, smax, out=exps)
+        else:
+            shifted = np.subtract(s3, smax, out=exps)   # b = s - m <= 0, exactly 0 at the argmax
         below = -label_form.dot(shifted)            # sum_c y_c (m - s_c) = -sum_c y_c b_c >= 0
-        below_sum = -_row_sum(shifted) if eps else 0.0    # sum_c (m - s_c) >= 0
+        below_sum = -row_sum(shifted) if eps else 0.0    # sum_c (m - s_c) >= 0
         np.exp(shifted, out=exps)                   # e = exp(b); the buffer now holds exponentials
     flat_exps = exps.reshape(-1)
     top_exp = flat_exps[top]                        # exp(m), or 1 after the shift
     flat_exps[top] = 0                              # r: the other classes only, so log1p(r) keeps its precision
     top_exp = top_exp.astype(np.float64).reshape(outer, 1, inner)
-    rest = _row_sum(exps) / top_exp
+    rest = row_sum(exps) / top_exp
     flat_exps[top] = top_exp.reshape(-1)
 
     positive = label_form.count > 0                 # a sample with a non-zero label (then its label sum is > 0)
@@ -186,7 +194,7 @@ def softmax_multilabel_forward(scores: ArrayLike, labels: ArrayLike, label_weigh
     offset = positive * (eps / classes)
     total = scale * label_form.label_sum + offset * classes
     per_sample = total * np.log1p(rest) + scale * below + offset * below_sum    # three terms, each >= 0
-    normalizer = _normalizer(opts.normalization, outer, inner, int(np.count_nonzero(positive)))
+    normalizer = loss_normalizer(opts.normalization, outer, inner, int(np.count_nonzero(positive)))
     loss = float(per_sample.sum() / normalizer)
     if not abs(loss) <= np.finfo(s3.dtype).max:
         raise MultilabelLossError("%s: the loss is not finite in %s (%r) although scores and labels are: the scores "

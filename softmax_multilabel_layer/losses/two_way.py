@@ -42,12 +42,12 @@ from numpy.typing import ArrayLike, NDArray
 from softmax_multilabel_layer.losses.common import (
     UNSHIFTED_RANGE,
     Workspace,
-    _float_view,
-    _scores_not_finite,
     check_fresh,
+    float_view,
     masked_logsumexp,
     output_view,
     rows_view,
+    scores_not_finite_error,
     segment_logsumexp,
     unshifted_logsumexp,
 )
@@ -109,13 +109,13 @@ def two_way_forward(scores: ArrayLike, labels: ArrayLike, options: TwoWayOptions
     ws = workspace if workspace is not None else Workspace()
     generation = ws.begin()
     shape = np.shape(scores)
-    s3 = _float_view(scores, owner, "scores", axis)
+    s3 = float_view(scores, owner, "scores", axis)
     check_label_shapes(opts, shape, np.shape(labels))
-    label_rows = rows_view(_float_view(labels, owner, "labels", axis, shape), ws, "label_rows")
+    label_rows = rows_view(float_view(labels, owner, "labels", axis, shape), ws, "label_rows")
     positions = multi_hot_positions(label_rows, owner, shape, axis, ws)
     low, high = float(s3.min()), float(s3.max())
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise _scores_not_finite(owner, scores, axis)
+        raise scores_not_finite_error(owner, scores, axis)
     x = rows_view(s3, ws, "score_rows")
     samples, classes = x.shape
     tp, tn = opts.tp, opts.tn

@@ -28,13 +28,13 @@ from numpy.typing import ArrayLike, NDArray
 from softmax_multilabel_layer.losses.common import (
     UNSHIFTED_RANGE,
     Workspace,
-    _float_view,
-    _normalizer,
-    _scores_not_finite,
     check_fresh,
+    float_view,
+    loss_normalizer,
     masked_logsumexp,
     output_view,
     rows_view,
+    scores_not_finite_error,
     segment_logsumexp,
     unshifted_logsumexp,
 )
@@ -102,19 +102,19 @@ def zlpr_forward(scores: ArrayLike, labels: ArrayLike, options: ZLPROptions | No
     ws = workspace if workspace is not None else Workspace()
     generation = ws.begin()
     shape = np.shape(scores)
-    s3 = _float_view(scores, owner, "scores", axis)
+    s3 = float_view(scores, owner, "scores", axis)
     outer, classes, inner = s3.shape
     samples = outer * inner
     check_label_shapes(opts, shape, np.shape(labels))
     if opts.label_format == "dense":
-        label_rows = rows_view(_float_view(labels, owner, "labels", axis, shape), ws, "label_rows")
+        label_rows = rows_view(float_view(labels, owner, "labels", axis, shape), ws, "label_rows")
         positions = multi_hot_positions(label_rows, owner, shape, axis, ws)
     else:
         sparse = index_label_form(labels, None, s3.shape, owner, axis)
         positions = sparse.sample * classes + (sparse.flat // inner) % classes
     top = float(s3.max())
     if not (math.isfinite(top) and math.isfinite(s3.min())):
-        raise _scores_not_finite(owner, scores, axis)
+        raise scores_not_finite_error(owner, scores, axis)
 
     s = rows_view(s3, ws, "score_rows")
     exps = ws.get("exps", s.shape, s.dtype)
@@ -129,7 +129,7 @@ def zlpr_forward(scores: ArrayLike, labels: ArrayLike, options: ZLPROptions | No
         negative, negative_weight = masked_logsumexp(exps, axis=1, with_zero=True)
     sample = positions // classes
     positive, positive_weight = segment_logsumexp(-s.reshape(-1)[positions], sample, samples, with_zero=True)
-    normalizer = _normalizer(opts.normalization, outer, inner, samples)
+    normalizer = loss_normalizer(opts.normalization, outer, inner, samples)
     loss = float((negative.sum() + positive.sum()) / normalizer)
     if not abs(loss) <= np.finfo(s.dtype).max:
         raise MultilabelLossError("%s: the loss is not finite in %s (%r) although the scores are"

@@ -51,6 +51,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from softmax_multilabel_layer.tools.netfiles import check_files
+
 # A fill: (random generator, blob shape) -> values for the blob.
 Fill = Callable[[np.random.Generator, tuple[int, ...]], NDArray[Any]]
 
@@ -249,6 +251,7 @@ def load_net(prototxt: str, layer_name: str, bottoms: Iterable[int] | None = Non
             text_format.Merge(f.read(), net_param)
     except text_format.ParseError as exc:
         raise GradcheckError("%s is not a valid Caffe net prototxt: %s" % (prototxt, exc)) from None
+    check_files(net_param, phase, prototxt)           # Caffe aborts the process on a missing data file
     known = set(caffe.layer_type_list())
     unknown = sorted({layer.type for layer in net_param.layer} - known)
     if unknown:

@@ -28,7 +28,13 @@ import caffe
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions, _choice, _number
+from softmax_multilabel_layer.params import (
+    MultilabelLossError,
+    SigmoidOptions,
+    SoftmaxOptions,
+    check_choice,
+    check_number,
+)
 
 LOSSES: dict[str, tuple[str, type[SoftmaxOptions] | type[SigmoidOptions]]] = {
     "softmax": ("SoftmaxMultilabelLossLayer", SoftmaxOptions),
@@ -45,7 +51,7 @@ def python_param(loss: str, params: Mapping[str, Any], owner: str) -> dict[str, 
     holds only the given keys, in the given order; with no options it is left
     out (Caffe's default "" means every default).
     """
-    _choice(owner, "loss", loss, tuple(LOSSES))
+    check_choice(owner, "loss", loss, tuple(LOSSES))
     layer, options_class = LOSSES[loss]
     options_class.from_kwargs(owner, params)
     fields = dict(module=MODULE, layer=layer)
@@ -67,7 +73,7 @@ def _check(owner: str, loss: str, num_bottoms: int, loss_weight: float, ntop: in
         else:
             expected = "2 (scores, targets)"
         raise MultilabelLossError("%s: got %d bottoms, expected %s" % (owner, num_bottoms, expected))
-    weight = _number(owner, "loss_weight", loss_weight)
+    weight = check_number(owner, "loss_weight", loss_weight)
     if isinstance(ntop, bool) or not isinstance(ntop, int) or ntop not in (1, 2):
         raise MultilabelLossError("%s: ntop must be 1 (loss) or 2 (loss, probabilities), got %r" % (owner, ntop))
     return fields, [weight] + [0.0] * (ntop - 1)   # the probabilities top is not a loss
