@@ -183,12 +183,17 @@ def softmax_rows(n, classes, margin, seed):
     return truth[0], errors(*ours, *truth), errors(*theirs, *truth)
 
 
-def sigmoid_rows(n, classes, margin, seed):
+def confident_inputs(n, classes, margin, seed):
+    """float32 scores +margin on 3 positives per sample and -margin elsewhere, plus N(0, 0.5); 0/1 labels."""
     rng = np.random.default_rng(seed)
     y = np.zeros((n, classes), np.float32)
     for i in range(n):
         y[i, rng.choice(classes, 3, replace=False)] = 1
-    x = (np.where(y > 0, margin, -margin) + rng.normal(0, 0.5, (n, classes))).astype(np.float32)
+    return (np.where(y > 0, margin, -margin) + rng.normal(0, 0.5, (n, classes))).astype(np.float32), y
+
+
+def sigmoid_rows(n, classes, margin, seed):
+    x, y = confident_inputs(n, classes, margin, seed)
     truth = sigmoid_truth(x, y)
     shapes = [("scores", (n, classes)), ("targets", (n, classes))]
     ours = run(python_loss("SigmoidMultilabelLossLayer", shapes), {"scores": x, "targets": y})
@@ -201,11 +206,7 @@ def family_rows(loss_name):
     layer, reference = (("ZLPRLossLayer", zlpr_loss) if loss_name == "zlpr" else ("TwoWayLossLayer", two_way_loss))
 
     def rows(n, classes, margin, seed):
-        rng = np.random.default_rng(seed)
-        y = np.zeros((n, classes), np.float32)
-        for i in range(n):
-            y[i, rng.choice(classes, 3, replace=False)] = 1
-        x = (np.where(y > 0, margin, -margin) + rng.normal(0, 0.5, (n, classes))).astype(np.float32)
+        x, y = confident_inputs(n, classes, margin, seed)
         truth = reference(x.astype(np.float64), y, np.float64)
         ours = run(python_loss(layer, [("scores", (n, classes)), ("labels", (n, classes))]),
                    {"scores": x, "labels": y})

@@ -19,6 +19,7 @@ from softmax_multilabel_layer.losses.common import Workspace
 from softmax_multilabel_layer.params import MultilabelLossError
 
 from test_functional import assert_matches_central_difference, central_difference, seeded_rng
+from test_zlpr import confident_batch
 
 EPS32 = float(np.finfo(np.float32).eps)
 
@@ -115,12 +116,7 @@ def test_temperatures_are_soft_max_and_soft_min():
 
 @pytest.mark.parametrize("classes,margin", [(1000, 5.0), (1000, 12.0), (17000, 12.0), (1000, 30.0)])
 def test_float32_at_confident_margins(classes, margin):
-    rng = seeded_rng("two-way f32", classes, margin)
-    n = 16
-    labels = np.zeros((n, classes), np.float32)
-    for r in range(n):
-        labels[r, rng.choice(classes, 3, replace=False)] = 1
-    scores = (np.where(labels > 0, margin, -margin) + rng.normal(0, 0.5, labels.shape)).astype(np.float32)
+    scores, labels = confident_batch(seeded_rng("two-way f32", classes, margin), 16, classes, margin)
     truth = two_way64(scores, labels)
     loss, grad = two_way_loss(scores, labels)
     ours = abs(loss - truth) / truth

@@ -121,6 +121,14 @@ def test_indices_equal_dense_and_axis_with_spatial_positions():
     np.testing.assert_allclose(np.moveaxis(grad_last, -1, 1), grad * 2 / 12, rtol=1e-12)
 
 
+def confident_batch(rng, n, classes, margin):
+    """float32 scores +margin on 3 positives per sample and -margin elsewhere, plus N(0, 0.5); 0/1 labels."""
+    labels = np.zeros((n, classes), np.float32)
+    for r in range(n):
+        labels[r, rng.choice(classes, 3, replace=False)] = 1
+    return (np.where(labels > 0, margin, -margin) + rng.normal(0, 0.5, labels.shape)).astype(np.float32), labels
+
+
 def stable_float32_zlpr(scores, labels):
     """A float32 log-sum-exp written the stable way, for comparison: u = max(0, max t), u + log(e^-u + sum e^(t-u))."""
     total = np.float32(0)
@@ -134,12 +142,7 @@ def stable_float32_zlpr(scores, labels):
 @pytest.mark.parametrize("classes,margin", [(1000, 5.0), (1000, 12.0), (1000, 25.0), (17000, 12.0), (17000, 50.0),
                                             (1000, -2.0)])
 def test_float32_at_confident_margins_is_at_least_as_precise_as_a_stable_logsumexp(classes, margin):
-    rng = seeded_rng("zlpr f32", classes, margin)
-    n = 16
-    labels = np.zeros((n, classes), np.float32)
-    for r in range(n):
-        labels[r, rng.choice(classes, 3, replace=False)] = 1
-    scores = (np.where(labels > 0, margin, -margin) + rng.normal(0, 0.5, labels.shape)).astype(np.float32)
+    scores, labels = confident_batch(seeded_rng("zlpr f32", classes, margin), 16, classes, margin)
     truth, truth_grad = zlpr64(scores, labels)
     loss, grad = zlpr_loss(scores, labels)
     ours = abs(loss - truth) / truth
