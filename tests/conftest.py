@@ -9,6 +9,7 @@ keeps no example database; ``fuzz`` (``make fuzz``) draws new random examples
 on every run and prints the blob that reproduces a failure.
 """
 import os
+import pathlib
 import sys
 
 from hypothesis import settings
@@ -37,7 +38,7 @@ def require_caffe_feature(name):
     if caffe_features()[name]:
         return
     message = "the Caffe found lacks %s" % FEATURES[name]
-    system = open(os.path.join(REPO, ".venv", ".use-system-caffe")).read().strip() == "1" \
+    system = pathlib.Path(REPO, ".venv", ".use-system-caffe").read_text().strip() == "1" \
         if os.path.exists(os.path.join(REPO, ".venv", ".use-system-caffe")) else False
     if system and not os.environ.get("CI"):
         pytest.skip(message + " (USE_SYSTEM_CAFFE=1)")

@@ -1,6 +1,7 @@
 """softmax-multilabel convert: HDF5 and LMDB outputs read back by Caffe's own HDF5Data and Data layers."""
 import io
 import json
+import pathlib
 import re
 from typing import Any
 
@@ -122,7 +123,7 @@ def test_lmdb_encoded_keeps_the_file_bytes_without_resize(tmp_path):
     assert [k.decode() for k, _ in items] == ["%08d_%s" % (i, p) for i, p in enumerate(paths)]
     for (_, value), path in zip(items, paths, strict=True):
         datum = caffe_pb2.Datum.FromString(value)
-        assert datum.encoded and datum.data == open(path, "rb").read()
+        assert datum.encoded and datum.data == pathlib.Path(path).read_bytes()
 
 
 def test_refuses_to_overwrite_then_overwrites(tmp_path, image_list):
@@ -192,8 +193,8 @@ def test_resume_after_an_interruption_equals_a_fresh_run(tmp_path, image_list, m
     monkeypatch.setattr(C, "CHUNK", 4)
     kw: dict[str, Any] = dict(num_classes=6, new_height=20, new_width=24, batch_size=13, max_file_bytes=4 * 1464,
                               stream=io.StringIO())
-    good = open(paths[9], "rb").read()
-    open(paths[9], "wb").write(b"broken")                   # the run stops at image 9
+    good = pathlib.Path(paths[9]).read_bytes()
+    pathlib.Path(paths[9]).write_bytes(b"broken")                   # the run stops at image 9
     out = tmp_path / "out"
     with pytest.raises(MultilabelLossError, match=r"cannot read or decode image '.*img_002.png' \(.*list.txt:10\)"):
         C.convert(source, str(out), fmt, **kw)
@@ -204,7 +205,7 @@ def test_resume_after_an_interruption_equals_a_fresh_run(tmp_path, image_list, m
     with pytest.raises(MultilabelLossError, match=r"an interrupted conversion into .*out is in .*\.out\.convert-"
                                                   r"partial; pass --resume to continue it or --overwrite"):
         C.convert(source, str(out), fmt, **kw)
-    open(paths[9], "wb").write(good)
+    pathlib.Path(paths[9]).write_bytes(good)
     with pytest.raises(MultilabelLossError, match=r"new_height changed .*new_height was 20, now 21"):
         C.convert(source, str(out), fmt, resume=True, **dict(kw, new_height=21))
     summary = C.convert(source, str(out), fmt, resume=True, **kw)
@@ -295,11 +296,11 @@ def test_ctrl_c_stops_hdf5_conversion_says_so_and_exits_nonzero(tmp_path, after_
 @pytest.mark.parametrize("fmt", ["hdf5", "lmdb"])
 def test_skip_bad_images_leaves_them_out_reports_each_once_and_counts(tmp_path, image_list, fmt):
     source, paths, labels = image_list
-    open(paths[3], "wb").write(b"broken")
-    open(paths[12], "wb").write(b"\xff\xd8 broken too")          # the last image
+    pathlib.Path(paths[3]).write_bytes(b"broken")
+    pathlib.Path(paths[12]).write_bytes(b"\xff\xd8 broken too")          # the last image
     listed = paths[:5] + [str(tmp_path / "gone.jpg")] + paths[5:]
-    text = open(source).read().splitlines()
-    open(source, "w").write("\n".join(text[:5] + ["%s 1" % listed[5]] + text[5:]) + "\n")
+    text = pathlib.Path(source).read_text().splitlines()
+    pathlib.Path(source).write_text("\n".join(text[:5] + ["%s 1" % listed[5]] + text[5:]) + "\n")
     out = tmp_path / "out"
     argv = ["convert", source, "--out", str(out), "--format", fmt, "--num-classes", "6", "--new-height", "20",
             "--new-width", "24", "--batch-size", "11", "--max-file-mb", "0.006", "--shuffle", "--seed", "2"]
@@ -329,7 +330,7 @@ def test_skip_bad_images_leaves_them_out_reports_each_once_and_counts(tmp_path, 
 
 def test_bad_image_without_the_option_names_convert_and_the_option(tmp_path, image_list):
     source, paths, _ = image_list
-    open(paths[4], "wb").write(b"broken")
+    pathlib.Path(paths[4]).write_bytes(b"broken")
     out = tmp_path / "out"
     code, stdout, stderr = run_cli("convert", source, "--out", str(out), "--format", "hdf5", "--num-classes", "6",
                                    "--new-height", "20", "--new-width", "24")

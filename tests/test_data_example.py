@@ -1,5 +1,6 @@
 """examples/multilabel_images: JPEGs and list files, `caffe train` through MultilabelImageDataLayer, test mAP."""
 import os
+import pathlib
 import re
 import sys
 
@@ -41,4 +42,4 @@ def test_trains_through_caffe(tmp_path, capsys):
     assert found, printed
     m_ap = float(found.group(1))
     assert m_ap > 0.3          # chance is about the share of positives, 0.2 (measured: 0.40)
-    assert "Optimization Done" in open(os.path.join(out, "train.log")).read()
+    assert "Optimization Done" in pathlib.Path(out, "train.log").read_text()

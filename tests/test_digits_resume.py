@@ -55,6 +55,7 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path):
                 proc.kill()
                 break
     proc.wait()
+    proc.stdout.close()
     assert killed_at is not None and killed_at < MAX_ITER and proc.returncode == -9
     state = os.path.join(b, "snap_iter_%d.solverstate" % SNAPSHOT)
     assert os.path.exists(state)

@@ -2,6 +2,7 @@
 and every script under scripts/ (issue 31: `run_demo.py --help` once crashed on a '%' in a help string)."""
 import glob
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from softmax_multilabel_layer.cli import build_parser, main
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = sorted(p for p in glob.glob(os.path.join(ROOT, "examples", "*", "*.py"))
                  + glob.glob(os.path.join(ROOT, "scripts", "*.py"))
-                 if "__main__" in open(p).read())
+                 if "__main__" in pathlib.Path(p).read_text())
 
 
 def subcommands():

@@ -3,6 +3,7 @@ the hyper-parameter record and the report. No full benchmark run here."""
 import csv
 import json
 import os
+import pathlib
 import sys
 
 import numpy as np
@@ -103,11 +104,11 @@ def test_prepare_run_writes_the_hyper_parameters(tmp_path, variant):
     hp = {"hidden": 96, "dropout": 0.3, "batch_size": 50, "base_lr": 0.002, "weight_decay": 0.0005, "epochs": 7}
     solver, max_iter = T.prepare_run(variant, str(tmp_path), "/x/list.txt", 1000, hp, seed=5, snapshot_every=2)
     assert max_iter == 140
-    text = open(solver).read()
+    text = pathlib.Path(solver).read_text()
     for line in ("base_lr: 0.002", "weight_decay: 0.0005", "max_iter: 140", "snapshot: 40", "random_seed: 5",
                  'snapshot_prefix: "%s"' % os.path.join(str(tmp_path), "snap")):
         assert line in text.splitlines(), line
-    net = open(os.path.join(str(tmp_path), "train.prototxt")).read()
+    net = pathlib.Path(tmp_path, "train.prototxt").read_text()
     assert "num_output: 96" in net and "dropout_ratio: 0.3" in net and "batch_size: 50" in net
     assert '"/x/list.txt"' in net and T.DEFAULT_LIST not in net
     assert "num_output: 14" in net                      # the score layer is untouched

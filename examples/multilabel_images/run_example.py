@@ -49,7 +49,8 @@ def train(solver: str, out: str) -> tuple[list[tuple[int, float]], list[float]]:
     with open(log_path, "w") as log:
         done = subprocess.run([caffe_bin, "train", "--solver", solver], stdout=log, stderr=subprocess.STDOUT,
                               env=dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0"))
-    text = open(log_path).read()
+    with open(log_path) as f:
+        text = f.read()
     if done.returncode != 0:
         raise SystemExit("caffe train failed (exit %d); last lines of %s:\n%s"
                          % (done.returncode, log_path, "\n".join(text.splitlines()[-30:])))

@@ -405,14 +405,18 @@ def main(argv=None):
                                                                    os.path.join(run_dir, "train.log")))
         return run
 
+    def read(path):
+        with open(path) as f:
+            return f.read()
+
     def finished(run_dir, files):
         """True if run_dir holds a completed run of exactly these prototxts (they name the data's digest)."""
         for path, text in files.items():
-            if not os.path.exists(path) or open(path).read() != text:
+            if not os.path.exists(path) or read(path) != text:
                 return False
         log = os.path.join(run_dir, "train.log")
         return (os.path.exists(os.path.join(run_dir, "snap_iter_%d.caffemodel" % args.max_iter))
-                and os.path.exists(log) and "Optimization Done" in open(log).read())
+                and os.path.exists(log) and "Optimization Done" in read(log))
 
     def finish(run):
         with open(os.path.join(run["run_dir"], "train.log")) as f:

@@ -167,17 +167,17 @@ def train(solver_path: str, log_path: str, snapshot: str | None = None,
     with open(log_path, "a" if snapshot else "w") as log:
         log.write("# %s\n" % " ".join(cmd))
         log.flush()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=caffe_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1)
         progress = ProgressFilter(progress_every)
-        assert proc.stdout is not None                  # stdout=PIPE
-        for line in proc.stdout:
-            log.write(line)
-            if on_progress is not None:
-                text = progress(line)
-                if text:
-                    on_progress(text)
-        return proc.wait()
+        with subprocess.Popen(cmd, cwd=cwd, env=caffe_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, bufsize=1) as proc:
+            assert proc.stdout is not None              # stdout=PIPE
+            for line in proc.stdout:
+                log.write(line)
+                if on_progress is not None:
+                    text = progress(line)
+                    if text:
+                        on_progress(text)
+        return proc.returncode
 
 
 def parse_log(text: str) -> TrainLog:
