@@ -9,6 +9,7 @@
 #   make transfer set up if needed, then run examples/transfer/run_transfer.py (~15 min, not in demo)
 #   make fuzz    long random hypothesis runs of the core (FUZZ_SCALE=25 times the CI examples; seed printed)
 #   make mutation  mutation testing of the loss core and the option parser with mutmut (docs/testing.md)
+#   make mutation-data  the same over the data room (mutmut_data.cfg; MUTANTS=pattern runs some of them)
 #   make clean   remove local outputs (never .venv, never the Caffe cache)
 #   make lock    re-resolve the requirements and rewrite constraints.txt (deliberate upgrades only)
 #
@@ -34,7 +35,7 @@ ifneq ($(strip $(STAMP_STALE)),)
 .PHONY: $(STAMP)
 endif
 
-.PHONY: setup test demo bench transfer fuzz mutation clean distclean
+.PHONY: setup test demo bench transfer fuzz mutation mutation-data clean distclean
 
 setup:
 	PYTHON="$(PYTHON)" USE_SYSTEM_CAFFE="$(USE_SYSTEM_CAFFE)" bash scripts/setup.sh
@@ -108,6 +109,17 @@ else
 	cd $(MUTATION_DIR) && FUZZ_SCALE=0.1 $(abspath $(VPY)) -m mutmut run --max-children 2 || true
 	cd $(MUTATION_DIR) && $(abspath $(VPY)) -m mutmut results
 endif
+
+# mutmut over the data room, as mutmut_data.cfg says, in a copy of the tree (build/mutation-data) whose
+# setup.cfg is mutmut_data.cfg; survivors: cd build/mutation-data && ../../.venv/bin/mutmut results.
+# MUTANTS="softmax_multilabel_layer.data.image_data*" runs only the mutants whose names match.
+MUTATION_DATA := build/mutation-data
+mutation-data: $(STAMP)
+	rm -rf $(MUTATION_DATA) && mkdir -p $(MUTATION_DATA)
+	cp -r softmax_multilabel_layer tests scripts pyproject.toml $(MUTATION_DATA)/
+	cp mutmut_data.cfg $(MUTATION_DATA)/setup.cfg
+	cd $(MUTATION_DATA) && $(abspath $(VPY)) -m mutmut run --max-children 2 $(MUTANTS) || true
+	cd $(MUTATION_DATA) && $(abspath $(VPY)) -m mutmut results
 
 clean:
 	rm -rf output .pytest_cache .hypothesis .mypy_cache .ruff_cache *.egg-info mutants

@@ -19,7 +19,13 @@ truth is written so that it keeps full relative precision in the tails
     .venv/bin/python scripts/precision.py                 # the default table
     .venv/bin/python scripts/precision.py --loss softmax --margins 12,25,50 --classes 1000,17000
 
-Exit status 1 if one of our rows is less precise than Caffe's row for the
+ZLPR and the two-way loss have no Caffe layer: their comparison row is a float32
+log-sum-exp written the stable way in numpy (shifted by the maximum, ``u + log(sum e^(t - u))``,
+the loss and gradient of the same formula all in float32); inputs as for the sigmoid loss.
+
+    .venv/bin/python scripts/precision.py --loss zlpr,two_way
+
+Exit status 1 if one of our rows is less precise than Caffe's (or the stable float32) row for the
 same input (loss or gradient, with a 2x allowance for the rounding of single
 elements), or if a loss is negative or not finite.
 """
@@ -106,6 +112,53 @@ def sigmoid_truth(x, y):
     return loss.sum() / n, grad / n
 
 
+def _masked_lse(t, keep, axis, with_zero, dtype):
+    """Log-sum-exp over the kept entries along axis, the stable way, in ``dtype``: (value, softmax weights).
+
+    With ``with_zero`` a term e^0 joins the sum (ZLPR). Groups with no kept entry and no zero term: -inf, weights 0.
+    In float64 (the truth) the value where the shift is 0 is log1p of the sum, so a tiny ZLPR term is kept; in
+    float32 it is u + log(total), the stable way one writes it.
+    """
+    t = np.where(keep, t, -np.inf).astype(dtype)
+    u = t.max(axis=axis, keepdims=True)
+    u = np.maximum(u, 0) if with_zero else np.where(np.isfinite(u), u, 0)
+    e = np.exp(t - u)
+    esum = e.sum(axis=axis, keepdims=True, dtype=dtype)
+    total = esum + (np.exp(-u) if with_zero else 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = u + np.log(total)
+        if with_zero and dtype == np.float64:
+            value = np.where(u == 0, np.log1p(esum), value)
+        weight = np.where(total > 0, e / total, 0)
+    return value.astype(dtype), weight.astype(dtype)
+
+
+def zlpr_loss(x, y, dtype):
+    """ZLPR (batch mean) and its gradient, the stable way in ``dtype``."""
+    n = x.shape[0]
+    neg, q_neg = _masked_lse(x.astype(dtype), y == 0, 1, True, dtype)
+    pos, q_pos = _masked_lse(-x.astype(dtype), y > 0, 1, True, dtype)
+    return float((neg.sum(dtype=dtype) + pos.sum(dtype=dtype)) / dtype(n)), (q_neg - q_pos) / dtype(n)
+
+
+def two_way_loss(x, y, dtype, tp=4.0, tn=1.0):
+    """The two-way loss and its gradient, the stable way in ``dtype`` (softplus(z) = max(z, 0) + log1p(e^-|z|))."""
+    x = x.astype(dtype)
+    loss, grad = dtype(0), np.zeros_like(x)
+    for axis in (1, 0):
+        n_val, q_n = _masked_lse(x / dtype(tn), y == 0, axis, False, dtype)
+        p_val, q_p = _masked_lse(-x / dtype(tp), y > 0, axis, False, dtype)
+        has = (y > 0).any(axis=axis, keepdims=True)
+        z = np.where(has, dtype(tn) * n_val + dtype(tp) * p_val, -np.inf).astype(dtype)
+        count = dtype(max(1, int(has.sum())))
+        with np.errstate(invalid="ignore", over="ignore"):
+            softplus = np.where(np.isfinite(z), np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z))), 0).astype(dtype)
+            sigma = np.where(np.isfinite(z), 1 / (1 + np.exp(-z)), 0).astype(dtype)
+        loss += softplus.sum(dtype=dtype) / count
+        grad += sigma / count * (q_n - q_p)
+    return float(loss), grad
+
+
 def errors(loss, grad, truth_loss, truth_grad):
     abs_err = np.abs(grad - truth_grad)
     return {"loss": loss, "loss_rel_err": abs(loss - truth_loss) / abs(truth_loss) if truth_loss else abs(loss),
@@ -130,12 +183,17 @@ def softmax_rows(n, classes, margin, seed):
     return truth[0], errors(*ours, *truth), errors(*theirs, *truth)
 
 
-def sigmoid_rows(n, classes, margin, seed):
+def confident_inputs(n, classes, margin, seed):
+    """float32 scores +margin on 3 positives per sample and -margin elsewhere, plus N(0, 0.5); 0/1 labels."""
     rng = np.random.default_rng(seed)
     y = np.zeros((n, classes), np.float32)
     for i in range(n):
         y[i, rng.choice(classes, 3, replace=False)] = 1
-    x = (np.where(y > 0, margin, -margin) + rng.normal(0, 0.5, (n, classes))).astype(np.float32)
+    return (np.where(y > 0, margin, -margin) + rng.normal(0, 0.5, (n, classes))).astype(np.float32), y
+
+
+def sigmoid_rows(n, classes, margin, seed):
+    x, y = confident_inputs(n, classes, margin, seed)
     truth = sigmoid_truth(x, y)
     shapes = [("scores", (n, classes)), ("targets", (n, classes))]
     ours = run(python_loss("SigmoidMultilabelLossLayer", shapes), {"scores": x, "targets": y})
@@ -143,17 +201,38 @@ def sigmoid_rows(n, classes, margin, seed):
     return truth[0], errors(*ours, *truth), errors(*theirs, *truth)
 
 
+def family_rows(loss_name):
+    """Rows for ZLPR or the two-way loss: our layer in caffe.Net and a stable float32 numpy log-sum-exp."""
+    layer, reference = (("ZLPRLossLayer", zlpr_loss) if loss_name == "zlpr" else ("TwoWayLossLayer", two_way_loss))
+
+    def rows(n, classes, margin, seed):
+        x, y = confident_inputs(n, classes, margin, seed)
+        truth = reference(x.astype(np.float64), y, np.float64)
+        ours = run(python_loss(layer, [("scores", (n, classes)), ("labels", (n, classes))]),
+                   {"scores": x, "labels": y})
+        stable = reference(x, y, np.float32)
+        return truth[0], errors(*ours, *truth), errors(stable[0], stable[1].astype(np.float64), *truth)
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--loss", choices=["softmax", "sigmoid", "both"], default="both")
-    parser.add_argument("--margins", help="comma list (default: 12,25,50 softmax; 8,14,20 sigmoid)")
+    parser.add_argument("--loss", default="both",
+                        help="softmax, sigmoid, both (the two), zlpr, two_way, or a comma list (default %(default)s)")
+    parser.add_argument("--margins", help="comma list (default: 12,25,50 softmax; 8,14,20 sigmoid; 5,12,25,50 "
+                                          "zlpr; 4,12,25 two_way)")
     parser.add_argument("--classes", default="1000,17000", help="comma list of C (default %(default)s)")
     parser.add_argument("--batch", type=int, default=64, help="N (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="the inputs' seed (default %(default)s)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
-    losses = ["softmax", "sigmoid"] if args.loss == "both" else [args.loss]
-    default_margins = {"softmax": "12,25,50", "sigmoid": "8,14,20"}
+    losses = ["softmax", "sigmoid"] if args.loss == "both" else args.loss.split(",")
+    for name in losses:
+        if name not in ("softmax", "sigmoid", "zlpr", "two_way"):
+            parser.error("--loss: unknown loss %r; expected softmax, sigmoid, both, zlpr or two_way" % name)
+    default_margins = {"softmax": "12,25,50", "sigmoid": "8,14,20", "zlpr": "5,12,25,50", "two_way": "4,12,25"}
+    comparison = {"softmax": "Caffe SoftmaxWithLoss", "sigmoid": "Caffe SigmoidCrossEntropyLoss",
+                  "zlpr": "float32 stable log-sum-exp (numpy)", "two_way": "float32 stable log-sum-exp (numpy)"}
     rows, failures = [], []
     print("float32 inside caffe.Net, N = %d, seed %d; errors against float64 truth on the same float32 inputs"
           % (args.batch, args.seed))
@@ -162,10 +241,9 @@ def main(argv=None):
     for loss_name in losses:
         for classes in (int(c) for c in args.classes.split(",")):
             for margin in (float(m) for m in (args.margins or default_margins[loss_name]).split(",")):
-                make = softmax_rows if loss_name == "softmax" else sigmoid_rows
+                make = {"softmax": softmax_rows, "sigmoid": sigmoid_rows}.get(loss_name) or family_rows(loss_name)
                 truth, ours, theirs = make(args.batch, classes, margin, args.seed)
-                caffe_name = "Caffe SoftmaxWithLoss" if loss_name == "softmax" else "Caffe SigmoidCrossEntropyLoss"
-                for name, e in (("ours", ours), (caffe_name, theirs)):
+                for name, e in (("ours", ours), (comparison[loss_name], theirs)):
                     print("| %s | %d | %g | %.6g | %s | %.6g | %.2e | %.2e | %.2e |"
                           % (loss_name, classes, margin, truth, name, e["loss"], e["loss_rel_err"],
                              e["grad_max_abs_err"], e["grad_max_rel_err"]))

@@ -1,4 +1,4 @@
-"""Multi-label loss layers for Caffe: softmax with 1/M targets, sigmoid BCE and focal.
+"""Multi-label loss layers for Caffe: softmax with 1/M targets, sigmoid BCE and focal, ZLPR, the two-way loss.
 
 The numpy core (:mod:`.functional`) has no Caffe import; the Caffe layers live
 in :mod:`.layers`, referenced from a prototxt as
@@ -19,8 +19,21 @@ from softmax_multilabel_layer.losses.functional import (
     softmax_multilabel_forward,
     softmax_multilabel_loss,
     softmax_probabilities,
+    two_way_backward,
+    two_way_forward,
+    two_way_loss,
+    zlpr_backward,
+    zlpr_forward,
+    zlpr_loss,
+    zlpr_probabilities,
 )
-from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+from softmax_multilabel_layer.params import (
+    MultilabelLossError,
+    SigmoidOptions,
+    SoftmaxOptions,
+    TwoWayOptions,
+    ZLPROptions,
+)
 
 # The names re-exported from .functional and .params, and Model (lazy, no Caffe import). The layer classes
 # (_LAZY below) are left out, so that `from softmax_multilabel_layer import *` still needs no Caffe.
@@ -38,13 +51,22 @@ __all__ = [
     "softmax_multilabel_forward",
     "softmax_multilabel_loss",
     "softmax_probabilities",
+    "TwoWayOptions",
+    "two_way_backward",
+    "two_way_forward",
+    "two_way_loss",
+    "ZLPROptions",
+    "zlpr_backward",
+    "zlpr_forward",
+    "zlpr_loss",
+    "zlpr_probabilities",
 ]
 
 __version__ = "0.1.0"
 
 # Names that need Caffe (or, for Model, load the evaluation room), resolved lazily: name -> submodule that defines it.
 _LAZY = {"SoftmaxMultilabelLossLayer": "losses.layers", "SigmoidMultilabelLossLayer": "losses.layers",
-         "Model": "evaluation.model"}
+         "ZLPRLossLayer": "losses.layers", "TwoWayLossLayer": "losses.layers", "Model": "evaluation.model"}
 
 
 def __getattr__(name: str) -> _Any:

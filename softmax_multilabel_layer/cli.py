@@ -212,7 +212,11 @@ def _user_message(text: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "predict" and not any(e.startswith("-") for e in extra):
+        args.inputs += extra            # `predict MODEL/ --rule top-k:2 a.jpg`: images after options too
+    elif extra:
+        parser.error("unrecognized arguments: %s" % " ".join(extra))
     run = {"gradcheck": _gradcheck, "prototxt": _prototxt, "convert": convert.run}.get(args.command) or args.run
     try:
         return run(args)

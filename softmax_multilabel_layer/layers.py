@@ -2,6 +2,11 @@
 
 They live in :mod:`softmax_multilabel_layer.losses.layers`; this module only re-exports them.
 """
-from softmax_multilabel_layer.losses.layers import SigmoidMultilabelLossLayer, SoftmaxMultilabelLossLayer
+from softmax_multilabel_layer.losses.layers import (
+    SigmoidMultilabelLossLayer,
+    SoftmaxMultilabelLossLayer,
+    TwoWayLossLayer,
+    ZLPRLossLayer,
+)
 
-__all__ = ["SigmoidMultilabelLossLayer", "SoftmaxMultilabelLossLayer"]
+__all__ = ["SigmoidMultilabelLossLayer", "SoftmaxMultilabelLossLayer", "TwoWayLossLayer", "ZLPRLossLayer"]

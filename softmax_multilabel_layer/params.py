@@ -186,6 +186,50 @@ class SigmoidOptions(_Options):
                                           % (self.owner, key, len(value), num_classes))
 
 
+@dataclass(frozen=True)
+class ZLPROptions(_Options):
+    """Options of the ZLPR loss (Su et al. 2022); see :func:`zlpr_forward`.
+
+    No hyper-parameter: ``normalization`` (``"batch_size"``: divide by O;
+    ``"full"``: by the O*I samples; ``"none"``), ``axis`` and ``label_format``
+    (``"dense"`` multi-hot, or ``"indices"``: class indices padded with -1).
+    """
+    layer = "ZLPRLossLayer"
+    core = "zlpr_forward"
+    normalization: str = "batch_size"
+    axis: int = 1
+    label_format: str = "dense"
+
+    def __post_init__(self):
+        o = self.owner
+        check_choice(o, "normalization", self.normalization, ("batch_size", "full", "none"))
+        _integer(o, "axis", self.axis)
+        check_choice(o, "label_format", self.label_format, LABEL_FORMATS)
+
+
+@dataclass(frozen=True)
+class TwoWayOptions(_Options):
+    """Options of the two-way multi-label loss (Kobayashi, CVPR 2023); see :func:`two_way_forward`.
+
+    ``tp`` and ``tn``: the temperatures of the soft-min over the positives and
+    of the soft-max over the negatives (> 0); ``axis``. Dense multi-hot labels only.
+    """
+    layer = "TwoWayLossLayer"
+    core = "two_way_forward"
+    tp: float = 4.0
+    tn: float = 1.0
+    axis: int = 1
+
+    def __post_init__(self):
+        o = self.owner
+        for key in ("tp", "tn"):
+            value = check_number(o, key, getattr(self, key), 0.0)
+            if value == 0:
+                raise MultilabelLossError("%s: %s must be > 0 (a temperature), got %r" % (o, key, value))
+            object.__setattr__(self, key, value)
+        _integer(o, "axis", self.axis)
+
+
 def parse_param_str(param_str: str | None, owner: str, known_keys: Collection[str],
                     options_class: type[_Options] | None = None) -> dict[str, Any]:
     """Parse ``param_str`` (JSON object or Python dict literal) into a dict of known keys.

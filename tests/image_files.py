@@ -57,3 +57,36 @@ def decoded_ids(data):
     for c in range(data.shape[1]):
         assert (data[:, c] == data[:, 0] + c).all()
     return [int(v) for v in ids[:, 0]]
+
+
+def exif_rotated_jpeg(path, img, orientation=6):
+    """Write ``img`` as a JPEG with an EXIF Orientation tag (6: the viewer turns it 90 degrees clockwise)."""
+    import struct
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    data = buf.tobytes()
+    tiff = b"MM\x00\x2a\x00\x00\x00\x08" + struct.pack(">HHHIHH", 1, 0x0112, 3, 1, orientation, 0) + b"\x00" * 4
+    app1 = b"Exif\x00\x00" + tiff
+    app0_end = 4 + struct.unpack(">H", data[4:6])[0]              # SOI, then cv2's JFIF APP0 segment
+    path.write_bytes(data[:app0_end] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[app0_end:])
+    return str(path)
+
+
+def awkward_images(folder, size=(24, 32)):
+    """Files a real data set has, all shown as ``size`` (H, W): colour JPEG and PNG, a grey JPEG, a 16-bit PNG,
+    a PNG with alpha and an EXIF-rotated JPEG (stored W x H). Returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = size
+    colour = [pattern_image(s, size) for s in range(6)]
+    paths = []
+    for name, img in (("colour.jpg", colour[0]), ("colour.png", colour[1]),
+                      ("grey.jpg", cv2.cvtColor(colour[2], cv2.COLOR_BGR2GRAY)),
+                      ("deep16.png", colour[3].astype(np.uint16) * 257 + np.arange(w, dtype=np.uint16)[:, None]),
+                      ("alpha.png", np.dstack([colour[4], np.linspace(0, 255, h * w).reshape(h, w).astype(np.uint8)]))):
+        assert cv2.imwrite(str(folder / name), img)
+        paths.append(str(folder / name))
+    stored = cv2.rotate(colour[5], cv2.ROTATE_90_COUNTERCLOCKWISE)          # W x H; orientation 6 turns it back
+    paths.append(exif_rotated_jpeg(folder / "exif_rotated.jpg", stored))
+    assert cv2.imread(paths[-1]).shape == (h, w, 3)
+    assert cv2.imread(paths[-1], cv2.IMREAD_UNCHANGED).shape == (w, h, 3)
+    return paths

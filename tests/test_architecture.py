@@ -1,10 +1,12 @@
-"""Checks of the layering that import-linter cannot express (docs/architecture.md): examples stand alone."""
+"""Checks of the layering that import-linter cannot express (docs/architecture.md): examples stand alone, and no
+private name (``_x``) is imported across a module boundary."""
 import ast
 import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+PACKAGE = ROOT / "softmax_multilabel_layer"
 
 
 def imported_modules(tree: ast.AST) -> set[str]:
@@ -45,3 +47,20 @@ def test_examples_use_only_the_package_and_their_own_files():
 def test_the_checks_see_what_they_forbid():
     tree = ast.parse("import sys\nsys.path.insert(0, 'x')\ndef f():\n    from digits_train import REPO\n")
     assert sys_path_edits(tree) == [2] and "digits_train" in imported_modules(tree)
+
+
+def private_imports(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, name) of every ``from x import _name`` (dunder names aside), inside functions too."""
+    return [(node.lineno, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+            for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+
+
+def test_no_private_name_imported_across_modules():
+    problems = []
+    for folder in (PACKAGE, EXAMPLES, ROOT / "scripts"):
+        for path in sorted(folder.rglob("*.py")):
+            rel = os.path.relpath(path, ROOT)
+            problems += ["%s:%d: imports %s" % (rel, line, name)
+                         for line, name in private_imports(ast.parse(path.read_text(), str(path)))]
+    assert problems == []
+    assert private_imports(ast.parse("def f():\n    from m import _x, __version__, y\n")) == [(2, "_x")]

@@ -58,9 +58,9 @@ def test_writes_json_with_both_thread_settings_and_dispatches(report):
         assert sizes == ["6x9", "3x4x2x2"]
         flat, spatial = run["results"]
         assert set(flat["methods"]) == {"softmax_dense", "softmax_indices", "caffe_softmax", "sigmoid_bce",
-                                        "sigmoid_focal", "caffe_sigmoid", "blog", "floor"}
+                                        "sigmoid_focal", "caffe_sigmoid", "zlpr", "two_way", "blog", "floor"}
         assert set(spatial["methods"]) == {"softmax_dense", "caffe_softmax", "sigmoid_bce", "sigmoid_focal",
-                                           "caffe_sigmoid", "floor"}
+                                           "caffe_sigmoid", "zlpr", "two_way", "floor"}
         for row in run["results"]:
             for key, stats in row["methods"].items():
                 assert stats["median_ms"] > 0
@@ -72,8 +72,11 @@ def test_writes_json_with_both_thread_settings_and_dispatches(report):
         assert m["blog"]["loss"] == pytest.approx(m["softmax_dense"]["loss"], rel=1e-4)
         assert m["sigmoid_bce"]["loss"] == pytest.approx(m["caffe_sigmoid"]["loss"], rel=1e-4)
         for key in ("softmax_dense", "softmax_indices", "caffe_softmax", "sigmoid_bce", "sigmoid_focal",
-                    "caffe_sigmoid"):       # gradients against float64 math: float32 rounding, not a wrong formula
+                    "caffe_sigmoid", "zlpr", "two_way"):   # against float64 math: float32 rounding, not a wrong formula
             assert 0 <= m[key]["grad_max_abs_error"] < 1e-6 < m[key]["grad_max_abs"], key
+        for key in ("zlpr", "two_way"):     # the 4-D case too: the class axis 1, one sample per pixel
+            stats = spatial["methods"][key]
+            assert 0 <= stats["grad_max_abs_error"] < 1e-6 < stats["grad_max_abs"], key
         assert "grad_max_abs_error" not in m["blog"] and "grad_max_abs_error" not in m["floor"]
         assert flat["ratios"]["blog_over_softmax"] > 0
         assert flat["ratios"]["indices_vs_dense"] > 0
@@ -89,7 +92,7 @@ def test_writes_json_with_both_thread_settings_and_dispatches(report):
         for row_one, row_default in zip(one["results"], default["results"], strict=True):
             for key, stats in row_one["methods"].items():
                 same.append(stats.get("loss") == row_default["methods"][key].get("loss"))    # the floor has none
-                if key.startswith(("softmax", "sigmoid")):
+                if key.startswith(("softmax", "sigmoid", "zlpr", "two_way")):
                     assert stats["loss"] == row_default["methods"][key]["loss"], (row_one["size"], key)
     assert data["loss_identical_across_threads"] is all(same)
 
@@ -97,7 +100,7 @@ def test_writes_json_with_both_thread_settings_and_dispatches(report):
 def test_targets_listed_and_not_measured_at_other_sizes(report):
     data, _, _ = report
     targets = data["targets"]
-    assert len(targets) == len(data["runs"]) * 9      # 4 targets x 2 sizes + 1, per run
+    assert len(targets) == len(data["runs"]) * 13     # 6 targets x 2 sizes + 1, per run
     assert {t["status"] for t in targets} == {"not measured"}
     assert {t["cpu_ratio"] for t in targets} == {None}
 
@@ -107,6 +110,7 @@ def test_writes_markdown_table(report):
     assert text.startswith("# Loss layer benchmark")
     assert "| 6x9 | ours softmax (dense labels) |" in text
     assert "| 3x4x2x2 | Caffe SoftmaxWithLoss (single label) |" in text
+    assert "| 6x9 | ours ZLPR |" in text and "| 3x4x2x2 | ours two-way (tp 4, tn 1) |" in text
     assert "## Targets" in text and "## Environment" in text
     assert "OPENBLAS_NUM_THREADS=1" in text
     assert "- CPU: " in text and "numpy SIMD AVX" in text

@@ -1,8 +1,8 @@
 """softmax-multilabel convert: HDF5 and LMDB outputs read back by Caffe's own HDF5Data and Data layers."""
 import io
 import json
-import pathlib
 import re
+from pathlib import Path
 from typing import Any
 
 import h5py
@@ -34,6 +34,11 @@ def run_cli(*argv):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.main(list(argv))
     return code, out.getvalue(), err.getvalue()
+
+
+def layers(stdout):
+    """The prototxt convert printed."""
+    return stdout.split("# layers for your train_val prototxt (TRAIN and TEST phases):\n")[1]
 
 
 def read_net(tmp_path, prototxt, iterations, blobs):
@@ -69,7 +74,7 @@ def test_hdf5_split_files_read_by_hdf5data(tmp_path, image_list):
             assert h["data"].dtype == np.uint8 and h["data"].shape[1:] == (3, 20, 24)
     assert "converted 13 images" in stdout and "verified counts: data 13, label 13" in stdout
     assert re.search(r"convert: 13/13 images \(100%\)", stderr)
-    prototxt = stdout.split("# layers for your train prototxt:\n")[1]
+    prototxt = layers(stdout)
     got = read_net(tmp_path, prototxt, 1, ["data", "label"])
     order = np.random.default_rng(5).permutation(N)
     data, dense = expected(paths, labels, order)
@@ -98,14 +103,10 @@ def test_lmdb_read_by_two_data_layers(tmp_path, image_list, encoded):
     code, stdout, stderr = run_cli(*argv)
     assert code == 0, stderr
     assert "verified counts: images_lmdb 13, labels_lmdb 13" in stdout
-    prototxt = stdout.split("# layers for your train prototxt:\n")[1]
+    prototxt = layers(stdout)
     got = read_net(tmp_path, prototxt, 2, ["data", "label"])
     data, dense = expected(paths, labels, list(range(N)) * 2)
-    if encoded:                   # resized images are re-encoded: JPEGs lose a little, PNGs nothing
-        assert np.abs(got["data"] - data).mean() < 3
-        np.testing.assert_array_equal(got["data"][7:13], data[7:13])
-    else:
-        np.testing.assert_array_equal(got["data"], data)
+    np.testing.assert_array_equal(got["data"], data)       # resized images are re-encoded as PNG: lossless
     np.testing.assert_array_equal(got["label"], dense)
     assert got["label"].shape == (26, NUM_CLASSES)
 
@@ -123,7 +124,7 @@ def test_lmdb_encoded_keeps_the_file_bytes_without_resize(tmp_path):
     assert [k.decode() for k, _ in items] == ["%08d_%s" % (i, p) for i, p in enumerate(paths)]
     for (_, value), path in zip(items, paths, strict=True):
         datum = caffe_pb2.Datum.FromString(value)
-        assert datum.encoded and datum.data == pathlib.Path(path).read_bytes()
+        assert datum.encoded and datum.data == Path(path).read_bytes()
 
 
 def test_refuses_to_overwrite_then_overwrites(tmp_path, image_list):
@@ -193,8 +194,8 @@ def test_resume_after_an_interruption_equals_a_fresh_run(tmp_path, image_list, m
     monkeypatch.setattr(C, "CHUNK", 4)
     kw: dict[str, Any] = dict(num_classes=6, new_height=20, new_width=24, batch_size=13, max_file_bytes=4 * 1464,
                               stream=io.StringIO())
-    good = pathlib.Path(paths[9]).read_bytes()
-    pathlib.Path(paths[9]).write_bytes(b"broken")                   # the run stops at image 9
+    good = Path(paths[9]).read_bytes()
+    Path(paths[9]).write_bytes(b"broken")                   # the run stops at image 9
     out = tmp_path / "out"
     with pytest.raises(MultilabelLossError, match=r"cannot read or decode image '.*img_002.png' \(.*list.txt:10\)"):
         C.convert(source, str(out), fmt, **kw)
@@ -205,7 +206,7 @@ def test_resume_after_an_interruption_equals_a_fresh_run(tmp_path, image_list, m
     with pytest.raises(MultilabelLossError, match=r"an interrupted conversion into .*out is in .*\.out\.convert-"
                                                   r"partial; pass --resume to continue it or --overwrite"):
         C.convert(source, str(out), fmt, **kw)
-    pathlib.Path(paths[9]).write_bytes(good)
+    Path(paths[9]).write_bytes(good)
     with pytest.raises(MultilabelLossError, match=r"new_height changed .*new_height was 20, now 21"):
         C.convert(source, str(out), fmt, resume=True, **dict(kw, new_height=21))
     summary = C.convert(source, str(out), fmt, resume=True, **kw)
@@ -296,11 +297,11 @@ def test_ctrl_c_stops_hdf5_conversion_says_so_and_exits_nonzero(tmp_path, after_
 @pytest.mark.parametrize("fmt", ["hdf5", "lmdb"])
 def test_skip_bad_images_leaves_them_out_reports_each_once_and_counts(tmp_path, image_list, fmt):
     source, paths, labels = image_list
-    pathlib.Path(paths[3]).write_bytes(b"broken")
-    pathlib.Path(paths[12]).write_bytes(b"\xff\xd8 broken too")          # the last image
+    Path(paths[3]).write_bytes(b"broken")
+    Path(paths[12]).write_bytes(b"\xff\xd8 broken too")          # the last image
     listed = paths[:5] + [str(tmp_path / "gone.jpg")] + paths[5:]
-    text = pathlib.Path(source).read_text().splitlines()
-    pathlib.Path(source).write_text("\n".join(text[:5] + ["%s 1" % listed[5]] + text[5:]) + "\n")
+    text = Path(source).read_text().splitlines()
+    Path(source).write_text("\n".join(text[:5] + ["%s 1" % listed[5]] + text[5:]) + "\n")
     out = tmp_path / "out"
     argv = ["convert", source, "--out", str(out), "--format", fmt, "--num-classes", "6", "--new-height", "20",
             "--new-width", "24", "--batch-size", "11", "--max-file-mb", "0.006", "--shuffle", "--seed", "2"]
@@ -318,7 +319,7 @@ def test_skip_bad_images_leaves_them_out_reports_each_once_and_counts(tmp_path, 
     assert reported[2] == ("softmax-multilabel convert: skip_bad_images: left out 3 bad image(s) of the 14 listed "
                            "(missing: 1, cannot be decoded: 2)")
     assert "converted 11 images" in stdout
-    got = read_net(tmp_path, stdout.split("# layers for your train prototxt:\n")[1], 1, ["data", "label"])
+    got = read_net(tmp_path, layers(stdout), 1, ["data", "label"])
     # the written order: the seeded permutation of the 13 existing images, without the two bad ones
     permutation = np.random.default_rng(2).permutation(N)
     order = [int(i) for i in permutation if i not in (3, 12)]
@@ -330,7 +331,7 @@ def test_skip_bad_images_leaves_them_out_reports_each_once_and_counts(tmp_path, 
 
 def test_bad_image_without_the_option_names_convert_and_the_option(tmp_path, image_list):
     source, paths, _ = image_list
-    pathlib.Path(paths[4]).write_bytes(b"broken")
+    Path(paths[4]).write_bytes(b"broken")
     out = tmp_path / "out"
     code, stdout, stderr = run_cli("convert", source, "--out", str(out), "--format", "hdf5", "--num-classes", "6",
                                    "--new-height", "20", "--new-width", "24")
@@ -338,3 +339,78 @@ def test_bad_image_without_the_option_names_convert_and_the_option(tmp_path, ima
     assert stderr.splitlines()[-1] == (
         "softmax-multilabel convert: error: cannot read or decode image %r (%s:5): missing, unreadable or not an "
         "image format OpenCV knows; pass --skip-bad-images to leave bad images out" % (paths[4], source))
+
+
+def image_data_layer(tmp_path, paths, batch_size, is_color):
+    """Caffe's own ImageData over the files (the reference for what the list means), tops cdata, clabel."""
+    single = write_list(tmp_path / "single.txt", paths, [[0]] * len(paths))
+    return ('layer { name: "ref" type: "ImageData" top: "cdata" top: "clabel" image_data_param { source: "%s" '
+            'batch_size: %d is_color: %s } }\n' % (single, batch_size, str(is_color).lower()))
+
+
+@pytest.mark.parametrize("fmt,extra", [("hdf5", []), ("lmdb", []), ("lmdb", ["--encoded"])],
+                         ids=["hdf5", "lmdb", "lmdb-encoded"])
+@pytest.mark.parametrize("is_color", [True, False], ids=["colour", "gray"])
+def test_what_caffe_reads_equals_image_data_on_awkward_files(tmp_path, fmt, extra, is_color):
+    """Grey, 16-bit, alpha and EXIF-rotated files among colour ones, converted and read back by Caffe's HDF5Data
+    or Data layers (the printed layers, TRAIN and TEST phases), equal Caffe's ImageData on the same files: BGR
+    order, channels, depth and orientation as ImageData decodes them."""
+    import caffe
+    from image_files import awkward_images
+    paths = awkward_images(tmp_path / "img")
+    labels = label_sets(len(paths), NUM_CLASSES, seed=4)
+    source = write_list(tmp_path / "list.txt", paths, labels)
+    argv = ["convert", source, "--out", str(tmp_path / "out"), "--format", fmt, "--num-classes", str(NUM_CLASSES),
+            "--batch-size", str(len(paths))] + extra + ([] if is_color else ["--gray"])
+    code, stdout, stderr = run_cli(*argv)
+    assert code == 0, stderr
+    text = layers(stdout)
+    if extra:
+        assert text.count("transform_param { %s: true mirror: false }" % ("force_color" if is_color
+                                                                          else "force_gray")) == 2
+    assert text.count("include { phase: TRAIN }") == text.count("include { phase: TEST }") >= 1
+    net_file = tmp_path / "net.prototxt"
+    net_file.write_text(text + image_data_layer(tmp_path, paths, len(paths), is_color))
+    for phase in (caffe.TRAIN, caffe.TEST):
+        net = caffe.Net(str(net_file), phase)
+        net.forward()
+        reference = net.blobs["cdata"].data
+        assert reference.shape == (6, 3 if is_color else 1, 24, 32)
+        np.testing.assert_array_equal(net.blobs["data"].data, reference)
+        dense = np.zeros((len(paths), NUM_CLASSES), np.float32)
+        for row, labs in enumerate(labels):
+            dense[row, labs] = 1
+        np.testing.assert_array_equal(net.blobs["label"].data, dense)
+    if extra and not is_color:       # the stored files are grey (Caffe's force_gray would hide a colour file)
+        import cv2
+        import lmdb
+        from caffe.proto import caffe_pb2
+        env = lmdb.open(str(tmp_path / "out" / "images_lmdb"), readonly=True)
+        with env.begin() as txn:
+            datums = [caffe_pb2.Datum.FromString(v) for _, v in txn.cursor()]
+        env.close()
+        for datum in datums:
+            img = cv2.imdecode(np.frombuffer(datum.data, np.uint8), cv2.IMREAD_UNCHANGED)
+            assert datum.channels == 1 and img.ndim == 2 and img.dtype == np.uint8
+
+
+def test_lmdb_labels_follow_their_images_under_shuffle(tmp_path, image_list):
+    """--shuffle: every record's labels are those of the image under the same key (not of list position)."""
+    import lmdb
+    from caffe.proto import caffe_pb2
+    source, paths, labels = image_list
+    C.convert(source, str(tmp_path / "db"), "lmdb", num_classes=NUM_CLASSES, shuffle=True, seed=9,
+              new_height=20, new_width=24, stream=io.StringIO())
+    records = {}
+    for name in ("images_lmdb", "labels_lmdb"):
+        env = lmdb.open(str(tmp_path / "db" / name), readonly=True)
+        with env.begin() as txn:
+            records[name] = [(k.decode(), caffe_pb2.Datum.FromString(v)) for k, v in txn.cursor()]
+        env.close()
+    order = np.random.default_rng(9).permutation(N)
+    assert order.tolist() != list(range(N))
+    for pos, ((key, _), (label_key, datum)) in enumerate(zip(records["images_lmdb"], records["labels_lmdb"],
+                                                              strict=True)):
+        i = int(order[pos])
+        assert key == label_key == "%08d_%s" % (pos, paths[i])
+        assert np.flatnonzero(datum.float_data).tolist() == labels[i]

@@ -38,18 +38,18 @@ def single_label_list(tmp_path, image_paths):
 
 @pytest.mark.parametrize("ext,is_color", [(".jpg", True), (".png", True), (".jpg", False), (".png", False)])
 def test_values_equal_caffe_image_data(tmp_path, ext, is_color):
-    """TEST phase (no randomness): resize, centre crop, mean_value, scale; BGR or grey, like ImageData."""
+    """TEST phase (no randomness): resize, centre crop (odd margins 5 and 13), mean_value, scale; BGR or grey."""
     images = [pattern_image(i, (37 + i % 3, 45)) for i in range(7)]
     paths = write_images(tmp_path / "img", images, ext)
     labels = label_sets(len(paths), 6)
     source = write_list(tmp_path / "list.txt", paths, labels)
     mean = [101.5, 117.0, 123.25] if is_color else [99.5]
-    params = dict(source=source, batch_size=3, num_classes=6, new_height=33, new_width=41, crop_size=29,
+    params = dict(source=source, batch_size=3, num_classes=6, new_height=34, new_width=42, crop_size=29,
                   mean_value=mean, scale=0.25, is_color=is_color, mirror=True)
     transform = "crop_size: 29 scale: 0.25 %s" % " ".join("mean_value: %r" % m for m in mean)
     color = "is_color: %s" % str(is_color).lower()
     text = ours(params) + image_data(single_label_list(tmp_path, paths), 3, transform,
-                                     "new_height: 33 new_width: 41 " + color)
+                                     "new_height: 34 new_width: 42 " + color)
     (tmp_path / "test.prototxt").write_text(text)
     net = caffe.Net(str(tmp_path / "test.prototxt"), caffe.TEST)
     seen = []

@@ -1,6 +1,7 @@
 """The image-data core without Caffe: list parsing and its errors, transform, epochs, shards, determinism, prefetch."""
 import logging
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -52,8 +53,9 @@ def test_list_format(tmp_path):
     source.write_text(text)
     lst = parse_image_list(str(source), class_names=str(names), root_folder="/data")
     assert lst.num_classes == 4 and lst.class_names == ["cat", "dog", "sky", "sea"]
-    assert lst.paths == ["/data/a.jpg", "/data/b.jpg", "/data/my photos/c d.jpg", "/data/e.jpg", "/data/f.jpg"]
-    assert lst.line_numbers == [3, 5, 6, 7, 8]
+    assert list(lst.paths) == ["/data/a.jpg", "/data/b.jpg", "/data/my photos/c d.jpg", "/data/e.jpg",
+                               "/data/f.jpg"]
+    assert lst.line_numbers.tolist() == [3, 5, 6, 7, 8]
     assert [v.tolist() for v in lst.labels] == [[3, 1], [1, 3], [2, 0], [], [2]]
     assert [v.tolist() for v in lst.values] == [[1, 1], [0.5, 1], [1, 0.25], [], [1]]
 
@@ -511,3 +513,308 @@ def test_latin1_list_is_refused_naming_the_encoding_and_the_line(tmp_path, which
     assert str(err.value).startswith("%s: %s is not UTF-8: line %d, column %d has byte 0x%s"
                                      % (OWNER, where, line, column, "e9" if which == "list" else "e2"))
     assert "save the file as UTF-8" in str(err.value)
+
+
+def reference_parse(text, num_classes):
+    """An independent reading of the list format (indices and index:weight only): [(line, path, labels, values)]."""
+    out = []
+    for number, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip() if "\t" not in raw.strip(" \r") else raw.lstrip(" ").rstrip()
+        if not line or line.startswith("#"):
+            continue
+        path, rest = line.split("\t", 1) if "\t" in line else (line.split()[0], " ".join(line.split()[1:]))
+        labels, values = [], []
+        for token in rest.split():
+            head, _, weight = token.partition(":")
+            labels.append(int(head))
+            values.append(float(weight) if weight else 1.0)
+        out.append((number, path.strip(), labels, values))
+    return out
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 20])
+def test_compact_list_equals_a_line_by_line_reading_across_chunks(tmp_path, monkeypatch, chunk):
+    """Chunks of plain indices (parsed at once), chunks with weights, comments, TABs, CRLF, blank lines and
+    non-ASCII paths (line by line), cut at any byte: the same images, lines, labels and values."""
+    monkeypatch.setattr(image_data, "CHUNK_BYTES", chunk)
+    rng = np.random.default_rng(5)
+    lines = []
+    for i in range(300):
+        kind = i % 10
+        labels = rng.choice(9, int(rng.integers(1 if kind == 7 else 0, 4)), replace=False).tolist()
+        tokens = " ".join("%d:%g" % (c, 0.5) if kind == 3 and j == 0 else str(c) for j, c in enumerate(labels))
+        path = "dir/é_%03d.jpg" % i if kind == 5 else "dir/img_%03d.jpg" % i
+        if kind == 7:
+            lines.append("my dir/a b %d.jpg\t%s" % (i, tokens))
+        else:
+            lines.append("%s %s%s" % (path, tokens, "\r" if kind == 8 else ""))
+        if kind == 2:
+            lines.append("# a comment %d" % i)
+        if kind == 4:
+            lines.append("   ")
+    text = "\n".join(lines) + "\n"
+    source = tmp_path / "list.txt"
+    source.write_text(text, encoding="utf-8")
+    parsed = parse_image_list(str(source), num_classes=9, root_folder="/r")
+    want = reference_parse(text, 9)
+    assert len(parsed) == len(want) == 300
+    assert parsed.line_numbers.tolist() == [w[0] for w in want]
+    assert list(parsed.paths) == ["/r/" + w[1] for w in want]
+    assert [v.tolist() for v in parsed.labels] == [w[2] for w in want]
+    assert [v.tolist() for v in parsed.values] == [w[3] for w in want]
+    # compact: the path bytes once, and 8 + 8 + 8 bytes a line plus 8 a label
+    assert len(parsed.path_buffer) == sum(len(w[1].encode()) for w in want)
+    arrays = sum(a.nbytes for a in (parsed.path_offsets, parsed.line_numbers, parsed.label_offsets,
+                                    parsed.label_indices, parsed.label_values))
+    assert arrays == 8 * (301 + 300 + 301) + 8 * sum(len(w[2]) for w in want)
+
+
+@pytest.mark.parametrize("chunk", [16, 1 << 20])
+def test_errors_in_a_later_chunk_name_their_line(tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(image_data, "CHUNK_BYTES", chunk)
+    source = tmp_path / "list.txt"
+    good = "".join("img_%02d.jpg %d\n" % (i, i % 5) for i in range(40))
+    source.write_text(good + "bad.jpg 2 7\n")
+    with pytest.raises(MultilabelLossError, match=r"list.txt:41: label 7 is out of range"):
+        parse_image_list(str(source), num_classes=5)
+    source.write_text(good + "bad.jpg 2 2\n")
+    with pytest.raises(MultilabelLossError, match=r"list.txt:41: class 2 appears twice"):
+        parse_image_list(str(source), num_classes=5)
+    source.write_text(good + "bad.jpg 1 2 3\n")
+    with pytest.raises(MultilabelLossError, match=r"list.txt:41: 3 labels but max_labels is 2"):
+        parse_image_list(str(source), num_classes=5, max_labels=2)
+    source.write_bytes(good.encode() + "caf\xe9.jpg 1\n".encode("latin-1"))
+    with pytest.raises(MultilabelLossError, match=r"is not UTF-8: line 41, column 4 has byte 0xe9"):
+        parse_image_list(str(source), num_classes=5)
+
+
+def test_class_names_file_errors_exactly(tmp_path):
+    """Every read_class_names error, whole message (a mutant that pads or drops a part fails)."""
+    from softmax_multilabel_layer.data.image_data import read_class_names
+    names = tmp_path / "names.txt"
+
+    def message(text, owner=OWNER):
+        if text is not None:
+            names.write_bytes(text)
+        with pytest.raises(MultilabelLossError) as err:
+            read_class_names(str(names), owner)
+        return str(err.value)
+    assert message(b"cat\n\ndog\n") == "%s: %s:2: empty class name; expected one class name a line (line i is " \
+        "class i - 1)" % (OWNER, names)
+    assert message(b"cat\ndog\ncat\n") == "%s: %s:3: class name 'cat' repeats line 1" % (OWNER, names)
+    assert message(b"\n  \n") == "%s: class_names file %r has no names" % (OWNER, str(names))
+    assert message(b"caf\xe9\n", owner="softmax-multilabel convert") == (
+        "softmax-multilabel convert: class_names file %r is not UTF-8: line 1, column 4 has byte 0xe9 (invalid "
+        "continuation byte); save the file as UTF-8 (for example `iconv -f latin1 -t utf-8`)" % str(names))
+    names.unlink()
+    names.mkdir()
+    assert message(None) == "%s: class_names file %r cannot be read: Is a directory" % (OWNER, str(names))
+    names.rmdir()
+    names.write_text("a\n b \nc\n\n\n")                    # names are stripped; trailing blank lines are fine
+    assert read_class_names(str(names)) == ["a", "b", "c"]
+
+
+def test_image_list_without_some_images_keeps_everything_else(tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\nsky\n")
+    source = tmp_path / "list.txt"
+    source.write_text("a.jpg cat dog:0.5\n# c\nb.jpg\nc d.jpg\tsky\nd.jpg dog sky cat\ne.jpg cat:2\n")
+    full = parse_image_list(str(source), class_names=str(names), root_folder="/r")
+    for drop in ([1, 3], [0], [4], [0, 1, 2, 3]):
+        kept = [i for i in range(5) if i not in drop]
+        part = full.without(drop)
+        assert (part.source, part.root_folder, part.num_classes, part.class_names) == \
+            (str(source), "/r", 3, ["cat", "dog", "sky"])
+        assert len(part) == len(kept) and list(part.paths) == [full.paths[i] for i in kept]
+        assert part.line_numbers.tolist() == [full.line_numbers[i] for i in kept]
+        assert [v.tolist() for v in part.labels] == [full.labels[i].tolist() for i in kept]
+        assert [v.tolist() for v in part.values] == [full.values[i].tolist() for i in kept]
+        assert part.where(0) == "%s:%d" % (source, full.line_numbers[kept[0]])
+    assert full.paths[-1] == "/r/e.jpg" and full.paths[1:3] == ["/r/b.jpg", "/r/c d.jpg"]
+    assert full.labels[-1].tolist() == [0] and full.values[0].tolist() == [1.0, 0.5]
+    with pytest.raises(IndexError):
+        full.paths[5]
+
+
+def test_label_tokens_exactly(tmp_path):
+    """_parse_label's corners and whole messages: weights (0 allowed), names with ':' in them, suggestions."""
+    source = tmp_path / "list.txt"
+    names = tmp_path / "names.txt"
+    names.write_text("x:y\ndog\nsky\n")
+
+    def parse(text, with_names=False, **kw):
+        source.write_text(text)
+        return parse_image_list(str(source), num_classes=None if with_names else 5,
+                                class_names=str(names) if with_names else None, **kw)
+
+    def error(text, with_names=False, **kw):
+        with pytest.raises(MultilabelLossError) as err:
+            parse(text, with_names, **kw)
+        return str(err.value)
+    where = "%s:%d" % (source, 2)
+    assert parse("a.jpg 1\nb.jpg 3:0 2:0.25\n").values[1].tolist() == [0.0, 0.25]     # weight 0 is allowed
+    got = parse("a.jpg x:y\nb.jpg x:y:0.5 dog:2\n", with_names=True)                 # the last ':' splits
+    assert [v.tolist() for v in got.labels] == [[0], [0, 1]] and got.values[1].tolist() == [0.5, 2.0]
+    assert error("a.jpg 1\nb.jpg 1:abc\n") == ("%s: %s: bad label '1:abc': the weight after ':' must be a number, "
+                                              "e.g. 17:0.5" % (OWNER, where))
+    assert error("a.jpg 1\nb.jpg cat\n") == (
+        "%s: %s: bad label 'cat': expected a 0-based class index (an integer), optionally with a weight as "
+        "index:weight (e.g. 17:0.5); class names need the class_names option" % (OWNER, where))
+    assert error("a.jpg dog\nb.jpg dgo\n", True) == ("%s: %s: unknown class name 'dgo' (not among the 3 "
+                                                     "class_names); did you mean 'dog'?" % (OWNER, where))
+    assert error("a.jpg dog\nb.jpg zzzzzz\n", True) == ("%s: %s: unknown class name 'zzzzzz' (not among the 3 "
+                                                        "class_names)" % (OWNER, where))
+    assert error("a.jpg 1\nb.jpg 5:0.5\n") == ("%s: %s: label 5 is out of range: expected a class index in [0, 5) "
+                                              "(num_classes 5; indices are 0-based)" % (OWNER, where))
+    assert error("a.jpg 1\nb.jpg 1:inf\n") == ("%s: %s: label '1:inf' has weight inf; expected a finite number >= 0"
+                                              % (OWNER, where))
+    # a line with exactly max_labels labels is fine, on the line-by-line path (a weight sends it there) too
+    assert parse("a.jpg 1:0.5 2\n", max_labels=2).labels[0].tolist() == [1, 2]
+    assert parse("a.jpg 1 2\n", max_labels=2).labels[0].tolist() == [1, 2]
+
+
+def test_not_utf8_after_a_blank_first_line_names_line_and_column(tmp_path):
+    source = tmp_path / "list.txt"
+    source.write_bytes(b"\nb\xe9.jpg 1\n")
+    with pytest.raises(MultilabelLossError, match=r"is not UTF-8: line 2, column 2 has byte 0xe9"):
+        parse_image_list(str(source), num_classes=3)
+
+
+def test_skip_option_names_the_layer_option_or_the_convert_flag():
+    from softmax_multilabel_layer.data.image_data import skip_option
+    assert skip_option(OWNER) == '"skip_bad_images": true'
+    assert skip_option("softmax-multilabel convert") == "--skip-bad-images"
+
+
+def test_first_image_of_the_first_epoch_sets_the_size(tmp_path):
+    """Without crop or resize, the first image of epoch 0's order sets H x W (as Caffe's first image); with
+    skip_bad_images bad ones before it are reported once; a list of only bad images is an error."""
+    paths = write_images(tmp_path / "img", [id_image(i, size=(6 + i, 7 + i)) for i in range(4)])
+    source = write_list(tmp_path / "list.txt", paths, [[0]] * 4)
+    seed = next(s for s in range(50) if np.random.default_rng([s, 0]).permutation(4)[0]
+                != np.random.default_rng([s, 1]).permutation(4)[0])
+    first = int(np.random.default_rng([seed, 0]).permutation(4)[0])
+    reader = ImageBatchReader(options(source, batch_size=1, seed=seed, threads=1, prefetch=1))
+    reader.close()
+    assert reader.image_shape == (6 + first, 7 + first)
+    for i in range(4):
+        (tmp_path / "img" / ("img_%03d.png" % i)).write_bytes(b"junk")
+    with pytest.raises(MultilabelLossError) as err:
+        ImageBatchReader(options(source, batch_size=1, seed=seed, skip_bad_images=True))
+    assert str(err.value) == "%s: no image of the first epoch of %s can be decoded (skip_bad_images)" % (OWNER,
+                                                                                                    source)
+    with pytest.raises(ImageDecodeError) as err:
+        ImageBatchReader(options(source, batch_size=1, seed=seed, threads=1, prefetch=1))
+    assert str(err.value).startswith("%s: cannot read or decode image %r (%s:%d)" % (OWNER, paths[first], source,
+                                                                                   first + 1))
+    # one bad first image with the option: reported once, by name
+    order = np.random.default_rng([seed, 0]).permutation(4)
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / "img" / ("img_%03d.png" % i)), id_image(i, size=(6 + i, 7 + i)))
+    bad = int(order[0])
+    (tmp_path / "img" / ("img_%03d.png" % bad)).write_bytes(b"junk")
+    reader = ImageBatchReader(options(source, batch_size=1, seed=seed, skip_bad_images=True, threads=1,
+                                      prefetch=1))
+    try:
+        assert reader.image_shape == (6 + int(order[1]), 7 + int(order[1]))
+        assert reader.bad_images[bad].startswith("%s: cannot read or decode image %r" % (OWNER, paths[bad]))
+    finally:
+        reader.close()
+
+
+def test_reader_indices_buffers_and_dtypes(tmp_path):
+    source = tmp_path / "list.txt"
+    paths = write_images(tmp_path / "img", [id_image(i) for i in range(3)])
+    source.write_text("%s 4 1:0.5\n%s\n%s 2:2\n" % tuple(paths))
+    data, label, weight = read_batches(options(source, batch_size=3, label_format="indices", max_labels=3,
+                                               shuffle=False), 1, train=False)[0]
+    assert data.dtype == label.dtype == weight.dtype == np.float32 and data.shape == (3, 3, 6, 7)
+    np.testing.assert_array_equal(label, [[4, 1, -1], [-1, -1, -1], [2, -1, -1]])
+    np.testing.assert_array_equal(weight, np.array([[1, 0.5, 0], [0, 0, 0], [2, 0, 0]]))
+    dense = read_batches(options(source, batch_size=3, shuffle=False), 1, train=False)[0]
+    assert dense[2] is None and dense[1].dtype == np.float32
+
+
+def test_replacements_are_drawn_and_augmented_as_documented(tmp_path):
+    """A bad image b of epoch e is replaced by order(e)[default_rng([seed, e, b, 1]).integers(L)], whose crop and
+    mirror come from default_rng([seed, e, replacement, 1]) (attempt 1), independent of threads."""
+    paths = write_images(tmp_path / "img", [pattern_image(i, (14, 15)) for i in range(6)])
+    source = write_list(tmp_path / "list.txt", paths, [[i % 5] for i in range(6)])
+    Path(paths[2]).write_bytes(b"junk")
+    kw = dict(batch_size=3, crop_size=10, mirror=True, seed=3, skip_bad_images=True, shuffle=False)
+    batches = read_batches(options(source, **kw), 2)
+    order = np.arange(6)
+    replacement = int(order[np.random.default_rng([3, 0, 2, 1]).integers(6)])
+    assert replacement != 2
+    t = Transform(3, crop_size=10, mirror=True)
+    want = np.empty((3, 10, 10), np.float32)
+    t(load_image(paths[replacement]), want, np.random.default_rng([3, 0, replacement, 1]))
+    np.testing.assert_array_equal(batches[0][0][2], want)
+    t(load_image(paths[4]), want, np.random.default_rng([3, 0, 4]))          # a good image: attempt 0, no key
+    np.testing.assert_array_equal(batches[1][0][1], want)
+    assert batches[0][1][2].tolist() == [float(c == replacement % 5) for c in range(5)]
+
+
+def test_reader_errors_exactly(tmp_path):
+    """Whole messages: crop larger than an image (equal is fine), a size other than the batch's, all images bad,
+    a closed reader; after an error the next call raises it again."""
+    paths = write_images(tmp_path / "img", [pattern_image(0, (12, 14)), pattern_image(1, (12, 13))])
+    source = write_list(tmp_path / "list.txt", paths, [[0], [1]])
+    reader = ImageBatchReader(options(source, batch_size=2, crop_size=13, shuffle=False, threads=1))   # one error
+    try:
+        with pytest.raises(ImageDecodeError) as err:
+            reader.next_batch()
+        assert str(err.value) == ("%s: image %r (%s:1) is 12x14, smaller than crop_size 13; resize it with "
+                                  "new_height and new_width; set \"skip_bad_images\": true to replace bad images "
+                                  "by others" % (OWNER, paths[0], source))
+        with pytest.raises(ImageDecodeError, match="is 12x14, smaller than crop_size 13"):
+            reader.next_batch()                                  # the same error again
+    finally:
+        reader.close()
+    with pytest.raises(MultilabelLossError) as closed:
+        reader.next_batch()
+    assert str(closed.value) == "%s: the reader is closed" % OWNER
+    assert read_batches(options(source, batch_size=2, crop_size=12, shuffle=False), 1)[0][0].shape == (2, 3, 12, 12)
+    reader = ImageBatchReader(options(source, batch_size=2, shuffle=False))
+    try:
+        with pytest.raises(ImageDecodeError) as err:
+            reader.next_batch()
+        assert str(err.value).startswith("%s: image %r (%s:2) is 12x13 but the batch is 12x14 (set by the first "
+                                         "image); images of different sizes need new_height/new_width or "
+                                         "crop_size" % (OWNER, paths[1], source))
+    finally:
+        reader.close()
+    for p in paths:
+        Path(p).write_bytes(b"junk")
+    reader = ImageBatchReader(options(source, batch_size=2, crop_size=4, skip_bad_images=True, threads=1))
+    try:
+        with pytest.raises(ImageDecodeError) as err:
+            reader.next_batch()
+        assert str(err.value).startswith("%s: 51 bad images in a row while replacing one (skip_bad_images); last: "
+                                         "%s: cannot read or decode image" % (OWNER, OWNER))
+    finally:
+        reader.close()
+
+
+def test_each_epochs_count_is_logged_when_the_epoch_ends(tmp_path, caplog):
+    """Batches of 3 over 8 images straddle epochs: epoch e's count is logged with the first batch that reaches
+    into epoch e + 1, not before, not later; epochs without bad images log nothing."""
+    source, _ = id_list(tmp_path, n=8)
+    (tmp_path / "ids" / "img_001.png").write_bytes(b"junk")
+    caplog.set_level(logging.WARNING, logger="softmax_multilabel_layer.data.image_data")
+    reader = ImageBatchReader(options(source, batch_size=3, shuffle=False, skip_bad_images=True, threads=1))
+    counts = []
+    try:
+        for _ in range(6):                                 # positions 0-17: epochs 0, 1 and two of epoch 2
+            reader.next_batch()
+            counts.append(sum("sample(s) of bad images" in r.getMessage() for r in caplog.records))
+    finally:
+        reader.close()
+    assert counts == [0, 0, 1, 1, 1, 2]                    # batch 2 reaches position 8, batch 5 position 17
+    lines = [r.getMessage() for r in caplog.records if "sample(s)" in r.getMessage()]
+    assert lines == ["%s: epoch %d of %s (rank 0): 1 sample(s) of bad images replaced by other images"
+                     % (OWNER, e, source) for e in (0, 1)]
+    once = [r.getMessage() for r in caplog.records if "reported once" in r.getMessage()]
+    assert once == ["%s: skip_bad_images: cannot read or decode image %r (%s:2): missing, unreadable or not an "
+                    "image format OpenCV knows; it is replaced by other images of the epoch from now on (reported "
+                    "once)" % (OWNER, str(tmp_path / "ids" / "img_001.png"), source)]

@@ -11,7 +11,8 @@ from softmax_multilabel_layer.evaluation.deploy import deploy_net, deploy_protot
 from softmax_multilabel_layer.params import MultilabelLossError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANTS = ("softmax_multilabel", "sigmoid_native", "sigmoid_focal", "sigmoid_asl")
+VARIANTS = ("softmax_multilabel", "sigmoid_native", "sigmoid_focal", "sigmoid_asl", "zlpr", "two_way")
+OUTPUT = {"softmax_multilabel": "Softmax", "two_way": "Power"}      # the deploy output; the others: Sigmoid
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -24,7 +25,7 @@ def test_digits_deploy_nets_are_what_deploy_generates(variant, monkeypatch, caps
     net = deploy_net(os.path.join(ROOT, train), {None: (100, 1, 24, 24)})
     types = [layer.type for layer in net.layer]
     assert types == ["Input", "Convolution", "ReLU", "Pooling", "Convolution", "ReLU", "Pooling", "InnerProduct",
-                     "ReLU", "InnerProduct", "Softmax" if variant == "softmax_multilabel" else "Sigmoid"]
+                     "ReLU", "InnerProduct", OUTPUT.get(variant, "Sigmoid")]
     assert net.layer[-1].top == ["prob"] and net.layer[-1].bottom == ["fc_out"]
 
 

@@ -1,11 +1,12 @@
-"""prototxt/digits: the three loss variants parse and differ only in the loss."""
+"""prototxt/digits: the loss variants parse and differ only in the loss."""
 import os
 
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 DIR = os.path.join(os.path.dirname(__file__), "..", "prototxt", "digits")
-VARIANTS = ("softmax_multilabel", "sigmoid_native", "sigmoid_focal", "sigmoid_asl")
+VARIANTS = ("softmax_multilabel", "sigmoid_native", "sigmoid_focal", "sigmoid_asl", "zlpr", "two_way")
+DEPLOY_OUTPUT = {"softmax_multilabel": "Softmax", "two_way": "Power"}     # the others: Sigmoid
 
 
 def load(variant, kind):
@@ -41,6 +42,9 @@ def test_train_val_identical_except_loss():
     assert '"gamma": 2' in losses["sigmoid_focal"][0].python_param.param_str
     assert losses["sigmoid_asl"][0].python_param.layer == "SigmoidMultilabelLossLayer"
     assert '"gamma_neg": 4, "gamma_pos": 0, "clip": 0.05' in losses["sigmoid_asl"][0].python_param.param_str
+    assert losses["zlpr"][0].python_param.layer == "ZLPRLossLayer"
+    assert losses["two_way"][0].python_param.layer == "TwoWayLossLayer"
+    assert losses["two_way"][0].python_param.param_str == '{"tp": 4, "tn": 1}'
 
 
 def test_deploy_matches_train_val():
@@ -48,7 +52,7 @@ def test_deploy_matches_train_val():
         deploy_body, (prob,) = split_loss(load(v, "deploy"))
         train_body = split_loss(load(v, "train_val"))[0]
         assert deploy_body[0].type == "Input" and deploy_body[1:] == train_body[2:]   # see also test_deploy.py
-        assert prob.type == ("Softmax" if v == "softmax_multilabel" else "Sigmoid")
+        assert prob.type == DEPLOY_OUTPUT.get(v, "Sigmoid")
 
 
 def test_solvers_identical_except_net_and_prefix():

@@ -149,7 +149,19 @@ def lmdb_example(tmp_path_factory):
     assert make_dataset.main([str(out), "--count", "40"]) == 0
     net = os.path.join(REPO, "prototxt", "image_lmdb_hdf5", "train.prototxt")
     ref = reference_probabilities(net, out / "w.caffemodel", 32, cwd=str(out))
-    return out, net, str(out / "w.caffemodel"), list_paths(out / "images.txt", str(out))[:32], ref
+    # and a variant that crops 12x12 out of the 16x16 images and subtracts a 16x16 mean file (Datum path: the
+    # mean is cropped at the image's offsets); the image size comes from the LMDB's first record
+    mean = caffe.io.array_to_blobproto(np.random.default_rng(5).uniform(20, 200, (1, 3, 16, 16)))
+    (out / "mean.binaryproto").write_bytes(mean.SerializeToString())
+    with open(net) as f:
+        text = f.read()
+    cropped = out / "train_crop.prototxt"
+    cropped.write_text(text.replace("transform_param { scale: 0.00390625 }", 'transform_param { scale: 0.00390625 '
+                                    'crop_size: 12 mean_file: "mean.binaryproto" }'))
+    ref_crop = reference_probabilities(cropped, out / "w_crop.caffemodel", 32, cwd=str(out))
+    return out, {"image_lmdb_hdf5": (net, str(out / "w.caffemodel"), ref),
+                 "image_lmdb_hdf5 crop + mean file": (str(cropped), str(out / "w_crop.caffemodel"), ref_crop)}, \
+        list_paths(out / "images.txt", str(out))[:32]
 
 
 def _folder(tmp_path, net, weights, cwd=None, **kwargs):
@@ -204,12 +216,15 @@ def test_colour_resize_with_crop_and_means(tmp_path, colour_cases, case):
     _check_both_engines(model, images, ref, case)
 
 
-def test_lmdb_data_layer(tmp_path, lmdb_example):
-    out, net, weights, images, ref = lmdb_example
+@pytest.mark.parametrize("case", ["image_lmdb_hdf5", "image_lmdb_hdf5 crop + mean file"])
+def test_lmdb_data_layer(tmp_path, lmdb_example, case):
+    out, cases, images = lmdb_example
+    net, weights, ref = cases[case]
     model = _folder(tmp_path, net, weights, cwd=str(out))
     spec = read_spec(model)
     assert spec["input"]["resize"] == [16, 16] and spec["input"]["scale"] == 0.00390625 and spec["input"]["color"]
-    _check_both_engines(model, images, ref, "image_lmdb_hdf5")
+    assert spec["input"]["crop"] == (12 if "crop" in case else 0)
+    _check_both_engines(model, images, ref, case)
 
 
 def test_opencv_engine_imports_no_caffe(tmp_path, images_example):
@@ -310,7 +325,7 @@ def test_predict_command_equals_the_test_net(tmp_path, images_example, capsys):
         got = np.array([[r["probabilities"][n] for n in names] for r in rows])
         assert np.abs(got - ref).max() < TOL, engine
         assert [r["labels"] for r in rows] == [[names[int(np.argmax(p))]] for p in ref]
-    assert main(["predict", model, str(out / "test"), "--rule", "top-k:2"]) == 0
+    assert main(["predict", model, "--rule", "top-k:2", str(out / "test")]) == 0          # images after options
     import csv
     table = list(csv.reader(capsys.readouterr().out.splitlines()))
     assert table[0] == ["path", "labels"] + names
@@ -402,3 +417,25 @@ def test_evaluate_model_folder_errors(tmp_path, images_example, capsys):
         assert main(["evaluate"] + args) == 2, args
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, (args, err)
+
+
+def test_deploy_names_a_layer_opencv_cannot_run(tmp_path, capsys):
+    """OpenCV's DNN has no Threshold layer: deploy warns naming it, and engine="opencv" refuses the folder."""
+    train = tmp_path / "train.prototxt"
+    train.write_text("""layer { name: "data" type: "Input" top: "data"
+  input_param { shape { dim: 2 dim: 1 dim: 4 dim: 4 } } }
+layer { name: "label" type: "Input" top: "label" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 3 } }
+layer { name: "step" type: "Threshold" bottom: "fc" top: "fc2" }
+""" + LOSS.replace('bottom: "scores"', 'bottom: "fc2"'))
+    caffe.set_random_seed(SEED)
+    caffe.Net(str(train), caffe.TEST).save(str(tmp_path / "w.caffemodel"))
+    model = str(tmp_path / "model")
+    assert main(["deploy", str(train), "--weights", str(tmp_path / "w.caffemodel"), "--out", model,
+                 "--input-scale", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: OpenCV's DNN cannot read" in err and 'layer "step" of type "Threshold"' in err
+    assert read_spec(model)["opencv"] is False
+    with pytest.raises(MultilabelLossError, match=r"OpenCV's DNN cannot run this net.*Threshold"):
+        Model.load(model, engine="opencv")
+    assert Model.load(model, engine="caffe").predict_proba([np.zeros((4, 4), np.uint8)]).shape == (1, 3)

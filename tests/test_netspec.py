@@ -22,6 +22,8 @@ from softmax_multilabel_layer.tools.netspec import (
     python_param,
     sigmoid_multilabel_loss,
     softmax_multilabel_loss,
+    two_way_loss,
+    zlpr_loss,
 )
 
 from caffe_nets import net_from_text, run
@@ -76,8 +78,11 @@ SNIPPETS: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {
         "softmax", ("scores", "labels", "label_weights"), dict(label_format="indices")),
     "sigmoid_multilabel_loss.prototxt": (
         "sigmoid", ("scores", "labels"), dict(gamma=2.0, alpha=0.25, normalization="batch_size")),
+    "zlpr_loss.prototxt": ("zlpr", ("scores", "labels"), dict(normalization="batch_size")),
+    "two_way_loss.prototxt": ("two_way", ("scores", "labels"), dict(tp=4.0, tn=1.0)),
 }
-HELPERS: dict[str, Callable[..., Any]] = {"softmax": softmax_multilabel_loss, "sigmoid": sigmoid_multilabel_loss}
+HELPERS: dict[str, Callable[..., Any]] = {"softmax": softmax_multilabel_loss, "sigmoid": sigmoid_multilabel_loss,
+                                          "zlpr": zlpr_loss, "two_way": two_way_loss}
 
 
 def snippet_layer(name):
@@ -329,3 +334,16 @@ def test_layer_prototxt_after_input_layers_loads_and_runs(tmp_path, case, top):
     assert np.isfinite(value) and value > 0
     assert np.abs(diff).sum() > 0
     assert ("prob" in net.blobs) == (top != "loss")
+
+
+def test_zlpr_and_two_way_helpers_build_their_layers_and_refuse_what_they_lack(tmp_path):
+    n = inputs(scores=(4, 6), labels=(4, 6))
+    n.loss, n.prob = zlpr_loss(n.scores, n.labels, ntop=2)
+    built = n.to_proto()
+    assert [layer.python_param.layer for layer in built.layer if layer.type == "Python"] == ["ZLPRLossLayer"]
+    with pytest.raises(MultilabelLossError, match="two_way_loss: ntop must be 1 .loss. for the two_way loss"):
+        two_way_loss(n.scores, n.labels, ntop=2)
+    with pytest.raises(MultilabelLossError, match="zlpr_loss: got 3 bottoms, expected 2 .scores, labels."):
+        zlpr_loss(n.scores, n.labels, n.labels)
+    with pytest.raises(MultilabelLossError, match="gamma"):
+        two_way_loss(n.scores, n.labels, gamma=2)

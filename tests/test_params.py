@@ -157,7 +157,8 @@ def test_unknown_keys_name_each_layer_that_takes_them():
     assert str(err.value).endswith(
         "; normalization is an option of SoftmaxMultilabelLossLayer (core function softmax_multilabel_forward), "
         "not of MultilabelImageDataLayer; normalization is an option of SigmoidMultilabelLossLayer (core function "
-        "sigmoid_multilabel_forward), not of MultilabelImageDataLayer")
+        "sigmoid_multilabel_forward), not of MultilabelImageDataLayer; normalization is an option of ZLPRLossLayer "
+        "(core function zlpr_forward), not of MultilabelImageDataLayer")
 
 
 @pytest.mark.parametrize("bad,message", [

@@ -12,6 +12,8 @@ INPUTS = {
     "softmax_multilabel_loss.prototxt": {"scores": (4, 6), "labels": (4, 6)},
     "softmax_multilabel_loss_indices.prototxt": {"scores": (4, 6), "labels": (4, 2), "label_weights": (4, 2)},
     "sigmoid_multilabel_loss.prototxt": {"scores": (4, 6), "labels": (4, 6)},
+    "zlpr_loss.prototxt": {"scores": (4, 6), "labels": (4, 6)},
+    "two_way_loss.prototxt": {"scores": (4, 6), "labels": (4, 6)},
 }
 
 

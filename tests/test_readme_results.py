@@ -71,3 +71,29 @@ def test_readme_data_layers_exist_in_this_caffe():
     named = re.findall(r"`(\w+)`", sentence)
     assert len(named) >= 8, named
     assert set(named) <= set(caffe.layer_type_list()), set(named) - set(caffe.layer_type_list())
+
+
+def test_added_variants_keep_the_committed_rows_and_name_their_command():
+    results = committed()
+    base = [v for v in results["summary"] if v not in ("zlpr", "two_way")][:1]
+    fresh = copy.deepcopy(results)
+    fresh.pop("additions", None)
+    fresh["command"] = "run_demo.py --variants extra"
+    fresh["summary"] = {"extra": copy.deepcopy(results["summary"][base[0]])}
+    fresh["runs"] = [dict(copy.deepcopy(r), variant="extra") for r in results["runs"] if r["variant"] == base[0]]
+    fresh["seconds"] = {"total": 61.0, "cpu": 50.0}
+    merged = readme_tables.added_results(results, fresh)
+    assert set(merged["summary"]) == set(results["summary"]) | {"extra"}
+    assert len(merged["runs"]) == len(results["runs"]) + len(fresh["runs"])
+    assert merged["additions"][-1]["variants"] == ["extra"]
+    text = readme_tables.readme_block(merged)
+    assert "The rows `extra` were added by `run_demo.py --variants extra`: 3 runs (1 losses x solver seeds" in text
+    assert "61 s wall clock" in text
+    assert readme_tables.added_results(merged, fresh)["additions"] == merged["additions"]   # re-adding replaces
+    fresh["solver_overrides"] = {"max_iter": 7}
+    try:
+        readme_tables.added_results(results, fresh)
+    except SystemExit as exc:
+        assert "solver_overrides differ" in str(exc)
+    else:
+        raise AssertionError("a run with other solver overrides was added")

@@ -76,7 +76,8 @@ def plot(runs, path, softmax_floor=None):
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(12, 4.5))
-    colors = dict(zip(VARIANTS, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=True))
+    colors = dict(zip(VARIANTS, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"),
+                      strict=True))
     for variant in VARIANTS:
         rs = sorted((r for r in runs if r["variant"] == variant), key=lambda r: r["seed"])
         for i, r in enumerate(rs):

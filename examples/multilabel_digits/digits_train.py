@@ -20,12 +20,14 @@ from softmax_multilabel_layer.tools.train import train as caffe_train
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROTOTXT_DIR = os.path.join(REPO, "prototxt", "digits")
-VARIANTS = ("softmax_multilabel", "sigmoid_native", "sigmoid_focal", "sigmoid_asl")
+VARIANTS = ("softmax_multilabel", "sigmoid_native", "sigmoid_focal", "sigmoid_asl", "zlpr", "two_way")
 LOSS_NAMES = {
     "softmax_multilabel": "SoftmaxMultilabelLoss (ours, 1/M targets)",
     "sigmoid_native": "SigmoidCrossEntropyLoss (Caffe native)",
     "sigmoid_focal": "SigmoidMultilabelLoss (ours, focal gamma=2)",
     "sigmoid_asl": "SigmoidMultilabelLoss (ours, ASL gamma_neg=4 gamma_pos=0 clip=0.05)",
+    "zlpr": "ZLPRLoss (ours, Su et al. 2022)",
+    "two_way": "TwoWayLoss (ours, Kobayashi 2023, tp=4 tn=1)",
 }
 # Paths the committed train_val prototxts use (relative to the repo root).
 DEFAULT_LISTS = {"train": "output/digits/data/train_list.txt",

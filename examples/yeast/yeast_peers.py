@@ -2,7 +2,8 @@
 
 Each peer is trained on the same 10 outer folds as our losses (``yeast_data.outer_folds``) with
 features scaled on the training fold only, and scored by the same code as every row of the
-benchmark (``yeast_eval.fold_metrics``). The recipes are the libraries' standard ones:
+benchmark (``yeast_eval.fold_metrics``: the package's ``softmax_multilabel_layer.evaluation.metrics``).
+The recipes are the libraries' standard ones:
 
 - ML-kNN (Zhang & Zhou, Pattern Recognition 2007): ``skmultilearn.adapt.MLkNN(k=10, s=1.0)``, the
   paper's settings, on the standardized features (as every method here; yeast's raw features are

@@ -309,7 +309,8 @@ def convert(source: str, out: str, fmt: str, num_classes: int | None = None, cla
         num_classes, class_names, root_folder, new_height, new_width, is_color, label_format, max_labels:
             as for :class:`~softmax_multilabel_layer.data.MultilabelImageDataLayer`.
         shuffle, seed: write the images in a seeded random order (Caffe's HDF5Data and Data layers read in order).
-        encoded: LMDB only: store the image file (re-encoded after a resize or greyscale) instead of raw pixels.
+        encoded: LMDB only: store the image file instead of raw pixels (after a resize or with greyscale, the
+            decoded image re-encoded as PNG, lossless).
         hdf5_dtype: ``"uint8"`` (pixels as read, 4x smaller) or ``"float32"``.
         max_file_bytes: HDF5 files are split to stay under this size.
         threads: decode threads. resume / overwrite: see the module docstring.
@@ -474,8 +475,9 @@ def _write_hdf5(options: ImageDataOptions, images: ImageList, order: Order, fold
                                   % (OWNER, total, len(order), len(manifest["skipped"])))
     list_path = os.path.join(folders.out, "list.txt")
     tops = ' top: "data" top: "label"' + (' top: "label_weight"' if options.label_format == "indices" else "")
-    prototxt = ('layer { name: "data" type: "HDF5Data"%s\n  hdf5_data_param { source: "%s" batch_size: %d } }\n'
-                % (tops, os.path.abspath(list_path), options.batch_size))
+    prototxt = TEST_NOTE.join('layer { name: "data" type: "HDF5Data"%s include { phase: %s }\n  hdf5_data_param { '
+                              'source: "%s" batch_size: %d } }\n' % (tops, phase, list_path, options.batch_size)
+                              for phase in PHASES)
     return {"files": paths, "list": list_path, "counts": {"data": total, "label": total}, "prototxt": prototxt}
 
 
@@ -512,9 +514,10 @@ def _image_datum(caffe_pb2: Any, cv2: Any, img: NDArray[np.uint8], path: str, op
         if not options.new_height and options.is_color:
             with open(path, "rb") as f:
                 datum.data = f.read()
-        else:
-            ext = os.path.splitext(path)[1].lower() or ".png"
-            ok, buf = cv2.imencode(ext if ext in (".jpg", ".jpeg", ".png", ".bmp") else ".png", img)
+        else:                   # resized or grey: re-encoded losslessly, so Caffe decodes exactly these pixels
+            ok, buf = cv2.imencode(".png", img)
+            if not ok:
+                raise MultilabelLossError("%s: OpenCV cannot encode image %r as PNG" % (OWNER, path))
             datum.data = buf.tobytes()
         datum.encoded = True
     else:
@@ -581,16 +584,44 @@ def _write_lmdb(options: ImageDataOptions, images: ImageList, order: Order, fold
         raise MultilabelLossError("%s: the LMDBs hold %s records (first/last keys %s) but the list has %d images"
                                   % (OWNER, counts, keys, len(order)))
     paths = [os.path.join(folders.out, name) for name in names]          # where they will be
-    layer = ('layer { name: "%s" type: "Data" top: "%s"%s\n  data_param { source: "%s" backend: LMDB '
-             'batch_size: %d } }\n')
-    transform = "\n  transform_param { mirror: false }  # crop_size, mean_value, scale go here; never on labels"
-    prototxt = layer % ("data", "data", transform, paths[0], options.batch_size)
-    prototxt += layer % ("label_lmdb", "label_4d", "", paths[1], options.batch_size)
-    prototxt += 'layer { name: "label" type: "Flatten" bottom: "label_4d" top: "label" }\n'
-    if len(paths) > 2:
-        prototxt += layer % ("label_weight_lmdb", "label_weight_4d", "", paths[2], options.batch_size)
-        prototxt += 'layer { name: "label_weight" type: "Flatten" bottom: "label_weight_4d" top: "label_weight" }\n'
-    return {"databases": paths, "counts": counts, "prototxt": prototxt}
+    return {"databases": paths, "counts": counts, "prototxt": lmdb_prototxt(paths, options.batch_size, encoded,
+                                                                            options.is_color)}
+
+
+PHASES = ("TRAIN", "TEST")
+TEST_NOTE = "# TEST phase: set source to the conversion of your test list\n"
+
+
+def lmdb_prototxt(databases: Sequence[str], batch_size: int, encoded: bool, is_color: bool = True) -> str:
+    """The layers that read a conversion to LMDB, for the TRAIN and the TEST phase (``include { phase }``).
+
+    Args:
+        databases: the images, labels (and label weights) LMDBs. batch_size: N. encoded: the images are files.
+        is_color: the list was converted in colour (else grey).
+
+    Returns:
+        Prototxt text: per phase a ``Data`` layer for the images (``top: "data"``) and one per label LMDB,
+        each label one flattened to N x C (or N x K). For encoded images ``transform_param`` carries
+        ``force_color: true`` (``force_gray`` for grey), so Caffe decodes every file as the list means it
+        (as ``ImageData`` does: 3 channels BGR, 8 bits, EXIF orientation applied); without it a grey JPEG among
+        colour ones, a 16-bit or an alpha PNG abort Caffe or change the channel count.
+    """
+    force = (" force_color: true" if is_color else " force_gray: true") if encoded else ""
+    layer = ('layer { name: "%s" type: "Data" top: "%s" include { phase: %s }%s\n  data_param { source: "%s" '
+             'backend: LMDB batch_size: %d } }\n')
+    transform = "\n  transform_param {%s mirror: false }  # crop_size, mean_value, scale go here; never on labels"
+    blocks = []
+    for phase in PHASES:
+        # TEST layers have their own names: Caffe's DataReader shares one reader among Data layers of the same
+        # name and source, dealing records to them in turn, so a TEST net on the same LMDB would hang training
+        suffix = "" if phase == "TRAIN" else "_test"
+        text = layer % ("data" + suffix, "data", phase, transform % force, databases[0], batch_size)
+        for name, path in zip(("label", "label_weight"), databases[1:], strict=False):
+            text += layer % (name + "_lmdb" + suffix, name + "_4d", phase, "", path, batch_size)
+            text += ('layer { name: "%s" type: "Flatten" bottom: "%s_4d" top: "%s" include { phase: %s } }\n'
+                     % (name + suffix, name, name, phase))
+        blocks.append(text)
+    return blocks[0] + TEST_NOTE + blocks[1]
 
 
 # ---------------------------------------------------------------- command line
@@ -659,7 +690,7 @@ def run(args: argparse.Namespace) -> int:
         summary["images"], " (resumed at %d)" % summary["resumed_from"] if summary["resumed_from"] else "",
         summary["out"], ", ".join(os.path.basename(p) for p in where),
         ", ".join("%s %d" % kv for kv in summary["counts"].items())))
-    print("# layers for your train prototxt:")
+    print("# layers for your train_val prototxt (TRAIN and TEST phases):")
     sys.stdout.write(summary["prototxt"])
     return 0
 

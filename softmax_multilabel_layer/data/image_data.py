@@ -49,7 +49,7 @@ import re
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -67,15 +67,74 @@ class ImageDecodeError(MultilabelLossError):
 
 # ---------------------------------------------------------------- the list file
 
-class ImageList(NamedTuple):
-    """A parsed list file. ``labels[i]`` / ``values[i]``: int32 class indices and float32 values of image i."""
-    source: str
-    paths: list[str]                 # root_folder joined
-    line_numbers: list[int]          # 1-based line of each image in ``source``
-    labels: list[NDArray[np.int32]]
-    values: list[NDArray[np.float32]]
-    num_classes: int
-    class_names: list[str] | None
+class _Segments(Sequence[Any]):
+    """Item i is segment [offsets[i], offsets[i + 1]) of a flat store, made by :meth:`_item` on access."""
+
+    def __init__(self, offsets: NDArray[np.int64]) -> None:
+        self.offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]
+        return self._item(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def _item(self, start: int, end: int) -> Any:
+        raise NotImplementedError
+
+
+class _Rows(_Segments):
+    """Row i of a flat array cut at ``offsets`` (a view, no copy): the labels or values of image i."""
+
+    def __init__(self, flat: NDArray[Any], offsets: NDArray[np.int64]) -> None:
+        super().__init__(offsets)
+        self.flat = flat
+
+    def _item(self, start: int, end: int) -> Any:
+        return self.flat[start:end]
+
+
+class _Paths(_Segments):
+    """Path i of one UTF-8 byte buffer cut at ``offsets``, joined to ``root_folder``: str objects made on access."""
+
+    def __init__(self, buffer: bytes, offsets: NDArray[np.int64], root_folder: str) -> None:
+        super().__init__(offsets)
+        self.buffer, self.root_folder = buffer, root_folder
+
+    def _item(self, start: int, end: int) -> Any:
+        path = self.buffer[start:end].decode("utf-8")
+        return os.path.join(self.root_folder, path) if self.root_folder else path
+
+
+class ImageList(object):
+    """A parsed list file, stored compactly: one byte buffer of paths with offsets, labels in flat arrays.
+
+    A Python list of str paths and one small array per line cost some 460 bytes a line; this costs the path's
+    bytes plus 8 (path offset) + 8 (line number) + 8 (label offset) + 8 per label (int32 index, float32 value),
+    like Caffe's ``ImageData``, which keeps a ``vector<pair<string, int>>``.
+
+    Attributes:
+        source: the list file. paths[i]: image i's path (root_folder joined; a sequence view).
+        line_numbers[i]: its 1-based line in ``source`` (int64 array). labels[i] / values[i]: int32 class
+        indices and float32 values of image i (array views). num_classes: C. class_names: the names or None.
+    """
+
+    def __init__(self, source: str, root_folder: str, path_buffer: bytes, path_offsets: NDArray[np.int64],
+                 line_numbers: NDArray[np.int64], label_offsets: NDArray[np.int64], label_indices: NDArray[np.int32],
+                 label_values: NDArray[np.float32], num_classes: int, class_names: list[str] | None) -> None:
+        self.source, self.root_folder, self.num_classes, self.class_names = source, root_folder, num_classes, \
+            class_names
+        self.path_buffer, self.path_offsets, self.line_numbers = path_buffer, path_offsets, line_numbers
+        self.label_offsets, self.label_indices, self.label_values = label_offsets, label_indices, label_values
+        self.paths = _Paths(path_buffer, path_offsets, root_folder)
+        self.labels = _Rows(label_indices, label_offsets)
+        self.values = _Rows(label_values, label_offsets)
+
+    def __len__(self) -> int:
+        return len(self.line_numbers)
 
     def where(self, i: int) -> str:
         """``"source:line"`` of image i, for messages."""
@@ -83,13 +142,26 @@ class ImageList(NamedTuple):
 
     def without(self, indices: Sequence[int]) -> "ImageList":
         """The list without the images ``indices``."""
-        drop = set(indices)
-        keep = [i for i in range(len(self.paths)) if i not in drop]
-        return self._replace(paths=[self.paths[i] for i in keep], line_numbers=[self.line_numbers[i] for i in keep],
-                             labels=[self.labels[i] for i in keep], values=[self.values[i] for i in keep])
+        keep = np.ones(len(self), bool)
+        keep[np.asarray(indices, np.int64)] = False
+        kept = np.flatnonzero(keep)
+        starts, ends = self.path_offsets[:-1][kept], self.path_offsets[1:][kept]
+        buffer = b"".join(self.path_buffer[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True))
+        label_counts = np.diff(self.label_offsets)[kept]
+        rows = np.repeat(keep, np.diff(self.label_offsets))
+        return ImageList(self.source, self.root_folder, buffer, _offsets(ends - starts), self.line_numbers[kept],
+                         _offsets(label_counts), self.label_indices[rows], self.label_values[rows], self.num_classes,
+                         self.class_names)
 
 
-def decode_utf8(data: bytes, path: str, what: str, owner: str = IMAGE_DATA_OWNER) -> str:
+def _offsets(lengths: ArrayLike) -> NDArray[np.int64]:
+    """[0, l0, l0 + l1, ...]: the cut points of consecutive segments of these lengths."""
+    out = np.zeros(len(np.asarray(lengths)) + 1, np.int64)
+    np.cumsum(lengths, out=out[1:])
+    return out
+
+
+def decode_utf8(data: bytes, path: str, what: str, owner: str = IMAGE_DATA_OWNER, first_line: int = 1) -> str:
     """``data`` as UTF-8 without a leading byte-order mark; an error naming the line that is not UTF-8.
 
     Example::
@@ -100,7 +172,7 @@ def decode_utf8(data: bytes, path: str, what: str, owner: str = IMAGE_DATA_OWNER
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + first_line
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         raise MultilabelLossError("%s: %s %r is not UTF-8: line %d, column %d has byte 0x%02x (%s); save the file "
                                   "as UTF-8 (for example `iconv -f latin1 -t utf-8`)"
@@ -199,10 +271,10 @@ def _parse_label(token: str, name_index: dict[str, int] | None, num_classes: int
 def parse_image_list(source: str, num_classes: int | None = None, class_names: str | None = None,
                      root_folder: str = "", max_labels: int | None = None,
                      owner: str = IMAGE_DATA_OWNER) -> ImageList:
-    """Parse and validate a list file (format in the module docstring).
+    """Parse and validate a list file (format in the module docstring) into a compact :class:`ImageList`.
 
     Args:
-        source: the list file.
+        source: the list file (UTF-8; a byte-order mark is skipped).
         num_classes: C; optional with ``class_names`` (then C = number of names, and a given C must match).
         class_names: file with one class name a line, or None.
         root_folder: prefix joined to relative paths (``os.path.join``; absolute paths are kept).
@@ -211,9 +283,10 @@ def parse_image_list(source: str, num_classes: int | None = None, class_names: s
     Returns:
         An :class:`ImageList`.
 
-    Raises :class:`MultilabelLossError` naming the file and line: missing or
-    empty list, bad token, index out of range, unknown class name, repeated
-    class on one line, more than ``max_labels`` labels.
+    The file is read and parsed CHUNK_BYTES at a time: a chunk whose labels are all plain indices (or all class names)
+    is converted at once by numpy; any other chunk, and any error, goes line by line, so the messages are the
+    same. Raises :class:`MultilabelLossError` naming the file and line: missing or empty list, not UTF-8, bad
+    token, index out of range, unknown class name, repeated class on one line, more than ``max_labels`` labels.
     """
     names = read_class_names(class_names, owner) if class_names else None
     if names is not None:
@@ -224,47 +297,171 @@ def parse_image_list(source: str, num_classes: int | None = None, class_names: s
     if num_classes is None:
         raise MultilabelLossError("%s: num_classes is required (or a class_names file)" % owner)
     name_index = {n: i for i, n in enumerate(names)} if names else None
+    parser = _ListParser(source, int(num_classes), name_index, max_labels, owner)
+    line = 1                                   # of the chunk's first line
     try:
-        with open(source, "rb") as f:
-            data = f.read()
+        with open(source, "rb") as f:          # read a chunk at a time: never the whole file in memory
+            tail = b""
+            while True:
+                block = f.read(CHUNK_BYTES)
+                data = tail + block
+                if line == 1 and data.startswith(b"\xef\xbb\xbf"):
+                    data = data[3:]
+                cut = data.rfind(b"\n") + 1 if block else len(data)
+                data, tail = data[:cut], data[cut:]
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    decode_utf8(data, source, "list file", owner, first_line=line)    # raises, naming the line
+                    raise AssertionError(exc) from None                               # (not reached)
+                parser.chunk(text, line, data.isascii())
+                line += data.count(b"\n")
+                if not block:
+                    break
     except FileNotFoundError:
         raise MultilabelLossError("%s: list file %r not found (working directory %s)"
                                   % (owner, source, os.getcwd())) from None
     except OSError as exc:
         raise MultilabelLossError("%s: list file %r cannot be read: %s" % (owner, source, exc)) from None
-    text = decode_utf8(data, source, "list file", owner)
-    paths: list[str] = []
-    numbers: list[int] = []
-    labels: list[NDArray[np.int32]] = []
-    values: list[NDArray[np.float32]] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip() if "\t" not in raw else raw.lstrip(" ").rstrip()
-        if not line or line.startswith("#"):
-            continue
-        where = "%s:%d" % (source, number)
-        path, tokens = _split_line(line)
-        if not path:
-            raise MultilabelLossError("%s: %s: empty image path before the TAB" % (owner, where))
-        idx = np.empty(len(tokens), np.int32)
-        val = np.empty(len(tokens), np.float32)
-        seen: set[int] = set()
-        for j, token in enumerate(tokens):
-            idx[j], val[j] = _parse_label(token, name_index, num_classes, where, owner)
-            if idx[j] in seen:
-                raise MultilabelLossError("%s: %s: class %s appears twice on the line; expected distinct classes"
-                                          % (owner, where, token))
-            seen.add(int(idx[j]))
-        if max_labels is not None and len(tokens) > max_labels:
-            raise MultilabelLossError("%s: %s: %d labels but max_labels is %d" % (owner, where, len(tokens),
-                                                                                 max_labels))
-        paths.append(os.path.join(root_folder, path) if root_folder else path)
-        numbers.append(number)
-        labels.append(idx)
-        values.append(val)
-    if not paths:
+    if not parser.counts:
+        lines = line - 1 + (1 if data and not data.endswith(b"\n") else 0)
         raise MultilabelLossError("%s: list file %r has no images (%d lines, all blank or comments); expected "
-                                  "lines 'path label label ...'" % (owner, source, len(text.splitlines())))
-    return ImageList(source, paths, numbers, labels, values, int(num_classes), names)
+                                  "lines 'path label label ...'" % (owner, source, lines))
+    result = parser.result(root_folder, names)
+    del parser
+    _return_free_memory()
+    return result
+
+
+def _return_free_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing elsewhere).
+
+    Parsing frees some 100 bytes a line of short-lived strings and chunk arrays, but a later small allocation
+    at the top of the heap keeps glibc from returning them: a million-line list left 160 bytes a line of
+    resident memory instead of the 71 its arrays take.
+    """
+    try:
+        import ctypes
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+CHUNK_BYTES = 1 << 20           # list bytes read and parsed at a time (1 MB)
+_PLAIN_INDICES = re.compile(r"[0-9]{1,9}(?: [0-9]{1,9})*")      # converted at once by numpy
+
+
+class _ListParser(object):
+    """Accumulates the compact arrays of a list, chunk by chunk (see :func:`parse_image_list`)."""
+
+    def __init__(self, source: str, num_classes: int, name_index: dict[str, int] | None, max_labels: int | None,
+                 owner: str) -> None:
+        self.source, self.num_classes, self.name_index = source, num_classes, name_index
+        self.max_labels, self.owner = max_labels, owner
+        self.buffers: list[bytes] = []
+        self.path_lengths: list[NDArray[np.int64]] = []
+        self.numbers: list[NDArray[np.int64]] = []
+        self.counts: list[NDArray[np.int64]] = []
+        self.indices: list[NDArray[np.int32]] = []
+        self.values: list[NDArray[np.float32]] = []
+
+    def chunk(self, text: str, first_line: int, ascii: bool) -> None:
+        paths: list[str] = []
+        numbers: list[int] = []
+        counts: list[int] = []
+        tokens: list[str] = []
+        number = first_line - 1
+        for raw in text.split("\n"):
+            number += 1
+            line = raw.lstrip(" ").rstrip() if "\t" in raw else ""
+            if "\t" in line:                          # with a TAB, the path is everything before the first one
+                if line.startswith("#"):
+                    continue
+                path, _, rest = line.partition("\t")
+                path, parts = path.strip(), rest.split()
+                if not path:
+                    raise MultilabelLossError("%s: %s:%d: empty image path before the TAB"
+                                              % (self.owner, self.source, number))
+            else:
+                parts = raw.split()
+                if not parts or parts[0].startswith("#"):
+                    continue
+                path = parts.pop(0)
+            paths.append(path)
+            numbers.append(number)
+            counts.append(len(parts))
+            tokens += parts
+        if not paths:
+            return
+        idx, val = self._labels(tokens, numbers, counts)
+        joined = "".join(paths).encode("utf-8")
+        self.buffers.append(joined)
+        self.path_lengths.append(np.fromiter(map(len, paths), np.int64, len(paths)) if ascii else
+                                 np.fromiter((len(p.encode("utf-8")) for p in paths), np.int64, len(paths)))
+        self.numbers.append(np.asarray(numbers, np.int64))
+        self.counts.append(np.asarray(counts, np.int64))
+        self.indices.append(idx)
+        self.values.append(val)
+
+    def _labels(self, tokens: list[str], numbers: list[int],
+                counts: list[int]) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+        """The chunk's labels: at once when plain (indices, or class names), else line by line; then checked."""
+        idx: NDArray[np.int64] | None = None
+        if self.name_index is None:
+            joined = " ".join(tokens)
+            if _PLAIN_INDICES.fullmatch(joined) or not joined:
+                idx = np.fromstring(joined, dtype=np.int64, sep=" ") if joined else np.zeros(0, np.int64)
+        else:
+            found = [self.name_index.get(t, -1) for t in tokens]
+            if -1 not in found:
+                idx = np.asarray(found, np.int64)
+        if idx is not None:
+            rows = np.repeat(np.arange(len(counts)), counts)
+            keys = rows * self.num_classes + idx
+            bad = np.flatnonzero(idx >= self.num_classes)
+            if len(bad) == 0 and len(keys) > 1:
+                ordered = np.sort(keys)
+                bad = np.flatnonzero(ordered[1:] == ordered[:-1])
+                bad = rows[np.isin(keys, ordered[1:][bad])] if len(bad) else bad
+            else:
+                bad = rows[bad]
+            too_many = self.max_labels is not None and max(counts) > self.max_labels
+            if len(bad) == 0 and not too_many:
+                return idx.astype(np.int32), np.ones(len(idx), np.float32)
+        # line by line: the messages of _line_labels
+        out_idx = np.empty(len(tokens), np.int32)
+        out_val = np.empty(len(tokens), np.float32)
+        position = 0
+        for number, count in zip(numbers, counts, strict=True):
+            line_tokens = tokens[position:position + count]
+            out_idx[position:position + count], out_val[position:position + count] = _line_labels(
+                line_tokens, self.name_index, self.num_classes, "%s:%d" % (self.source, number), self.owner,
+                self.max_labels)
+            position += count
+        return out_idx, out_val
+
+    def result(self, root_folder: str, names: list[str] | None) -> ImageList:
+        counts = np.concatenate(self.counts)
+        return ImageList(self.source, root_folder, b"".join(self.buffers), _offsets(np.concatenate(self.path_lengths)),
+                         np.concatenate(self.numbers), _offsets(counts), np.concatenate(self.indices),
+                         np.concatenate(self.values), self.num_classes, names)
+
+
+def _line_labels(tokens: list[str], name_index: dict[str, int] | None, num_classes: int, where: str, owner: str,
+                 max_labels: int | None) -> tuple[list[int], list[float]]:
+    """The labels of one line, checked token by token (the error messages)."""
+    idx: list[int] = []
+    val: list[float] = []
+    for token in tokens:
+        index, value = _parse_label(token, name_index, num_classes, where, owner)
+        if index in idx:
+            raise MultilabelLossError("%s: %s: class %s appears twice on the line; expected distinct classes"
+                                      % (owner, where, token))
+        idx.append(index)
+        val.append(value)
+    if max_labels is not None and len(tokens) > max_labels:
+        raise MultilabelLossError("%s: %s: %d labels but max_labels is %d" % (owner, where, len(tokens), max_labels))
+    return idx, val
 
 
 def skip_option(owner: str) -> str:

@@ -247,8 +247,13 @@ class OpenCVEngine:
         self.input_blob, self.output = input_blob, output
 
     def __call__(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        import cv2
         self.net.setInput(np.ascontiguousarray(x, dtype=np.float32), self.input_blob)
-        out = self.net.forward(self.output)
+        try:
+            out = self.net.forward(self.output)
+        except cv2.error as exc:
+            lines = [line for line in str(exc).strip().splitlines() if line.strip()] or ["cv2.error"]
+            raise MultilabelLossError("OpenCV's DNN cannot run the net: %s" % lines[-1]) from None
         return np.array(out.reshape(len(x), -1), dtype=np.float32)
 
 
@@ -295,6 +300,9 @@ class Model:
                 self.mean_image = np.load(mean_path).astype(np.float32)
             except (OSError, ValueError) as exc:
                 raise MultilabelLossError("mean image %s: %s" % (mean_path, exc)) from None
+        if engine == "opencv" and spec.get("opencv") is False:
+            raise MultilabelLossError("%s: OpenCV's DNN cannot run this net (deploy said so: %s); use engine caffe"
+                                      % (folder or deploy, spec.get("opencv_error", "see deploy's warning")))
         runner = CaffeEngine if engine == "caffe" else OpenCVEngine
         self._run = runner(deploy, weights, self.input.get("blob", "data"), spec.get("output", "prob"))
 

@@ -9,19 +9,34 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from softmax_multilabel_layer.evaluation import metrics as M
-from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions, parse_param_str
+from softmax_multilabel_layer.params import (
+    MultilabelLossError,
+    SigmoidOptions,
+    SoftmaxOptions,
+    TwoWayOptions,
+    ZLPROptions,
+    parse_param_str,
+)
 from softmax_multilabel_layer.tools.netfiles import check_files, in_phase, list_samples
 
 DATA_TYPES = ("Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData", "Input",
               "AnnotatedData", "VideoData")
-OUR_LOSSES = {"SoftmaxMultilabelLossLayer": "Softmax", "SigmoidMultilabelLossLayer": "Sigmoid"}
+# The output each loss implies, as a Caffe layer type. ZLPR: the sigmoid of the score, so its threshold s > 0 is
+# p > 0.5 (rule "zlpr"). The two-way loss gives ranking scores with no threshold or probability meaning: "Power"
+# with its defaults (power 1, scale 1, shift 0) is the identity, so its output is the scores themselves.
+OUR_LOSSES = {"SoftmaxMultilabelLossLayer": "Softmax", "SigmoidMultilabelLossLayer": "Sigmoid",
+              "ZLPRLossLayer": "Sigmoid", "TwoWayLossLayer": "Power"}
+LOSS_OPTIONS: dict[str, type[SoftmaxOptions] | type[SigmoidOptions] | type[ZLPROptions] | type[TwoWayOptions]] = {
+    "SoftmaxMultilabelLossLayer": SoftmaxOptions, "SigmoidMultilabelLossLayer": SigmoidOptions,
+    "ZLPRLossLayer": ZLPROptions, "TwoWayLossLayer": TwoWayOptions}
 
 
 CAFFE_LOSSES = {"SoftmaxWithLoss": "Softmax", "SigmoidCrossEntropyLoss": "Sigmoid"}
 
 
 def loss_probability(layer: Any) -> tuple[str | None, int | None]:
-    """For a loss layer, ``(kind, axis)``: kind "Softmax" or "Sigmoid" (the probabilities its loss implies),
+    """For a loss layer, ``(kind, axis)``: kind "Softmax" or "Sigmoid" (the probabilities its loss implies; "Power",
+    the identity, for the two-way loss's ranking scores),
     or ``(None, None)`` for another layer. ``axis`` is the class axis (1 unless the options move it)."""
     if layer.type in CAFFE_LOSSES:
         axis = layer.softmax_param.axis if layer.HasField("softmax_param") else 1
@@ -34,7 +49,7 @@ def loss_probability(layer: Any) -> tuple[str | None, int | None]:
 
 
 def param_dict(layer: Any) -> dict[str, Any]:
-    options = SoftmaxOptions if layer.python_param.layer == "SoftmaxMultilabelLossLayer" else SigmoidOptions
+    options = LOSS_OPTIONS.get(layer.python_param.layer, SigmoidOptions)
     return parse_param_str(layer.python_param.param_str, layer.name, sorted(options.keys()))
 
 
@@ -164,10 +179,10 @@ def label_format(layer: Any) -> str:
 
 
 def probabilities(scores: ArrayLike, kind: str | None) -> NDArray[np.floating[Any]]:
-    """float64 softmax over classes, sigmoid, or the scores themselves (kind None: float32 or float64 kept as
-    they are, without a copy; the metrics compare them exactly in their own precision)."""
+    """float64 softmax over classes, sigmoid, or the scores themselves (kind None, or "Power": the identity;
+    float32 or float64 kept as they are, without a copy; the metrics compare them exactly in their own precision)."""
     s = np.asarray(scores)
-    if kind is None and s.dtype in (np.float32, np.float64):
+    if kind in (None, "Power") and s.dtype in (np.float32, np.float64):
         return s
     s = s.astype(np.float64)
     if kind == "Softmax":

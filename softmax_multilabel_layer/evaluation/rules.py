@@ -15,6 +15,12 @@ The rules and the calibration are numpy only (no Caffe import)::
 threshold. ``top_k`` and ``mass`` take a group of scores tied at the last place whole (every label
 scoring >= the k-th highest score), so a set is larger than asked only on a tie and never depends on
 the order of the classes (:func:`softmax_multilabel_layer.evaluation.metrics.top_k_labels`).
+
+Which rule fits which loss: ``zlpr`` (score > 0) is ZLPR's own threshold. The
+two-way loss gives ranking scores with no threshold or probability meaning
+(its deploy output is the scores themselves): use ``top-k``, per-class
+``thresholds`` calibrated on validation data, or the ranking metrics; a fixed
+``threshold`` or ``mass`` means nothing there.
 """
 import json
 import math
@@ -28,7 +34,7 @@ from numpy.typing import ArrayLike
 from softmax_multilabel_layer.evaluation.metrics import check_labels, check_scores, top_k_labels
 from softmax_multilabel_layer.params import MultilabelLossError
 
-RULE_SYNTAX = "top-k:K, threshold:T, thresholds:FILE.json or mass:Q"
+RULE_SYNTAX = "top-k:K, threshold:T, thresholds:FILE.json, mass:Q or zlpr"
 
 
 @dataclass(frozen=True)
@@ -109,15 +115,35 @@ class mass:
         return "mass:%g" % self.q
 
 
+@dataclass(frozen=True)
+class zlpr:
+    """ZLPR's own rule: label c when its score s_c > 0, that is sigmoid(s_c) > 0.5.
+
+    It reads the outputs that ``evaluate``, ``predict`` and ``deploy`` give a
+    ZLPR net (the sigmoid of the scores). On raw ZLPR scores use ``threshold:0``
+    (s >= 0: the same label sets but where a score is exactly 0).
+    """
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        return scores > 0.5
+
+    def __str__(self) -> str:
+        return "zlpr"
+
+
 Rule = Callable[[np.ndarray], np.ndarray]
-"""A decision rule: N x C scores -> N x C label sets (``top_k``, ``threshold``, ``class_thresholds``, ``mass``)."""
+"""A decision rule: N x C scores -> N x C label sets (``top_k``, ``threshold``, ``class_thresholds``, ``mass``,
+``zlpr``)."""
 
 
 def parse_rule(text: "str | Rule") -> Rule:
-    """A rule from its command-line text: ``top-k:3``, ``threshold:0.5``, ``thresholds:FILE``, ``mass:0.9``."""
+    """A rule from its command-line text: ``top-k:3``, ``threshold:0.5``, ``thresholds:FILE``, ``mass:0.9``,
+    ``zlpr``."""
     if not isinstance(text, str):
         return text
     name, sep, value = text.partition(":")
+    if text == "zlpr":
+        return zlpr()
     try:
         if sep and name == "top-k":
             return top_k(int(value))

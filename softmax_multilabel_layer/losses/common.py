@@ -163,3 +163,111 @@ def loss_normalizer(mode: str, outer: int, inner: int, valid_count: float) -> fl
     if mode == "valid":
         return float(max(1, valid_count))
     return 1.0
+
+
+# ---------------------------------------------------------------- log-sum-exp over a subset (ZLPR, two-way)
+
+def rows_view(a3: NDArray[Any], workspace: Workspace, name: str) -> NDArray[Any]:
+    """An (O, C, I) array as (O*I, C) rows, one row per sample: a view when I == 1, else a workspace copy."""
+    outer, classes, inner = a3.shape
+    if inner == 1:
+        return a3.reshape(outer, classes)
+    rows = workspace.get(name, (outer, inner, classes), a3.dtype)
+    np.copyto(rows, a3.transpose(0, 2, 1))
+    return rows.reshape(outer * inner, classes)
+
+
+def _sum_along(a: NDArray[Any], axis: int) -> NDArray[np.float64]:
+    """Sum of a 2-D array along ``axis`` (accumulated in its dtype, by einsum: one thread), as float64."""
+    return np.einsum("sc->c" if axis == 0 else "sc->s", a).astype(np.float64)
+
+
+def masked_logsumexp(t: NDArray[Any], axis: int,
+                     with_zero: bool) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    r"""Log-sum-exp of each row (``axis=1``) or column (``axis=0``) of ``t`` over its finite entries.
+
+    Entries excluded from the sum hold -inf. With ``with_zero`` a term
+    :math:`e^0` is added: :math:`\log(1 + \sum_j e^{t_j})` (ZLPR); else
+    :math:`\log \sum_j e^{t_j}` (-inf for a group with no entry).
+
+    ``t`` (float32 or float64) is overwritten with :math:`e^{t_j - u}`,
+    :math:`u` the group's shift (its maximum, or max(0, maximum) with the zero
+    term; 0 where that is not finite), so that the softmax weights of the group's
+    terms are ``t * weight`` (broadcast along ``axis``). The value is formed in float64 as
+    :math:`u + \mathrm{log1p}(r)` with :math:`r` the sum of the other terms
+    (the top term is exactly 1 and is removed from the sum by subtracting 1;
+    with the zero term and :math:`u = 0`, no term is removed): so each value
+    is within a few float32 ulp of 1 + r absolute, like a stable float32
+    log-sum-exp, and never rounds r away where :math:`u = 0`.
+
+    Returns:
+        ``(value, weight)``, float64 arrays with one entry per group.
+    """
+    top = t.max(axis=axis).astype(np.float64)
+    if with_zero:
+        shift = np.maximum(top, 0.0)
+    else:
+        shift = np.where(np.isfinite(top), top, 0.0)
+    np.subtract(t, np.expand_dims(shift.astype(t.dtype), axis), out=t)
+    np.exp(t, out=t)
+    total = _sum_along(t, axis)
+    if with_zero:
+        lifted = top > 0                 # the top term is a score: it is 1 in the sum, and e^-u joins the rest
+        rest = np.where(lifted, np.maximum(total - 1.0, 0.0) + np.exp(-shift), total)
+    else:
+        rest = np.maximum(total - 1.0, 0.0)
+    value = shift + np.log1p(rest)
+    if not with_zero:
+        value[np.isneginf(top)] = -np.inf
+    return value, 1.0 / (1.0 + rest)
+
+
+def segment_logsumexp(values: NDArray[Any], segment: NDArray[np.intp], segments: int,
+                      with_zero: bool) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    r"""Log-sum-exp of ``values`` grouped by ``segment`` (ids in [0, segments)), in float64.
+
+    The same value as :func:`masked_logsumexp` for the groups' listed entries
+    (-inf for an empty group without the zero term, 0 with it), for a few
+    entries per group given as a flat list (the positives).
+
+    Returns:
+        ``(value, weights)``: one value per segment, and the softmax weight of each entry.
+    """
+    v = np.asarray(values, np.float64)
+    top = np.full(segments, -np.inf)
+    np.maximum.at(top, segment, v)
+    shift = np.maximum(top, 0.0) if with_zero else np.where(np.isfinite(top), top, 0.0)
+    e = np.exp(v - shift[segment])
+    total = np.bincount(segment, e, minlength=segments)
+    if with_zero:
+        rest = np.where(top > 0, np.maximum(total - 1.0, 0.0) + np.exp(-shift), total)
+    else:
+        rest = np.maximum(total - 1.0, 0.0)
+    value = shift + np.log1p(rest)
+    if not with_zero:
+        value[np.isneginf(top)] = -np.inf
+    return value, e / (1.0 + rest)[segment]
+
+
+# The exponentials of the terms are taken unshifted (one shared buffer, no max and subtract passes) when every
+# term lies in this range: above -80 each e^t is a normal float32 (> 1.8e-35, full relative precision), and below
+# 60 a sum of up to 1e12 of them stays far below the float32 maximum 3.4e38.
+UNSHIFTED_RANGE = (-80.0, 60.0)
+
+
+def unshifted_logsumexp(e: NDArray[Any], axis: int,
+                        with_zero: bool) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    r"""The values and weights of :func:`masked_logsumexp` from ``e`` = :math:`e^{t}` (0 for an excluded entry).
+
+    For terms in :data:`UNSHIFTED_RANGE` only (the caller checks): the value is
+    :math:`\mathrm{log1p}(S)` with the zero term, :math:`\log S` without (-inf for an
+    empty group, whose weight is 0), :math:`S` the float64 sum of the float32 (or
+    float64) exponentials along ``axis``; the weight is 1 / (1 + S), or 1 / S. ``e`` is not changed.
+    """
+    total = _sum_along(e, axis)
+    if with_zero:
+        return np.log1p(total), 1.0 / (1.0 + total)
+    empty = total == 0
+    with np.errstate(divide="ignore"):
+        value = np.log(total)                   # -inf for an empty group
+    return value, np.where(empty, 0.0, 1.0 / np.where(empty, 1.0, total))

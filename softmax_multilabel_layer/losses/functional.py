@@ -6,6 +6,8 @@ The code lives in one module per concern; this facade re-exports the public name
   :func:`softmax_probabilities`, :func:`softmax_multilabel_loss`;
 * :mod:`.sigmoid`: :func:`sigmoid_multilabel_forward`, :func:`sigmoid_multilabel_backward`,
   :func:`sigmoid_probabilities`, :func:`sigmoid_multilabel_loss`;
+* :mod:`.zlpr`: :func:`zlpr_forward`, :func:`zlpr_backward`, :func:`zlpr_probabilities`, :func:`zlpr_loss`;
+* :mod:`.two_way`: :func:`two_way_forward`, :func:`two_way_backward`, :func:`two_way_loss`;
 * :mod:`.labels`: :func:`check_label_shapes` and the label forms;
 * :mod:`.common`: :class:`Workspace`, :func:`class_axis_shape`.
 
@@ -31,9 +33,18 @@ from softmax_multilabel_layer.losses.softmax import (
     softmax_multilabel_loss,
     softmax_probabilities,
 )
+from softmax_multilabel_layer.losses.two_way import TwoWayContext, two_way_backward, two_way_forward, two_way_loss
+from softmax_multilabel_layer.losses.zlpr import (
+    ZLPRContext,
+    zlpr_backward,
+    zlpr_forward,
+    zlpr_loss,
+    zlpr_probabilities,
+)
 from softmax_multilabel_layer.params import MultilabelLossError
 
 __all__ = ["MultilabelLossError", "SigmoidContext", "SoftmaxContext", "Workspace", "check_label_shapes",
            "class_axis_shape", "sigmoid_multilabel_backward", "sigmoid_multilabel_forward", "sigmoid_multilabel_loss",
            "sigmoid_probabilities", "softmax_multilabel_backward", "softmax_multilabel_forward",
-           "softmax_multilabel_loss", "softmax_probabilities"]
+           "softmax_multilabel_loss", "softmax_probabilities", "TwoWayContext", "two_way_backward", "two_way_forward",
+           "two_way_loss", "ZLPRContext", "zlpr_backward", "zlpr_forward", "zlpr_loss", "zlpr_probabilities"]

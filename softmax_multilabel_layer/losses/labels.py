@@ -18,7 +18,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from softmax_multilabel_layer.losses.common import Workspace, first_bad, position, row_sum
-from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+from softmax_multilabel_layer.params import (
+    MultilabelLossError,
+    SigmoidOptions,
+    SoftmaxOptions,
+    TwoWayOptions,
+    ZLPROptions,
+)
 
 # Dense labels with at most this fraction of non-zeros are handled sparsely (measured
 # break-even on 2 cores: 2 to 3 % non-zeros at 64 x 17000, 256 x 1000 and 32 x 21 x 14 x 14).
@@ -32,9 +38,9 @@ def _strip_trailing_ones(shape):
     return shape
 
 
-def check_label_shapes(options: SoftmaxOptions | SigmoidOptions, scores_shape: Sequence[int],
-                       labels_shape: Sequence[int], weights_shape: Sequence[int] | None = None,
-                       blob: str = "labels") -> None:
+def check_label_shapes(options: SoftmaxOptions | SigmoidOptions | ZLPROptions | TwoWayOptions,
+                       scores_shape: Sequence[int], labels_shape: Sequence[int],
+                       weights_shape: Sequence[int] | None = None, blob: str = "labels") -> None:
     """Raise unless the label bottoms fit the scores (shared by the core and the layers' ``reshape``).
 
     Dense labels (and sigmoid targets) must have the scores' shape, up to
@@ -271,3 +277,31 @@ def index_label_form(indices: ArrayLike, weights: ArrayLike | None, shape3: Sequ
     flat = (sample_o * classes + idx3[keep]) * inner + sample_i
     order = np.argsort(flat, kind="stable")
     return SparseLabels(flat[order], values[keep][order], shape3)
+
+
+def multi_hot_positions(rows: np.ndarray, owner: str, shape: Sequence[int], axis: int, workspace: Workspace,
+                        blob: str = "labels") -> np.ndarray:
+    """Flat positions of the ones in 0/1 labels viewed as (samples, C) rows; raise for any other value.
+
+    ``shape`` and ``axis`` are the scores', for the error message (ZLPR and the two-way loss). The
+    non-zeros are found through a bool mask (:func:`_few_nonzero`): ``np.flatnonzero`` of a float
+    array is some 30 times slower.
+    """
+    nonzero = workspace.get("label_nonzero", rows.shape, np.bool_)
+    np.not_equal(rows, 0, out=nonzero)              # NaN is non-zero too
+    flat = _few_nonzero(nonzero.reshape(-1), workspace.get("label_nonzero_words", (rows.size // 8,), np.bool_),
+                        rows.size)
+    assert flat is not None                         # the limit is every entry
+    values = rows.reshape(-1)[flat]
+    if not (values == 1).all():
+        at = int(flat[np.flatnonzero(values != 1)[0]])
+        classes = rows.shape[1]
+        shape = tuple(shape)
+        axis %= len(shape)
+        inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+        sample, c = divmod(at, classes)
+        o, i = divmod(sample, inner)
+        raise MultilabelLossError("%s: %s must be 0 or 1 (multi-hot), found %r at %s"
+                                  % (owner, blob, values[values != 1][0].item(),
+                                     position(shape, axis, (o * classes + c) * inner + i, blob)))
+    return flat

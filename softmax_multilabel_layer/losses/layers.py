@@ -1,4 +1,5 @@
-"""Caffe ``Python`` loss layers: thin adapters over the numpy core (:mod:`.softmax`, :mod:`.sigmoid`).
+"""Caffe ``Python`` loss layers: thin adapters over the numpy cores (:mod:`.softmax`, :mod:`.sigmoid`, :mod:`.zlpr`,
+:mod:`.two_way`).
 
 Use from a prototxt (``loss_weight: 1`` is required, or Caffe skips backward)::
 
@@ -15,20 +16,27 @@ from typing import Any, ClassVar
 
 import caffe
 
-from softmax_multilabel_layer.losses import sigmoid, softmax, usage_warnings
+from softmax_multilabel_layer.losses import sigmoid, softmax, two_way, usage_warnings, zlpr
 from softmax_multilabel_layer.losses.common import Workspace, class_axis_shape
 from softmax_multilabel_layer.losses.labels import check_label_shapes
-from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
+from softmax_multilabel_layer.params import (
+    MultilabelLossError,
+    SigmoidOptions,
+    SoftmaxOptions,
+    TwoWayOptions,
+    ZLPROptions,
+)
 
 
 class _MultilabelLossLayer(caffe.Layer):
     # Set by every subclass.
-    options_class: ClassVar[type[SoftmaxOptions] | type[SigmoidOptions]]
+    options_class: ClassVar[type[SoftmaxOptions] | type[SigmoidOptions] | type[ZLPROptions] | type[TwoWayOptions]]
     bottom_names: ClassVar[tuple[str, ...]]     # required bottoms first, then optional ones
     required_bottoms: ClassVar[int] = 2
+    top_names: ClassVar[tuple[str, ...]] = ("loss", "probabilities")
     # Set by setup and forward.
-    options: SoftmaxOptions | SigmoidOptions
-    ctx: softmax.SoftmaxContext | sigmoid.SigmoidContext | None
+    options: SoftmaxOptions | SigmoidOptions | ZLPROptions | TwoWayOptions
+    ctx: softmax.SoftmaxContext | sigmoid.SigmoidContext | zlpr.ZLPRContext | two_way.TwoWayContext | None
 
     # Caffe calls these with lists of its Blobs (pycaffe is Any to mypy: see pyproject.toml).
     def setup(self, bottom: list[Any], top: list[Any]) -> None:
@@ -40,9 +48,10 @@ class _MultilabelLossLayer(caffe.Layer):
                         else "%d or %d" % (self.required_bottoms, max_bottoms))
             raise MultilabelLossError("%s: got %d bottoms, expected %s (%s)"
                                       % (name, len(bottom), expected, ", ".join(self.bottom_names[:max_bottoms])))
-        if not 1 <= len(top) <= 2:
-            raise MultilabelLossError("%s: got %d tops, expected 1 (loss) or 2 (loss, probabilities)"
-                                      % (name, len(top)))
+        if not 1 <= len(top) <= len(self.top_names):
+            raise MultilabelLossError("%s: got %d tops, expected %s" % (
+                name, len(top), "1 (loss) or 2 (loss, probabilities)" if len(self.top_names) == 2 else
+                "1 (loss): its scores rank, they are no probabilities"))
         self.workspace = Workspace()
         self.ctx = None
         self._checked_shapes: tuple | None = None   # bottom shapes that reshape last validated
@@ -121,3 +130,53 @@ class SigmoidMultilabelLossLayer(_MultilabelLossLayer):
             sigmoid.sigmoid_probabilities(self.ctx, out=top[1].data)
 
     _backward_core = staticmethod(sigmoid.sigmoid_multilabel_backward)
+
+
+class ZLPRLossLayer(_MultilabelLossLayer):
+    """ZLPR (Su et al. 2022): log(1 + sum_neg e^s) + log(1 + sum_pos e^-s); see :func:`zlpr.zlpr_forward`.
+
+    Bottoms: scores, labels (0/1, the scores' shape; or, with ``"label_format": "indices"``, class indices
+    padded with -1). Tops: loss, and optionally sigmoid(scores), whose natural threshold 0.5 is ZLPR's s > 0.
+    Options: ``normalization``, ``axis``, ``label_format``.
+    """
+    options_class = ZLPROptions
+    options: ZLPROptions
+    ctx: zlpr.ZLPRContext | None
+    bottom_names = ("scores", "labels")
+
+    def forward(self, bottom: list[Any], top: list[Any]) -> None:
+        usage_warnings.check_forward(self, bottom, top)
+        loss, self.ctx = zlpr.zlpr_forward(bottom[0].data, bottom[1].data, options=self.options,
+                                           workspace=self.workspace)
+        top[0].data[...] = loss
+        if len(top) > 1:
+            zlpr.zlpr_probabilities(self.ctx, out=top[1].data)
+
+    _backward_core = staticmethod(zlpr.zlpr_backward)
+
+
+class TwoWayLossLayer(_MultilabelLossLayer):
+    """The two-way multi-label loss (Kobayashi, CVPR 2023); see :func:`two_way.two_way_forward`.
+
+    Bottoms: scores, 0/1 labels (the scores' shape). Top: the loss only (the
+    scores rank; they have no threshold or probability meaning). Options:
+    ``tp`` (4), ``tn`` (1), ``axis``.
+
+    The loss couples the samples of a batch (its class direction contrasts the
+    samples of each class), so with ``iter_size`` > 1 the solver averages the
+    losses of iter_size separate batches: not the loss of one batch iter_size
+    times larger (see :mod:`.two_way`).
+    """
+    options_class = TwoWayOptions
+    options: TwoWayOptions
+    ctx: two_way.TwoWayContext | None
+    bottom_names = ("scores", "labels")
+    top_names = ("loss",)
+
+    def forward(self, bottom: list[Any], top: list[Any]) -> None:
+        usage_warnings.check_forward(self, bottom, top)
+        loss, self.ctx = two_way.two_way_forward(bottom[0].data, bottom[1].data, options=self.options,
+                                                 workspace=self.workspace)
+        top[0].data[...] = loss
+
+    _backward_core = staticmethod(two_way.two_way_backward)

@@ -32,18 +32,25 @@ from softmax_multilabel_layer.params import (
     MultilabelLossError,
     SigmoidOptions,
     SoftmaxOptions,
+    TwoWayOptions,
+    ZLPROptions,
     check_choice,
     check_number,
 )
 
-LOSSES: dict[str, tuple[str, type[SoftmaxOptions] | type[SigmoidOptions]]] = {
+OptionsClass = type[SoftmaxOptions] | type[SigmoidOptions] | type[ZLPROptions] | type[TwoWayOptions]
+LOSSES: dict[str, tuple[str, OptionsClass]] = {
     "softmax": ("SoftmaxMultilabelLossLayer", SoftmaxOptions),
-    "sigmoid": ("SigmoidMultilabelLossLayer", SigmoidOptions)}
+    "sigmoid": ("SigmoidMultilabelLossLayer", SigmoidOptions),
+    "zlpr": ("ZLPRLossLayer", ZLPROptions),
+    "two_way": ("TwoWayLossLayer", TwoWayOptions)}
+# The losses with a probabilities top (ntop=2); the two-way loss's scores only rank.
+WITH_PROBABILITIES = ("softmax", "sigmoid", "zlpr")
 MODULE = "softmax_multilabel_layer.layers"
 
 
 def python_param(loss: str, params: Mapping[str, Any], owner: str) -> dict[str, str]:
-    """Validated ``python_param`` fields for ``loss`` ("softmax" or "sigmoid") and a dict of options.
+    """Validated ``python_param`` fields for ``loss`` (a key of :data:`LOSSES`) and a dict of options.
 
     Returns ``dict(module=MODULE, layer=<class name>, param_str=<JSON>)``. The
     options go through the layers' own validation, so an unknown key or a bad
@@ -70,11 +77,17 @@ def _check(owner: str, loss: str, num_bottoms: int, loss_weight: float, ntop: in
             expected = "2 or 3 (scores, labels, label_weights)"
         elif loss == "softmax":
             expected = '2 (scores, labels); a third bottom (label_weights) needs label_format="indices"'
-        else:
+        elif loss == "sigmoid":
             expected = "2 (scores, targets)"
+        else:
+            expected = "2 (scores, labels)"
         raise MultilabelLossError("%s: got %d bottoms, expected %s" % (owner, num_bottoms, expected))
     weight = check_number(owner, "loss_weight", loss_weight)
-    if isinstance(ntop, bool) or not isinstance(ntop, int) or ntop not in (1, 2):
+    if loss not in WITH_PROBABILITIES:
+        if isinstance(ntop, bool) or ntop != 1:
+            raise MultilabelLossError("%s: ntop must be 1 (loss) for the %s loss, which has no probabilities top, "
+                                      "got %r" % (owner, loss, ntop))
+    elif isinstance(ntop, bool) or not isinstance(ntop, int) or ntop not in (1, 2):
         raise MultilabelLossError("%s: ntop must be 1 (loss) or 2 (loss, probabilities), got %r" % (owner, ntop))
     return fields, [weight] + [0.0] * (ntop - 1)   # the probabilities top is not a loss
 
@@ -105,9 +118,33 @@ def sigmoid_multilabel_loss(scores: Any, targets: Any, *extra_bottoms: Any, loss
     return caffe.layers.Python(*bottoms, python_param=fields, loss_weight=weights, ntop=ntop)
 
 
+def zlpr_loss(scores: Any, labels: Any, *extra_bottoms: Any, loss_weight: float = 1, ntop: int = 1,
+              **params: Any) -> Any:
+    """A NetSpec ``Python`` layer running :class:`~.layers.ZLPRLossLayer`.
+
+    ``params`` are the layer's options (see :class:`~.params.ZLPROptions`); ``label_format="indices"`` takes
+    N x K class indices padded with -1 as ``labels``. Returns the loss top, or (loss, sigmoid of the scores)
+    with ``ntop=2``.
+    """
+    bottoms = (scores, labels) + extra_bottoms
+    fields, weights = _check("zlpr_loss", "zlpr", len(bottoms), loss_weight, ntop, params)
+    return caffe.layers.Python(*bottoms, python_param=fields, loss_weight=weights, ntop=ntop)
+
+
+def two_way_loss(scores: Any, labels: Any, *extra_bottoms: Any, loss_weight: float = 1, ntop: int = 1,
+                 **params: Any) -> Any:
+    """A NetSpec ``Python`` layer running :class:`~.layers.TwoWayLossLayer` (one top: the loss).
+
+    ``params`` are the layer's options (see :class:`~.params.TwoWayOptions`, e.g. ``tp=4.0, tn=1.0``).
+    """
+    bottoms = (scores, labels) + extra_bottoms
+    fields, weights = _check("two_way_loss", "two_way", len(bottoms), loss_weight, ntop, params)
+    return caffe.layers.Python(*bottoms, python_param=fields, loss_weight=weights, ntop=ntop)
+
+
 def layer_prototxt(loss: str, bottoms: Sequence[str] = ("scores", "labels"), top: str | Iterable[str] = "loss",
                    name: str = "loss", loss_weight: float = 1, **params: Any) -> str:
-    """A ready ``layer { ... }`` prototxt block for ``loss`` ("softmax" or "sigmoid").
+    """A ready ``layer { ... }`` prototxt block for ``loss`` ("softmax", "sigmoid", "zlpr" or "two_way").
 
     ``bottoms`` is a sequence of blob names; ``top`` a name, or two names
     (loss, probabilities). The layer is the one the NetSpec helpers build,
@@ -133,4 +170,4 @@ def layer_prototxt(loss: str, bottoms: Sequence[str] = ("scores", "labels"), top
 
 
 __all__ = ["LOSSES", "MODULE", "MultilabelLossError", "layer_prototxt", "python_param",
-           "sigmoid_multilabel_loss", "softmax_multilabel_loss"]
+           "sigmoid_multilabel_loss", "softmax_multilabel_loss", "two_way_loss", "zlpr_loss"]
