@@ -396,3 +396,38 @@ def test_indices_to_multi_hot():
 def test_bad_input(labels, scores, match):
     with pytest.raises(MultilabelLossError, match="^metrics.average_precision: " + match + "$"):
         M.average_precision(labels, scores)
+
+
+@pytest.mark.parametrize("fn, owner", [
+    (M.average_precision, "metrics.average_precision"), (M.label_ranking_average_precision,
+                                                          "metrics.label_ranking_average_precision"),
+    (M.ranking_loss, "metrics.ranking_loss"), (M.coverage, "metrics.coverage"), (M.one_error, "metrics.one_error"),
+    (lambda y, s: M.precision_at_k(y, s, 1), "metrics.precision_at_k"),
+    (lambda y, s: M.recall_at_k(y, s, 1), "metrics.recall_at_k"), (M.top_k_metrics, "metrics.top_k_metrics"),
+    (report, "metrics.report"), (lambda y, s: M.top_k_labels(s, 1), "metrics.top_k_labels"),
+    (M.hamming_loss, "metrics.hamming_loss"), (M.f1, "metrics.f1"), (M.exact_match, "metrics.exact_match"),
+])
+def test_every_error_names_its_function(fn, owner):
+    with pytest.raises(MultilabelLossError, match="^%s: (scores|predicted) has 1 non-finite value|^%s: predicted "
+                       "must be 0/1" % (owner, owner)):
+        fn([[1, 0], [0, 1]], [[0.5, np.inf], [0.1, 0.2]])
+
+
+def test_k_checks_and_empty_inputs():
+    y, s = [[1, 0, 0]], [[0.2, 0.5, 0.1]]
+    for bad, message in ((0, "k must be >= 1, got 0"), (1.5, "k must be an integer >= 1 or one integer >= 0 per "
+                                                             "sample \\(1\\), got 1.5"),
+                         ([1, 1], "k must be an integer >= 1 or one integer >= 0 per sample \\(1\\), got \\[1, 1\\]"),
+                         ([-1], "k must be an integer >= 1 or one integer >= 0 per sample \\(1\\), got \\[-1\\]")):
+        for fn, owner in ((M.precision_at_k, "metrics.precision_at_k"), (M.recall_at_k, "metrics.recall_at_k")):
+            with pytest.raises(MultilabelLossError, match="^%s: %s$" % (owner, message)):
+                fn(y, s, bad)
+    with pytest.raises(MultilabelLossError, match=r"^metrics.top_k_metrics: k must be >= 1, got 0$"):
+        M.top_k_metrics(y, s, [1, 0])
+    assert M.top_k_metrics(y, s, [2]) == {"one_error": 1.0, "precision_at_2": 0.5, "recall_at_2": 1.0}
+    empty = M.top_k_metrics(np.zeros((0, 3)), np.zeros((0, 3)), [2])
+    assert list(empty) == ["one_error", "precision_at_2", "recall_at_2"] and all(np.isnan(v) for v in empty.values())
+    assert list(report(y, s, k=(2,)))[9:12] == ["one_error", "precision_at_2", "recall_at_2"]
+    assert np.isnan(M.precision_at_k(y, s, [0])) and M.recall_at_k(y, s, [0]) == 0.0
+    assert np.isnan(M.recall_at_k([[0, 0, 0]], s, 1))
+    assert report(y, s)["mAP"] == 1.0 and report(y, s)["AP_micro"] == 0.5      # class 0: its one sample; micro: rank 2
