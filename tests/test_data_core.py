@@ -214,10 +214,11 @@ def bad_images_run(tmp_path, caplog, monkeypatch, n, bad, batches, threads=2, **
 def test_skip_bad_images_replaces_counts_and_logs(tmp_path, caplog, monkeypatch):
     """Each bad image is reported once and decoded once, then a count per epoch; the count is of samples
     replaced (5 an epoch here), not of the bad replacements met on the way; a replacement carries its own
-    labels."""
+    labels. One decode thread: with two, both may meet a bad image before either has marked it bad, and each
+    decodes it once (it is never decoded after that); the list-order test below runs two threads."""
     bad = (1, 2, 3, 5, 6)
     reader, got, labels, lines, calls = bad_images_run(tmp_path, caplog, monkeypatch, 8, bad, 7, batch_size=4,
-                                                       shuffle=False)
+                                                       shuffle=False, threads=1)
     flat = [i for data, _ in got for i in decoded_ids(data)]
     assert all(i not in bad for i in flat) and len(flat) == 28
     assert flat[0::8] == [0] * 4 and flat[4::8] == [4] * 3 and flat[7::8] == [7] * 3    # good ones keep their place
