@@ -6,6 +6,8 @@ for :mod:`.image_data` or :mod:`.convert`) needs no Caffe.
 """
 from typing import Any as _Any
 
+# The same few lines as the package root's lazy layer classes: a module-level __getattr__ (PEP 562) serves only
+# the module that defines it, so each package that resolves a Caffe class lazily has its own.
 _LAZY = {"MultilabelImageDataLayer": "layer"}
 
 
