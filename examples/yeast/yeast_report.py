@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         write_atomic(COMMITTED, json.dumps(fresh, indent=1) + "\n")   # key order kept: the table order
     with open(COMMITTED) as f:
         results = json.load(f)
+    # The same check-or-rewrite loop as examples/multilabel_digits/readme_tables.py: examples do not import each
+    # other (tests/test_architecture.py); one shared generator for every doc figure is the docs issue's `make docs`.
     stale = []
     for path, text in expected_readmes(results).items():
         with open(path, encoding="utf-8") as f:

@@ -156,6 +156,8 @@ def zlpr_backward(ctx: ZLPRContext, loss_weight: float = 1.0,
         The gradient, shaped like the scores (``out`` if given).
     """
     owner = "zlpr_backward"
+    # The preamble (fresh check, output view, the transposed rows buffer when inner > 1) is the one every loss
+    # core's backward has; folding it into common.py would touch the mutation-tested softmax and sigmoid kernels.
     check_fresh(ctx, owner)
     e = ctx.exps
     out, out3 = output_view(out, ctx.shape, ctx.shape3, e.dtype, owner)
