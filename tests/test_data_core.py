@@ -819,3 +819,147 @@ def test_each_epochs_count_is_logged_when_the_epoch_ends(tmp_path, caplog):
     assert once == ["%s: skip_bad_images: cannot read or decode image %r (%s:2): missing, unreadable or not an "
                     "image format OpenCV knows; it is replaced by other images of the epoch from now on (reported "
                     "once)" % (OWNER, str(tmp_path / "ids" / "img_001.png"), source)]
+
+
+def test_schedule_and_transform_defaults_and_edges():
+    """The documented defaults (shuffle, seed 0, rank 0 of 1; no crop, no mirror, mean 0, scale 1), the exact
+    shard error, batches after the first, the augmentation key with and without an attempt, a scale of 2, a
+    grey image and the mirror coin (an independent reference: draw the crop offsets, then one integer < 2)."""
+    s = Schedule(5, 2)
+    assert (s.shuffle, s.seed, s.rank, s.world_size, s.shard_size) == (True, 0, 0, 1, 5)
+    assert s.epoch_order(0).tolist() == np.random.default_rng([0, 0]).permutation(5).tolist()
+    order0, order1 = s.epoch_order(0).tolist(), s.epoch_order(1).tolist()
+    assert s.batch(2) == [(0, order0[4]), (1, order1[0])] and s.batch(3) == [(1, order1[1]), (1, order1[2])]
+    with pytest.raises(MultilabelLossError) as err:
+        Schedule(1, 1, world_size=2)
+    assert str(err.value) == "%s: 1 images cannot be shared among world_size 2 ranks" % OWNER
+    assert s.sample_rng(2, 3).integers(1 << 30) == np.random.default_rng([0, 2, 3]).integers(1 << 30)
+    assert s.sample_rng(2, 3, 2).integers(1 << 30) == np.random.default_rng([0, 2, 3, 2]).integers(1 << 30)
+    img = pattern_image(1, (5, 7))
+    out = np.empty((3, 5, 7), np.float32)
+    Transform(3)(img, out, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, img.transpose(2, 0, 1).astype(np.float32))
+    t = Transform(3, crop_size=0, mirror=False, mean_value=None, scale=1.0, train=True)
+    assert t.mean.dtype == np.float32 and not t.mean.any() and t.scale == 1 and not t.mirror
+    Transform(3, scale=2.0)(img, out, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, img.transpose(2, 0, 1).astype(np.float32) * 2)
+    grey = img[:, :, 1:2]
+    one = np.empty((1, 5, 7), np.float32)
+    Transform(1, mean_value=[3])(grey, one, np.random.default_rng(0))
+    np.testing.assert_array_equal(one[0], grey[:, :, 0].astype(np.float32) - 3)
+    flips = []
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        y, x = int(rng.integers(5 - 3 + 1)), int(rng.integers(7 - 3 + 1))
+        flip = bool(rng.integers(2))
+        flips.append(flip)
+        crop = img[y:y + 3, x:x + 3][:, ::-1] if flip else img[y:y + 3, x:x + 3]
+        got = np.empty((3, 3, 3), np.float32)
+        Transform(3, crop_size=3, mirror=True)(img, got, np.random.default_rng(seed))
+        np.testing.assert_array_equal(got, crop.transpose(2, 0, 1).astype(np.float32))
+    assert 0 < sum(flips) < len(flips)
+
+
+def test_reader_passes_its_options_on(tmp_path):
+    """class_names, root_folder, max_labels, is_color, new size and owner reach the list parser, the file
+    check, the decoder and the transform; the exact type and rank errors."""
+    paths = write_images(tmp_path / "img", [pattern_image(i, (9, 11)) for i in range(3)])
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\n")
+    source = tmp_path / "list.txt"
+    source.write_text("".join("%s dog cat\n" % Path(p).name for p in paths))
+    root = str(tmp_path / "img") + "/"
+    reader = ImageBatchReader(options(source, num_classes=None, class_names=str(names), root_folder=root,
+                                      batch_size=2, is_color=False, new_height=6, new_width=8, shuffle=False,
+                                      mean_value=[10], max_labels=2, label_format="indices", threads=1),
+                              train=False)
+    try:
+        assert reader.images.class_names == ["cat", "dog"] and reader.images.paths[0] == paths[0]
+        assert reader.data_shape == (2, 1, 6, 8) and reader.image_shape == (6, 8) and not reader.transform.train
+        data, label, weight = reader.next_batch()
+        want = cv2.resize(cv2.imread(paths[1], cv2.IMREAD_GRAYSCALE), (8, 6)).astype(np.float32) - 10
+        np.testing.assert_array_equal(data[1, 0], want)
+        assert label.tolist() == [[1, 0], [1, 0]]
+    finally:
+        reader.close()
+    with pytest.raises(MultilabelLossError) as err:
+        ImageBatchReader(options(source, num_classes=None, class_names=str(names), root_folder=root, max_labels=1,
+                                 label_format="indices"))
+    assert str(err.value) == "%s: %s:1: 2 labels but max_labels is 1" % (OWNER, source)
+    (tmp_path / "img" / Path(paths[2]).name).unlink()
+    with pytest.raises(MultilabelLossError) as err:
+        ImageBatchReader(ImageDataOptions(owner="other", source=str(source), class_names=str(names),
+                                          root_folder=root, batch_size=2))
+    assert str(err.value).startswith("other: 1 of 3 image files listed in %r do not exist (root_folder %r)"
+                                     % (str(source), root))
+    with pytest.raises(TypeError) as type_err:
+        ImageBatchReader("list.txt")                                         # type: ignore[arg-type]
+    assert str(type_err.value) == "options must be an ImageDataOptions, got 'str'"
+    source.write_text("".join("%s 1\n" % p for p in paths[:2]))
+    for rank, world_size in ((2, 2), (-1, 2)):
+        with pytest.raises(MultilabelLossError) as err:
+            ImageBatchReader(options(source), rank=rank, world_size=world_size)
+        assert str(err.value) == "%s: rank must be in [0, world_size) = [0, 2), got %d" % (OWNER, rank)
+    reader = ImageBatchReader(options(source, batch_size=1, threads=1), rank=1, world_size=2)
+    reader.close()
+    assert (reader.rank, reader.world_size, reader.train) == (1, 2, True)
+
+
+def test_plain_chunks_are_converted_at_once_never_line_by_line(tmp_path, monkeypatch):
+    """Chunks of plain indices (or of class names only) never reach the line-by-line parser, whatever their
+    rows (C + 1 rows, where a key of row * C + index would collide if computed otherwise), empty lines or
+    max_labels (equal to the longest line); and the file is read a chunk at a time, several lines a chunk."""
+    def never(*args, **kwargs):
+        raise AssertionError("line by line")
+    monkeypatch.setattr(image_data, "_line_labels", never)
+    rows = [[1], [2, 0], [], [4, 3, 2], [0], [0, 4], [3]]           # 7 rows > C = 5
+    source = tmp_path / "list.txt"
+    source.write_text("".join("im%d.jpg %s\n" % (i, " ".join(map(str, r))) for i, r in enumerate(rows)))
+    got = parse_image_list(str(source), 5, max_labels=3)
+    assert [v.tolist() for v in got.labels] == rows and all(v.tolist() == [1.0] * len(v) for v in got.values)
+    assert got.label_indices.dtype == np.int32 and got.label_values.dtype == np.float32
+    names = tmp_path / "names.txt"
+    names.write_text("a\nb\nc\nd\ne\n")
+    source.write_text("".join("im%d.jpg %s\n" % (i, " ".join("abcde"[c] for c in r)) for i, r in enumerate(rows)))
+    got = parse_image_list(str(source), class_names=str(names))
+    assert [v.tolist() for v in got.labels] == rows
+    texts = []
+    chunk = image_data._ListParser.chunk
+
+    def record(self, text, first_line, ascii):
+        texts.append(text)
+        return chunk(self, text, first_line, ascii)
+    monkeypatch.setattr(image_data._ListParser, "chunk", record)
+    monkeypatch.setattr(image_data, "CHUNK_BYTES", 24)
+    source.write_text("".join("im%d.jpg %d\n" % (i, i % 5) for i in range(12)))      # 10-11 bytes a line
+    got = parse_image_list(str(source), 5)
+    assert got.line_numbers.tolist() == list(range(1, 13))
+    assert max(len(t) for t in texts) <= 24 + 11 and len(texts) >= 5
+    assert any(t.count("\n") >= 2 for t in texts)                   # whole lines, several at a time
+
+
+def test_tab_lines_and_empty_lists_exactly(tmp_path):
+    """A TAB line's path is everything before the first TAB (spaces around it stripped); '#' after leading
+    spaces is a comment; an empty path is named; a list of only comments counts its lines with or without a
+    final newline."""
+    source = tmp_path / "list.txt"
+    source.write_text("  a b.jpg \t1\t2\n  # note\tx\nc.jpg 3\n")
+    got = parse_image_list(str(source), 5)
+    assert list(got.paths) == ["a b.jpg", "c.jpg"] and [v.tolist() for v in got.labels] == [[1, 2], [3]]
+    assert got.line_numbers.tolist() == [1, 3]
+    source.write_text("a.jpg 1\n\t2\n")
+    with pytest.raises(MultilabelLossError) as err:
+        parse_image_list(str(source), 5)
+    assert str(err.value) == "%s: %s:2: empty image path before the TAB" % (OWNER, source)
+    for text, lines in (("# a\n# b", 2), ("# a\n\n", 2), ("", 0), ("\n", 1)):
+        source.write_text(text)
+        with pytest.raises(MultilabelLossError) as err:
+            parse_image_list(str(source), 5)
+        assert str(err.value) == ("%s: list file %r has no images (%d lines, all blank or comments); expected "
+                                  "lines 'path label label ...'" % (OWNER, str(source), lines))
+    with pytest.raises(MultilabelLossError) as err:
+        parse_image_list(str(source))
+    assert str(err.value) == "%s: num_classes is required (or a class_names file)" % OWNER
+    with pytest.raises(MultilabelLossError) as err:
+        parse_image_list(str(tmp_path), 5)
+    assert str(err.value).startswith("%s: list file %r cannot be read: " % (OWNER, str(tmp_path)))
