@@ -963,3 +963,62 @@ def test_tab_lines_and_empty_lists_exactly(tmp_path):
     with pytest.raises(MultilabelLossError) as err:
         parse_image_list(str(tmp_path), 5)
     assert str(err.value).startswith("%s: list file %r cannot be read: " % (OWNER, str(tmp_path)))
+
+
+def test_missing_files_messages_exactly(tmp_path, monkeypatch, caplog):
+    """check_files_exist's whole messages: more than MAX_REPORTED missing (', ...'), all missing (no 'or set'
+    hint), relative paths with and without root_folder, and the skip warning naming every line."""
+    from softmax_multilabel_layer.data.image_data import check_files_exist
+    monkeypatch.chdir(tmp_path)
+    real = write_images(tmp_path / "img", [pattern_image(0, (4, 4))])[0]
+    source = tmp_path / "list.txt"
+
+    def error(lines, root=""):
+        source.write_text("".join("%s 1\n" % p for p in lines))
+        with pytest.raises(MultilabelLossError) as err:
+            check_files_exist(parse_image_list(str(source), 5, root_folder=root), OWNER, root)
+        return str(err.value)
+    gone = ["/nonexistent/m%d.jpg" % i for i in range(6)]
+    named = ", ".join("line %d: %r" % (i + 2, p) for i, p in enumerate(gone[:5]))
+    assert error([real] + gone) == ("%s: 6 of 7 image files listed in %r do not exist: %s, ...; or set "
+                                    "\"skip_bad_images\": true to leave them out" % (OWNER, str(source), named))
+    named = ", ".join("line %d: %r" % (i + 1, p) for i, p in enumerate(gone[:5]))
+    assert error(gone[:5]) == "%s: 5 of 5 image files listed in %r do not exist: %s" % (OWNER, str(source), named)
+    assert error(["x.jpg", real]) == (
+        "%s: 1 of 2 image files listed in %r do not exist: line 1: 'x.jpg'; relative paths are read from the "
+        "working directory %s, set root_folder to the images' folder; or set \"skip_bad_images\": true to leave "
+        "them out" % (OWNER, str(source), tmp_path))
+    assert error(["x.jpg"], root="r") == (
+        "%s: 1 of 1 image files listed in %r do not exist (root_folder 'r'): line 1: 'r/x.jpg'; relative paths "
+        "are read from the working directory %s" % (OWNER, str(source), tmp_path))
+    source.write_text("%s 1\n/nonexistent/a.jpg 2\n%s 3\n/nonexistent/b.jpg 4\n" % (real, real))
+    caplog.set_level(logging.WARNING, logger="softmax_multilabel_layer.data.image_data")
+    kept = check_files_exist(parse_image_list(str(source), 5), OWNER, "", skip=True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "%s: skip_bad_images: left out 2 of 4 images listed in %r whose files do not exist: line 2: "
+        "'/nonexistent/a.jpg', line 4: '/nonexistent/b.jpg'" % (OWNER, str(source))]
+    assert kept.line_numbers.tolist() == [1, 3] and [v.tolist() for v in kept.labels] == [[1], [3]]
+    source.write_text("/nonexistent/a.jpg 2\n")
+    with pytest.raises(MultilabelLossError, match="1 of 1 image files"):    # all missing: an error even so
+        check_files_exist(parse_image_list(str(source), 5), OWNER, "", skip=True)
+
+
+def test_list_views_slices_and_nothing_left_out(tmp_path):
+    source = tmp_path / "list.txt"
+    source.write_text("a.jpg 1 2\nb.jpg\nc.jpg 4:0.5\n")
+    full = parse_image_list(str(source), 5)
+    assert [v.tolist() for v in full.labels[1:]] == [[], [4]] and [v.tolist() for v in full.values[::2]] == [
+        [1.0, 1.0], [0.5]]
+    same = full.without([])
+    assert list(same.paths) == ["a.jpg", "b.jpg", "c.jpg"] and same.path_buffer == full.path_buffer
+    assert same.label_offsets.tolist() == full.label_offsets.tolist() == [0, 2, 2, 3]
+
+
+def test_decode_threads_are_named(tmp_path):
+    source, _ = id_list(tmp_path, n=4)
+    reader = ImageBatchReader(options(source, batch_size=2, threads=2))
+    try:
+        assert [t.name for t in reader._threads] == ["MultilabelImageData-0", "MultilabelImageData-1"]
+        assert all(t.daemon for t in reader._threads)
+    finally:
+        reader.close()

@@ -146,7 +146,8 @@ class ImageList(object):
         keep[np.asarray(indices, np.int64)] = False
         kept = np.flatnonzero(keep)
         starts, ends = self.path_offsets[:-1][kept], self.path_offsets[1:][kept]
-        buffer = b"".join(self.path_buffer[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True))
+        pairs = zip(starts.tolist(), ends.tolist(), strict=True)  # pragma: no mutate (equal lengths)
+        buffer = b"".join(self.path_buffer[a:b] for a, b in pairs)
         label_counts = np.diff(self.label_offsets)[kept]
         rows = np.repeat(keep, np.diff(self.label_offsets))
         return ImageList(self.source, self.root_folder, buffer, _offsets(ends - starts), self.line_numbers[kept],
