@@ -1022,3 +1022,21 @@ def test_decode_threads_are_named(tmp_path):
         assert all(t.daemon for t in reader._threads)
     finally:
         reader.close()
+
+
+def test_list_image_paths_for_prediction(tmp_path):
+    """list_image_paths (predict's reader): paths only, labels ignored, blank and comment lines skipped, TAB
+    lines split at the first TAB, root_folder joined to relative paths only; an unreadable file is named."""
+    from softmax_multilabel_layer.data.image_data import list_image_paths
+    source = tmp_path / "list.txt"
+    source.write_text("a.jpg 1 2\n\n  # note\n  b c.jpg \t3\t4\n/abs/d.jpg\n#x\te\ne.jpg cat\n")
+    assert list_image_paths(str(source)) == ["a.jpg", "b c.jpg", "/abs/d.jpg", "e.jpg"]
+    assert list_image_paths(str(source), "root") == ["root/a.jpg", "root/b c.jpg", "/abs/d.jpg", "root/e.jpg"]
+    with pytest.raises(MultilabelLossError) as err:
+        list_image_paths(str(tmp_path / "none.txt"))
+    assert str(err.value) == "list file %s cannot be read: No such file or directory" % (tmp_path / "none.txt")
+    source.write_bytes(b"caf\xe9.jpg 1\n")
+    with pytest.raises(MultilabelLossError) as err:
+        list_image_paths(str(source))
+    assert str(err.value) == ("list file %s cannot be read: 'utf-8' codec can't decode byte 0xe9 in position 3: "
+                              "invalid continuation byte" % source)

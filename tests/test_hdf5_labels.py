@@ -352,3 +352,11 @@ def test_write_list_file_relative_and_single_path(tmp_path, monkeypatch):
     assert (tmp_path / "sub" / "list.txt").read_text() == "a.h5\n"
     assert write_list_file("list2.txt", tmp_path / "b.h5") == [str(tmp_path / "b.h5")]
     assert (tmp_path / "list2.txt").read_text() == "%s\n" % (tmp_path / "b.h5")
+
+
+def test_dense_labels_of_every_number_kind(tmp_path):
+    """bool, signed, unsigned and float labels are all numbers, written as float32."""
+    from softmax_multilabel_layer.data.hdf5_labels import write_dense_labels
+    for dtype in (bool, np.int8, np.uint8, np.float64):
+        got = write_dense_labels(tmp_path / "k.h5", np.zeros((1, 2)), np.array([[1, 0]], dtype))
+        assert got.dtype == np.float32 and got.tolist() == [[1.0, 0.0]]
