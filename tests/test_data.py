@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import caffe
 import numpy as np
@@ -206,7 +207,7 @@ class _Blob(object):
     """A stand-in for a Caffe blob: reshape allocates ``data``."""
 
     def __init__(self):
-        self.data = None
+        self.data: Any = None
 
     def reshape(self, *shape):
         self.data = np.full(shape, np.nan, np.float32)
