@@ -1040,3 +1040,15 @@ def test_list_image_paths_for_prediction(tmp_path):
         list_image_paths(str(source))
     assert str(err.value) == ("list file %s cannot be read: 'utf-8' codec can't decode byte 0xe9 in position 3: "
                               "invalid continuation byte" % source)
+
+
+def test_first_image_error_names_the_owner(tmp_path):
+    paths = write_images(tmp_path / "img", [pattern_image(0, (4, 5))])
+    Path(paths[0]).write_bytes(b"junk")
+    source = write_list(tmp_path / "list.txt", paths, [[0]])
+    with pytest.raises(ImageDecodeError) as err:
+        ImageBatchReader(ImageDataOptions(owner="softmax-multilabel convert", source=source, num_classes=5,
+                                          batch_size=1, threads=1))
+    assert str(err.value) == ("softmax-multilabel convert: cannot read or decode image %r (%s:1): missing, "
+                              "unreadable or not an image format OpenCV knows; set --skip-bad-images to replace "
+                              "bad images by others" % (paths[0], source))
