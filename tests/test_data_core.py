@@ -1052,3 +1052,25 @@ def test_first_image_error_names_the_owner(tmp_path):
     assert str(err.value) == ("softmax-multilabel convert: cannot read or decode image %r (%s:1): missing, "
                               "unreadable or not an image format OpenCV knows; set --skip-bad-images to replace "
                               "bad images by others" % (paths[0], source))
+
+
+def test_load_image_and_reader_shard_options_edges(tmp_path):
+    """A resize needs both sizes; a message without a list position has no '(...)'; a mean of exactly 1 is
+    subtracted; the shard comes from the options when the caller gives none."""
+    path = write_images(tmp_path / "img", [pattern_image(0, (5, 7))])[0]
+    assert load_image(path).shape == (5, 7, 3) and load_image(path, True, 3, 0).shape == (5, 7, 3)
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"junk")
+    with pytest.raises(ImageDecodeError) as err:
+        load_image(str(junk))
+    assert str(err.value) == ("%s: cannot read or decode image %r: missing, unreadable or not an image format "
+                              "OpenCV knows" % (OWNER, str(junk)))
+    img = load_image(path)
+    out = np.empty((3, 5, 7), np.float32)
+    Transform(3, mean_value=[1, 0, 2])(img, out, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, img.transpose(2, 0, 1).astype(np.float32) - np.array([1, 0, 2],
+                                                                                            np.float32)[:, None, None])
+    source, _ = id_list(tmp_path, n=4)
+    reader = ImageBatchReader(options(source, batch_size=1, threads=1, rank=1, world_size=2))
+    reader.close()
+    assert (reader.rank, reader.world_size) == (1, 2)
