@@ -114,11 +114,13 @@ endif
 # setup.cfg is mutmut_data.cfg; survivors: cd build/mutation-data && ../../.venv/bin/mutmut results.
 # MUTANTS="softmax_multilabel_layer.data.image_data*" runs only the mutants whose names match.
 MUTATION_DATA := build/mutation-data
+# Parallel mutants of mutation-data (MUTATION_CHILDREN=1 on a shared machine).
+MUTATION_CHILDREN ?= 2
 mutation-data: $(STAMP)
 	rm -rf $(MUTATION_DATA) && mkdir -p $(MUTATION_DATA)
 	cp -r softmax_multilabel_layer tests scripts pyproject.toml $(MUTATION_DATA)/
 	cp mutmut_data.cfg $(MUTATION_DATA)/setup.cfg
-	cd $(MUTATION_DATA) && $(abspath $(VPY)) -m mutmut run --max-children 2 $(MUTANTS) || true
+	cd $(MUTATION_DATA) && $(abspath $(VPY)) -m mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS) || true
 	cd $(MUTATION_DATA) && $(abspath $(VPY)) -m mutmut results
 
 clean:
