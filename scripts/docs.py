@@ -60,6 +60,16 @@ def _pick(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: d[k] for k in keys if k in d}
 
 
+def _public(rec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A ``recorded`` entry without the local output folder (``--out DIR``) in its command."""
+    if not rec:
+        return rec
+    words = shlex.split(rec.get("command", ""))
+    while "--out" in words:
+        del words[words.index("--out"):words.index("--out") + 2]
+    return dict(rec, command=shlex.join(words))
+
+
 def bench_summary(folder: str) -> dict[str, Any]:
     """The figures the docs use, from the ``benchmark.json`` and ``image_data.json`` of a ``make bench`` run."""
     with open(os.path.join(folder, "benchmark.json")) as f:
@@ -73,18 +83,19 @@ def bench_summary(folder: str) -> dict[str, Any]:
                              "simd": run["environment"]["simd_kind"],
                              "median_ms": {k: m["median_ms"] for k, m in res["methods"].items()},
                              "cpu_ms": {k: m.get("cpu_median_ms") for k, m in res["methods"].items()}})
-        out["losses"] = {"recorded": bench.get("recorded"), "reps": bench.get("reps"), "rows": rows,
+        out["losses"] = {"recorded": _public(bench.get("recorded")), "reps": bench.get("reps"), "rows": rows,
                          "targets": [_pick(t, ("target", "size", "threads", "simd", "ratio", "limit", "status"))
                                      for t in bench.get("targets", [])]}
     if "metrics" in bench:
         m = bench["metrics"]
-        out["metrics"] = {"recorded": m.get("recorded"),
+        out["metrics"] = {"recorded": _public(m.get("recorded")),
                           "runs": [_pick(r, ("size", "dtype", "simd", "dispatch", "reps", "input_mb", "rows",
                                              "total_speedup", "sklearn", "numpy")) for r in m["runs"]]}
     path = os.path.join(folder, "image_data.json")
     if os.path.exists(path):
         with open(path) as f:
             img = json.load(f)
+        img["recorded"] = _public(img.get("recorded"))
         out["image_data"] = _pick(img, ("recorded", "images", "threads", "rounds", "batches", "train_iters",
                                         "images_per_s", "throughput_ratio", "train_ms", "train_ratio"))
     return out
@@ -127,6 +138,9 @@ def losses_block(losses: dict[str, Any]) -> str:
     """README: each loss layer's time as a fraction of Caffe's C++ layer, per size and SIMD kind, 1 BLAS thread."""
     rec = losses.get("recorded") or {}
     rows = [r for r in losses["rows"] if r["threads"] == "1" and r["size"] in DOC_SIZES]
+    if not rows:
+        raise SystemExit("%s: docs/results/bench.json has no %s row at 1 BLAS thread: keep a make bench run "
+                         "with its default sizes (--take)" % (GENERATOR, " or ".join(DOC_SIZES)))
     head = "| N x C, numpy SIMD | %s | blog loop layer ms (÷ softmax 1/M) |" % " | ".join(
         "%s / %s" % (title, "`SoftmaxWithLoss`" if base == "caffe_softmax" else "`SigmoidCrossEntropyLoss`")
         for _, title, base in LOSS_COLUMNS)
@@ -160,9 +174,10 @@ def metrics_block(metrics: dict[str, Any]) -> str:
             cells.append("%.3f / %.3f = **%.1fx**" % (row["ours_s"], row["sklearn_s"], row["speedup"]))
         lines.append("| %s | %s |" % (name, " | ".join(cells)))
     lines.append("| all of the above | %s |" % " | ".join("%.1fx" % r["total_speedup"] for r in runs))
-    below = ["%s (%s)" % (row["metric"], k) for r, k in zip(runs, keys) for row in r["rows"] if row["speedup"] < 5]
+    below = ["%s (%s)" % (row["metric"], k)
+             for r, k in zip(runs, keys, strict=True) for row in r["rows"] if row["speedup"] < 5]
     diff = max(row["abs_diff"] for r in runs for row in r["rows"])
-    lines += ["", "%s samples x classes, ours the median of %s runs, scikit-learn %s; largest |ours - scikit-learn| "
+    lines += ["", "%s (samples x classes), ours the median of %s runs, scikit-learn %s; largest |ours - scikit-learn| "
               "%.1e; below 5x: %s; %s." % (runs[0]["size"].replace("x", " x "), runs[0].get("reps", "?"),
                                           runs[0].get("sklearn", "?"), diff, ", ".join(below) or "none",
                                           _when(metrics.get("recorded")))]
