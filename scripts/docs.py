@@ -121,11 +121,15 @@ def capture_evaluate() -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the blocks
 
-def _when(rec: dict[str, Any] | None) -> str:
+def _when(rec: dict[str, Any] | None, conditions: bool = True) -> str:
+    """Machine, date and load of a run; with ``conditions``, also the SIMD kind and BLAS threads it ran with."""
     if not rec:
         return "when and under what load: not recorded"
     cpu = rec.get("cpu") or {}
     machine = "%s, %s CPUs, " % (cpu.get("model", "?"), rec.get("cpu_count", "?")) if cpu else ""
+    if conditions and rec.get("simd"):
+        threads = (rec.get("threads") or {}).get("OPENBLAS_NUM_THREADS")
+        machine += "numpy SIMD %s (native), OPENBLAS_NUM_THREADS=%s, " % (rec["simd"], threads or "unset")
     return "%smeasured %s at load average %.1f to %.1f (1 min, at start and end)" % (
         machine, rec["date"], rec["load_before"][0], rec["load_after"][0])
 
@@ -155,8 +159,8 @@ def losses_block(losses: dict[str, Any]) -> str:
     failed = ["%s at %s, %s (%.3f)" % (t["target"], t["size"], t["simd"], t["ratio"])
               for t in targets if t["status"] != "PASS"]
     lines += ["", "Median of %s runs each, OPENBLAS_NUM_THREADS=1; %s; `%s`. Targets met: %d of %d%s." % (
-        losses.get("reps", "?"), _when(rec), rec.get("command", "?"), len(targets) - len(failed), len(targets),
-        "; missed: " + "; ".join(failed) if failed else "")]
+        losses.get("reps", "?"), _when(rec, conditions=False), rec.get("command", "?"),
+        len(targets) - len(failed), len(targets), "; missed: " + "; ".join(failed) if failed else "")]
     return "\n".join(lines)
 
 

@@ -311,6 +311,9 @@ def main(anchors: Sequence[ModuleType], argv: Sequence[str] | None = None, descr
         # When and under what load: the docs print it beside every figure taken from this file (scripts/docs.py).
         result.setdefault("recorded", {"date": started, "load_before": load_before, "load_after": load_average(),
                                        "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+                                       "simd": simd_kind(numpy_cpu_features()[0]),
+                                       "threads": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS",
+                                                                                  "OMP_NUM_THREADS")},
                                        "command": command_line(args)})
         text = anchor.markdown(result)
         print(text, end="" if text.endswith("\n") else "\n", flush=True)
