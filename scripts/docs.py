@@ -98,6 +98,11 @@ def bench_summary(folder: str) -> dict[str, Any]:
         img["recorded"] = _public(img.get("recorded"))
         out["image_data"] = _pick(img, ("recorded", "images", "threads", "rounds", "batches", "train_iters",
                                         "images_per_s", "throughput_ratio", "train_ms", "train_ratio"))
+    path = os.path.join(folder, "image_list.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            lst = json.load(f)
+        out["image_list"] = {"recorded": _public(lst.get("recorded")), "sizes": lst["sizes"]}
     return out
 
 
@@ -201,6 +206,26 @@ def image_data_block(img: dict[str, Any]) -> str:
         "", "%d JPEGs; %s; `%s`." % (img["images"], _when(rec), rec.get("command", "?"))])
 
 
+def image_list_block(lst: dict[str, Any]) -> str:
+    """docs/data.md: parsing a large list, ours against Caffe's ``ImageData`` (time and memory per line)."""
+    lines = ["| lines | parser | s | lines/s | RSS added, B/line | beyond the file, B/line | peak, B/line |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    for row in lst["sizes"]:
+        for key, label, size in (("ours", "ours (`parse_image_list`)", row["file_bytes"]),
+                                 ("caffe", "Caffe `ImageData` (net set-up)", row["caffe_file_bytes"])):
+            if key in row:
+                m, n = row[key], row["lines"]
+                lines.append("| {:,} | {} | {:.2f} | {:,.0f} | {:.0f} | {:.0f} | {:.0f} |".format(
+                    n, label, m["seconds"], n / m["seconds"], m["rss_added"] / n, (m["rss_added"] - size) / n,
+                    m["peak_added"] / n))
+    rec = lst.get("recorded") or {}
+    lines += ["", "List files of %s MB (ours; 1 to 3 labels a line) and %s MB (Caffe's one-label copy); %s; `%s`." % (
+        ", ".join("%.1f" % (r["file_bytes"] / 1e6) for r in lst["sizes"]),
+        ", ".join("%.1f" % (r["caffe_file_bytes"] / 1e6) for r in lst["sizes"]), _when(rec, conditions=False),
+        rec.get("command", "?"))]
+    return "\n".join(lines)
+
+
 def sample_block(sample: dict[str, Any]) -> str:
     """docs/evaluate.md: the sample `evaluate` run, its output as captured."""
     rec = sample["recorded"]
@@ -222,6 +247,8 @@ def expected_blocks(bench: dict[str, Any], sample: dict[str, Any] | None) -> dic
         blocks.setdefault("docs/evaluate.md", []).append(("evaluate-sample", sample_block(sample)))
     if "image_data" in bench:
         blocks.setdefault("docs/data.md", []).append(("bench-image-data", image_data_block(bench["image_data"])))
+    if "image_list" in bench:
+        blocks.setdefault("docs/data.md", []).append(("bench-image-list", image_list_block(bench["image_list"])))
     return blocks
 
 

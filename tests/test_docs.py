@@ -79,3 +79,12 @@ def test_metrics_table_lists_the_metrics_below_5x():
     assert "| ranking_loss | 0.500 / 2.000 = **4.0x** |" in text
     assert "below 5x: ranking_loss (float64)" in text
     assert "20000 x 1000 (samples x classes)" in text
+
+
+def test_image_list_table_per_line_figures():
+    lst = {"recorded": REC, "sizes": [{"lines": 1000, "file_bytes": 40000, "caffe_file_bytes": 30000,
+                                       "ours": {"seconds": 0.5, "rss_added": 70000, "peak_added": 150000},
+                                       "caffe": {"seconds": 0.25, "rss_added": 60000, "peak_added": 100000}}]}
+    text = docs.image_list_block(lst)
+    assert "| 1,000 | ours (`parse_image_list`) | 0.50 | 2,000 | 70 | 30 | 150 |" in text
+    assert "| 1,000 | Caffe `ImageData` (net set-up) | 0.25 | 4,000 | 60 | 30 | 100 |" in text
