@@ -236,19 +236,19 @@ def sample_block(sample: dict[str, Any]) -> str:
         "", "```", "$ " + wrapped, sample["stdout"].rstrip("\n"), "```"])
 
 
-def expected_blocks(bench: dict[str, Any], sample: dict[str, Any] | None) -> dict[str, list[tuple[str, str]]]:
-    """{doc path: [(block name, body)]} from the committed results."""
-    blocks: dict[str, list[tuple[str, str]]] = {}
+def expected_blocks(bench: dict[str, Any], sample: dict[str, Any] | None) -> dict[str, dict[str, str]]:
+    """{doc path: {block name: body}} from the committed results."""
+    blocks: dict[str, dict[str, str]] = {}
     if "losses" in bench:
-        blocks.setdefault("README.md", []).append(("bench-losses", losses_block(bench["losses"])))
+        blocks.setdefault("README.md", {})["bench-losses"] = losses_block(bench["losses"])
     if "metrics" in bench:
-        blocks.setdefault("docs/evaluate.md", []).append(("bench-metrics", metrics_block(bench["metrics"])))
+        blocks.setdefault("docs/evaluate.md", {})["bench-metrics"] = metrics_block(bench["metrics"])
     if sample:
-        blocks.setdefault("docs/evaluate.md", []).append(("evaluate-sample", sample_block(sample)))
+        blocks.setdefault("docs/evaluate.md", {})["evaluate-sample"] = sample_block(sample)
     if "image_data" in bench:
-        blocks.setdefault("docs/data.md", []).append(("bench-image-data", image_data_block(bench["image_data"])))
+        blocks.setdefault("docs/data.md", {})["bench-image-data"] = image_data_block(bench["image_data"])
     if "image_list" in bench:
-        blocks.setdefault("docs/data.md", []).append(("bench-image-list", image_list_block(bench["image_list"])))
+        blocks.setdefault("docs/data.md", {})["bench-image-list"] = image_list_block(bench["image_list"])
     return blocks
 
 
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.capture_evaluate:
         write_atomic(SAMPLE, json.dumps(capture_evaluate(), indent=1, sort_keys=True) + "\n")
     blocks = expected_blocks(_load(BENCH) or {}, _load(SAMPLE))
-    return sync_blocks(blocks, generator=GENERATOR, source="docs/results/", root=ROOT, check=args.check)
+    return sync_blocks(blocks, GENERATOR, "docs/results/", check=args.check, root=ROOT)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def test_other_blocks_are_not_touched():
 def test_sync_checks_without_writing_then_writes(tmp_path, capsys):
     doc = tmp_path / "d.md"
     doc.write_text(DOC, encoding="utf-8")
-    blocks = {"d.md": [("t", "fresh")]}
+    blocks = {"d.md": {"t": "fresh"}}
     assert sync_blocks(blocks, generator="g.py", source="r.json", root=str(tmp_path), check=True) == 1
     assert doc.read_text(encoding="utf-8") == DOC
     assert "d.md disagree(s) with r.json; run g.py" in capsys.readouterr().err

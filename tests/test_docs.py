@@ -43,7 +43,7 @@ def test_a_changed_result_is_caught(capsys):
     row = changed["losses"]["rows"][0]
     row["median_ms"]["sigmoid_bce"] *= 1.5
     blocks = docs.expected_blocks(changed, sample)
-    assert sync_blocks(blocks, generator=docs.GENERATOR, source="docs/results/", root=REPO, check=True) == 1
+    assert sync_blocks(blocks, docs.GENERATOR, "docs/results/", check=True, root=REPO) == 1
     assert "README.md" in capsys.readouterr().err
 
 

@@ -128,8 +128,8 @@ BLOCKS = {README: ("digits-results", readme_block), DIGITS_README: ("digits-resu
 
 
 def expected_blocks(results):
-    """{README path: [(block name, body made from ``results``)]}."""
-    return {path: [(name, make(results))] for path, (name, make) in BLOCKS.items()}
+    """{README path: {block name: body made from ``results``}}."""
+    return {path: {name: make(results)} for path, (name, make) in BLOCKS.items()}
 
 
 def main(argv=None):
@@ -154,8 +154,8 @@ def main(argv=None):
             f.write("\n")
     with open(COMMITTED) as f:
         results = json.load(f)
-    return sync_blocks(expected_blocks(results), generator="examples/multilabel_digits/readme_tables.py",
-                       source="results.json", root=REPO, check=args.check)
+    return sync_blocks(expected_blocks(results), "examples/multilabel_digits/readme_tables.py", "results.json",
+                       check=args.check, root=REPO)
 
 
 if __name__ == "__main__":
