@@ -6,6 +6,8 @@
 #   make test    set up if needed, then run the tests
 #   make demo    set up if needed, then run the digits demo (or train the smoke net)
 #   make bench   set up if needed, then run scripts/benchmark.py (one module per anchor in scripts/bench/)
+#   make docs    rewrite every generated figure in README.md and docs/ from the committed results files
+#                (scripts/docs.py: docs/results/; the examples' results.json); `--check` mode runs in the tests
 #   make transfer set up if needed, then run examples/transfer/run_transfer.py (~15 min, not in demo)
 #   make fuzz    long random hypothesis runs of the core (FUZZ_SCALE=25 times the CI examples; seed printed)
 #   make mutation  mutation testing of the loss core and the option parser with mutmut (docs/testing.md)
@@ -35,7 +37,7 @@ ifneq ($(strip $(STAMP_STALE)),)
 .PHONY: $(STAMP)
 endif
 
-.PHONY: setup test demo bench transfer fuzz mutation mutation-data clean distclean
+.PHONY: setup test demo bench docs transfer fuzz mutation mutation-data clean distclean
 
 setup:
 	PYTHON="$(PYTHON)" USE_SYSTEM_CAFFE="$(USE_SYSTEM_CAFFE)" bash scripts/setup.sh
@@ -71,6 +73,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) scripts/benchmark.py
+
+docs: $(STAMP)
+	$(VPY) scripts/docs.py
+	$(VPY) examples/multilabel_digits/readme_tables.py
+	$(VPY) examples/yeast/yeast_report.py
 
 transfer: $(STAMP)
 	$(VPY) examples/transfer/run_transfer.py

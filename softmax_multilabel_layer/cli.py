@@ -218,6 +218,9 @@ def _user_message(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # glog reads this once, when pycaffe first loads (even `from caffe.proto import caffe_pb2` loads it): set it
+    # before anything imports caffe, so an error is one line, not Caffe's INFO lines and then the line.
+    os.environ.setdefault("GLOG_minloglevel", "2")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "predict" and not any(e.startswith("-") for e in extra):
