@@ -6,7 +6,12 @@ one comparison that ``make bench`` runs and reports, in its own module of this f
 * ``losses``: our loss layers against Caffe's C++ losses, the blog layer and a numpy floor (``losses.py``);
 * ``metrics``: ``softmax_multilabel_layer.evaluation.metrics`` against scikit-learn, time and peak
   memory (``metrics.py``);
-* ``image_data``: our image data layer against Caffe's ``ImageData`` (``image_data.py``).
+* ``image_data``: our image data layer against Caffe's ``ImageData`` (``image_data.py``);
+* ``image_list``: parsing a large list file against Caffe's ``ImageData`` set-up (``image_list.py``);
+* ``train``: ``caffe train`` fed by our data layer against ``convert_imageset`` + ``Data`` (``train_e2e.py``).
+
+Each anchor's result gets a ``"recorded"`` entry (date, load average at its start and end, CPU, numpy's SIMD
+kind, BLAS threads, the command): ``scripts/docs.py`` prints it beside every figure it takes into the docs.
 
 **Adding an anchor.** Write ``scripts/bench/<name>.py`` with these module-level names and add the module
 to ``ANCHORS`` in ``scripts/benchmark.py``::
