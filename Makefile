@@ -6,7 +6,9 @@
 #   make test    set up if needed, then run the tests
 #   make demo    set up if needed, then run the digits demo (or train the smoke net)
 #   make bench   set up if needed, then run scripts/benchmark.py (one module per anchor in scripts/bench/)
-#   make transfer set up if needed, then run examples/transfer/run_transfer.py (~15 min, not in demo)
+#   make transfer set up if needed, then run examples/transfer/run_transfer.py at the tuned rates
+#                (examples/transfer/tuned.json; TRANSFER_ARGS="--tune" redoes the grid; JOBS=N caffe runs at
+#                a time, default the core count; not in demo)
 #   make fuzz    long random hypothesis runs of the core (FUZZ_SCALE=25 times the CI examples; seed printed)
 #   make mutation  mutation testing of the loss core and the option parser with mutmut (docs/testing.md)
 #   make mutation-data  the same over the data room (mutmut_data.cfg; MUTANTS=pattern runs some of them)
@@ -73,7 +75,7 @@ bench: $(STAMP)
 	$(VPY) scripts/benchmark.py
 
 transfer: $(STAMP)
-	$(VPY) examples/transfer/run_transfer.py
+	$(VPY) examples/transfer/run_transfer.py $(if $(JOBS),--jobs $(JOBS)) $(TRANSFER_ARGS)
 
 # Random (not derandomized) hypothesis runs, FUZZ_SCALE times the examples of `make test`, float32 and
 # float64, trained-regime strategies included. The seed is printed first: replay a failure with
