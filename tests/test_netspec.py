@@ -423,6 +423,11 @@ def test_per_tag_priors_from_an_image_list_reach_the_net_through_a_caffemodel(tm
     listing.write_text("# comment\na.jpg 0 2\nb.jpg 2\nc.jpg 2:0.5 3\nd.jpg\n")
     priors = image_list_priors(str(listing), num_classes=4)
     np.testing.assert_allclose(priors, [2 / 6, 1 / 6, 4 / 6, 2 / 6])
+    np.testing.assert_allclose(image_list_priors(str(listing), num_classes=4, smoothing=0.5),
+                               [1.5 / 5, 0.5 / 5, 3.5 / 5, 1.5 / 5])
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(MultilabelLossError, match="image_list_priors: .*empty.txt has no image"):
+        image_list_priors(str(tmp_path / "empty.txt"), num_classes=4)
     text = ('name: "head"\n' + 'layer { name: "features" type: "Input" top: "features" input_param { shape { '
             'dim: 2 dim: 3 } } }\n' + 'layer { name: "scores" type: "InnerProduct" bottom: "features" top: '
             '"scores" inner_product_param { num_output: 4 weight_filler { type: "xavier" } } }\n')
@@ -435,6 +440,11 @@ def test_per_tag_priors_from_an_image_list_reach_the_net_through_a_caffemodel(tm
     net.blobs["features"].data[...] = 0
     np.testing.assert_allclose(_sigmoid(net.forward()["scores"]), np.tile(priors, (2, 1)), rtol=1e-6)
     assert np.abs(net.params["scores"][0].data).max() > 0        # the other fillers ran
+    first = net.params["scores"][0].data.copy()
+    for seed, same in ((5, True), (6, False)):                    # the fillers are seeded
+        write_prior_weights(str(net_path), "scores", priors, str(weights), seed=seed)
+        again = caffe.Net(str(net_path), caffe.TEST, weights=str(weights)).params["scores"][0].data
+        assert np.array_equal(again, first) == same
     assert sorted(p.name for p in tmp_path.iterdir()) == ["init.caffemodel", "train.prototxt", "train.txt"]
     with pytest.raises(MultilabelLossError, match="set_prior_bias: 3 priors for layer 'scores' with 4 outputs"):
         set_prior_bias(net, "scores", [0.1, 0.2, 0.3])

@@ -240,11 +240,15 @@ def tag_priors(labels: ArrayLike, smoothing: float = 1.0) -> NDArray[np.float64]
     y = np.asarray(labels)
     if y.ndim != 2 or y.shape[0] == 0 or y.shape[1] == 0:
         raise MultilabelLossError("tag_priors: labels must be N x C with N, C >= 1, got shape %s" % (y.shape,))
-    s = check_number("tag_priors", "smoothing", smoothing)
+    return _smoothed((y > 0).sum(axis=0), y.shape[0], smoothing, "tag_priors")
+
+
+def _smoothed(counts: ArrayLike, n: int, smoothing: float, owner: str) -> NDArray[np.float64]:
+    """(counts + s) / (n + 2 s), after checking s > 0."""
+    s = check_number(owner, "smoothing", smoothing)
     if s <= 0:
-        raise MultilabelLossError("tag_priors: smoothing must be > 0, got %r" % smoothing)
-    counts = (y > 0).sum(axis=0).astype(np.float64)
-    return (counts + s) / (y.shape[0] + 2 * s)
+        raise MultilabelLossError("%s: smoothing must be > 0, got %r" % (owner, smoothing))
+    return (np.asarray(counts, np.float64) + s) / (n + 2 * s)
 
 
 def image_list_priors(source: str, num_classes: int | None = None, class_names: str | None = None,
@@ -260,14 +264,10 @@ def image_list_priors(source: str, num_classes: int | None = None, class_names: 
     """
     from softmax_multilabel_layer.data.image_data import parse_image_list
     images = parse_image_list(source, num_classes, class_names, owner="image_list_priors")
-    s = check_number("image_list_priors", "smoothing", smoothing)
-    if s <= 0 or len(images) == 0:
-        raise MultilabelLossError("image_list_priors: %s: need smoothing > 0 and at least one image, got "
-                                  "smoothing %r, %d images" % (source, smoothing, len(images)))
-    counts = np.zeros(images.num_classes, np.float64)
-    present = images.label_indices[images.label_values > 0]
-    np.add.at(counts, present, 1.0)
-    return (counts + s) / (len(images) + 2 * s)
+    if len(images) == 0:
+        raise MultilabelLossError("image_list_priors: %s has no image" % source)
+    counts = np.bincount(images.label_indices[images.label_values > 0], minlength=images.num_classes)
+    return _smoothed(counts, len(images), smoothing, "image_list_priors")
 
 
 def set_prior_bias(net: Any, layer: str, prior: ArrayLike) -> NDArray[np.float64]:
