@@ -426,7 +426,7 @@ def test_per_tag_priors_from_an_image_list_reach_the_net_through_a_caffemodel(tm
     np.testing.assert_allclose(image_list_priors(str(listing), num_classes=4, smoothing=0.5),
                                [1.5 / 5, 0.5 / 5, 3.5 / 5, 1.5 / 5])
     (tmp_path / "empty.txt").write_text("# nothing\n")
-    with pytest.raises(MultilabelLossError, match="image_list_priors: .*empty.txt has no image"):
+    with pytest.raises(MultilabelLossError, match="image_list_priors: list file .*empty.txt' has no images"):
         image_list_priors(str(tmp_path / "empty.txt"), num_classes=4)
     text = ('name: "head"\n' + 'layer { name: "features" type: "Input" top: "features" input_param { shape { '
             'dim: 2 dim: 3 } } }\n' + 'layer { name: "scores" type: "InnerProduct" bottom: "features" top: '

@@ -264,8 +264,6 @@ def image_list_priors(source: str, num_classes: int | None = None, class_names: 
     """
     from softmax_multilabel_layer.data.image_data import parse_image_list
     images = parse_image_list(source, num_classes, class_names, owner="image_list_priors")
-    if len(images) == 0:
-        raise MultilabelLossError("image_list_priors: %s has no image" % source)
     counts = np.bincount(images.label_indices[images.label_values > 0], minlength=images.num_classes)
     return _smoothed(counts, len(images), smoothing, "image_list_priors")
 
