@@ -445,7 +445,7 @@ def test_per_tag_priors_from_an_image_list_reach_the_net_through_a_caffemodel(tm
         write_prior_weights(str(net_path), "scores", priors, str(weights), seed=seed)
         again = caffe.Net(str(net_path), caffe.TEST, weights=str(weights)).params["scores"][0].data
         assert np.array_equal(again, first) == same
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["init.caffemodel", "train.prototxt", "train.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt", "init.caffemodel", "train.prototxt", "train.txt"]
     with pytest.raises(MultilabelLossError, match="set_prior_bias: 3 priors for layer 'scores' with 4 outputs"):
         set_prior_bias(net, "scores", [0.1, 0.2, 0.3])
     with pytest.raises(MultilabelLossError, match="set_prior_bias: layer 'fc9' has no bias"):
