@@ -420,11 +420,11 @@ def test_netspec_head_with_the_prior_filler_starts_at_the_prior(tmp_path):
 
 def test_per_tag_priors_from_an_image_list_reach_the_net_through_a_caffemodel(tmp_path):
     listing = tmp_path / "train.txt"
-    listing.write_text("# comment\na.jpg 0 2\nb.jpg 2\nc.jpg 2:0.5 3\nd.jpg\n")
+    listing.write_text("# comment\na.jpg 0 2\nb.jpg 2\nc.jpg 2:0.5 3\nd.jpg\ne.jpg 1:0\n")  # 1:0 is absent
     priors = image_list_priors(str(listing), num_classes=4)
-    np.testing.assert_allclose(priors, [2 / 6, 1 / 6, 4 / 6, 2 / 6])
+    np.testing.assert_allclose(priors, [2 / 7, 1 / 7, 4 / 7, 2 / 7])
     np.testing.assert_allclose(image_list_priors(str(listing), num_classes=4, smoothing=0.5),
-                               [1.5 / 5, 0.5 / 5, 3.5 / 5, 1.5 / 5])
+                               [1.5 / 6, 0.5 / 6, 3.5 / 6, 1.5 / 6])
     (tmp_path / "empty.txt").write_text("# nothing\n")
     with pytest.raises(MultilabelLossError, match="image_list_priors: list file .*empty.txt' has no images"):
         image_list_priors(str(tmp_path / "empty.txt"), num_classes=4)
