@@ -66,7 +66,7 @@ def parse_args(argv):
     p.add_argument("--tune-iter", type=int, default=1000, help="--tune: iterations of each grid run")
     p.add_argument("--fixed-lr", nargs="+", default=[], metavar="LOSS=RATE",
                    help="use these rates instead of the tuned ones")
-    p.add_argument("--checkpoints", type=int, nargs="+", default=[500, 1000, 2000, 4000],
+    p.add_argument("--checkpoints", type=int, nargs="+", default=[500, 1000, 2000, 3000],
                    help="iterations at which each run is evaluated (snapshots of one run); it ends at the last")
     p.add_argument("--prior", choices=("mean", "none"), default="mean",
                    help="sigmoid family's initial fc_out bias: the prior bias of the mean tag frequency, or zero")
@@ -85,6 +85,8 @@ def parse_args(argv):
     p.add_argument("--add-per-image", type=float, default=0.3, help="noisy condition: mean wrong tags added")
     p.add_argument("--reuse", action="store_true", help="keep runs already completed in --out with the same "
                    "prototxts (evaluate them again, train only the missing ones)")
+    p.add_argument("--no-train", action="store_true", help="like --reuse, but report only the runs already finished "
+                   "in --out (e.g. more seeds for some losses than for others), train none")
     p.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", os.cpu_count() or 1)),
                    help="parallel caffe runs, one core each (default: $JOBS, else the core count)")
     args = p.parse_args(argv)
@@ -300,8 +302,8 @@ def verdict_lines(results):
         parts = ["%s %+.3f (%s)" % (m.replace("probe_", "probe ").replace("tag_map", "tag mAP"), r["mean_difference"],
                                      "beyond the seed spread" if r["exceeds_spread"] else "within the seed spread")
                  for m, r in rows.items()]
-        if len(results["seeds"]) < 2:
-            say = "one seed only: no seed spread, no verdict"
+        if min(len(r["paired"]) for r in rows.values()) < 2:
+            say = "fewer than two paired seeds: no seed spread, no verdict"
         elif v["softmax_better"]:
             say = "softmax 1/M beats it beyond the seed spread on every yardstick"
         elif all(r["exceeds_spread"] and r["mean_difference"] < 0 for r in rows.values()):
@@ -531,9 +533,12 @@ def main(argv=None):
                                               prior),
                  solver: transfer_nets.solver_prototxt(net_path, os.path.join(run_dir, "snap"), run["base_lr"],
                                                        max_iter, run["seed"], every)}
-        if args.reuse and finished(run_dir, files):
+        if (args.reuse or args.no_train) and finished(run_dir, files):
             with open(os.path.join(run_dir, "train.log")) as f:
                 run["train_seconds"], run["reused"] = log_seconds(f.read()), True
+            return run
+        if args.no_train:
+            run["missing"] = True
             return run
         for path, text in files.items():
             with open(path, "w") as f:
@@ -590,7 +595,9 @@ def main(argv=None):
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             pending = [pool.submit(train_one, r) for r in runs]
             for fut in pending:
-                finish(fut.result())
+                run = fut.result()
+                if not run.get("missing"):
+                    finish(run)
 
     groups = [(cond, loss) for cond in args.conditions for loss in args.losses]
     t1 = time.time()
@@ -649,6 +656,10 @@ def main(argv=None):
                   for cond, loss in groups for seed in args.seeds]
     say("   rates %s; snapshots at %s" % (rates, checkpoints))
     run_all(final_runs)
+    if args.no_train:
+        say("   --no-train: %d of %d runs were not found finished in %s and are left out"
+            % (sum(1 for r in final_runs if r.get("missing")), len(final_runs), out))
+        final_runs = [r for r in final_runs if not r.get("missing")]
     t_train = time.time() - t1
 
     say("\n== 3/4 baselines: raw pixels, randomly initialised CNN (seeds %s)" % args.seeds)
