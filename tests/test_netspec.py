@@ -384,6 +384,7 @@ def test_prior_bias_refuses_a_prior_outside_0_1(bad):
 def test_prior_bias_filler_is_constant_and_takes_one_number():
     assert prior_bias_filler(0.5) == {"type": "constant", "value": 0.0}
     assert prior_bias_filler(0.25)["value"] == pytest.approx(math.log(1 / 3))
+    bad: Any
     for bad in ([0.1, 0.2], True, np.float64(0.1) * np.ones(2)):
         with pytest.raises(MultilabelLossError, match="prior_bias_filler: prior must be one number"):
             prior_bias_filler(bad)
@@ -426,7 +427,7 @@ def test_per_tag_priors_from_an_image_list_reach_the_net_through_a_caffemodel(tm
     np.testing.assert_allclose(image_list_priors(str(listing), num_classes=4, smoothing=0.5),
                                [1.5 / 6, 0.5 / 6, 3.5 / 6, 1.5 / 6])
     (tmp_path / "empty.txt").write_text("# nothing\n")
-    with pytest.raises(MultilabelLossError, match="image_list_priors: list file .*empty.txt' has no images"):
+    with pytest.raises(MultilabelLossError, match=r"image_list_priors: list file .*empty.txt' has no images"):
         image_list_priors(str(tmp_path / "empty.txt"), num_classes=4)
     text = ('name: "head"\n' + 'layer { name: "features" type: "Input" top: "features" input_param { shape { '
             'dim: 2 dim: 3 } } }\n' + 'layer { name: "scores" type: "InnerProduct" bottom: "features" top: '

@@ -468,7 +468,8 @@ def tuned_rates(path, losses, conditions):
     if missing:
         raise SystemExit("run_transfer.py: %s has no tuned rate for %s; run with --tune, or give --fixed-lr"
                          % (path, ", ".join(missing)))
-    rates, source = {}, {}
+    rates: dict[str, dict[str, float]] = {}
+    source: dict[str, dict[str, str]] = {}
     for loss in losses:
         chosen = tuned["chosen"][loss]
         first = next(iter(chosen))

@@ -38,12 +38,15 @@ def committed_results(results):
 def measured(results):
     """Where the numbers come from: command, machine, load, date, time."""
     load = results["load_average"]
-    return ("`%s`: %d pretraining runs (%s), seeds %s, snapshots at %s iterations; %s, load average %.1f at the "
-            "start and %.1f at the end, %s; %.0f s wall clock."
+    reused = sum(1 for r in results["runs"] if r.get("reused"))
+    trained = sum(r.get("train_seconds") or 0.0 for r in results["runs"])
+    return ("`%s`: %d pretraining runs (%s), seeds %s, snapshots at %s iterations; %s, %s; `caffe train` time "
+            "%.0f s summed over the runs' logs; this invocation (%d runs reused from earlier ones, evaluated "
+            "again) %.0f s wall clock at load average %.1f to %.1f."
             % (results["command"], len(results["runs"]), ", ".join(results["conditions"]) + " tags",
                ", ".join(map(str, results["seeds"])), ", ".join(map(str, results["checkpoints"])),
-               results.get("machine", "?"), load["start"][0], load["end"][0], results.get("date", "?"),
-               results["seconds"]["total"]))
+               results.get("machine", "?"), results.get("date", "?"), trained, reused,
+               results["seconds"]["total"], load["start"][0], load["end"][0]))
 
 
 def summary_table(results):
@@ -111,6 +114,8 @@ BLOCKS = {"README.md": {"transfer-summary": readme_block},
 
 
 def main(argv=None):
+    # The same --from / --check surface as the digits and yeast generators, on purpose (one way to regenerate
+    # every example's tables); the block replacement and the check are shared (tools/docblocks), not repeated.
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--from", dest="source", help="a run_transfer.py results.json to commit first")
     p.add_argument("--check", action="store_true", help="only check that the READMEs agree with the results")
