@@ -27,11 +27,11 @@ def fake_runs():
         for loss in ("softmax", "sigmoid", "focal"):
             for seed in SEEDS:
                 base, soft = 0.8 + 0.03 * seed + (0.01 if loss == "focal" else 0.0), loss == "softmax"
-                end = {"tag_map": 0.5 + ((0.01, -0.01, 0.005)[seed - 1] if soft else 0.0),
-                       "probe_accuracy": {"10": base + ((0.002, 0.001, 0.003)[seed - 1] if soft else 0.0),
-                                          "50": base + ((0.054, 0.05, 0.046)[seed - 1] if soft else 0.0)}}
-                early = {"tag_map": end["tag_map"] - 0.1,
-                         "probe_accuracy": {k: v - 0.1 for k, v in end["probe_accuracy"].items()}}
+                tag_map = 0.5 + ((0.01, -0.01, 0.005)[seed - 1] if soft else 0.0)
+                probe = {"10": base + ((0.002, 0.001, 0.003)[seed - 1] if soft else 0.0),
+                         "50": base + ((0.054, 0.05, 0.046)[seed - 1] if soft else 0.0)}
+                end = {"tag_map": tag_map, "probe_accuracy": probe}
+                early = {"tag_map": tag_map - 0.1, "probe_accuracy": {k: v - 0.1 for k, v in probe.items()}}
                 runs.append(dict(end, loss=loss, condition=cond, seed=seed, base_lr=0.1,
                                  curve={"5": early, "10": end}))
             search += [dict(runs[-3], base_lr=0.1, val_map=0.4), dict(runs[-3], base_lr=0.3, val_map=0.3),
@@ -214,3 +214,32 @@ def test_grid_is_extended_until_the_chosen_rate_is_interior():
     low = [{"base_lr": lr, "val_map": v} for lr, v in [(0.01, 0.7), (0.03, 0.7), (0.1, 0.1)]]
     assert run_transfer.choose(low, 6)[1] == 0.003                   # a tie goes to the smaller rate, an edge
     assert run_transfer.choose(low, 3)[1] is None                    # the grid is full
+def test_readme_tables_agree_with_the_committed_results(capsys):
+    import transfer_report
+    assert transfer_report.main(["--check"]) == 0, capsys.readouterr().err
+
+
+def test_readme_tables_check_fails_when_the_results_change(tmp_path, monkeypatch):
+    import transfer_report
+    with open(transfer_report.COMMITTED) as f:
+        committed = json.load(f)
+    loss = next(iter(committed["summary"]))
+    cond = next(iter(committed["summary"][loss]))
+    committed["summary"][loss][cond]["tag_map"]["mean"] += 0.5
+    blocks = {path: {name: make(committed) for name, make in by_name.items()}
+              for path, by_name in transfer_report.BLOCKS.items()}
+    from softmax_multilabel_layer.tools.docblocks import sync_blocks
+    assert sync_blocks(blocks, "g", "s", check=True, root=transfer_report.REPO) == 1
+
+
+def test_best_sigmoid_family_loss_is_chosen_on_the_seeds_all_of_them_have():
+    def run(loss, seed, acc):
+        return {"loss": loss, "condition": "clean", "seed": seed, "base_lr": 0.1, "tag_map": acc,
+                "probe_accuracy": {"10": acc, "50": acc}}
+    runs = [run("softmax", 1, 0.95), run("softmax", 2, 0.96), run("sigmoid", 1, 0.9), run("sigmoid", 2, 0.2),
+            run("focal", 1, 0.8)]          # sigmoid's mean over its two seeds (0.55) is below focal's one seed
+    summary = run_transfer.summarize(runs, ["softmax", "sigmoid", "focal"], ["clean"], [10, 50])
+    comparisons = run_transfer.compare(runs, "softmax", ["clean"], [10, 50])
+    v = run_transfer.verdict(summary, comparisons, ["clean"], [10, 50], runs)["clean"]
+    assert v["best_sigmoid_family"] == "sigmoid" and v["chosen_on_seeds"] == [1]
+    assert v["by_metric"]["probe_50"]["paired"] == pytest.approx([0.05, 0.76])

@@ -188,19 +188,29 @@ def summarize(runs, losses, conditions, shots):
     return out
 
 
-def verdict(summary, comparisons, conditions, shots, family=transfer_nets.SIGMOID_FAMILY):
-    """Per condition: softmax against the best sigmoid-family loss (by mean probe accuracy at the most shots,
-    at the end of the runs), with the paired differences of every yardstick and whether each exceeds the
-    seed spread (:func:`compare`)."""
+def verdict(summary, comparisons, conditions, shots, runs, family=transfer_nets.SIGMOID_FAMILY):
+    """Per condition: softmax against the best sigmoid-family loss, with the paired differences of every
+    yardstick and whether each exceeds the seed spread (:func:`compare`).
+
+    The best is the one with the highest mean probe accuracy at the most shots, at the end of the runs, over
+    the seeds every sigmoid-family loss of the condition has (so a loss run with more seeds is not judged on
+    other seeds than its rivals).
+    """
     out = {}
     top = "probe_%d" % max(shots)
     for cond in conditions:
         rivals = [x for x in family if cond in summary.get(x, {})]
         if "softmax" not in summary or not rivals:
             continue
-        best = max(rivals, key=lambda x: summary[x][cond]["probe_accuracy"][str(max(shots))]["mean"])
+        common = set.intersection(*({r["seed"] for r in runs if r["loss"] == x and r["condition"] == cond}
+                                    for x in rivals))
+
+        def score(x, cond=cond, common=common):
+            return float(np.mean([r["probe_accuracy"][str(max(shots))] for r in runs
+                                  if r["loss"] == x and r["condition"] == cond and r["seed"] in common]))
+        best = max(rivals, key=score)
         rows = {c["metric"]: c for c in comparisons if c["condition"] == cond and c["versus"] == best}
-        out[cond] = {"best_sigmoid_family": best, "by_metric": rows,
+        out[cond] = {"best_sigmoid_family": best, "chosen_on_seeds": sorted(common), "by_metric": rows,
                      "softmax_better": all(r["exceeds_spread"] and r["mean_difference"] > 0 for r in rows.values()),
                      "softmax_better_at_%s" % top: bool(rows.get(top, {}).get("exceeds_spread"))
                      and rows[top]["mean_difference"] > 0}
@@ -236,6 +246,11 @@ def compare(runs, reference, conditions, shots):
     return out
 
 
+def ordered(summary):
+    """The losses of a summary in the experiment's order (JSON files keep keys sorted)."""
+    return [x for x in transfer_nets.ORDER if x in summary] + sorted(set(summary) - set(transfer_nets.ORDER))
+
+
 def _pm(s, digits=3):
     if s["n"] == 1:
         return "%.*f" % (digits, s["mean"])
@@ -248,7 +263,8 @@ def markdown_tables(results):
     lines = []
     for cond in results["conditions"]:
         lines += ["", "**%s tags**" % cond, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for loss, by_cond in results["summary"].items():
+        for loss in ordered(results["summary"]):
+            by_cond = results["summary"][loss]
             if cond in by_cond:
                 s = by_cond[cond]
                 lines.append("| %s | %g | %s | %s |" % (
@@ -285,7 +301,8 @@ def curve_table(results, metric, key=None):
     head = ["loss", "tags"] + ["%d it" % it for it in its]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cond in results["conditions"]:
-        for loss, by_cond in results["summary"].items():
+        for loss in ordered(results["summary"]):
+            by_cond = results["summary"][loss]
             if cond not in by_cond:
                 continue
             c = by_cond[cond]["curve"]
@@ -300,8 +317,9 @@ def verdict_lines(results):
     for cond, v in results.get("verdict", {}).items():
         rows = v["by_metric"]
         parts = ["%s %+.3f (%s)" % (m.replace("probe_", "probe ").replace("tag_map", "tag mAP"), r["mean_difference"],
-                                     "beyond the seed spread" if r["exceeds_spread"] else "within the seed spread")
-                 for m, r in rows.items()]
+                                     "one seed" if len(r["paired"]) < 2 else "beyond the seed spread"
+                                     if r["exceeds_spread"] else "within the seed spread")
+                 for m, r in sorted(rows.items())]
         if min(len(r["paired"]) for r in rows.values()) < 2:
             say = "fewer than two paired seeds: no seed spread, no verdict"
         elif v["softmax_better"]:
@@ -348,7 +366,8 @@ def plot(results, path):
     fig, axes = plt.subplots(len(conds), len(panels), figsize=(4.2 * len(panels), 3.4 * len(conds)), squeeze=False)
     for row, cond in zip(axes, conds, strict=True):
         for ax, (metric, key, title) in zip(row, panels, strict=True):
-            for loss, by_cond in results["summary"].items():
+            for loss in ordered(results["summary"]):
+                by_cond = results["summary"][loss]
                 if cond not in by_cond:
                     continue
                 ss = [by_cond[cond]["curve"][str(it)][metric] if key is None else
@@ -415,7 +434,7 @@ def assemble_results(args, data, runs, tuning, selected, baselines, command, sec
         "selected_lr": selected, "tuning": tuning,
         "summary": summary,
         "comparisons": comparisons,
-        "verdict": verdict(summary, comparisons, args.conditions, args.shots),
+        "verdict": verdict(summary, comparisons, args.conditions, args.shots, runs),
         "baselines": baselines, "baseline_summary": baseline_summary,
         "data": data,
         "settings": {k: v for k, v in vars(args).items() if k != "out"},

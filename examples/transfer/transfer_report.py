@@ -56,7 +56,8 @@ def summary_table(results):
     conds = results["conditions"]
     head = ["pretraining loss", "lr"] + ["%s: probe %s / %s-shot | %s: tag mAP" % (c, low, top, c) for c in conds]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (2 + 2 * len(conds))]
-    for loss, by_cond in results["summary"].items():
+    for loss in run_transfer.ordered(results["summary"]):
+        by_cond = results["summary"][loss]
         cells = []
         for c in conds:
             if c not in by_cond:
@@ -76,8 +77,8 @@ def summary_table(results):
 
 def readme_block(results):
     return "\n".join([
-        "At %d iterations, mean ± std over seeds %s (%s):" % (
-            results["checkpoints"][-1], ", ".join(map(str, results["seeds"])), measured(results)), "",
+        "At %d iterations; mean ± std over the seeds a row has (a value without ± is seed %d alone; %s):" % (
+            results["checkpoints"][-1], results["seeds"][0], measured(results)), "",
         summary_table(results), "", run_transfer.verdict_lines(results)])
 
 
