@@ -3,7 +3,7 @@
 The CNN is the digits demo's, read from ``prototxt/digits/softmax_multilabel_deploy.prototxt``
 (conv5x5(20)-ReLU-pool, conv3x3(40)-ReLU-pool, FC(128)-ReLU = the features, FC(T)), with
 the last layer widened to the T tags. The loss layers come from the package's own
-builder (:func:`softmax_multilabel_layer.netspec.layer_prototxt`), so their options are
+builder (:func:`softmax_multilabel_layer.tools.netspec.layer_prototxt`), so their options are
 validated when the net is written. The solver is the demo's (momentum, weight decay,
 step policy) with the run's learning rate, length, seed and paths, and no test net.
 """
@@ -92,7 +92,7 @@ def train_prototxt(loss, num_tags, list_file, label_top, prior=None):
 
     ``label_top`` names the HDF5 dataset with the tags ("clean" or "noisy"). ``prior``: for the
     sigmoid family, fc_out's bias starts at the prior bias of this tag probability (a constant
-    filler, :func:`softmax_multilabel_layer.netspec.prior_bias_filler`); None keeps the zero bias.
+    filler, :func:`softmax_multilabel_layer.tools.netspec.prior_bias_filler`); None keeps the zero bias.
     """
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format

@@ -32,6 +32,8 @@ def committed_results(results):
     for key in ("h5_file", "list_file"):
         if key in out.get("data", {}):
             out["data"][key] = os.path.relpath(out["data"][key], REPO)
+    if "tuned" in out.get("settings", {}):
+        out["settings"]["tuned"] = os.path.relpath(out["settings"]["tuned"], REPO)
     return out
 
 

@@ -5,7 +5,7 @@ layers, so a typo fails here instead of at iteration 0 of a training run::
 
     import caffe
     from caffe import layers as L
-    from softmax_multilabel_layer.netspec import softmax_multilabel_loss
+    from softmax_multilabel_layer.tools.netspec import softmax_multilabel_loss
 
     n = caffe.NetSpec()
     n.data, n.label = L.HDF5Data(source="train_list.txt", batch_size=64, ntop=2)
