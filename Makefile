@@ -8,7 +8,9 @@
 #   make bench   set up if needed, then run scripts/benchmark.py (one module per anchor in scripts/bench/)
 #   make docs    rewrite every generated figure in README.md and docs/ from the committed results files
 #                (scripts/docs.py: docs/results/; the examples' results.json); `--check` mode runs in the tests
-#   make transfer set up if needed, then run examples/transfer/run_transfer.py (~15 min, not in demo)
+#   make transfer set up if needed, then run examples/transfer/run_transfer.py at the tuned rates
+#                (examples/transfer/tuned.json; TRANSFER_ARGS="--tune" redoes the grid; JOBS=N caffe runs at
+#                a time, default the core count; not in demo)
 #   make fuzz    long random hypothesis runs of the core (FUZZ_SCALE=25 times the CI examples; seed printed)
 #   make mutation  mutation testing of the loss core and the option parser with mutmut (docs/testing.md)
 #   make mutation-data  the same over the data room (mutmut_data.cfg; MUTANTS=pattern runs some of them)
@@ -78,9 +80,10 @@ docs: $(STAMP)
 	$(VPY) scripts/docs.py
 	$(VPY) examples/multilabel_digits/readme_tables.py
 	$(VPY) examples/yeast/yeast_report.py
+	$(VPY) examples/transfer/transfer_report.py
 
 transfer: $(STAMP)
-	$(VPY) examples/transfer/run_transfer.py
+	$(VPY) examples/transfer/run_transfer.py $(if $(JOBS),--jobs $(JOBS)) $(TRANSFER_ARGS)
 
 # Random (not derandomized) hypothesis runs, FUZZ_SCALE times the examples of `make test`, float32 and
 # float64, trained-regime strategies included. The seed is printed first: replay a failure with

@@ -52,6 +52,12 @@ PROTOTXT_EXAMPLES = """examples:
   %(prog)s --loss sigmoid --gamma 2 --alpha 0.25 --pos-weight '[1, 2, 3]'
   %(prog)s --loss zlpr --label-format indices
   %(prog)s --loss two_way --tp 4 --tn 1
+  %(prog)s --loss sigmoid --prior 0.01 --num-output 80 --features fc7
+      also the score layer (InnerProduct fc7 -> scores), its bias starting every tag at probability 0.01
+  %(prog)s --loss sigmoid --prior-from train.txt --num-output 80 --init-net train.prototxt \
+      --init-weights init.caffemodel
+      per-tag priors (label frequencies of the list): written into init.caffemodel for
+      `caffe train --solver solver.prototxt --weights init.caffemodel`
 Option values are JSON (numbers, lists, strings); a bare word is a string.
 """
 
@@ -164,6 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "indices labels])")
     p.add_argument("--top", default="loss", help='top blob (default "loss")')
     p.add_argument("--loss-weight", type=float, default=1.0, help="loss_weight (default 1; required by Caffe)")
+    prior = p.add_argument_group("prior bias of a sigmoid head (Lin et al. 2017; docs/losses.md)")
+    which = prior.add_mutually_exclusive_group()
+    which.add_argument("--prior", type=float, metavar="PI", help="start every tag at probability PI: print the "
+                       "score layer (InnerProduct) with bias_filler constant -log((1-PI)/PI) before the loss")
+    which.add_argument("--prior-from", metavar="LIST", help="per-tag priors from an image list's label "
+                       "frequencies, written into --init-weights (needs --init-net)")
+    prior.add_argument("--num-output", type=int, metavar="C", help="number of tags (the list's classes)")
+    prior.add_argument("--class-names", metavar="FILE", help="with --prior-from: the list's class names file")
+    prior.add_argument("--features", default="features", metavar="BLOB",
+                       help='with --prior: the score layer\'s bottom (default "features")')
+    prior.add_argument("--init-net", metavar="PROTOTXT", help="with --prior-from: the training net")
+    prior.add_argument("--init-weights", metavar="CAFFEMODEL", help="with --prior-from: the initial weights to write")
     options = p.add_argument_group("layer options (docs/losses.md)")
     owners: dict[str, list[str]] = {}
     for loss, options_class in loss_options:
@@ -200,9 +218,36 @@ def _prototxt(args: argparse.Namespace) -> int:
     params = {k[len("opt_"):]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
     label_weights = args.loss == "softmax" and params.get("label_format") == "indices"   # only softmax takes them
     bottoms = args.bottom or (("scores", "labels", "label_weights") if label_weights else ("scores", "labels"))
-    sys.stdout.write(layer_prototxt(args.loss, bottoms=tuple(bottoms), top=args.top, name=args.name,
-                                    loss_weight=args.loss_weight, **params))
+    text = layer_prototxt(args.loss, bottoms=tuple(bottoms), top=args.top, name=args.name,
+                          loss_weight=args.loss_weight, **params)
+    if args.prior is not None or args.prior_from:
+        text = _prior_bias(args, bottoms[0]) + text
+    elif args.init_net or args.init_weights:
+        raise ValueError("--init-net and --init-weights go with --prior-from")
+    sys.stdout.write(text)
     return 0
+
+
+def _prior_bias(args: argparse.Namespace, scores: str) -> str:
+    """The score layer with a constant prior bias (--prior), or "" after writing per-tag biases (--prior-from)."""
+    from softmax_multilabel_layer.tools.netspec import bias_filler_prototxt, image_list_priors, write_prior_weights
+    if args.loss != "sigmoid":
+        raise ValueError("--prior and --prior-from are for the sigmoid loss (BCE, focal, ASL); the %s loss keeps a "
+                         "zero bias" % args.loss)
+    if args.prior is not None:
+        if args.num_output is None or args.num_output < 1:
+            raise ValueError("--prior needs --num-output C >= 1 (the number of tags), got %r" % args.num_output)
+        return bias_filler_prototxt(scores, args.features, args.num_output, args.prior)
+    if not (args.init_net and args.init_weights):
+        raise ValueError("--prior-from writes per-tag biases into initial weights: give --init-net PROTOTXT and "
+                         "--init-weights CAFFEMODEL (or a constant --prior PI)")
+    priors = image_list_priors(args.prior_from, args.num_output, args.class_names)
+    biases = write_prior_weights(args.init_net, scores, priors, args.init_weights)
+    sys.stderr.write("%s: %d tag priors from %s (%.4g to %.4g, biases %.3f to %.3f) written to layer %s of %s; "
+                     "train with: caffe train --solver SOLVER --weights %s\n"
+                     % (PROG, len(priors), args.prior_from, priors.min(), priors.max(), biases.min(), biases.max(),
+                        scores, args.init_weights, args.init_weights))
+    return ""
 
 
 # Names of internal functions that start the messages of errors raised for the CLI.

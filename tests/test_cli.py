@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import caffe
+import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
@@ -161,3 +162,45 @@ def test_version_still_works_without_pycaffe(capsys, monkeypatch):
     assert status == 0
     assert out.splitlines()[1].startswith("Caffe: not importable (ModuleNotFoundError: ")
     assert out.rstrip().endswith("run `make setup`")
+
+
+def test_prototxt_prior_prints_a_score_layer_that_starts_at_the_prior(tmp_path, capsys):
+    status, out, _ = run_main(capsys, "prototxt", "--loss", "sigmoid", "--gamma", "2", "--prior", "0.05",
+                              "--num-output", "3", "--features", "feat", "--bottom", "fc8", "--bottom", "label")
+    assert status == 0
+    layers = text_format.Merge(out, caffe_pb2.NetParameter()).layer
+    assert [(x.name, x.type) for x in layers] == [("fc8", "InnerProduct"), ("loss", "Python")]
+    assert list(layers[0].bottom) == ["feat"] and layers[0].inner_product_param.num_output == 3
+    path = tmp_path / "net.prototxt"
+    path.write_text(input_layer("feat", (2, 4)) + input_layer("label", (2, 3)) + out)
+    net = caffe.Net(str(path), caffe.TRAIN)
+    net.blobs["feat"].data[...] = 0
+    net.blobs["label"].data[...] = 0
+    net.forward()
+    np.testing.assert_allclose(1 / (1 + np.exp(-net.blobs["fc8"].data)), 0.05, rtol=1e-5)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--loss", "softmax", "--prior", "0.1", "--num-output", "3"], "the softmax loss keeps a zero bias"),
+    (["--loss", "sigmoid", "--prior", "0.1"], "--prior needs --num-output C >= 1"),
+    (["--loss", "sigmoid", "--prior", "1", "--num-output", "3"], "a prior must be strictly between 0 and 1, got 1.0"),
+    (["--loss", "sigmoid", "--prior-from", "x.txt"], "give --init-net PROTOTXT and --init-weights CAFFEMODEL"),
+    (["--loss", "sigmoid", "--init-net", "n.prototxt"], "--init-net and --init-weights go with --prior-from"),
+])
+def test_prototxt_prior_errors_are_one_line(capsys, argv, message):
+    status, out, err = run_main(capsys, "prototxt", *argv)
+    assert status == 2 and out == "" and len(err.splitlines()) == 1 and message in err
+
+
+def test_prototxt_prior_from_writes_per_tag_biases(tmp_path, capsys):
+    (tmp_path / "train.txt").write_text("a.jpg 0\nb.jpg 0 1\nc.jpg 0\n")
+    net = tmp_path / "train.prototxt"
+    net.write_text(input_layer("feat", (2, 4)) + 'layer { name: "scores" type: "InnerProduct" bottom: "feat" '
+                   'top: "scores" inner_product_param { num_output: 3 } }\n')
+    weights = tmp_path / "init.caffemodel"
+    status, out, err = run_main(capsys, "prototxt", "--loss", "sigmoid", "--prior-from", str(tmp_path / "train.txt"),
+                                "--num-output", "3", "--init-net", str(net), "--init-weights", str(weights))
+    assert status == 0 and "--weights %s" % weights in err
+    assert text_format.Merge(out, caffe_pb2.NetParameter()).layer[0].type == "Python"   # only the loss layer
+    bias = caffe.Net(str(net), caffe.TEST, weights=str(weights)).params["scores"][1].data
+    np.testing.assert_allclose(1 / (1 + np.exp(-bias.astype(np.float64))), [4 / 5, 2 / 5, 1 / 5], rtol=1e-6)

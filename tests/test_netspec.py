@@ -3,6 +3,7 @@ reject bad options when the net is built, and produce nets that load and run in 
 """
 import difflib
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -19,11 +20,17 @@ from google.protobuf import text_format
 from softmax_multilabel_layer.params import MultilabelLossError, SigmoidOptions, SoftmaxOptions
 from softmax_multilabel_layer.tools.netspec import (
     MODULE,
+    image_list_priors,
     layer_prototxt,
+    prior_bias,
+    prior_bias_filler,
     python_param,
+    set_prior_bias,
     sigmoid_multilabel_loss,
     softmax_multilabel_loss,
+    tag_priors,
     two_way_loss,
+    write_prior_weights,
     zlpr_loss,
 )
 
@@ -349,3 +356,98 @@ def test_zlpr_and_two_way_helpers_build_their_layers_and_refuse_what_they_lack(t
         zlpr_loss(n.scores, n.labels, n.labels)
     with pytest.raises(MultilabelLossError, match="gamma"):
         two_way_loss(n.scores, n.labels, gamma=2)
+
+
+# ---------------------------------------------------------------- prior bias (Lin et al. 2017)
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prior_bias_is_the_logit_of_the_prior(dtype):
+    pi = np.array([1e-6, 0.01, 0.3, 0.5, 0.9, 1 - 1e-6], dtype)
+    b = prior_bias(pi)
+    expected = [-math.log((1 - p) / p) for p in pi.astype(np.float64).tolist()]   # the paper's formula
+    np.testing.assert_allclose(b, expected, rtol=1e-12)
+    np.testing.assert_allclose(_sigmoid(b), pi.astype(np.float64), rtol=1e-9)
+    assert b.dtype == np.float64 and b[3] == 0.0
+    assert float(prior_bias(0.01)) == pytest.approx(-4.59511985013459, abs=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, 1.5, float("nan"), float("inf"), [0.2, 0.0], "x"])
+def test_prior_bias_refuses_a_prior_outside_0_1(bad):
+    with pytest.raises(MultilabelLossError, match="prior_bias: a prior must be strictly between 0 and 1"):
+        prior_bias(bad)
+
+
+def test_prior_bias_filler_is_constant_and_takes_one_number():
+    assert prior_bias_filler(0.5) == {"type": "constant", "value": 0.0}
+    assert prior_bias_filler(0.25)["value"] == pytest.approx(math.log(1 / 3))
+    bad: Any
+    for bad in ([0.1, 0.2], True, np.float64(0.1) * np.ones(2)):
+        with pytest.raises(MultilabelLossError, match="prior_bias_filler: prior must be one number"):
+            prior_bias_filler(bad)
+
+
+def test_tag_priors_count_present_labels_with_laplace_smoothing():
+    labels = np.array([[1, 0, 0.5, 1], [1, 0, 0, 0], [1, 0, 0, 1]], np.float32)    # tag 2: a weight counts
+    np.testing.assert_allclose(tag_priors(labels), [4 / 5, 1 / 5, 2 / 5, 3 / 5])
+    np.testing.assert_allclose(tag_priors(labels, smoothing=0.5), [3.5 / 4, 0.5 / 4, 1.5 / 4, 2.5 / 4])
+    with pytest.raises(MultilabelLossError, match="tag_priors: labels must be N x C"):
+        tag_priors(np.zeros(3))
+    with pytest.raises(MultilabelLossError, match="tag_priors: smoothing must be > 0"):
+        tag_priors(labels, smoothing=0)
+
+
+def test_netspec_head_with_the_prior_filler_starts_at_the_prior(tmp_path):
+    """A NetSpec-built sigmoid head: the loss layer's probabilities top equals the prior before any step."""
+    n = caffe.NetSpec()
+    n.features = L.Input(shape=dict(dim=[4, 6]))
+    n.labels = L.Input(shape=dict(dim=[4, 5]))
+    n.scores = L.InnerProduct(n.features, num_output=5, weight_filler=dict(type="gaussian", std=1.0),
+                              bias_filler=prior_bias_filler(0.02))
+    n.loss, n.prob = sigmoid_multilabel_loss(n.scores, n.labels, ntop=2)
+    net = net_from_text(tmp_path, str(n.to_proto()))
+    net.blobs["labels"].data[...] = 0
+    net.blobs["features"].data[...] = 0
+    out = net.forward()
+    np.testing.assert_allclose(out["prob"], 0.02, rtol=1e-5)
+    # the loss at the start is -log(1 - 0.02) per tag: the zero-bias head would start at log 2
+    np.testing.assert_allclose(float(out["loss"]), 5 * -math.log(0.98), rtol=1e-5)
+    net.blobs["features"].data[...] = np.random.default_rng(3).normal(size=(4, 6))
+    assert not np.allclose(net.forward()["prob"], 0.02)      # the weights are live: only the bias sets the start
+
+
+def test_per_tag_priors_from_an_image_list_reach_the_net_through_a_caffemodel(tmp_path):
+    listing = tmp_path / "train.txt"
+    listing.write_text("# comment\na.jpg 0 2\nb.jpg 2\nc.jpg 2:0.5 3\nd.jpg\ne.jpg 1:0\n")  # 1:0 is absent
+    priors = image_list_priors(str(listing), num_classes=4)
+    np.testing.assert_allclose(priors, [2 / 7, 1 / 7, 4 / 7, 2 / 7])
+    np.testing.assert_allclose(image_list_priors(str(listing), num_classes=4, smoothing=0.5),
+                               [1.5 / 6, 0.5 / 6, 3.5 / 6, 1.5 / 6])
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(MultilabelLossError, match=r"image_list_priors: list file .*empty.txt' has no images"):
+        image_list_priors(str(tmp_path / "empty.txt"), num_classes=4)
+    text = ('name: "head"\n' + 'layer { name: "features" type: "Input" top: "features" input_param { shape { '
+            'dim: 2 dim: 3 } } }\n' + 'layer { name: "scores" type: "InnerProduct" bottom: "features" top: '
+            '"scores" inner_product_param { num_output: 4 weight_filler { type: "xavier" } } }\n')
+    net_path = tmp_path / "train.prototxt"
+    net_path.write_text(text)
+    weights = tmp_path / "init.caffemodel"
+    written = write_prior_weights(str(net_path), "scores", priors, str(weights), seed=5)
+    np.testing.assert_allclose(_sigmoid(written), priors, rtol=1e-12)
+    net = caffe.Net(str(net_path), caffe.TEST, weights=str(weights))      # as `caffe train --weights` loads it
+    net.blobs["features"].data[...] = 0
+    np.testing.assert_allclose(_sigmoid(net.forward()["scores"]), np.tile(priors, (2, 1)), rtol=1e-6)
+    assert np.abs(net.params["scores"][0].data).max() > 0        # the other fillers ran
+    first = net.params["scores"][0].data.copy()
+    for seed, same in ((5, True), (6, False)):                    # the fillers are seeded
+        write_prior_weights(str(net_path), "scores", priors, str(weights), seed=seed)
+        again = caffe.Net(str(net_path), caffe.TEST, weights=str(weights)).params["scores"][0].data
+        assert np.array_equal(again, first) == same
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt", "init.caffemodel", "train.prototxt", "train.txt"]
+    with pytest.raises(MultilabelLossError, match="set_prior_bias: 3 priors for layer 'scores' with 4 outputs"):
+        set_prior_bias(net, "scores", [0.1, 0.2, 0.3])
+    with pytest.raises(MultilabelLossError, match="set_prior_bias: layer 'fc9' has no bias"):
+        set_prior_bias(net, "fc9", 0.1)

@@ -19,17 +19,23 @@ SEEDS, CONDITIONS, SHOTS = [1, 2, 3], ["clean", "noisy"], [10, 50]
 def fake_runs():
     """Seeds spread the accuracies by 0.03 (same data and initial weights per seed). Softmax
     beats sigmoid and focal by about 0.05 at 50 shots on every seed (exceeds the spread), by
-    0.001 to 0.003 at 10 shots (same sign, within the spread); tag mAP differences change sign."""
+    0.001 to 0.003 at 10 shots (same sign, within the spread); tag mAP differences change sign.
+    Focal is 0.01 above sigmoid (the best sigmoid-family loss). Each run has a budget curve at
+    iterations 5 and 10; the numbers above are at 10, and at 5 every yardstick is 0.1 lower."""
     runs, search = [], []
     for cond in CONDITIONS:
         for loss in ("softmax", "sigmoid", "focal"):
             for seed in SEEDS:
-                base, soft = 0.8 + 0.03 * seed, loss == "softmax"
-                runs.append({"loss": loss, "condition": cond, "seed": seed, "base_lr": 0.1,
-                             "tag_map": 0.5 + ((0.01, -0.01, 0.005)[seed - 1] if soft else 0.0),
-                             "probe_accuracy": {"10": base + ((0.002, 0.001, 0.003)[seed - 1] if soft else 0.0),
-                                                "50": base + ((0.054, 0.05, 0.046)[seed - 1] if soft else 0.0)}})
-            search += [dict(runs[-3], base_lr=0.1, val_map=0.4), dict(runs[-3], base_lr=0.3, val_map=0.3)]
+                base, soft = 0.8 + 0.03 * seed + (0.01 if loss == "focal" else 0.0), loss == "softmax"
+                tag_map = 0.5 + ((0.01, -0.01, 0.005)[seed - 1] if soft else 0.0)
+                probe = {"10": base + ((0.002, 0.001, 0.003)[seed - 1] if soft else 0.0),
+                         "50": base + ((0.054, 0.05, 0.046)[seed - 1] if soft else 0.0)}
+                end = {"tag_map": tag_map, "probe_accuracy": probe}
+                early = {"tag_map": tag_map - 0.1, "probe_accuracy": {k: v - 0.1 for k, v in probe.items()}}
+                runs.append(dict(end, loss=loss, condition=cond, seed=seed, base_lr=0.1,
+                                 curve={"5": early, "10": end}))
+            search += [dict(runs[-3], base_lr=0.1, val_map=0.4), dict(runs[-3], base_lr=0.3, val_map=0.3),
+                       dict(runs[-3], base_lr=0.03, val_map=0.2)]
     return runs, search
 
 
@@ -41,9 +47,12 @@ def results(tmp_path_factory):
     baselines = [{"features": "raw pixels", "seed": None, "probe_accuracy": {"10": 0.3, "50": 0.4}}] + \
         [{"features": "random CNN", "seed": s, "probe_accuracy": {"10": 0.5 + s / 100, "50": 0.6}} for s in SEEDS]
     selected = {loss: {c: 0.1 for c in CONDITIONS} for loss in args.losses}
+    tuning = {"chosen": selected, "interior": {loss: {c: True for c in CONDITIONS} for loss in args.losses},
+              "grid": search, "tune_iter": 10, "seed": 1, "command": "tune", "seconds": 2.0, "date": "d",
+              "machine": "m", "load_average": {"start": [0.5], "end": [0.6]}}
     res = run_transfer.assemble_results(args, {"sizes": {"pretrain": 10, "probe_test": 5}, "tags": 148,
                                                "noise": {"measured_drop": 0.4, "measured_added_per_image": 0.3}},
-                                        runs, search, selected, baselines, "cmd", {"total": 1.0},
+                                        runs, tuning, selected, baselines, "cmd", {"total": 1.0},
                                         {"start": [0.1], "end": [0.2]})
     out = tmp_path_factory.mktemp("report")
     run_transfer.write_report(res, str(out))
@@ -62,7 +71,7 @@ def test_results_json_has_the_issue_shape(results):
         assert sorted(run["probe_accuracy"]) == ["10", "50"]
     assert {(r["loss"], r["condition"], r["seed"]) for r in saved["runs"]} == \
         {(loss, c, s) for loss in ("softmax", "sigmoid", "focal") for c in CONDITIONS for s in SEEDS}
-    for name in ("results.md", "transfer.png"):
+    for name in ("results.md", "budget_curves.png"):
         assert os.path.getsize(os.path.join(out, name)) > 1000
 
 
@@ -86,10 +95,11 @@ def test_spread_verdicts(results):
             assert len(big["paired"]) == 3
             assert not verdict[cond, other, "tag_map"]["exceeds_spread"]     # signs differ
             small = verdict[cond, other, "probe_10"]                         # same sign, below the spread
-            assert small["mean_difference"] == pytest.approx(0.002) and not small["exceeds_spread"]
+            shift = 0.01 if other == "focal" else 0.0                          # focal is 0.01 above sigmoid
+            assert small["mean_difference"] == pytest.approx(0.002 - shift) and not small["exceeds_spread"]
     with open(os.path.join(out, "results.md")) as f:
         md = f.read()
-    assert "exceeds the seed spread" in md and "within the seed spread" in md and "(chosen)" in md
+    assert "exceeds the seed spread" in md and "within the seed spread" in md and "| **0.400** |" in md
 
 
 def test_nets_are_the_digits_cnn_with_one_output_per_tag(tmp_path):
@@ -113,6 +123,22 @@ def test_nets_are_the_digits_cnn_with_one_output_per_tag(tmp_path):
         assert line in solver.splitlines()
 
 
+def test_only_the_sigmoid_family_starts_from_the_prior_bias(tmp_path):
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    for loss in transfer_nets.available_losses():
+        prior = 0.04 if loss in transfer_nets.SIGMOID_FAMILY else None
+        net = caffe_pb2.NetParameter()
+        text_format.Merge(transfer_nets.train_prototxt(loss, 148, str(tmp_path / "l.txt"), "clean", prior), net)
+        filler = [x for x in net.layer if x.name == transfer_nets.SCORES][0].inner_product_param.bias_filler
+        expected = np.log(0.04 / 0.96) if prior else 0.0
+        assert filler.value == pytest.approx(expected, abs=1e-6), loss
+        assert filler.type == "constant"
+    assert set(transfer_nets.SIGMOID_FAMILY) == {"sigmoid", "focal", "asl"}
+    solver = transfer_nets.solver_prototxt("/n.prototxt", "/s", 0.3, 2000, 7, snapshot_every=500)
+    assert "snapshot: 500" in solver.splitlines() and "stepsize: 1600" in solver.splitlines()
+
+
 def test_asl_variant_follows_the_package_options(tmp_path):
     from softmax_multilabel_layer.params import SigmoidOptions
     has = all(k in SigmoidOptions.keys() for k in ("gamma_neg", "gamma_pos", "clip"))
@@ -120,9 +146,9 @@ def test_asl_variant_follows_the_package_options(tmp_path):
     if has:     # the layer's own validation accepts the options the experiment writes
         text = transfer_nets.train_prototxt("asl", 148, str(tmp_path / "l.txt"), "clean")
         assert '"gamma_neg\\": 4' in text and '"clip\\": 0.05' in text
-        assert run_transfer.parse_args([]).losses == ["softmax", "sigmoid", "focal", "asl"]
+        assert run_transfer.parse_args([]).losses == ["softmax", "sigmoid", "focal", "asl", "zlpr", "two_way"]
     else:
-        assert run_transfer.parse_args([]).losses == ["softmax", "sigmoid", "focal"]
+        assert run_transfer.parse_args([]).losses == ["softmax", "sigmoid", "focal", "zlpr", "two_way"]
         with pytest.raises(SystemExit):
             run_transfer.parse_args(["--losses", "asl"])
 
@@ -153,3 +179,67 @@ def test_training_time_of_a_reused_run_comes_from_its_caffe_log():
            "some line\nI20261130 00:01:05.000000 1 solver.cpp:320] Optimization Done.\n")
     assert run_transfer.log_seconds(log) == pytest.approx(74.5)
     assert run_transfer.log_seconds("no stamps") is None
+
+
+def test_verdict_takes_the_best_sigmoid_family_loss_and_curves_summarise_every_checkpoint(results):
+    res, out = results
+    for cond in CONDITIONS:
+        v = res["verdict"][cond]
+        assert v["best_sigmoid_family"] == "focal"          # 0.01 above sigmoid on every seed
+        assert v["softmax_better_at_probe_50"] and not v["softmax_better"]     # not at 10 shots, not tag mAP
+        assert v["by_metric"]["probe_50"]["mean_difference"] == pytest.approx(0.04)
+    curve = res["summary"]["sigmoid"]["clean"]["curve"]
+    assert sorted(curve) == ["10", "5"] and res["checkpoints"] == [5, 10]
+    assert curve["5"]["probe_accuracy"]["50"]["mean"] == pytest.approx(curve["10"]["probe_accuracy"]["50"]["mean"]
+                                                                       - 0.1)
+    lines = run_transfer.verdict_lines(res).splitlines()
+    assert len(lines) == 2 and "Softmax 1/M does not beat it beyond the seed spread" in lines[0]
+    assert "probe 50 +0.040 (beyond the seed spread)" in lines[0]
+    table = run_transfer.curve_table(res, "probe_accuracy", "50").splitlines()
+    assert table[0] == "| loss | tags | 5 it | 10 it |" and len(table) == 2 + 3 * len(CONDITIONS)
+    grid = run_transfer.lr_table(res).splitlines()
+    assert grid[0] == "| loss | tuned on | lr 0.03 | lr 0.1 | lr 0.3 | chosen | interior |"
+    assert grid[2] == "| softmax | clean | 0.200 | **0.400** | 0.300 | 0.1 | yes |"
+
+
+def test_grid_is_extended_until_the_chosen_rate_is_interior():
+    assert [run_transfer.ladder(x, up) for x, up in [(0.01, True), (0.03, True), (0.1, False), (0.03, False),
+                                                      (1.0, True), (0.003, False)]] == [0.03, 0.1, 0.03, 0.01,
+                                                                                       3.0, 0.001]
+    rows = [{"base_lr": lr, "val_map": v} for lr, v in [(0.01, 0.2), (0.03, 0.5), (0.1, 0.6)]]
+    best, nxt = run_transfer.choose(rows, max_grid=6)
+    assert best["base_lr"] == 0.1 and nxt == 0.3                     # best at the top edge: go up
+    rows.append({"base_lr": 0.3, "val_map": 0.55})
+    assert run_transfer.choose(rows, 6) == (rows[2], None)           # interior now
+    low = [{"base_lr": lr, "val_map": v} for lr, v in [(0.01, 0.7), (0.03, 0.7), (0.1, 0.1)]]
+    assert run_transfer.choose(low, 6)[1] == 0.003                   # a tie goes to the smaller rate, an edge
+    assert run_transfer.choose(low, 3)[1] is None                    # the grid is full
+def test_readme_tables_agree_with_the_committed_results(capsys):
+    import transfer_report
+    assert transfer_report.main(["--check"]) == 0, capsys.readouterr().err
+
+
+def test_readme_tables_check_fails_when_the_results_change(tmp_path, monkeypatch):
+    import transfer_report
+    with open(transfer_report.COMMITTED) as f:
+        committed = json.load(f)
+    loss = next(iter(committed["summary"]))
+    cond = next(iter(committed["summary"][loss]))
+    committed["summary"][loss][cond]["tag_map"]["mean"] += 0.5
+    blocks = {path: {name: make(committed) for name, make in by_name.items()}
+              for path, by_name in transfer_report.BLOCKS.items()}
+    from softmax_multilabel_layer.tools.docblocks import sync_blocks
+    assert sync_blocks(blocks, "g", "s", check=True, root=transfer_report.REPO) == 1
+
+
+def test_best_sigmoid_family_loss_is_chosen_on_the_seeds_all_of_them_have():
+    def run(loss, seed, acc):
+        return {"loss": loss, "condition": "clean", "seed": seed, "base_lr": 0.1, "tag_map": acc,
+                "probe_accuracy": {"10": acc, "50": acc}}
+    runs = [run("softmax", 1, 0.95), run("softmax", 2, 0.96), run("sigmoid", 1, 0.9), run("sigmoid", 2, 0.2),
+            run("focal", 1, 0.8)]          # sigmoid's mean over its two seeds (0.55) is below focal's one seed
+    summary = run_transfer.summarize(runs, ["softmax", "sigmoid", "focal"], ["clean"], [10, 50])
+    comparisons = run_transfer.compare(runs, "softmax", ["clean"], [10, 50])
+    v = run_transfer.verdict(summary, comparisons, ["clean"], [10, 50], runs)["clean"]
+    assert v["best_sigmoid_family"] == "sigmoid" and v["chosen_on_seeds"] == [1]
+    assert v["by_metric"]["probe_50"]["paired"] == pytest.approx([0.05, 0.76])

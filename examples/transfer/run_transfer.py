@@ -32,7 +32,7 @@ import re
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -56,11 +56,20 @@ def parse_args(argv):
                    help="default: softmax sigmoid focal, and asl when the package has it")
     p.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="pretraining random_seed values")
-    p.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.1],
-                   help="learning-rate grid, the same for every loss (searched with the first seed)")
+    p.add_argument("--tune", action="store_true", help="only search the learning rates (first seed, "
+                   "--tune-iter iterations) and write them to --tuned")
+    p.add_argument("--tuned", default=os.path.join(REPO, "examples", "transfer", "tuned.json"),
+                   help="the learning rates chosen by --tune (read by a normal run, written by --tune)")
+    p.add_argument("--lrs", type=float, nargs="+", default=[0.01, 0.03, 0.1],
+                   help="--tune: the starting grid, the same for every loss; extended while the best is at an edge")
+    p.add_argument("--max-grid", type=int, default=6, help="--tune: most rates per loss and condition")
+    p.add_argument("--tune-iter", type=int, default=1000, help="--tune: iterations of each grid run")
     p.add_argument("--fixed-lr", nargs="+", default=[], metavar="LOSS=RATE",
-                   help="skip the search for these losses (e.g. a longer-budget check at the chosen rates)")
-    p.add_argument("--max-iter", type=int, default=1000, help="pretraining iterations of batch 64")
+                   help="use these rates instead of the tuned ones")
+    p.add_argument("--checkpoints", type=int, nargs="+", default=[500, 1000, 2000, 3000],
+                   help="iterations at which each run is evaluated (snapshots of one run); it ends at the last")
+    p.add_argument("--prior", choices=("mean", "none"), default="mean",
+                   help="sigmoid family's initial fc_out bias: the prior bias of the mean tag frequency, or zero")
     p.add_argument("--shots", type=int, nargs="+", default=[10, 50], help="labelled scans per class for the probe")
     p.add_argument("--probe-draws", type=int, default=5, help="random subsets averaged for shot counts "
                    "below the largest")
@@ -76,7 +85,10 @@ def parse_args(argv):
     p.add_argument("--add-per-image", type=float, default=0.3, help="noisy condition: mean wrong tags added")
     p.add_argument("--reuse", action="store_true", help="keep runs already completed in --out with the same "
                    "prototxts (evaluate them again, train only the missing ones)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel caffe runs, one core each")
+    p.add_argument("--no-train", action="store_true", help="like --reuse, but report only the runs already finished "
+                   "in --out (e.g. more seeds for some losses than for others), train none")
+    p.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", os.cpu_count() or 1)),
+                   help="parallel caffe runs, one core each (default: $JOBS, else the core count)")
     args = p.parse_args(argv)
     losses = transfer_nets.available_losses()
     if args.losses is None:
@@ -168,7 +180,40 @@ def summarize(runs, losses, conditions, shots):
             out.setdefault(loss, {})[cond] = {
                 "base_lr": rs[0]["base_lr"], "seeds": [r["seed"] for r in rs],
                 "tag_map": stats([r["tag_map"] for r in rs]),
-                "probe_accuracy": {str(k): stats([r["probe_accuracy"][str(k)] for r in rs]) for k in shots}}
+                "probe_accuracy": {str(k): stats([r["probe_accuracy"][str(k)] for r in rs]) for k in shots},
+                "curve": {it: {"tag_map": stats([r["curve"][it]["tag_map"] for r in rs]),
+                               "probe_accuracy": {str(k): stats([r["curve"][it]["probe_accuracy"][str(k)]
+                                                                 for r in rs]) for k in shots}}
+                          for it in rs[0].get("curve", {})}}
+    return out
+
+
+def verdict(summary, comparisons, conditions, shots, runs, family=transfer_nets.SIGMOID_FAMILY):
+    """Per condition: softmax against the best sigmoid-family loss, with the paired differences of every
+    yardstick and whether each exceeds the seed spread (:func:`compare`).
+
+    The best is the one with the highest mean probe accuracy at the most shots, at the end of the runs, over
+    the seeds every sigmoid-family loss of the condition has (so a loss run with more seeds is not judged on
+    other seeds than its rivals).
+    """
+    out = {}
+    top = "probe_%d" % max(shots)
+    for cond in conditions:
+        rivals = [x for x in family if cond in summary.get(x, {})]
+        if "softmax" not in summary or not rivals:
+            continue
+        common = set.intersection(*({r["seed"] for r in runs if r["loss"] == x and r["condition"] == cond}
+                                    for x in rivals))
+
+        def score(x, cond=cond, common=common):
+            return float(np.mean([r["probe_accuracy"][str(max(shots))] for r in runs
+                                  if r["loss"] == x and r["condition"] == cond and r["seed"] in common]))
+        best = max(rivals, key=score)
+        rows = {c["metric"]: c for c in comparisons if c["condition"] == cond and c["versus"] == best}
+        out[cond] = {"best_sigmoid_family": best, "chosen_on_seeds": sorted(common), "by_metric": rows,
+                     "softmax_better": all(r["exceeds_spread"] and r["mean_difference"] > 0 for r in rows.values()),
+                     "softmax_better_at_%s" % top: bool(rows.get(top, {}).get("exceeds_spread"))
+                     and rows[top]["mean_difference"] > 0}
     return out
 
 
@@ -201,6 +246,11 @@ def compare(runs, reference, conditions, shots):
     return out
 
 
+def ordered(summary):
+    """The losses of a summary in the experiment's order (JSON files keep keys sorted)."""
+    return [x for x in transfer_nets.ORDER if x in summary] + sorted(set(summary) - set(transfer_nets.ORDER))
+
+
 def _pm(s, digits=3):
     if s["n"] == 1:
         return "%.*f" % (digits, s["mean"])
@@ -213,7 +263,8 @@ def markdown_tables(results):
     lines = []
     for cond in results["conditions"]:
         lines += ["", "**%s tags**" % cond, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for loss, by_cond in results["summary"].items():
+        for loss in ordered(results["summary"]):
+            by_cond = results["summary"][loss]
             if cond in by_cond:
                 s = by_cond[cond]
                 lines.append("| %s | %g | %s | %s |" % (
@@ -227,15 +278,59 @@ def markdown_tables(results):
 
 
 def lr_table(results):
-    shots = results["shots"]
-    head = ["loss", "condition", "lr", "val mAP (selects)", "tag mAP"] + ["%d-shot" % k for k in shots]
+    """The --tune grid (results["tuning"], from tuned.json): validation mAP by rate; the chosen rate in bold."""
+    tuning = results.get("tuning")
+    if not tuning:
+        return "(rates given with --fixed-lr; no grid)"
+    rows = tuning["grid"]
+    lrs = sorted({r["base_lr"] for r in rows})
+    head = ["loss", "tuned on"] + ["lr %g" % lr for lr in lrs] + ["chosen", "interior"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in sorted(results["lr_search"], key=lambda r: (r["condition"], r["loss"], r["base_lr"])):
-        chosen = results["selected_lr"][r["loss"]][r["condition"]] == r["base_lr"]
-        lines.append("| %s | %s | %g%s | %.3f | %.3f | %s |" % (
-            r["loss"], r["condition"], r["base_lr"], " (chosen)" if chosen else "", r["val_map"], r["tag_map"],
-            " | ".join("%.3f" % r["probe_accuracy"][str(k)] for k in shots)))
+    for loss in [x for x in transfer_nets.ORDER if x in tuning["chosen"]]:
+        for cond, lr in tuning["chosen"][loss].items():
+            val = {r["base_lr"]: r["val_map"] for r in rows if r["loss"] == loss and r["condition"] == cond}
+            cells = [("**%.3f**" if x == lr else "%.3f") % val[x] if x in val else "" for x in lrs]
+            lines.append("| %s | %s | %s | %g | %s |" % (loss, cond, " | ".join(cells), lr,
+                                                        "yes" if tuning["interior"][loss][cond] else "**no**"))
     return "\n".join(lines)
+
+
+def curve_table(results, metric, key=None):
+    """Mean over seeds of one yardstick at every checkpoint, a row per (loss, condition)."""
+    its = results["checkpoints"]
+    head = ["loss", "tags"] + ["%d it" % it for it in its]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cond in results["conditions"]:
+        for loss in ordered(results["summary"]):
+            by_cond = results["summary"][loss]
+            if cond not in by_cond:
+                continue
+            c = by_cond[cond]["curve"]
+            cells = [_pm(c[str(it)][metric] if key is None else c[str(it)][metric][key]) for it in its]
+            lines.append("| %s | %s | %s |" % (loss, cond, " | ".join(cells)))
+    return "\n".join(lines)
+
+
+def verdict_lines(results):
+    """One sentence per condition: softmax 1/M against the best sigmoid-family loss, at the end of the runs."""
+    out = []
+    for cond, v in results.get("verdict", {}).items():
+        rows = v["by_metric"]
+        parts = ["%s %+.3f (%s)" % (m.replace("probe_", "probe ").replace("tag_map", "tag mAP"), r["mean_difference"],
+                                     "one seed" if len(r["paired"]) < 2 else "beyond the seed spread"
+                                     if r["exceeds_spread"] else "within the seed spread")
+                 for m, r in sorted(rows.items())]
+        if min(len(r["paired"]) for r in rows.values()) < 2:
+            say = "fewer than two paired seeds: no seed spread, no verdict"
+        elif v["softmax_better"]:
+            say = "softmax 1/M beats it beyond the seed spread on every yardstick"
+        elif all(r["exceeds_spread"] and r["mean_difference"] < 0 for r in rows.values()):
+            say = "it beats softmax 1/M beyond the seed spread on every yardstick"
+        else:
+            say = "softmax 1/M does not beat it beyond the seed spread on every yardstick"
+        out.append("- **%s tags**: best sigmoid-family loss %s; softmax − %s: %s. %s." % (
+            cond, v["best_sigmoid_family"], v["best_sigmoid_family"], "; ".join(parts), say[0].upper() + say[1:]))
+    return "\n".join(out)
 
 
 def comparison_lines(results):
@@ -249,58 +344,56 @@ def comparison_lines(results):
 
 
 def wall_time_line(results):
-    every = results["runs"] + [r for r in results["lr_search"] if r not in results["runs"]]
+    every = results["runs"]
     reused = sum(1 for r in every if r.get("reused"))
     trained = sum(r.get("train_seconds") or 0.0 for r in every)
-    return ("Wall time of this invocation %.0f s (load average %s at the start, %s at the end); "
+    return ("Wall time of this invocation %.0f s (load average %s at the start, %s at the end; %s; %s); "
             "%d of %d pretraining runs reused from an earlier invocation (--reuse); "
             "caffe train time of all %d runs, from their logs: %.0f s summed."
             % (results["seconds"]["total"], results["load_average"]["start"], results["load_average"]["end"],
-               reused, len(every), len(every), trained))
+               results.get("machine", "?"), results.get("date", "?"), reused, len(every), len(every), trained))
 
 
 def plot(results, path):
+    """Budget curves: each yardstick against iterations (mean over seeds, bars = seed std), a row per condition."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     panels = [("probe_accuracy", str(k), "probe accuracy, %d-shot" % k) for k in results["shots"]] + \
         [("tag_map", None, "tag mAP (clean tags, held-out scans)")]
-    losses = list(results["summary"])
     conds = results["conditions"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
-    width = 0.8 / max(1, len(losses))
-    for ax, (metric, key, title) in zip(np.atleast_1d(axes), panels, strict=True):
-        for i, loss in enumerate(losses):
-            ss = [results["summary"][loss][c][metric] if key is None else
-                  results["summary"][loss][c][metric][key] for c in conds]
-            ax.bar(np.arange(len(conds)) + (i - (len(losses) - 1) / 2) * width, [s["mean"] for s in ss], width,
-                   yerr=[s["std"] for s in ss], capsize=3, label=loss)
-            for j, c in enumerate(conds):       # the individual seeds
-                vals = [r[metric] if key is None else r[metric][key] for r in results["runs"]
-                        if r["loss"] == loss and r["condition"] == c]
-                ax.plot([j + (i - (len(losses) - 1) / 2) * width] * len(vals), vals, "k.", ms=3)
-        if key is not None:
-            for name, s in results["baseline_summary"].items():
-                ax.axhline(s[key]["mean"], ls="--", lw=1, color="gray")
-                ax.text(len(conds) - 0.5, s[key]["mean"], " " + name, fontsize=7, va="bottom", ha="right")
-        lo = min(r[metric] if key is None else r[metric][key] for r in results["runs"])
-        if key is not None:
-            lo = min([lo] + [s[key]["mean"] for s in results["baseline_summary"].values()])
-        ax.set_ylim(max(0.0, lo - 0.05), 1.0)
-        ax.set_xticks(range(len(conds)))
-        ax.set_xticklabels(["%s tags" % c for c in conds])
-        ax.set_title(title, fontsize=10)
-    np.atleast_1d(axes)[0].legend(fontsize=8, loc="lower left")
+    its = results["checkpoints"]
+    fig, axes = plt.subplots(len(conds), len(panels), figsize=(4.2 * len(panels), 3.4 * len(conds)), squeeze=False)
+    for row, cond in zip(axes, conds, strict=True):
+        for ax, (metric, key, title) in zip(row, panels, strict=True):
+            for loss in ordered(results["summary"]):
+                by_cond = results["summary"][loss]
+                if cond not in by_cond:
+                    continue
+                ss = [by_cond[cond]["curve"][str(it)][metric] if key is None else
+                      by_cond[cond]["curve"][str(it)][metric][key] for it in its]
+                ax.errorbar(its, [s["mean"] for s in ss], yerr=[s["std"] for s in ss], marker="o", ms=3,
+                            capsize=2, label="%s (lr %g)" % (loss, by_cond[cond]["base_lr"]))
+            if key is not None:
+                for name, s in results["baseline_summary"].items():
+                    ax.axhline(s[key]["mean"], ls="--", lw=1, color="gray")
+                    ax.text(its[-1], s[key]["mean"], name, fontsize=7, va="bottom", ha="right")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(its)
+            ax.set_xticklabels([str(it) for it in its])
+            ax.set_ylim(0.0, 1.0)
+            ax.set_xlabel("pretraining iterations (batch 64)")
+            ax.set_title("%s tags: %s" % (cond, title), fontsize=9)
+    axes[0][0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
 def write_report(results, out):
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    plot_path = plot(results, os.path.join(out, "transfer.png"))
+    write_json(os.path.join(out, "results.json"), results)
+    plot_path = plot(results, os.path.join(out, "budget_curves.png"))
     d = results["data"]
     md = ["# Transfer after noisy-tag pretraining: softmax 1/M vs sigmoid losses", "",
           "`%s`" % results["command"], "",
@@ -311,8 +404,12 @@ def write_report(results, out):
              d["noise"]["measured_added_per_image"], d["sizes"]["probe_test"],
              ", ".join(map(str, results["seeds"]))), "",
           markdown_tables(results), "",
+          "Verdict at %d iterations:" % results["checkpoints"][-1], "", verdict_lines(results), "",
           "Differences (paired by seed):", "", comparison_lines(results), "",
-          "Learning-rate search (seed %d):" % results["seeds"][0], "", lr_table(results), "",
+          "Budget curves, probe accuracy %d-shot:" % max(results["shots"]), "",
+          curve_table(results, "probe_accuracy", str(max(results["shots"]))), "",
+          "Budget curves, tag mAP:", "", curve_table(results, "tag_map"), "",
+          "Learning-rate grid (validation mAP; --tune):", "", lr_table(results), "",
           "Plot: %s" % os.path.basename(plot_path), "",
           wall_time_line(results)]
     with open(os.path.join(out, "results.md"), "w") as f:
@@ -320,26 +417,85 @@ def write_report(results, out):
     return md
 
 
-def assemble_results(args, data, runs, lr_search, selected, baselines, command, seconds, load_average):
+def assemble_results(args, data, runs, tuning, selected, baselines, command, seconds, load_average):
     """Everything results.json holds; ``runs`` are the runs at the chosen learning rates."""
     baseline_summary = {}
     for name in dict.fromkeys(b["features"] for b in baselines):
         bs = [b for b in baselines if b["features"] == name]
         baseline_summary[name] = {str(k): stats([b["probe_accuracy"][str(k)] for b in bs]) for k in args.shots}
     losses = transfer_nets.available_losses()
+    summary = summarize(runs, args.losses, args.conditions, args.shots)
+    comparisons = compare(runs, "softmax", args.conditions, args.shots) if "softmax" in args.losses else []
     return {
         "seeds": list(args.seeds), "conditions": list(args.conditions), "shots": list(args.shots),
         "runs": runs,
         "losses": {name: {"layer": losses[name][0], "options": losses[name][1],
                           "description": transfer_nets.LOSS_NAMES[name]} for name in args.losses},
-        "lr_grid": list(args.lrs), "selected_lr": selected, "lr_search": lr_search,
-        "summary": summarize(runs, args.losses, args.conditions, args.shots),
-        "comparisons": compare(runs, "softmax", args.conditions, args.shots) if "softmax" in args.losses else [],
+        "selected_lr": selected, "tuning": tuning,
+        "summary": summary,
+        "comparisons": comparisons,
+        "verdict": verdict(summary, comparisons, args.conditions, args.shots, runs),
         "baselines": baselines, "baseline_summary": baseline_summary,
         "data": data,
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "command": command, "seconds": seconds, "load_average": load_average, "cpu_count": os.cpu_count(),
+        "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+        "checkpoints": sorted({int(it) for r in runs for it in r.get("curve", {})}),
     }
+
+
+# ---------------------------------------------------------------- learning-rate grid
+
+def ladder(rate, up):
+    """The next rate on the 1-3-10 ladder above (``up``) or below ``rate``: 0.01 <-> 0.03 <-> 0.1."""
+    exponent = np.floor(np.log10(rate) + 1e-9)
+    mantissa = rate / 10 ** exponent
+    if up:
+        nxt = 3 * 10 ** exponent if mantissa < 2 else 10 ** (exponent + 1)
+    else:
+        nxt = 10 ** (exponent - 1) * 3 if mantissa < 2 else 10 ** exponent
+    return float("%.3g" % nxt)
+
+
+def choose(rows, max_grid):
+    """(chosen row, the rate to try next or None) for one loss's grid rows (dicts with base_lr, val_map).
+
+    The best validation mAP is chosen (ties: the smaller rate). When it sits at an edge of the grid,
+    the next rate outward on the 1-3-10 ladder is proposed, until the grid has ``max_grid`` rates.
+    """
+    rows = sorted(rows, key=lambda r: r["base_lr"])
+    best = max(rows, key=lambda r: (r["val_map"], -r["base_lr"]))
+    if len(rows) >= max_grid:
+        return best, None
+    if best is rows[0]:
+        return best, ladder(best["base_lr"], up=False)
+    if best is rows[-1]:
+        return best, ladder(best["base_lr"], up=True)
+    return best, None
+
+
+def tuned_rates(path, losses, conditions):
+    """({loss: {condition: rate}}, {loss: {condition: the condition the rate was tuned on}}) from a --tune file.
+
+    A condition the file was not tuned on takes the rate tuned on the file's first condition.
+    """
+    if not os.path.exists(path):
+        raise SystemExit("run_transfer.py: no tuned rates in %s; run with --tune first, or give --fixed-lr" % path)
+    with open(path) as f:
+        tuned = json.load(f)
+    missing = [loss for loss in losses if not tuned["chosen"].get(loss)]
+    if missing:
+        raise SystemExit("run_transfer.py: %s has no tuned rate for %s; run with --tune, or give --fixed-lr"
+                         % (path, ", ".join(missing)))
+    rates: dict[str, dict[str, float]] = {}
+    source: dict[str, dict[str, str]] = {}
+    for loss in losses:
+        chosen = tuned["chosen"][loss]
+        first = next(iter(chosen))
+        for c in conditions:
+            rates.setdefault(loss, {})[c] = chosen.get(c, chosen[first])
+            source.setdefault(loss, {})[c] = c if c in chosen else first
+    return rates, source
 
 
 # ---------------------------------------------------------------- main
@@ -373,31 +529,43 @@ def main(argv=None):
     rng = np.random.default_rng([args.data_seed, 20])
     subsets = {k: transfer_data.shot_subsets(max(args.shots), k, args.probe_draws, rng) for k in args.shots}
     losses = transfer_nets.available_losses()
+    # the sigmoid family's prior: the mean tag frequency of the condition's training tags
+    priors = {c: data["noise"]["tags_per_image"][c] / data["tags"] for c in args.conditions}
+    data["prior"] = {c: (priors[c] if args.prior == "mean" else None) for c in args.conditions}
     deploy = os.path.join(out, "deploy.prototxt")
     with open(deploy, "w") as f:
         f.write(transfer_nets.deploy_prototxt(data["tags"]))
 
     import caffe
     caffe.set_mode_cpu()
+    max_iter = args.tune_iter if args.tune else max(args.checkpoints)
+    checkpoints = [max_iter] if args.tune else sorted(args.checkpoints)
+    every = int(np.gcd.reduce(checkpoints))
 
     def train_one(run):
         run_dir = run["run_dir"]
         os.makedirs(run_dir, exist_ok=True)
         net_path = os.path.join(run_dir, "train.prototxt")
         solver = os.path.join(run_dir, "solver.prototxt")
+        prior = data["prior"][run["condition"]] if run["loss"] in transfer_nets.SIGMOID_FAMILY else None
         files = {net_path: "# data: %s sha256 %s\n" % (data["h5_file"], data_digest) +
-                 transfer_nets.train_prototxt(run["loss"], data["tags"], data["list_file"], run["condition"]),
+                 transfer_nets.train_prototxt(run["loss"], data["tags"], data["list_file"], run["condition"],
+                                              prior),
                  solver: transfer_nets.solver_prototxt(net_path, os.path.join(run_dir, "snap"), run["base_lr"],
-                                                       args.max_iter, run["seed"])}
-        if args.reuse and finished(run_dir, files):
+                                                       max_iter, run["seed"], every)}
+        if (args.reuse or args.no_train) and finished(run_dir, files):
             with open(os.path.join(run_dir, "train.log")) as f:
                 run["train_seconds"], run["reused"] = log_seconds(f.read()), True
+            return run
+        if args.no_train:
+            run["missing"] = True
             return run
         for path, text in files.items():
             with open(path, "w") as f:
                 f.write(text)
+        say("  [%-24s] caffe train, %d iterations, seed %d ..." % (run["name"], max_iter, run["seed"]))
         start = time.time()
-        rc = train(solver, os.path.join(run_dir, "train.log"), progress_every=args.max_iter,
+        rc = train(solver, os.path.join(run_dir, "train.log"), progress_every=max_iter,
                    on_progress=lambda t: None, cwd=REPO)
         run["train_seconds"] = time.time() - start
         if rc != 0:
@@ -415,57 +583,103 @@ def main(argv=None):
             if not os.path.exists(path) or read(path) != text:
                 return False
         log = os.path.join(run_dir, "train.log")
-        return (os.path.exists(os.path.join(run_dir, "snap_iter_%d.caffemodel" % args.max_iter))
+        return (all(os.path.exists(os.path.join(run_dir, "snap_iter_%d.caffemodel" % it)) for it in checkpoints)
                 and os.path.exists(log) and "Optimization Done" in read(log))
 
     def finish(run):
         with open(os.path.join(run["run_dir"], "train.log")) as f:
             curve = parse_log(f.read())["train"]
         run["final_train_loss"] = curve[-1][1] if curve else None
-        weights = os.path.join(run["run_dir"], "snap_iter_%d.caffemodel" % args.max_iter)
-        net = caffe.Net(deploy, caffe.TEST, weights=weights)
-        run.update(evaluate_net(net, losses[run["loss"]][2], arrays, run["condition"], subsets, args.probe_c))
-        say("  [%-22s] %s  train loss %s  val mAP %.3f  tag mAP %.3f  probe %s" % (
+        run["curve"] = {}
+        for it in checkpoints:
+            weights = os.path.join(run["run_dir"], "snap_iter_%d.caffemodel" % it)
+            net = caffe.Net(deploy, caffe.TEST, weights=weights)
+            run["curve"][str(it)] = evaluate_net(net, losses[run["loss"]][2], arrays, run["condition"], subsets,
+                                                 args.probe_c)
+        run.update(run["curve"][str(max_iter)])       # the headline numbers: the end of the run
+        say("  [%-24s] %s  train loss %s  val mAP %.3f  tag mAP %.3f  probe %s  (by iteration: %s)" % (
             run["name"], "reused" if run.get("reused") else "%3.0f s" % run["train_seconds"],
             run["final_train_loss"], run["val_map"], run["tag_map"],
-            " ".join("%s-shot %.3f" % kv for kv in run["probe_accuracy"].items())))
+            " ".join("%s-shot %.3f" % kv for kv in run["probe_accuracy"].items()),
+            ", ".join("%s: %.3f" % (it, c["probe_accuracy"][str(max(args.shots))])
+                      for it, c in run["curve"].items())))
+        return run
 
     def new_run(loss, cond, lr, seed):
         return {"loss": loss, "condition": cond, "seed": seed, "base_lr": lr,
                 "name": "%s %s lr%g s%d" % (loss, cond, lr, seed),
-                "run_dir": os.path.join(out, "runs", cond, loss, "lr%g" % lr, "seed%d" % seed)}
+                "run_dir": os.path.join(out, "runs", cond, loss, "lr%g" % lr, "it%d" % max_iter, "seed%d" % seed)}
+
+    def run_all(runs):
+        """Train (args.jobs at a time) and evaluate ``runs``, in order of completion."""
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            pending = [pool.submit(train_one, r) for r in runs]
+            for fut in pending:
+                run = fut.result()
+                if not run.get("missing"):
+                    finish(run)
 
     groups = [(cond, loss) for cond in args.conditions for loss in args.losses]
-    first = args.seeds[0]
-    say("\n== 2/4 pretraining with %s train: %d losses x %d conditions; lr grid %s with seed %d, "
-        "then seeds %s at the chosen lr; %d iterations of batch %d; %d at a time"
-        % (caffe_binary(), len(args.losses), len(args.conditions), args.lrs, first,
-           args.seeds[1:], args.max_iter, transfer_nets.BATCH, args.jobs))
-    search = {g: [new_run(g[1], g[0], lr, first) for lr in args.fixed_lr.get(g[1], args.lrs)] for g in groups}
-    selected: dict[str, dict[str, float]] = {}      # {loss: {condition: base_lr}}
-    final_runs = []
     t1 = time.time()
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        pending = {pool.submit(train_one, r): ("search", r) for g in groups for r in search[g]}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                stage, run = pending.pop(fut)
-                finish(fut.result())
-                if stage == "final":
-                    continue
-                cond, loss = group = (run["condition"], run["loss"])
-                if all("val_map" in r for r in search[group]):
-                    best = max(search[group], key=lambda r: (r["val_map"], -r["base_lr"]))
-                    selected.setdefault(loss, {})[cond] = best["base_lr"]
-                    final_runs.append(best)
-                    if len(search[group]) > 1:
-                        say("  [%s %s] chosen lr %g (val mAP %s)" % (loss, cond, best["base_lr"], ", ".join(
-                            "%g: %.3f" % (r["base_lr"], r["val_map"]) for r in search[group])))
-                    for seed in args.seeds[1:]:
-                        r = new_run(loss, cond, best["base_lr"], seed)
-                        pending[pool.submit(train_one, r)] = ("final", r)
-                        final_runs.append(r)
+    say("\n== 2/4 pretraining with %s train: %d losses x %d conditions; %d iterations of batch %d; "
+        "sigmoid-family prior %s; %d at a time"
+        % (caffe_binary(), len(args.losses), len(args.conditions), max_iter, transfer_nets.BATCH,
+           {c: None if p is None else round(p, 4) for c, p in data["prior"].items()}, args.jobs))
+    if args.tune:
+        first = args.seeds[0]
+        say("   --tune: grid %s per loss and condition with seed %d, extended on the 1-3-10 ladder while the "
+            "best validation mAP is at an edge (at most %d rates)" % (args.lrs, first, args.max_grid))
+        grid = {g: [new_run(g[1], g[0], lr, first) for lr in args.lrs] for g in groups}
+        todo = [r for g in groups for r in grid[g]]
+        chosen = {}
+        while todo:
+            run_all(todo)
+            todo = []
+            for g in groups:
+                best, nxt = choose(grid[g], args.max_grid)
+                chosen[g] = best
+                if nxt is not None and nxt not in [r["base_lr"] for r in grid[g]]:
+                    r = new_run(g[1], g[0], nxt, first)
+                    grid[g].append(r)
+                    todo.append(r)
+        rows = []
+        for g in groups:
+            lrs = sorted(r["base_lr"] for r in grid[g])
+            say("  [%s %s] chosen lr %g (val mAP %s)%s" % (g[1], g[0], chosen[g]["base_lr"], ", ".join(
+                "%g: %.3f" % (r["base_lr"], r["val_map"]) for r in sorted(grid[g], key=lambda r: r["base_lr"])),
+                "" if lrs[0] < chosen[g]["base_lr"] < lrs[-1] else "  AT THE EDGE"))
+            rows += [{k: r[k] for k in ("loss", "condition", "seed", "base_lr", "val_map", "tag_map",
+                                        "probe_accuracy", "dead_features", "diverged", "train_seconds")}
+                     for r in sorted(grid[g], key=lambda r: r["base_lr"])]
+        tuned = {
+            "chosen": {loss: {c: chosen[c, loss]["base_lr"] for c in args.conditions} for loss in args.losses},
+            "interior": {loss: {c: min(r["base_lr"] for r in grid[c, loss]) < chosen[c, loss]["base_lr"]
+                                < max(r["base_lr"] for r in grid[c, loss]) for c in args.conditions}
+                         for loss in args.losses},
+            "grid": rows, "tune_iter": args.tune_iter, "seed": first, "prior": data["prior"],
+            "command": " ".join([os.path.relpath(sys.executable, REPO), "examples/transfer/run_transfer.py"]
+                                + (argv if argv is not None else sys.argv[1:])),
+            "seconds": time.time() - t0, "load_average": {"start": load_start,
+                                                          "end": [round(x, 2) for x in os.getloadavg()]},
+            "date": time.strftime("%Y-%m-%d"), "machine": machine()}
+        write_json(args.tuned, tuned)
+        say("\ntuned rates: %s\nwritten to %s; wall time %.0f s" % (tuned["chosen"], args.tuned, tuned["seconds"]))
+        return tuned
+
+    rest = [x for x in args.losses if x not in args.fixed_lr]
+    rates, source = tuned_rates(args.tuned, rest, args.conditions) if rest else ({}, {})
+    for loss, lr in args.fixed_lr.items():
+        rates[loss] = {c: lr[0] for c in args.conditions}
+        source[loss] = {c: "--fixed-lr" for c in args.conditions}
+    data["rate_tuned_on"] = source
+    final_runs = [new_run(loss, cond, rates[loss][cond], seed)
+                  for cond, loss in groups for seed in args.seeds]
+    say("   rates %s; snapshots at %s" % (rates, checkpoints))
+    run_all(final_runs)
+    if args.no_train:
+        say("   --no-train: %d of %d runs were not found finished in %s and are left out"
+            % (sum(1 for r in final_runs if r.get("missing")), len(final_runs), out))
+        final_runs = [r for r in final_runs if not r.get("missing")]
     t_train = time.time() - t1
 
     say("\n== 3/4 baselines: raw pixels, randomly initialised CNN (seeds %s)" % args.seeds)
@@ -480,10 +694,14 @@ def main(argv=None):
                  for k in ("probe_train", "probe_test")}
         baselines.append({"features": "random-init CNN fc1 (128)", "seed": seed,
                           "probe_accuracy": probe_all(feats, arrays, subsets, args.probe_c)})
-    final_runs.sort(key=lambda r: (args.conditions.index(r["condition"]), args.losses.index(r["loss"]),
-                                   args.seeds.index(r["seed"])))
+    tuning = None
+    if os.path.exists(args.tuned) and len(args.fixed_lr) < len(args.losses):
+        with open(args.tuned) as f:
+            tuning = json.load(f)
+    for r in final_runs:
+        r.pop("run_dir", None)
     results = assemble_results(
-        args, data, final_runs, [r for g in groups for r in search[g]], selected, baselines,
+        args, data, final_runs, tuning, rates, baselines,
         command=" ".join([os.path.relpath(sys.executable, REPO), "examples/transfer/run_transfer.py"]
                          + (argv if argv is not None else sys.argv[1:])),
         seconds={"train_and_eval": t_train, "total": time.time() - t0},
@@ -496,6 +714,29 @@ def main(argv=None):
         % (os.path.join(out, "results.md"), results["seconds"]["total"], t_train, load_start,
            results["load_average"]["end"]))
     return results
+
+
+def machine():
+    """CPU model and count, for the tables' captions."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return "%s, %d cores" % (model, os.cpu_count() or 1)
+
+
+def write_json(path, obj):
+    """Write ``obj`` as JSON to ``path`` through a temporary name (a reader never sees half a file)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

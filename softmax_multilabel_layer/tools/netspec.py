@@ -5,7 +5,7 @@ layers, so a typo fails here instead of at iteration 0 of a training run::
 
     import caffe
     from caffe import layers as L
-    from softmax_multilabel_layer.netspec import softmax_multilabel_loss
+    from softmax_multilabel_layer.tools.netspec import softmax_multilabel_loss
 
     n = caffe.NetSpec()
     n.data, n.label = L.HDF5Data(source="train_list.txt", batch_size=64, ntop=2)
@@ -19,14 +19,27 @@ layers, so a typo fails here instead of at iteration 0 of a training run::
 Without NetSpec, :func:`layer_prototxt` returns the same layer as prototxt text::
 
     print(layer_prototxt("sigmoid", bottoms=("fc_out", "label"), gamma=2))
+
+A sigmoid-family head (BCE, focal, ASL) trained on many rare tags starts better from the
+prior bias of Lin et al. (2017), b = -log((1 - pi) / pi): every tag's probability starts at
+its prior pi instead of 0.5. A constant prior is a Caffe filler; per-tag priors (each tag's
+frequency) are written into the initial weights::
+
+    n.scores = L.InnerProduct(n.data, num_output=10, bias_filler=prior_bias_filler(0.01))
+    # per tag: priors from the training labels, into a net, saved for `caffe train --weights`
+    net = caffe.Net("train.prototxt", caffe.TRAIN)
+    set_prior_bias(net, "scores", image_list_priors("train_list.txt", num_classes=10))
+    net.save("init.caffemodel")
 """
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import caffe
+import numpy as np
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
+from numpy.typing import ArrayLike, NDArray
 
 from softmax_multilabel_layer.params import (
     MultilabelLossError,
@@ -169,5 +182,150 @@ def layer_prototxt(loss: str, bottoms: Sequence[str] = ("scores", "labels"), top
     return "layer {\n%s\n}\n" % "\n".join(lines)
 
 
-__all__ = ["LOSSES", "MODULE", "MultilabelLossError", "layer_prototxt", "python_param",
-           "sigmoid_multilabel_loss", "softmax_multilabel_loss", "two_way_loss", "zlpr_loss"]
+def prior_bias(prior: ArrayLike, owner: str = "prior_bias") -> NDArray[np.float64]:
+    """The output bias at which a sigmoid unit starts at probability ``prior`` (Lin et al., ICCV 2017).
+
+    .. math:: b = -\\log\\frac{1 - \\pi}{\\pi}, \\qquad \\sigma(b) = \\pi
+
+    Args:
+        prior: pi, a number or an array of per-tag priors, each strictly between 0 and 1.
+        owner: the name errors start with.
+
+    Returns:
+        b, float64, the shape of ``prior`` (a 0-d array for a number).
+
+    Example::
+
+        >>> float(prior_bias(0.01))
+        -4.59511985013459
+    """
+    raw = np.asarray(prior)
+    if raw.dtype.kind not in "fiu":
+        raise MultilabelLossError("%s: a prior must be strictly between 0 and 1, got %r" % (owner, prior))
+    pi = raw.astype(np.float64)
+    inside = (pi > 0) & (pi < 1)            # False for nan
+    if not np.all(inside):
+        raise MultilabelLossError("%s: a prior must be strictly between 0 and 1, got %r"
+                                  % (owner, pi[~inside].ravel()[0].item()))
+    return np.log(pi) - np.log1p(-pi)
+
+
+def prior_bias_filler(prior: float) -> dict[str, Any]:
+    """A Caffe ``bias_filler`` that starts every sigmoid output at probability ``prior``.
+
+    For NetSpec: ``L.InnerProduct(bottom, num_output=T, bias_filler=prior_bias_filler(0.01))``; in
+    prototxt: ``bias_filler { type: "constant" value: -4.59512 }``. Softmax heads keep a zero bias (a
+    constant shift of every score does not change a softmax).
+
+    Returns:
+        ``{"type": "constant", "value": b}`` with b = :func:`prior_bias` of ``prior``.
+    """
+    if isinstance(prior, bool) or not isinstance(prior, (int, float)):
+        raise MultilabelLossError("prior_bias_filler: prior must be one number (per-tag priors: set_prior_bias), "
+                                  "got %r" % (prior,))
+    return {"type": "constant", "value": float(prior_bias(prior, "prior_bias_filler"))}
+
+
+def tag_priors(labels: ArrayLike, smoothing: float = 1.0) -> NDArray[np.float64]:
+    """Each tag's frequency in dense N x C labels (an image counts for a tag when its label is > 0).
+
+    Args:
+        labels: N x C, 0/1 (or weights; > 0 means present).
+        smoothing: s, added to every count (Laplace): pi_c = (n_c + s) / (N + 2 s), so a tag that is never
+            (or always) present still has a finite bias. Must be > 0.
+
+    Returns:
+        pi, C float64 values strictly between 0 and 1.
+    """
+    y = np.asarray(labels)
+    if y.ndim != 2 or y.shape[0] == 0 or y.shape[1] == 0:
+        raise MultilabelLossError("tag_priors: labels must be N x C with N, C >= 1, got shape %s" % (y.shape,))
+    return _smoothed((y > 0).sum(axis=0), y.shape[0], smoothing, "tag_priors")
+
+
+def _smoothed(counts: ArrayLike, n: int, smoothing: float, owner: str) -> NDArray[np.float64]:
+    """(counts + s) / (n + 2 s), after checking s > 0."""
+    s = check_number(owner, "smoothing", smoothing)
+    if s <= 0:
+        raise MultilabelLossError("%s: smoothing must be > 0, got %r" % (owner, smoothing))
+    return (np.asarray(counts, np.float64) + s) / (n + 2 * s)
+
+
+def image_list_priors(source: str, num_classes: int | None = None, class_names: str | None = None,
+                      smoothing: float = 1.0) -> NDArray[np.float64]:
+    """:func:`tag_priors` of an image list file (the format of ``ImageMultilabelDataLayer``).
+
+    Args:
+        source: the list file; ``num_classes`` or ``class_names`` as the data layer takes them.
+        smoothing: see :func:`tag_priors`.
+
+    Returns:
+        pi, num_classes float64 values.
+    """
+    from softmax_multilabel_layer.data.image_data import parse_image_list
+    images = parse_image_list(source, num_classes, class_names, owner="image_list_priors")
+    counts = np.bincount(images.label_indices[images.label_values > 0], minlength=images.num_classes)
+    return _smoothed(counts, len(images), smoothing, "image_list_priors")
+
+
+def set_prior_bias(net: Any, layer: str, prior: ArrayLike) -> NDArray[np.float64]:
+    """Write the prior bias into ``net.params[layer][1]`` (the bias of an InnerProduct or Convolution).
+
+    Args:
+        net: a ``caffe.Net``. layer: the layer that makes the scores. prior: one pi or C per-tag values.
+
+    Returns:
+        The biases written (float64, C). Save the net (``net.save("init.caffemodel")``) and start
+        training from it with ``caffe train --solver ... --weights init.caffemodel``.
+    """
+    if layer not in net.params or len(net.params[layer]) < 2:
+        raise MultilabelLossError("set_prior_bias: layer %r has no bias in this net (layers with parameters: %s)"
+                                  % (layer, ", ".join(net.params)))
+    bias = net.params[layer][1].data
+    b = prior_bias(prior, "set_prior_bias")
+    if b.ndim and b.shape != bias.shape:
+        raise MultilabelLossError("set_prior_bias: %d priors for layer %r with %d outputs"
+                                  % (b.size, layer, bias.size))
+    bias[...] = b
+    return np.broadcast_to(b, bias.shape).astype(np.float64)
+
+
+def write_prior_weights(net_path: str, layer: str, prior: ArrayLike, out_path: str,
+                        seed: int = 1) -> NDArray[np.float64]:
+    """Initial weights for ``caffe train --weights``: ``net_path``'s fillers (seeded), ``layer``'s bias at the prior.
+
+    Args:
+        net_path: the training net's prototxt (its data layers must be able to open their sources).
+        layer: the layer that makes the scores. prior: one pi or C per-tag values (:func:`image_list_priors`).
+        out_path: the ``.caffemodel`` to write (through a temporary name, so a failed run leaves no half file).
+        seed: Caffe's random seed for the other layers' fillers.
+
+    Returns:
+        The biases written.
+    """
+    import os
+    caffe.set_mode_cpu()
+    caffe.set_random_seed(int(seed))
+    net = caffe.Net(net_path, caffe.TRAIN)
+    biases = set_prior_bias(net, layer, prior)
+    tmp = out_path + ".tmp"
+    net.save(tmp)
+    os.replace(tmp, out_path)
+    return biases
+
+
+def bias_filler_prototxt(layer: str, bottom: str, num_output: int, prior: float) -> str:
+    """A ``layer { ... }`` InnerProduct block making the scores ``layer`` whose outputs start at probability ``prior``
+    (:func:`prior_bias_filler`), with Xavier weights."""
+    filler = prior_bias_filler(prior)
+    params = caffe_pb2.LayerParameter(name=layer, type="InnerProduct", bottom=[bottom], top=[layer])
+    params.inner_product_param.num_output = int(num_output)
+    params.inner_product_param.weight_filler.type = "xavier"
+    params.inner_product_param.bias_filler.type = filler["type"]
+    params.inner_product_param.bias_filler.value = filler["value"]
+    return "layer {\n%s\n}\n" % text_format.MessageToString(params, indent=2).rstrip("\n")
+
+
+__all__ = ["LOSSES", "MODULE", "MultilabelLossError", "bias_filler_prototxt", "image_list_priors", "layer_prototxt",
+           "prior_bias", "prior_bias_filler", "python_param", "set_prior_bias", "sigmoid_multilabel_loss",
+           "softmax_multilabel_loss", "tag_priors", "two_way_loss", "write_prior_weights", "zlpr_loss"]
