@@ -328,8 +328,9 @@ def verdict_lines(results):
             say = "it beats softmax 1/M beyond the seed spread on every yardstick"
         else:
             say = "softmax 1/M does not beat it beyond the seed spread on every yardstick"
+        best = transfer_nets.LOSS_NAMES[v["best_sigmoid_family"]].replace(" (ours)", "")
         out.append("- **%s tags**: best sigmoid-family loss %s; softmax − %s: %s. %s." % (
-            cond, v["best_sigmoid_family"], v["best_sigmoid_family"], "; ".join(parts), say[0].upper() + say[1:]))
+            cond, best, best, "; ".join(parts), say[0].upper() + say[1:]))
     return "\n".join(out)
 
 
