@@ -312,6 +312,23 @@ def test_chunked_metrics_equal_references(monkeypatch):
         M.check_labels("t", weights)
 
 
+def test_ranking_loss_by_comparison_in_small_blocks(monkeypatch):
+    """The comparison path of ranking_loss (few true labels per row): cache blocks of a few rows, a row with 400
+    true labels (its uint8 counts flushed after 255 passes), rows with none, ties between true and false
+    labels, float32 and float64; against scikit-learn."""
+    rng = np.random.default_rng(25)
+    y = np.zeros((300, 600), dtype=bool)
+    y[np.arange(1, 300, 2), rng.integers(0, 600, 150)] = True          # even rows have no true label
+    y[7, :400] = True
+    s = rng.integers(0, 50, (300, 600)).astype(np.float32)             # 50 levels: ties everywhere
+    monkeypatch.setattr(M, "_CACHE_ELEMENTS", 1500)                    # two rows per cache block
+    want = skm.label_ranking_loss(y, s)
+    assert abs(M.ranking_loss(y, s) - want) < TOL and abs(M.ranking_loss(y, s.astype(np.float64)) - want) < TOL
+    assert M.ranking_loss(y[:1], s[:1]) == 0.0
+    np.testing.assert_array_equal(M._wrong_pairs_by_comparing(y[6:9], s[6:9]),
+                                  [0, np.sum(s[7, 400:][None, :] >= s[7, :400][:, None]), 0])
+
+
 def test_report_has_every_metric():
     """Every key against scikit-learn or a loop; exact keys, in order; k = C is reported, k > C is not."""
     y, s = CASES["trained64"][0][:200, :5], CASES["trained64"][1][:200, :5]
