@@ -448,3 +448,11 @@ def test_k_checks_and_empty_inputs():
     assert np.isnan(M.precision_at_k(y, s, [0])) and M.recall_at_k(y, s, [0]) == 0.0
     assert np.isnan(M.recall_at_k([[0, 0, 0]], s, 1))
     assert report(y, s)["mAP"] == 1.0 and report(y, s)["AP_micro"] == 0.5      # class 0: its one sample; micro: rank 2
+
+
+def test_report_defaults_to_the_top_1_rule():
+    """No rule given: top-k:1, so class 1 (the top score) is the one label predicted for [[1, 0, 0]]."""
+    r = report([[1, 0, 0]], [[0.2, 0.5, 0.1]])
+    assert r["rule"] == "top-k:1" and r["f1_micro"] == 0.0 and r["hamming_loss"] == pytest.approx(2 / 3)
+    assert list(r)[9:16] == ["one_error", "precision_at_1", "recall_at_1", "precision_at_3", "recall_at_3",
+                             "hamming_loss", "f1_micro"]                 # k = 5 > C = 3 is left out
