@@ -8,6 +8,7 @@ from softmax_multilabel_layer.evaluation.rules import (
     calibrate_thresholds,
     check_rule,
     class_thresholds,
+    load_thresholds,
     mass,
     parse_rule,
     predict_labels,
@@ -135,3 +136,56 @@ def test_calibration_in_blocks_of_classes_at_the_float_edges(monkeypatch):
     y[:, 1] = [1, 0, 0]
     t, f1 = calibrate_thresholds(y, s)
     assert t[1] == high and f1[1] == 1.0
+
+
+def test_mass_at_its_edges():
+    """A cumulative mass exactly at q (minus the 1e-12 slack) does not reach it; rows 1e-3 off one are scaled by
+    their sum."""
+    q = 0.6 + 1e-12                                   # q * 1.0 - 1e-12 == 0.6 exactly: 0.6 alone is not < it
+    np.testing.assert_array_equal(mass(q)(np.array([[0.6, 0.4]])), [[1, 0]])
+    np.testing.assert_array_equal(mass(0.5)(np.array([[0.5, 0.3009, 0.2]])), [[1, 1, 0]])   # 0.5 < 0.5 * 1.0009
+
+
+def test_custom_rules_and_check_rule_defaults(tmp_path):
+    got = predict_labels([[0.2, 0.7]], lambda x: (x > 0.5).astype(int))       # any callable: its output as bool
+    assert got.dtype == bool and got.tolist() == [[False, True]]
+    with pytest.raises(MultilabelLossError, match=r"^rule top-k:4: k=4 is more than the C=2 classes"):
+        check_rule("top-k:4", np.zeros((1, 2)))
+    path = str(tmp_path / "a:b.json")                 # a colon in the file name: split at the first one only
+    save_thresholds(path, [0.5, 0.6])
+    np.testing.assert_array_equal(parse_rule("thresholds:" + path).thresholds, [0.5, 0.6])
+
+
+def test_calibration_errors_and_dtype():
+    with pytest.raises(MultilabelLossError, match=r"^calibrate_thresholds: scores has 1 non-finite value"):
+        calibrate_thresholds([[1, 0]], [[0.5, np.nan]])
+    with pytest.raises(MultilabelLossError, match=r"^calibrate_thresholds: labels must be 0/1"):
+        calibrate_thresholds([[1, -1]], [[0.5, 0.5]])
+    with pytest.raises(MultilabelLossError, match=r"^calibrate_thresholds: scores shape \(1, 3\) does not match labels "
+                       r"shape \(1, 2\)"):
+        calibrate_thresholds([[1, 0]], [[0.5, 0.5, 0.5]])
+    t, f1 = calibrate_thresholds([[1, 0]], [[0.5, 0.5]])
+    assert t.dtype == np.float64 and t.tolist() == [0.5, np.inf] and f1.tolist() == [1.0, 0.0]
+
+
+def test_threshold_files_word_for_word(tmp_path):
+    path = str(tmp_path / "t.json")
+    save_thresholds(path, [0.5, np.inf], [0.75, 0.0])
+    with open(path) as f:
+        assert f.read() == '{\n "thresholds": [\n  0.5,\n  null\n ],\n "f1": [\n  0.75,\n  0.0\n ]\n}\n'
+    for text, want in (("[1, null]", [1.0, np.inf]), ('{"thresholds": [2]}', [2.0])):
+        with open(path, "w") as f:
+            f.write(text)
+        got = load_thresholds(path)
+        assert got.dtype == np.float64 and got.tolist() == want
+    with pytest.raises(MultilabelLossError, match=r"^thresholds file /nonexistent\.json: No such file or directory$"):
+        load_thresholds("/nonexistent.json")
+    for text, match in (("{", r"not JSON \(Expecting property name"), ('{"thresholds": 5}', "expected a list"),
+                        ("[true]", "expected a list"), ('["x"]', "expected a list")):
+        with open(path, "w") as f:
+            f.write(text)
+        with pytest.raises(MultilabelLossError, match=r"^thresholds file %s: %s" % (path, match)):
+            load_thresholds(path)
+    with pytest.raises(MultilabelLossError, match=r"^thresholds file %s: expected a list of numbers \(or null\) or "
+                       r'\{"thresholds": \[\.\.\.\]\}$' % path):
+        load_thresholds(path)
