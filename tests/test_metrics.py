@@ -456,3 +456,40 @@ def test_report_defaults_to_the_top_1_rule():
     assert r["rule"] == "top-k:1" and r["f1_micro"] == 0.0 and r["hamming_loss"] == pytest.approx(2 / 3)
     assert list(r)[9:16] == ["one_error", "precision_at_1", "recall_at_1", "precision_at_3", "recall_at_3",
                              "hamming_loss", "f1_micro"]                 # k = 5 > C = 3 is left out
+
+
+def test_indices_to_multi_hot_word_for_word():
+    """One index (0-d), the default owner in every message, the first non-integer, -2 refused (-1 is padding)."""
+    np.testing.assert_array_equal(M.indices_to_multi_hot(2, 3), [[0, 0, 1]])
+    assert M.indices_to_multi_hot([[1, -1]], 2).dtype == bool
+    with pytest.raises(MultilabelLossError, match=r"^indices_to_multi_hot: class indices must be integers, got 2\.5$"):
+        M.indices_to_multi_hot([[1, 2.5]], 3)
+    with pytest.raises(MultilabelLossError, match=r"^indices_to_multi_hot: class index -2 out of range; expected "
+                       r"0\.\.2 or -1 \(padding\)$"):
+        M.indices_to_multi_hot([[0, -2]], 3)
+
+
+def test_one_error_of_one_label():
+    assert M.one_error([[1]], [[0.5]]) == 0.0 and M.one_error([[0]], [[0.5]]) == 1.0
+    assert np.isnan(M.one_error(np.zeros((0, 2)), np.zeros((0, 2))))
+
+
+def test_precision_recall_curve_ends_at_recall_one():
+    """The lowest score a true label (recall reaches 1 only at the last step); one true label; none."""
+    recall, precision = M.precision_recall_curve([1, 0, 1], [0.9, 0.5, 0.1])
+    np.testing.assert_allclose(recall, [0, 0.5, 0.5, 1], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(precision, [1, 1, 0.5, 2 / 3], rtol=0, atol=1e-15)
+    assert M.precision_recall_curve([1, 0], [0.9, 0.1])[0].tolist() == [0, 1, 1]
+    assert M.precision_recall_curve([0, 0], [0.9, 0.1])[0].tolist() == [0, 0, 0]
+
+
+def test_one_sample_one_class_and_empty_inputs():
+    """N = C = 1 is a real input (LRAP 1, coverage 0); N = 0 gives NaN; errors name their function."""
+    assert M.label_ranking_average_precision([[1]], [[0.5]]) == 1.0 and M.coverage([[1]], [[0.5]]) == 0.0
+    empty = np.zeros((0, 2))
+    assert np.isnan(M.label_ranking_average_precision(empty, empty)) and np.isnan(M.coverage(empty, empty))
+    with pytest.raises(MultilabelLossError, match=r"^metrics\.missing_positives: labels must be 0/1 multi-hot"):
+        M.missing_positives([[1, -1]])
+    with pytest.raises(MultilabelLossError, match=r"^metrics\.top_k_metrics: k must be an integer >= 1 or one "
+                       r"integer >= 0 per sample \(1\), got 1\.5$"):
+        M.top_k_metrics([[1, 0]], [[0.5, 0.2]], [1.5])
