@@ -317,16 +317,16 @@ def test_ranking_loss_by_comparison_in_small_blocks(monkeypatch):
     true labels (its uint8 counts flushed after 255 passes), rows with none, ties between true and false
     labels, float32 and float64; against scikit-learn."""
     rng = np.random.default_rng(25)
-    y = np.zeros((300, 600), dtype=bool)
-    y[np.arange(1, 300, 2), rng.integers(0, 600, 150)] = True          # even rows have no true label
-    y[7, :400] = True
-    s = rng.integers(0, 50, (300, 600)).astype(np.float32)             # 50 levels: ties everywhere
-    monkeypatch.setattr(M, "_CACHE_ELEMENTS", 1500)                    # two rows per cache block
+    y = np.zeros((300, 800), dtype=bool)
+    y[np.arange(1, 300, 2), rng.integers(0, 800, 150)] = True          # even rows have no true label
+    y[7, :600] = True                                                  # 600 passes: three uint8 flushes
+    s = rng.integers(0, 50, (300, 800)).astype(np.float32)             # 50 levels: ties everywhere
+    monkeypatch.setattr(M, "_CACHE_ELEMENTS", 2000)                    # two rows per cache block
     want = skm.label_ranking_loss(y, s)
     assert abs(M.ranking_loss(y, s) - want) < TOL and abs(M.ranking_loss(y, s.astype(np.float64)) - want) < TOL
     assert M.ranking_loss(y[:1], s[:1]) == 0.0
     np.testing.assert_array_equal(M._wrong_pairs_by_comparing(y[6:9], s[6:9]),
-                                  [0, np.sum(s[7, 400:][None, :] >= s[7, :400][:, None]), 0])
+                                  [0, int(np.sum(s[7, 600:][None, :] >= s[7, :600][:, None])), 0])
 
 
 def test_report_has_every_metric():
@@ -492,4 +492,41 @@ def test_one_sample_one_class_and_empty_inputs():
         M.missing_positives([[1, -1]])
     with pytest.raises(MultilabelLossError, match=r"^metrics\.top_k_metrics: k must be an integer >= 1 or one "
                        r"integer >= 0 per sample \(1\), got 1\.5$"):
-        M.top_k_metrics([[1, 0]], [[0.5, 0.2]], [1.5])
+        M.top_k_metrics([[1, 0]], [[0.5, 0.2]], [1.5])  # type: ignore[list-item]
+
+
+def test_ranking_loss_by_sorting_in_blocks_and_one_pair(monkeypatch):
+    """Dense rows (the sort path) in blocks of two rows, the last row of a block with no true label; a sample
+    with a single (true, false) pair; N = 0."""
+    rng = np.random.default_rng(26)
+    y = rng.random((6, 8)) < 0.9
+    y[[1, 3, 5]] = False
+    y[[0, 2, 4], 0] = False
+    s = np.round(rng.random((6, 8)), 1)
+    monkeypatch.setattr(M, "_CHUNK_ELEMENTS", 16)
+    assert abs(M.ranking_loss(y, s) - skm.label_ranking_loss(y, s)) < TOL
+    assert M.ranking_loss([[1, 0]], [[0.1, 0.5]]) == 1.0 and M.ranking_loss([[1, 0]], [[0.5, 0.1]]) == 0.0
+    assert np.isnan(M.ranking_loss(np.zeros((0, 2)), np.zeros((0, 2))))
+
+
+def test_label_set_metrics_word_for_word():
+    y, p = [[1, 0]], [[1, 1]]
+    with pytest.raises(MultilabelLossError, match=r"^metrics\.hamming_loss: predicted shape \(1, 3\) does not match "
+                       r"labels shape \(1, 2\)$"):
+        M.hamming_loss(y, [[1, 1, 0]])
+    with pytest.raises(MultilabelLossError, match=r"^metrics\.f1: labels must be 0/1 multi-hot"):
+        M.f1([[1, -1]], p)
+    with pytest.raises(MultilabelLossError, match=r"^metrics\.f1: average must be one of \('macro', 'micro', "
+                       r"'samples', None\), got 'weighted'$"):
+        M.f1(y, p, "weighted")
+    empty = np.zeros((0, 2))
+    assert np.isnan(M.hamming_loss(empty, empty)) and np.isnan(M.exact_match(empty, empty))
+
+
+def test_top_k_labels_takes_float_k_per_sample_and_returns_bool():
+    """k = labels.sum(1) of float labels (the top-M set): a float per sample."""
+    got = M.top_k_labels([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]], np.array([1.0, 2.0]))
+    assert got.dtype == bool and got.tolist() == [[False, True, False], [True, True, False]]
+    with pytest.raises(MultilabelLossError, match=r"^metrics\.precision_at_k: k must be an integer >= 1 or one integer "
+                       r">= 0 per sample \(1\), got \[\[1\]\]$"):
+        M.precision_at_k([[1, 0]], [[0.5, 0.2]], [[1]])

@@ -62,13 +62,13 @@ def test_rules_that_can():
 @pytest.mark.parametrize("make, match", [
     (lambda: top_k(0), r"^rule top-k: k must be an integer >= 1, got 0$"),
     (lambda: top_k(True), r"^rule top-k: k must be an integer >= 1, got True$"),
-    (lambda: top_k(2.0), r"^rule top-k: k must be an integer >= 1, got 2\.0$"),
+    (lambda: top_k(2.0), r"^rule top-k: k must be an integer >= 1, got 2\.0$"),  # type: ignore[arg-type]
     (lambda: threshold(True), r"^rule threshold: t must be a finite number, got True$"),
-    (lambda: threshold("0.5"), r"^rule threshold: t must be a finite number, got '0\.5'$"),
+    (lambda: threshold("0.5"), r"^rule threshold: t must be a finite number, got '0\.5'$"),  # type: ignore[arg-type]
     (lambda: threshold(float("inf")), r"^rule threshold: t must be a finite number, got inf$"),
     (lambda: mass(0), r"^rule mass: q must be in \(0, 1\], got 0$"),
     (lambda: mass(True), r"^rule mass: q must be in \(0, 1\], got True$"),
-    (lambda: mass("0.5"), r"^rule mass: q must be in \(0, 1\], got '0\.5'$"),
+    (lambda: mass("0.5"), r"^rule mass: q must be in \(0, 1\], got '0\.5'$"),  # type: ignore[arg-type]
     (lambda: class_thresholds([[0.5]]), r"^rule thresholds: expected one number per class, got \[\[0\.5\]\]$"),
     (lambda: class_thresholds([0.5, float("nan")]), r"^rule thresholds: expected one number per class, got "
                                                       r"\[0\.5, nan\]$"),
@@ -89,6 +89,7 @@ def test_parse_rule_reads_each_rule_and_its_value(tmp_path):
     assert parse_rule("top-k:2") == top_k(2) and parse_rule("threshold:0.25") == threshold(0.25)
     assert parse_rule("mass:0.75") == mass(0.75) and str(parse_rule("zlpr")) == "zlpr"
     rule = parse_rule("thresholds:" + path)
+    assert isinstance(rule, class_thresholds)
     np.testing.assert_array_equal(rule.thresholds, [0.5, np.inf])
     assert str(rule) == "thresholds:" + path and rule.source == path
     same = top_k(1)
@@ -153,7 +154,9 @@ def test_custom_rules_and_check_rule_defaults(tmp_path):
         check_rule("top-k:4", np.zeros((1, 2)))
     path = str(tmp_path / "a:b.json")                 # a colon in the file name: split at the first one only
     save_thresholds(path, [0.5, 0.6])
-    np.testing.assert_array_equal(parse_rule("thresholds:" + path).thresholds, [0.5, 0.6])
+    rule = parse_rule("thresholds:" + path)
+    assert isinstance(rule, class_thresholds)
+    np.testing.assert_array_equal(rule.thresholds, [0.5, 0.6])
 
 
 def test_calibration_errors_and_dtype():
