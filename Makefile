@@ -6,6 +6,8 @@
 #   make test    set up if needed, then run the tests
 #   make demo    set up if needed, then run the digits demo (or train the smoke net)
 #   make bench   set up if needed, then run scripts/benchmark.py (one module per anchor in scripts/bench/)
+#   make docs    rewrite every generated figure in README.md and docs/ from the committed results files
+#                (scripts/docs.py: docs/results/; the examples' results.json); `--check` mode runs in the tests
 #   make transfer set up if needed, then run examples/transfer/run_transfer.py (~15 min, not in demo)
 #   make fuzz    long random hypothesis runs of the core (FUZZ_SCALE=25 times the CI examples; seed printed)
 #   make mutation  mutation testing of the loss core and the option parser with mutmut (docs/testing.md)
@@ -35,7 +37,7 @@ ifneq ($(strip $(STAMP_STALE)),)
 .PHONY: $(STAMP)
 endif
 
-.PHONY: setup test demo bench transfer fuzz mutation mutation-data clean distclean
+.PHONY: setup test demo bench docs transfer fuzz mutation mutation-data clean distclean
 
 setup:
 	PYTHON="$(PYTHON)" USE_SYSTEM_CAFFE="$(USE_SYSTEM_CAFFE)" bash scripts/setup.sh
@@ -71,6 +73,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) scripts/benchmark.py
+
+docs: $(STAMP)
+	$(VPY) scripts/docs.py
+	$(VPY) examples/multilabel_digits/readme_tables.py
+	$(VPY) examples/yeast/yeast_report.py
 
 transfer: $(STAMP)
 	$(VPY) examples/transfer/run_transfer.py
@@ -114,11 +121,13 @@ endif
 # setup.cfg is mutmut_data.cfg; survivors: cd build/mutation-data && ../../.venv/bin/mutmut results.
 # MUTANTS="softmax_multilabel_layer.data.image_data*" runs only the mutants whose names match.
 MUTATION_DATA := build/mutation-data
+# Parallel mutants of mutation-data (MUTATION_CHILDREN=1 on a shared machine).
+MUTATION_CHILDREN ?= 2
 mutation-data: $(STAMP)
 	rm -rf $(MUTATION_DATA) && mkdir -p $(MUTATION_DATA)
 	cp -r softmax_multilabel_layer tests scripts pyproject.toml $(MUTATION_DATA)/
 	cp mutmut_data.cfg $(MUTATION_DATA)/setup.cfg
-	cd $(MUTATION_DATA) && $(abspath $(VPY)) -m mutmut run --max-children 2 $(MUTANTS) || true
+	cd $(MUTATION_DATA) && $(abspath $(VPY)) -m mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS) || true
 	cd $(MUTATION_DATA) && $(abspath $(VPY)) -m mutmut results
 
 clean:

@@ -9,13 +9,16 @@ behind the shared harness ``scripts/bench/harness.py`` (its docstring says how t
 * ``metrics`` (``bench/metrics.py``): our metrics against scikit-learn, time and peak memory; appended to
   ``benchmark.md`` / ``.json``;
 * ``image_data`` (``bench/image_data.py``): our image data layer against Caffe's ``ImageData``; writes
-  ``image_data.md`` / ``.json``.
+  ``image_data.md`` / ``.json``;
+* ``image_list`` (``bench/image_list.py``): parsing a large list file (lines/s, bytes of memory per line)
+  against Caffe's ``ImageData`` set-up; ``--list-lines`` (default 1M; ``1M,10M``); writes ``image_list.md`` /
+  ``.json``.
 
 ``--anchors`` picks some of them (default all, in this order); ``--out`` is the folder (``output/bench``).
 """
-from bench import harness, image_data, losses, metrics, train_e2e
+from bench import harness, image_data, image_list, losses, metrics, train_e2e
 
-ANCHORS = [losses, metrics, image_data, train_e2e]
+ANCHORS = [losses, metrics, image_data, image_list, train_e2e]
 
 
 def main(argv: list[str] | None = None) -> None:

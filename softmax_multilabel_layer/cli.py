@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from softmax_multilabel_layer import __version__
 from softmax_multilabel_layer.data import convert
-from softmax_multilabel_layer.params import SigmoidOptions, SoftmaxOptions
+from softmax_multilabel_layer.params import SigmoidOptions, SoftmaxOptions, TwoWayOptions, ZLPROptions
 
 PROG = "softmax-multilabel"
 EXAMPLES = """examples:
@@ -50,6 +50,8 @@ PROTOTXT_EXAMPLES = """examples:
   %(prog)s --loss softmax
   %(prog)s --loss softmax --label-format indices --bottom fc8 --bottom label --bottom label_weight
   %(prog)s --loss sigmoid --gamma 2 --alpha 0.25 --pos-weight '[1, 2, 3]'
+  %(prog)s --loss zlpr --label-format indices
+  %(prog)s --loss two_way --tp 4 --tn 1
 Option values are JSON (numbers, lists, strings); a bare word is a string.
 """
 
@@ -147,25 +149,30 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 1000; 0 = all)")
 
     p = sub.add_parser("prototxt", help="print a validated layer block for our losses",
-                       description="Print a ready `layer { ... }` block for SoftmaxMultilabelLossLayer or "
-                       "SigmoidMultilabelLossLayer; the options are validated as the layer validates them.",
+                       description="Print a ready `layer { ... }` block for SoftmaxMultilabelLossLayer, "
+                       "SigmoidMultilabelLossLayer, ZLPRLossLayer or TwoWayLossLayer; the options are validated as the "
+                       "layer validates them.",
                        epilog=PROTOTXT_EXAMPLES % {"prog": PROG + " prototxt"},
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--loss", required=True, choices=("softmax", "sigmoid"), help="which loss")
+    # The keys of tools.netspec.LOSSES (not imported here: it imports caffe, and --version works without it).
+    loss_options = (("softmax", SoftmaxOptions), ("sigmoid", SigmoidOptions), ("zlpr", ZLPROptions),
+                    ("two_way", TwoWayOptions))
+    p.add_argument("--loss", required=True, choices=[loss for loss, _ in loss_options], help="which loss")
     p.add_argument("--name", default="loss", help='layer name (default "loss")')
     p.add_argument("--bottom", action="append", metavar="BLOB",
-                   help="bottom blob, repeatable (default: scores, labels[, label_weights with indices labels])")
+                   help="bottom blob, repeatable (default: scores, labels[, label_weights with softmax "
+                        "indices labels])")
     p.add_argument("--top", default="loss", help='top blob (default "loss")')
     p.add_argument("--loss-weight", type=float, default=1.0, help="loss_weight (default 1; required by Caffe)")
     options = p.add_argument_group("layer options (docs/losses.md)")
     owners: dict[str, list[str]] = {}
-    for options_class, loss in ((SoftmaxOptions, "softmax"), (SigmoidOptions, "sigmoid")):
+    for loss, options_class in loss_options:
         for key in options_class.keys():
             owners.setdefault(key, []).append(loss)
     for key, losses in owners.items():
         flags = ["--" + key.replace("_", "-")] + (["--" + key] if "_" in key else [])
         options.add_argument(*flags, dest="opt_" + key, type=_json_value, metavar="VALUE",
-                             help="%s loss" % " and ".join(losses))
+                             help="%s loss" % ", ".join(losses))
     convert.add_parser(sub)
     from softmax_multilabel_layer.evaluation.deploy import (
         add_deploy_parser,  # evaluate, predict, deploy: each module registers its subcommand
@@ -191,8 +198,8 @@ def _gradcheck(args: argparse.Namespace) -> int:
 def _prototxt(args: argparse.Namespace) -> int:
     from softmax_multilabel_layer.tools.netspec import layer_prototxt
     params = {k[len("opt_"):]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
-    bottoms = args.bottom or (("scores", "labels", "label_weights") if params.get("label_format") == "indices"
-                              else ("scores", "labels"))
+    label_weights = args.loss == "softmax" and params.get("label_format") == "indices"   # only softmax takes them
+    bottoms = args.bottom or (("scores", "labels", "label_weights") if label_weights else ("scores", "labels"))
     sys.stdout.write(layer_prototxt(args.loss, bottoms=tuple(bottoms), top=args.top, name=args.name,
                                     loss_weight=args.loss_weight, **params))
     return 0
@@ -211,6 +218,9 @@ def _user_message(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # glog reads this once, when pycaffe first loads (even `from caffe.proto import caffe_pb2` loads it): set it
+    # before anything imports caffe, so an error is one line, not Caffe's INFO lines and then the line.
+    os.environ.setdefault("GLOG_minloglevel", "2")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "predict" and not any(e.startswith("-") for e in extra):

@@ -72,6 +72,10 @@ def test_version_names_project_and_caffe(capsys):
     (["prototxt", "--loss", "softmax", "--label-smoothing", "0.1.2"], "'0.1.2' is not valid JSON"),
     (["prototxt", "--loss", "softmax", "--normalization", "mean"],
      "prototxt: error: normalization must be one of"),
+    (["prototxt", "--loss", "two_way", "--tp", "0"], "tp must be > 0 (a temperature), got 0.0"),
+    (["prototxt", "--loss", "two_way", "--label-format", "indices"],
+     "unknown option(s) label_format; known options: tp, tn, axis"),
+    (["prototxt", "--loss", "zlpr", "--gamma", "2"], "unknown option(s) gamma; known options: normalization"),
 ])
 def test_wrong_arguments_give_one_line_and_status_2(capsys, argv, fragment):
     status, out, err = run_main(capsys, *argv)
@@ -117,6 +121,25 @@ def test_prototxt_block_builds_and_runs(tmp_path, capsys):
     assert float(net.forward()["loss"]) > 0
     status, out, _ = run_main(capsys, "prototxt", "--loss", "softmax", "--normalization", "valid")
     assert status == 0 and '"normalization": "valid"' in out           # a bare word is still a string
+
+
+@pytest.mark.parametrize("loss,options,layer_type,param_str,labels", [
+    ("zlpr", [], "ZLPRLossLayer", None, [[1, 0, 0], [0, 1, 1]]),
+    ("zlpr", ["--label-format", "indices"], "ZLPRLossLayer", {"label_format": "indices"}, [[0, -1], [1, 2]]),
+    ("two_way", ["--tp", "2", "--tn", "0.5"], "TwoWayLossLayer", {"tp": 2, "tn": 0.5}, [[1, 0, 0], [0, 1, 1]]),
+])
+def test_prototxt_offers_zlpr_and_two_way(tmp_path, capsys, loss, options, layer_type, param_str, labels):
+    status, out, err = run_main(capsys, "prototxt", "--loss", loss, *options)
+    assert status == 0, err
+    layer = text_format.Merge(out, caffe_pb2.NetParameter()).layer[0]
+    assert (layer.python_param.layer, list(layer.bottom)) == (layer_type, ["scores", "labels"])  # no label_weights
+    assert (json.loads(layer.python_param.param_str) if layer.python_param.param_str else None) == param_str
+    path = tmp_path / "net.prototxt"
+    path.write_text(input_layer("scores", (2, 3)) + input_layer("labels", (2, len(labels[0]))) + out)
+    net = caffe.Net(str(path), caffe.TRAIN)
+    net.blobs["scores"].data[...] = [[0.5, -1.0, 2.0], [1.5, 0.2, -0.3]]
+    net.blobs["labels"].data[...] = labels
+    assert float(net.forward()["loss"]) > 0
 
 
 def test_console_script_and_python_m_run(tmp_path):

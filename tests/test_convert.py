@@ -414,3 +414,114 @@ def test_lmdb_labels_follow_their_images_under_shuffle(tmp_path, image_list):
         i = int(order[pos])
         assert key == label_key == "%08d_%s" % (pos, paths[i])
         assert np.flatnonzero(datum.float_data).tolist() == labels[i]
+
+
+def _error(fn, *args, **kwargs):
+    with pytest.raises(MultilabelLossError) as info:
+        fn(*args, **kwargs)
+    return str(info.value)
+
+
+def test_lmdb_indices_write_label_weights_under_root_folder_keys(tmp_path, image_list):
+    """--label-format indices: a third LMDB of label weights, the keys relative to --root-folder, as
+    convert_imageset names them; read back record by record (no net)."""
+    import lmdb
+    from caffe.proto import caffe_pb2
+    _, paths, labels = image_list
+    root = str(tmp_path)
+    rel = [str(Path(p).relative_to(root)) for p in paths[:4]]
+    lines = ["%s %s" % (rel[0], "1:0.25 4:2"), "%s %s" % (rel[1], "0"), "%s" % rel[2], "%s %s" % (rel[3], "5:0.5")]
+    source = tmp_path / "weights.txt"
+    source.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "w_lmdb"
+    summary = C.convert(str(source), str(out), "lmdb", num_classes=NUM_CLASSES, root_folder=root + "/",
+                        label_format="indices", max_labels=2, stream=io.StringIO())
+    assert [Path(p).name for p in summary["databases"]] == ["images_lmdb", "labels_lmdb", "label_weights_lmdb"]
+    records = {}
+    for name in ("labels_lmdb", "label_weights_lmdb"):
+        env = lmdb.open(str(out / name), readonly=True, lock=False)
+        with env.begin() as txn:
+            records[name] = [(key.decode(), list(caffe_pb2.Datum.FromString(value).float_data))
+                             for key, value in txn.cursor()]
+        env.close()
+    keys = ["%08d_%s" % (i, r) for i, r in enumerate(rel)]
+    assert records["labels_lmdb"] == list(zip(keys, [[1, 4], [0, -1], [-1, -1], [5, -1]], strict=True))
+    assert records["label_weights_lmdb"] == list(zip(keys, [[0.25, 2], [1, 0], [0, 0], [0.5, 0]], strict=True))
+
+
+def test_hdf5_parts_are_trimmed_and_carry_their_attributes(tmp_path, image_list):
+    """Split files: each part is cut to the rows it holds and records num_classes and the label format."""
+    source, paths, labels = image_list
+    out = tmp_path / "parts"
+    summary = C.convert(source, str(out), "hdf5", num_classes=NUM_CLASSES, new_height=20, new_width=24,
+                        max_file_bytes=5 * 20 * 24 * 3, stream=io.StringIO())
+    rows = []
+    for part in summary["files"]:
+        with h5py.File(part, "r") as f:
+            assert dict(f.attrs) == {"num_classes": NUM_CLASSES, "label_format": "dense"}
+            assert f["data"].shape[0] == f["label"].shape[0]
+            rows.append(f["data"].shape[0])
+            assert f["label"][...].sum(axis=1).tolist() == [len(labels[i]) for i in range(sum(rows[:-1]),
+                                                                                         sum(rows))]
+    assert sum(rows) == N and len(rows) > 1 and rows[-1] < rows[0]
+
+
+def test_lmdb_key_is_convert_imagesets_and_at_most_500_bytes():
+    assert C.lmdb_key(7, "a/b.jpg") == b"00000007_a/b.jpg"
+    assert C.lmdb_key(0, "é" * 300) == ("00000000_" + "é" * 300).encode("utf-8")[:500]
+    assert len(C.lmdb_key(123, "x" * 600)) == 500
+
+
+def test_output_folder_checks_exactly(tmp_path, image_list):
+    """The folder checks name the folder and what is wrong in it, exactly."""
+    source, paths, labels = image_list
+    images = C.parse_image_list(source, NUM_CLASSES)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert _error(C._check_own, str(a_file), "output folder", images) == (
+        "softmax-multilabel convert: output folder %s exists and is not a folder" % a_file)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "n.txt").write_text("x")
+    assert _error(C._check_own, str(notes), "output folder", images) == (
+        "softmax-multilabel convert: output folder %s is not empty and was not made by convert (it has no "
+        "convert.json); convert only replaces its own output: choose a new or empty folder" % notes)
+    for count, names in ((5, "a0, a1, a2, a3, a4"), (6, "a0, a1, a2, a3, a4, ...")):
+        own = tmp_path / ("own%d" % count)
+        own.mkdir()
+        (own / "convert.json").write_text("{}")
+        (own / "part-00000.h5").write_text("")
+        for k in range(count):
+            (own / ("a%d" % k)).write_text("")
+        assert _error(C._check_own, str(own), "work folder", images) == (
+            "softmax-multilabel convert: work folder %s holds files convert did not write (%s); convert only "
+            "replaces a folder that holds nothing but its own output: move them or choose another folder"
+            % (own, names))
+    # A sibling whose name starts like the images' folder holds none of them.
+    sibling = tmp_path / "im"
+    sibling.mkdir()
+    assert C._images_inside(str(sibling), images) is None
+    assert C._images_inside(str(tmp_path / "img"), images) == 0
+    err = C._size_error(images, 1, (19, 22, 3), (18, 22, 3))
+    assert str(err) == ("softmax-multilabel convert: image %r (%s:2) is 19x22x3 but the first image is 18x22x3; "
+                        "an HDF5 dataset needs one size: pass --new-height and --new-width" % (paths[1], source))
+
+
+def test_missing_lmdb_modules_are_named(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "lmdb", None)
+    monkeypatch.setitem(sys.modules, "caffe.proto", None)
+    assert _error(C._lmdb) == ("softmax-multilabel convert: --format lmdb needs the lmdb package (import of lmdb "
+                               "halted; None in sys.modules): pip install lmdb")
+    assert _error(C._datum_module) == (
+        "softmax-multilabel convert: --format lmdb needs pycaffe's caffe.proto.caffe_pb2 (import of caffe.proto "
+        "halted; None in sys.modules); run `make setup`")
+
+
+def test_progress_notes_start_a_line_of_their_own_on_a_tty():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    for stream, expected in ((Tty(), "\nskipped x\n"), (io.StringIO(), "skipped x\n")):
+        C.Progress(3, stream=stream).note("skipped x")
+        assert stream.getvalue() == expected

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import caffe
 import numpy as np
@@ -200,3 +201,83 @@ def test_caffe_train_runs_and_exits(tmp_path):
                           env=env, cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Optimization Done" in done.stderr
+
+
+class _Blob(object):
+    """A stand-in for a Caffe blob: reshape allocates ``data``."""
+
+    def __init__(self):
+        self.data: Any = None
+
+    def reshape(self, *shape):
+        self.data = np.full(shape, np.nan, np.float32)
+
+
+def _bare_layer(params, phase=None):
+    """The layer object without a caffe.Net (its Python methods are all a net calls)."""
+    from softmax_multilabel_layer.data.layer import MultilabelImageDataLayer
+    layer = MultilabelImageDataLayer.__new__(MultilabelImageDataLayer)
+    layer.param_str = json.dumps(params)
+    if phase is not None:
+        layer.phase = phase
+    return layer
+
+
+def test_layer_adapter_without_a_net(tmp_path, monkeypatch):
+    """setup / forward / close of the adapter with stand-in blobs: shapes, phase (TRAIN when Caffe gives none),
+    the label_weight top, the exact top and bottom errors, and pycaffe's rank and count (both needed)."""
+    from softmax_multilabel_layer.data import layer as layer_module
+    source, labels = id_list(tmp_path, n=4)
+    params = dict(source=source, batch_size=2, num_classes=5, shuffle=False, threads=1)
+    lay = _bare_layer(params)
+    top = [_Blob(), _Blob()]
+    lay.setup([], top)
+    assert lay.reader is not None and lay.reader.train and (lay.reader.rank, lay.reader.world_size) == (0, 1)
+    assert top[0].data.shape == lay.reader.data_shape and top[1].data.shape == (2, 5)
+    lay.reshape([], top)
+    lay.forward([], top)
+    assert decoded_ids(top[0].data) == [0, 1]
+    expected = np.zeros((2, 5), np.float32)
+    for row, labs in enumerate(labels[:2]):
+        expected[row, labs] = 1
+    assert np.array_equal(top[1].data, expected)
+    lay.backward(top, [False], [])
+    lay.close()
+    assert all(not t.is_alive() for t in lay.reader._threads)
+    test = _bare_layer(params, phase=caffe.TEST)
+    test.setup([], [_Blob(), _Blob()])
+    assert not test.reader.train
+    test.close()
+    three = [_Blob(), _Blob(), _Blob()]
+    idx = _bare_layer(dict(params, label_format="indices", max_labels=3))
+    idx.setup([], three)
+    idx.forward([], three)
+    assert three[1].data.shape == three[2].data.shape == (2, 3)
+    assert np.array_equal(three[2].data, (three[1].data >= 0).astype(np.float32))
+    idx.close()
+    name = "MultilabelImageDataLayer"
+    for p, tops, bottoms, message in [
+        (params, 2, 1, "%s: takes no bottoms, got 1" % name),
+        (params, 1, 0, "%s: got 1 tops, expected 2 (data, label); a label_weight top needs "
+                       '"label_format": "indices"' % name),
+        (params, 3, 0, "%s: got 3 tops, expected 2 (data, label); a label_weight top needs "
+                       '"label_format": "indices"' % name),
+        (dict(params, label_format="indices", max_labels=2), 4, 0,
+         "%s: got 4 tops, expected 2 (data, label) or 3 (data, label, label_weight)" % name),
+    ]:
+        bad = _bare_layer(p)
+        with pytest.raises(MultilabelLossError) as err:
+            bad.setup([_Blob()] * bottoms, [_Blob() for _ in range(tops)])
+        assert str(err.value) == message
+        bad.close()                                   # nothing to stop: no reader was made
+        assert bad.reader is None
+    _bare_layer(params).close()                       # close before setup
+    monkeypatch.setattr(caffe, "solver_rank", lambda: 1, raising=False)
+    assert layer_module._solver_shard() == (0, 1)     # a count is needed too
+    monkeypatch.setattr(caffe, "solver_count", lambda: 1, raising=False)
+    assert layer_module._solver_shard() == (1, 1)     # passed as is: the reader refuses rank 1 of 1
+    monkeypatch.delattr(caffe, "solver_rank")
+    assert layer_module._solver_shard() == (0, 1)
+    monkeypatch.setattr(caffe, "solver_rank", lambda: 0, raising=False)
+    monkeypatch.setattr(caffe, "solver_count", lambda: 0, raising=False)
+    assert layer_module._solver_shard() == (0, 1)

@@ -819,3 +819,258 @@ def test_each_epochs_count_is_logged_when_the_epoch_ends(tmp_path, caplog):
     assert once == ["%s: skip_bad_images: cannot read or decode image %r (%s:2): missing, unreadable or not an "
                     "image format OpenCV knows; it is replaced by other images of the epoch from now on (reported "
                     "once)" % (OWNER, str(tmp_path / "ids" / "img_001.png"), source)]
+
+
+def test_schedule_and_transform_defaults_and_edges():
+    """The documented defaults (shuffle, seed 0, rank 0 of 1; no crop, no mirror, mean 0, scale 1), the exact
+    shard error, batches after the first, the augmentation key with and without an attempt, a scale of 2, a
+    grey image and the mirror coin (an independent reference: draw the crop offsets, then one integer < 2)."""
+    s = Schedule(5, 2)
+    assert (s.shuffle, s.seed, s.rank, s.world_size, s.shard_size) == (True, 0, 0, 1, 5)
+    assert s.epoch_order(0).tolist() == np.random.default_rng([0, 0]).permutation(5).tolist()
+    order0, order1 = s.epoch_order(0).tolist(), s.epoch_order(1).tolist()
+    assert s.batch(2) == [(0, order0[4]), (1, order1[0])] and s.batch(3) == [(1, order1[1]), (1, order1[2])]
+    with pytest.raises(MultilabelLossError) as err:
+        Schedule(1, 1, world_size=2)
+    assert str(err.value) == "%s: 1 images cannot be shared among world_size 2 ranks" % OWNER
+    assert s.sample_rng(2, 3).integers(1 << 30) == np.random.default_rng([0, 2, 3]).integers(1 << 30)
+    assert s.sample_rng(2, 3, 2).integers(1 << 30) == np.random.default_rng([0, 2, 3, 2]).integers(1 << 30)
+    img = pattern_image(1, (5, 7))
+    out = np.empty((3, 5, 7), np.float32)
+    Transform(3)(img, out, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, img.transpose(2, 0, 1).astype(np.float32))
+    t = Transform(3, crop_size=0, mirror=False, mean_value=None, scale=1.0, train=True)
+    assert t.mean.dtype == np.float32 and not t.mean.any() and t.scale == 1 and not t.mirror
+    Transform(3, scale=2.0)(img, out, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, img.transpose(2, 0, 1).astype(np.float32) * 2)
+    grey = img[:, :, 1:2]
+    one = np.empty((1, 5, 7), np.float32)
+    Transform(1, mean_value=[3])(grey, one, np.random.default_rng(0))
+    np.testing.assert_array_equal(one[0], grey[:, :, 0].astype(np.float32) - 3)
+    flips = []
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        y, x = int(rng.integers(5 - 3 + 1)), int(rng.integers(7 - 3 + 1))
+        flip = bool(rng.integers(2))
+        flips.append(flip)
+        crop = img[y:y + 3, x:x + 3][:, ::-1] if flip else img[y:y + 3, x:x + 3]
+        got = np.empty((3, 3, 3), np.float32)
+        Transform(3, crop_size=3, mirror=True)(img, got, np.random.default_rng(seed))
+        np.testing.assert_array_equal(got, crop.transpose(2, 0, 1).astype(np.float32))
+    assert 0 < sum(flips) < len(flips)
+
+
+def test_reader_passes_its_options_on(tmp_path):
+    """class_names, root_folder, max_labels, is_color, new size and owner reach the list parser, the file
+    check, the decoder and the transform; the exact type and rank errors."""
+    paths = write_images(tmp_path / "img", [pattern_image(i, (9, 11)) for i in range(3)])
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\n")
+    source = tmp_path / "list.txt"
+    source.write_text("".join("%s dog cat\n" % Path(p).name for p in paths))
+    root = str(tmp_path / "img") + "/"
+    reader = ImageBatchReader(options(source, num_classes=None, class_names=str(names), root_folder=root,
+                                      batch_size=2, is_color=False, new_height=6, new_width=8, shuffle=False,
+                                      mean_value=[10], max_labels=2, label_format="indices", threads=1),
+                              train=False)
+    try:
+        assert reader.images.class_names == ["cat", "dog"] and reader.images.paths[0] == paths[0]
+        assert reader.data_shape == (2, 1, 6, 8) and reader.image_shape == (6, 8) and not reader.transform.train
+        data, label, weight = reader.next_batch()
+        want = cv2.resize(cv2.imread(paths[1], cv2.IMREAD_GRAYSCALE), (8, 6)).astype(np.float32) - 10
+        np.testing.assert_array_equal(data[1, 0], want)
+        assert label.tolist() == [[1, 0], [1, 0]]
+    finally:
+        reader.close()
+    with pytest.raises(MultilabelLossError) as err:
+        ImageBatchReader(options(source, num_classes=None, class_names=str(names), root_folder=root, max_labels=1,
+                                 label_format="indices"))
+    assert str(err.value) == "%s: %s:1: 2 labels but max_labels is 1" % (OWNER, source)
+    (tmp_path / "img" / Path(paths[2]).name).unlink()
+    with pytest.raises(MultilabelLossError) as err:
+        ImageBatchReader(ImageDataOptions(owner="other", source=str(source), class_names=str(names),
+                                          root_folder=root, batch_size=2))
+    assert str(err.value).startswith("other: 1 of 3 image files listed in %r do not exist (root_folder %r)"
+                                     % (str(source), root))
+    with pytest.raises(TypeError) as type_err:
+        ImageBatchReader("list.txt")                                         # type: ignore[arg-type]
+    assert str(type_err.value) == "options must be an ImageDataOptions, got 'str'"
+    source.write_text("".join("%s 1\n" % p for p in paths[:2]))
+    for rank, world_size in ((2, 2), (-1, 2)):
+        with pytest.raises(MultilabelLossError) as err:
+            ImageBatchReader(options(source), rank=rank, world_size=world_size)
+        assert str(err.value) == "%s: rank must be in [0, world_size) = [0, 2), got %d" % (OWNER, rank)
+    reader = ImageBatchReader(options(source, batch_size=1, threads=1), rank=1, world_size=2)
+    reader.close()
+    assert (reader.rank, reader.world_size, reader.train) == (1, 2, True)
+
+
+def test_plain_chunks_are_converted_at_once_never_line_by_line(tmp_path, monkeypatch):
+    """Chunks of plain indices (or of class names only) never reach the line-by-line parser, whatever their
+    rows (C + 1 rows, where a key of row * C + index would collide if computed otherwise), empty lines or
+    max_labels (equal to the longest line); and the file is read a chunk at a time, several lines a chunk."""
+    def never(*args, **kwargs):
+        raise AssertionError("line by line")
+    monkeypatch.setattr(image_data, "_line_labels", never)
+    rows = [[1], [2, 0], [], [4, 3, 2], [0], [0, 4], [3]]           # 7 rows > C = 5
+    source = tmp_path / "list.txt"
+    source.write_text("".join("im%d.jpg %s\n" % (i, " ".join(map(str, r))) for i, r in enumerate(rows)))
+    got = parse_image_list(str(source), 5, max_labels=3)
+    assert [v.tolist() for v in got.labels] == rows and all(v.tolist() == [1.0] * len(v) for v in got.values)
+    assert got.label_indices.dtype == np.int32 and got.label_values.dtype == np.float32
+    names = tmp_path / "names.txt"
+    names.write_text("a\nb\nc\nd\ne\n")
+    source.write_text("".join("im%d.jpg %s\n" % (i, " ".join("abcde"[c] for c in r)) for i, r in enumerate(rows)))
+    got = parse_image_list(str(source), class_names=str(names))
+    assert [v.tolist() for v in got.labels] == rows
+    texts = []
+    chunk = image_data._ListParser.chunk
+
+    def record(self, text, first_line, ascii):
+        texts.append(text)
+        return chunk(self, text, first_line, ascii)
+    monkeypatch.setattr(image_data._ListParser, "chunk", record)
+    monkeypatch.setattr(image_data, "CHUNK_BYTES", 24)
+    source.write_text("".join("im%d.jpg %d\n" % (i, i % 5) for i in range(12)))      # 10-11 bytes a line
+    got = parse_image_list(str(source), 5)
+    assert got.line_numbers.tolist() == list(range(1, 13))
+    assert max(len(t) for t in texts) <= 24 + 11 and len(texts) >= 5
+    assert any(t.count("\n") >= 2 for t in texts)                   # whole lines, several at a time
+
+
+def test_tab_lines_and_empty_lists_exactly(tmp_path):
+    """A TAB line's path is everything before the first TAB (spaces around it stripped); '#' after leading
+    spaces is a comment; an empty path is named; a list of only comments counts its lines with or without a
+    final newline."""
+    source = tmp_path / "list.txt"
+    source.write_text("  a b.jpg \t1\t2\n  # note\tx\nc.jpg 3\n")
+    got = parse_image_list(str(source), 5)
+    assert list(got.paths) == ["a b.jpg", "c.jpg"] and [v.tolist() for v in got.labels] == [[1, 2], [3]]
+    assert got.line_numbers.tolist() == [1, 3]
+    source.write_text("a.jpg 1\n\t2\n")
+    with pytest.raises(MultilabelLossError) as err:
+        parse_image_list(str(source), 5)
+    assert str(err.value) == "%s: %s:2: empty image path before the TAB" % (OWNER, source)
+    for text, lines in (("# a\n# b", 2), ("# a\n\n", 2), ("", 0), ("\n", 1)):
+        source.write_text(text)
+        with pytest.raises(MultilabelLossError) as err:
+            parse_image_list(str(source), 5)
+        assert str(err.value) == ("%s: list file %r has no images (%d lines, all blank or comments); expected "
+                                  "lines 'path label label ...'" % (OWNER, str(source), lines))
+    with pytest.raises(MultilabelLossError) as err:
+        parse_image_list(str(source))
+    assert str(err.value) == "%s: num_classes is required (or a class_names file)" % OWNER
+    with pytest.raises(MultilabelLossError) as err:
+        parse_image_list(str(tmp_path), 5)
+    assert str(err.value).startswith("%s: list file %r cannot be read: " % (OWNER, str(tmp_path)))
+
+
+def test_missing_files_messages_exactly(tmp_path, monkeypatch, caplog):
+    """check_files_exist's whole messages: more than MAX_REPORTED missing (', ...'), all missing (no 'or set'
+    hint), relative paths with and without root_folder, and the skip warning naming every line."""
+    from softmax_multilabel_layer.data.image_data import check_files_exist
+    monkeypatch.chdir(tmp_path)
+    real = write_images(tmp_path / "img", [pattern_image(0, (4, 4))])[0]
+    source = tmp_path / "list.txt"
+
+    def error(lines, root=""):
+        source.write_text("".join("%s 1\n" % p for p in lines))
+        with pytest.raises(MultilabelLossError) as err:
+            check_files_exist(parse_image_list(str(source), 5, root_folder=root), OWNER, root)
+        return str(err.value)
+    gone = ["/nonexistent/m%d.jpg" % i for i in range(6)]
+    named = ", ".join("line %d: %r" % (i + 2, p) for i, p in enumerate(gone[:5]))
+    assert error([real] + gone) == ("%s: 6 of 7 image files listed in %r do not exist: %s, ...; or set "
+                                    "\"skip_bad_images\": true to leave them out" % (OWNER, str(source), named))
+    named = ", ".join("line %d: %r" % (i + 1, p) for i, p in enumerate(gone[:5]))
+    assert error(gone[:5]) == "%s: 5 of 5 image files listed in %r do not exist: %s" % (OWNER, str(source), named)
+    assert error(["x.jpg", real]) == (
+        "%s: 1 of 2 image files listed in %r do not exist: line 1: 'x.jpg'; relative paths are read from the "
+        "working directory %s, set root_folder to the images' folder; or set \"skip_bad_images\": true to leave "
+        "them out" % (OWNER, str(source), tmp_path))
+    assert error(["x.jpg"], root="r") == (
+        "%s: 1 of 1 image files listed in %r do not exist (root_folder 'r'): line 1: 'r/x.jpg'; relative paths "
+        "are read from the working directory %s" % (OWNER, str(source), tmp_path))
+    source.write_text("%s 1\n/nonexistent/a.jpg 2\n%s 3\n/nonexistent/b.jpg 4\n" % (real, real))
+    caplog.set_level(logging.WARNING, logger="softmax_multilabel_layer.data.image_data")
+    kept = check_files_exist(parse_image_list(str(source), 5), OWNER, "", skip=True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "%s: skip_bad_images: left out 2 of 4 images listed in %r whose files do not exist: line 2: "
+        "'/nonexistent/a.jpg', line 4: '/nonexistent/b.jpg'" % (OWNER, str(source))]
+    assert kept.line_numbers.tolist() == [1, 3] and [v.tolist() for v in kept.labels] == [[1], [3]]
+    source.write_text("/nonexistent/a.jpg 2\n")
+    with pytest.raises(MultilabelLossError, match="1 of 1 image files"):    # all missing: an error even so
+        check_files_exist(parse_image_list(str(source), 5), OWNER, "", skip=True)
+
+
+def test_list_views_slices_and_nothing_left_out(tmp_path):
+    source = tmp_path / "list.txt"
+    source.write_text("a.jpg 1 2\nb.jpg\nc.jpg 4:0.5\n")
+    full = parse_image_list(str(source), 5)
+    assert [v.tolist() for v in full.labels[1:]] == [[], [4]] and [v.tolist() for v in full.values[::2]] == [
+        [1.0, 1.0], [0.5]]
+    same = full.without([])
+    assert list(same.paths) == ["a.jpg", "b.jpg", "c.jpg"] and same.path_buffer == full.path_buffer
+    assert same.label_offsets.tolist() == full.label_offsets.tolist() == [0, 2, 2, 3]
+
+
+def test_decode_threads_are_named(tmp_path):
+    source, _ = id_list(tmp_path, n=4)
+    reader = ImageBatchReader(options(source, batch_size=2, threads=2))
+    try:
+        assert [t.name for t in reader._threads] == ["MultilabelImageData-0", "MultilabelImageData-1"]
+        assert all(t.daemon for t in reader._threads)
+    finally:
+        reader.close()
+
+
+def test_list_image_paths_for_prediction(tmp_path):
+    """list_image_paths (predict's reader): paths only, labels ignored, blank and comment lines skipped, TAB
+    lines split at the first TAB, root_folder joined to relative paths only; an unreadable file is named."""
+    from softmax_multilabel_layer.data.image_data import list_image_paths
+    source = tmp_path / "list.txt"
+    source.write_text("a.jpg 1 2\n\n  # note\n  b c.jpg \t3\t4\n/abs/d.jpg\n#x\te\ne.jpg cat\n")
+    assert list_image_paths(str(source)) == ["a.jpg", "b c.jpg", "/abs/d.jpg", "e.jpg"]
+    assert list_image_paths(str(source), "root") == ["root/a.jpg", "root/b c.jpg", "/abs/d.jpg", "root/e.jpg"]
+    with pytest.raises(MultilabelLossError) as err:
+        list_image_paths(str(tmp_path / "none.txt"))
+    assert str(err.value) == "list file %s cannot be read: No such file or directory" % (tmp_path / "none.txt")
+    source.write_bytes(b"caf\xe9.jpg 1\n")
+    with pytest.raises(MultilabelLossError) as err:
+        list_image_paths(str(source))
+    assert str(err.value) == ("list file %s cannot be read: 'utf-8' codec can't decode byte 0xe9 in position 3: "
+                              "invalid continuation byte" % source)
+
+
+def test_first_image_error_names_the_owner(tmp_path):
+    paths = write_images(tmp_path / "img", [pattern_image(0, (4, 5))])
+    Path(paths[0]).write_bytes(b"junk")
+    source = write_list(tmp_path / "list.txt", paths, [[0]])
+    with pytest.raises(ImageDecodeError) as err:
+        ImageBatchReader(ImageDataOptions(owner="softmax-multilabel convert", source=source, num_classes=5,
+                                          batch_size=1, threads=1))
+    assert str(err.value) == ("softmax-multilabel convert: cannot read or decode image %r (%s:1): missing, "
+                              "unreadable or not an image format OpenCV knows; set --skip-bad-images to replace "
+                              "bad images by others" % (paths[0], source))
+
+
+def test_load_image_and_reader_shard_options_edges(tmp_path):
+    """A resize needs both sizes; a message without a list position has no '(...)'; a mean of exactly 1 is
+    subtracted; the shard comes from the options when the caller gives none."""
+    path = write_images(tmp_path / "img", [pattern_image(0, (5, 7))])[0]
+    assert load_image(path).shape == (5, 7, 3) and load_image(path, True, 3, 0).shape == (5, 7, 3)
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"junk")
+    with pytest.raises(ImageDecodeError) as err:
+        load_image(str(junk))
+    assert str(err.value) == ("%s: cannot read or decode image %r: missing, unreadable or not an image format "
+                              "OpenCV knows" % (OWNER, str(junk)))
+    img = load_image(path)
+    out = np.empty((3, 5, 7), np.float32)
+    Transform(3, mean_value=[1, 0, 2])(img, out, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, img.transpose(2, 0, 1).astype(np.float32) - np.array([1, 0, 2],
+                                                                                            np.float32)[:, None, None])
+    source, _ = id_list(tmp_path, n=4)
+    reader = ImageBatchReader(options(source, batch_size=1, threads=1, rank=1, world_size=2))
+    reader.close()
+    assert (reader.rank, reader.world_size) == (1, 2)

@@ -2,6 +2,9 @@
 every snapshot of a folder, saved arrays; outputs; one-line errors with exit status 2."""
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import caffe
 import h5py
@@ -151,3 +154,14 @@ def test_bad_input(tmp_path, capsys):
         assert main(["evaluate"] + args) == 2, args
         err = capsys.readouterr().err.splitlines()
         assert err[-1].startswith("softmax-multilabel evaluate: error: ") and message in err[-1], (args, err)
+
+
+def test_an_error_is_one_line_on_stderr_in_a_fresh_process(tmp_path):
+    """A fresh `softmax-multilabel` process (glog not yet loaded) prints the error alone: no Caffe INFO lines."""
+    net, weights, *_ = make_case(tmp_path, "softmax")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLOG_")}
+    done = subprocess.run([sys.executable, "-m", "softmax_multilabel_layer", "evaluate", "--net", net, "--weights",
+                           weights, "--iters", "1", "--scores-blob", "fc8"], env=env, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["softmax-multilabel evaluate: error: --scores-blob fc8: no such blob in the "
+                                        "TEST net; blobs: data, label, fc, loss"], done.stderr

@@ -217,3 +217,146 @@ def test_dense_labels_validation_names_sample_and_class(tmp_path, labels, messag
         write_dense_labels(tmp_path / "bad.h5", np.zeros((2, 3)), labels)
     assert str(info.value).startswith("write_dense_labels: ") and message in str(info.value), str(info.value)
     assert not (tmp_path / "bad.h5").exists()                 # nothing written
+
+
+def _message(fn, *args, **kwargs):
+    with pytest.raises(MultilabelLossError) as info:
+        fn(*args, **kwargs)
+    return str(info.value)
+
+
+def test_every_error_message_exactly(tmp_path):
+    """Each message names its function, the sample and the value found, exactly (the message is the behaviour)."""
+    from softmax_multilabel_layer.data.hdf5_labels import IndexLabels, write_dense_labels
+    enc = encode_index_labels
+    assert _message(IndexLabels(np.zeros((1, 1)), np.zeros((1, 1)), None, None).dense) == (
+        "IndexLabels.dense: the file records no num_classes; call dense_from_indices(labels, num_classes, weights)")
+    assert _message(enc, np.zeros(3), 3) == (
+        "encode_index_labels: label_lists as an array must be N x K (padded with -1), got shape (3,)")
+    assert _message(enc, 5, 3) == ("encode_index_labels: label_lists must be a sequence of per-sample sequences "
+                                   "of class indices, got 'int'")
+    assert _message(enc, [[0]], 3, weights=5) == ("encode_index_labels: label_lists must be a sequence of "
+                                                  "per-sample sequences of class indices, got 'int'")
+    assert _message(enc, [[0], [True]], 3) == (
+        "encode_index_labels: sample 1: label True is a bool; expected an integer class index")
+    assert _message(enc, [[0], ["a"]], 3) == ("encode_index_labels: sample 1: label 'a' is not an integer class index")
+    assert _message(enc, [[0]], 0) == "encode_index_labels: num_classes must be a positive integer, got 0"
+    assert _message(enc, [[0]], True) == "encode_index_labels: num_classes must be a positive integer, got True"
+    assert _message(enc, [[0]], 2.0) == "encode_index_labels: num_classes must be a positive integer, got 2.0"
+    wrong = "encode_index_labels: weights as an array must have the shape of the N x K label array, got %s"
+    assert _message(enc, np.array([[0, 1]]), 3, weights=np.ones((1, 3))) == wrong % "(1, 3)"
+    assert _message(enc, [[0, 1]], 3, weights=np.ones((1, 2))) == wrong % "(1, 2)"      # lists, not an array
+    assert _message(enc, np.array([[0, 1]]), 3, weights=np.ones(2)) == wrong % "(2,)"
+    assert _message(enc, [[0], [1]], 3, weights=[[1.0]]) == (
+        "encode_index_labels: weights has 1 samples but label_lists has 2")
+    for bad in (0, True, 1.0):
+        assert _message(enc, [[0]], 3, max_labels=bad) == (
+            "encode_index_labels: max_labels must be a positive integer, got %r" % bad)
+    assert _message(enc, [[1, 1]], 3) == (
+        "encode_index_labels: sample 0: label index 1 appears twice; expected distinct class indices")
+    assert _message(enc, [[1]], 3, weights=[[True]]) == (
+        "encode_index_labels: sample 0: weight True of label 1 must be a finite number >= 0")
+    assert _message(enc, [[1]], 3, weights=[["x"]]) == (
+        "encode_index_labels: sample 0: weight 'x' of label 1 must be a finite number >= 0")
+    data = "write_index_labels: data must be an N x ... array with N >= 1, got shape %s"
+    assert _message(write_index_labels, tmp_path / "a.h5", np.float32(1), [[0]], 3) == data % "()"
+    assert _message(write_index_labels, tmp_path / "a.h5", np.zeros((0, 2)), [], 3) == data % "(0, 2)"
+    assert _message(write_index_labels, tmp_path / "a.h5", np.zeros(1, complex), [[0]], 3) == (
+        "write_index_labels: data must be real numbers, got dtype complex128")
+    assert _message(write_index_labels, tmp_path / "a.h5", np.array(["a"]), [[0]], 3) == (
+        "write_index_labels: data must be real numbers, got dtype <U1")
+    assert _message(write_index_labels, tmp_path / "a.h5", np.zeros((3, 2)), [[0], [1]], 3) == (
+        "write_index_labels: data has 3 samples but label_lists has 2")
+    dense = "write_dense_labels: data must be an N x ... array with N >= 1, got shape %s"
+    assert _message(write_dense_labels, tmp_path / "d.h5", np.float32(1), [[0]]) == dense % "()"
+    assert _message(write_dense_labels, tmp_path / "d.h5", np.zeros((0, 2)), np.zeros((0, 2))) == dense % "(0, 2)"
+    assert _message(dense_from_indices, np.zeros(3), 3) == (
+        "dense_from_indices: labels must be N x K (padded with -1), got shape (3,)")
+    assert _message(dense_from_indices, np.zeros((1, 2)), 3, np.ones((1, 3))) == (
+        "dense_from_indices: weights shape (1, 3) does not match labels shape (1, 2)")
+    assert _message(dense_from_indices, np.array([[0, 1]]), 3, np.array([[1.0, -1.0]])) == (
+        "dense_from_indices: sample 0: weight -1.0 of label 1 must be a finite number >= 0")
+    assert _message(write_list_file, tmp_path / "l.txt", []) == "write_list_file: no HDF5 paths given"
+    assert not any(p.name.endswith(".h5") for p in tmp_path.iterdir())
+
+
+def test_reader_errors_exactly(tmp_path):
+    def file(name, **datasets):
+        path = tmp_path / name
+        with h5py.File(path, "w") as f:
+            for key, value in datasets.items():
+                f[key] = value
+        return path
+    path = file("nolabel.h5", data=np.zeros((2, 1)), other=np.zeros(1))
+    assert _message(read_index_labels, path) == (
+        "read_index_labels: %s has no 'label' dataset (found ['data', 'other'])" % path)
+    path = file("nodata.h5", label=np.zeros((2, 1)))
+    assert _message(read_index_labels, path) == "read_index_labels: %s has no 'data' dataset (found ['label'])" % path
+    path = file("flat.h5", data=np.zeros((2, 3)), label=np.zeros(2))
+    assert _message(read_index_labels, path) == (
+        "read_index_labels: %s: label must be N x K with N = 2 samples, got shape (2,)" % path)
+    path = file("rows.h5", data=np.zeros((2, 3)), label=np.zeros((3, 2)))
+    assert _message(read_index_labels, path) == (
+        "read_index_labels: %s: label must be N x K with N = 2 samples, got shape (3, 2)" % path)
+    path = file("weights.h5", data=np.zeros((2, 3)), label=np.zeros((2, 1)), label_weight=np.zeros((2, 2)))
+    assert _message(read_index_labels, path) == (
+        "read_index_labels: %s: label_weight shape (2, 2) does not match label shape (2, 1)" % path)
+    path = file("range.h5", data=np.zeros((2, 3)), label=np.array([[0.0], [3.0]]))
+    with h5py.File(path, "a") as f:
+        f.attrs["num_classes"] = 3
+    assert _message(read_index_labels, path) == (
+        "read_index_labels: %s: sample 1: label 3.0 is not a class index in [0, 3) or -1" % path)
+    # Without a recorded num_classes any index >= 0 is kept; dtypes are float32 whatever was stored.
+    got = read_index_labels(file("free.h5", data=np.zeros((2, 3)), label=np.array([[7], [0]], np.int64),
+                                 label_weight=np.array([[0.5], [2]], np.float64)))
+    assert got.num_classes is None and got.label_lists() == [[7], [0]]
+    assert got.labels.dtype == np.float32 and got.weights is not None and got.weights.dtype == np.float32
+
+
+def test_edge_sizes_compression_and_dtypes(tmp_path):
+    """K = 1 and one class are allowed; empty lists give one padded slot; 1-D data and N = 1 are written;
+    compression reaches every dataset; dense labels keep the requested dtype."""
+    from softmax_multilabel_layer.data.hdf5_labels import write_dense_labels
+    labels, weights = encode_index_labels([[0]], 1, max_labels=1)
+    assert labels.tolist() == [[0.0]] and weights is None
+    labels, weights = encode_index_labels([], 3)
+    assert labels.shape == (0, 1) and labels.dtype == np.float32
+    labels, weights = encode_index_labels([[2], []], 3, weights=[[0.0], []])     # a weight of 0 is allowed
+    assert labels.tolist() == [[2.0], [-1.0]] and weights is not None and weights.tolist() == [[0.0], [0.0]]
+    path = tmp_path / "one.h5"
+    write_index_labels(path, np.arange(1, dtype=np.float64), [[1, 0]], 2, weights=[[0.5, 1]], compression="gzip")
+    with h5py.File(path, "r") as f:
+        assert {k: f[k].compression for k in f} == {"data": "gzip", "label": "gzip", "label_weight": "gzip"}
+        assert f["data"].dtype == np.float32 and f["data"].shape == (1,) and f.attrs["num_classes"] == 2
+    dense_path = tmp_path / "dense.h5"
+    write_dense_labels(dense_path, np.zeros((2, 0)), np.array([[True, False], [False, True]]), compression="gzip")
+    with h5py.File(dense_path, "r") as f:
+        assert {k: f[k].compression for k in f} == {"data": "gzip", "label": "gzip"}
+        assert f["label"][...].tolist() == [[1, 0], [0, 1]] and f.attrs["label_format"] == "dense"
+    write_dense_labels(dense_path, np.zeros(1), [[0.5]])                     # 1-D data, one sample
+    with h5py.File(dense_path, "r") as f:
+        assert f["data"].shape == (1,) and f["label"][...].tolist() == [[0.5]] and f["data"].compression is None
+    with h5py.File(tmp_path / "plain.h5", "w"):
+        pass
+    write_index_labels(tmp_path / "plain.h5", np.zeros((1, 2)), [[0]], 2)
+    with h5py.File(tmp_path / "plain.h5", "r") as f:
+        assert f["data"].compression is None and f["label"].compression is None
+    dense = dense_from_indices(np.array([[1, -1]]), 3, np.array([[0.25, 0]]), dtype=np.float64)
+    assert dense.dtype == np.float64 and dense.tolist() == [[0.0, 0.25, 0.0]]
+    assert dense_from_indices(np.array([[1, -1]]), 3).dtype == np.float32
+
+
+def test_write_list_file_relative_and_single_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert write_list_file("sub/list.txt", "a.h5", absolute=False) == ["a.h5"]
+    assert (tmp_path / "sub" / "list.txt").read_text() == "a.h5\n"
+    assert write_list_file("list2.txt", tmp_path / "b.h5") == [str(tmp_path / "b.h5")]
+    assert (tmp_path / "list2.txt").read_text() == "%s\n" % (tmp_path / "b.h5")
+
+
+def test_dense_labels_of_every_number_kind(tmp_path):
+    """bool, signed, unsigned and float labels are all numbers, written as float32."""
+    from softmax_multilabel_layer.data.hdf5_labels import write_dense_labels
+    for dtype in (bool, np.int8, np.uint8, np.float64):
+        got = write_dense_labels(tmp_path / "k.h5", np.zeros((1, 2)), np.array([[1, 0]], dtype))
+        assert got.dtype == np.float32 and got.tolist() == [[1.0, 0.0]]

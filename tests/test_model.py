@@ -439,3 +439,91 @@ layer { name: "step" type: "Threshold" bottom: "fc" top: "fc2" }
     with pytest.raises(MultilabelLossError, match=r"OpenCV's DNN cannot run this net.*Threshold"):
         Model.load(model, engine="opencv")
     assert Model.load(model, engine="caffe").predict_proba([np.zeros((4, 4), np.uint8)]).shape == (1, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# softmax-multilabel evaluate MODEL/ --lmdb / --hdf5
+
+def _labelled_list(out, path):
+    """images.txt of examples/image_lmdb_hdf5 with the labels of labels.h5 (class indices): the same images."""
+    import h5py
+    with h5py.File(out / "labels.h5", "r") as f:
+        labels = np.asarray(f["label"])
+    paths = list_paths(out / "images.txt", "")
+    path.write_text("".join("%s %s\n" % (p, " ".join(str(c) for c in np.flatnonzero(row)))
+                            for p, row in zip(paths, labels, strict=True)))
+    return labels
+
+
+@pytest.mark.parametrize("case", ["image_lmdb_hdf5", "image_lmdb_hdf5 crop + mean file"])
+def test_evaluate_model_folder_on_lmdb_and_hdf5_equals_the_list(tmp_path, lmdb_example, case, capsys):
+    """On the example's LMDB (convert_imageset, labels in HDF5), on convert's LMDB pair and on convert's HDF5 files,
+    evaluate MODEL/ runs every record once and gives the --list evaluation of the same images: the same metrics,
+    and the images it reads give the same probabilities (1e-5)."""
+    from softmax_multilabel_layer.evaluation import sources
+    out, cases, _ = lmdb_example
+    net, weights, _ = cases[case]
+    model = _folder(tmp_path, net, weights, cwd=str(out))
+    labels = _labelled_list(out, tmp_path / "list.txt")
+    assert main(["convert", str(tmp_path / "list.txt"), "--root-folder", str(out) + "/", "--num-classes", "4",
+                 "--format", "lmdb", "--out", str(tmp_path / "conv_lmdb")]) == 0
+    assert main(["convert", str(tmp_path / "list.txt"), "--root-folder", str(out) + "/", "--num-classes", "4",
+                 "--format", "hdf5", "--out", str(tmp_path / "conv_h5")]) == 0
+    capsys.readouterr()
+    runs = {"list": ["--list", str(tmp_path / "list.txt"), "--root-folder", str(out) + "/"],
+            "recipe lmdb": ["--lmdb", str(out / "images_lmdb"), "--label-source", str(out / "labels_h5.txt")],
+            "convert lmdb": ["--lmdb", str(tmp_path / "conv_lmdb" / "images_lmdb")],      # labels_lmdb beside it
+            "convert hdf5": ["--hdf5", str(tmp_path / "conv_h5" / "list.txt")]}
+    got = {}
+    for name, args in runs.items():
+        assert main(["evaluate", model, "--json", str(tmp_path / "m.json")] + args) == 0, name
+        printed = capsys.readouterr().out
+        assert ": 40 samples (every " in printed, (name, printed)            # 40 records, batches of 64: once
+        got[name] = json.loads((tmp_path / "m.json").read_text())
+        assert got[name]["samples"] == 40 and got[name].get("list_samples", got[name].get("source_samples")) == 40
+    for name in runs:
+        for key in ("mAP", "f1_macro", "f1_micro", "ranking_loss", "coverage", "hamming_loss"):
+            if key in got["list"]:
+                assert abs(got[name][key] - got["list"][key]) < 1e-9, (name, key)
+    # the probabilities of the images each source gives, against the list's (paths decoded by the model)
+    m = Model.load(model)
+    ref = m.predict_proba(list_paths(out / "images.txt", str(out)))
+    assert np.abs(ref - ref.mean(0)).max() > 1e-3
+    for name, images in (("recipe lmdb", sources.lmdb_images(str(out / "images_lmdb"), 64)),
+                         ("convert lmdb", sources.lmdb_images(str(tmp_path / "conv_lmdb" / "images_lmdb"), 16)),
+                         ("convert hdf5", sources.hdf5_data(sources.hdf5_files(str(tmp_path / "conv_h5" / "list.txt"),
+                                                                               "--hdf5"), 16, True))):
+        p = np.concatenate([m.predict_proba(batch) for batch in images])
+        print("evaluate source equality %s %s %.2g" % (case, name, float(np.abs(p - ref).max())))
+        assert p.shape == ref.shape and np.abs(p - ref).max() < TOL, name
+    assert np.array_equal(sources.labels_from(str(tmp_path / "conv_lmdb" / "labels_lmdb"), "x"), labels)
+
+
+def test_evaluate_model_folder_source_errors_before_any_net(tmp_path, lmdb_example, capsys):
+    """Bad sources are one line, exit 2, found before the net is built (the weights are gone: Model.load would fail
+    with another message)."""
+    import h5py
+    out, cases, _ = lmdb_example
+    net, weights, _ = cases["image_lmdb_hdf5"]
+    model = _folder(tmp_path, net, weights, cwd=str(out))
+    os.remove(os.path.join(model, "weights.caffemodel"))
+    with h5py.File(tmp_path / "short.h5", "w") as f:
+        f.create_dataset("label", data=np.zeros((3, 4), np.float32))
+    (tmp_path / "h5list.txt").write_text(str(tmp_path / "short.h5") + "\n" + str(tmp_path / "gone.h5") + "\n")
+    lmdb_dir = str(out / "images_lmdb")
+    cases = [(["--lmdb", str(tmp_path / "none")], "--lmdb %s does not exist" % (tmp_path / "none")),
+             (["--lmdb", str(tmp_path)], "is not an LMDB folder (no data.mdb in it)"),
+             (["--lmdb", lmdb_dir], "give its labels with --label-source"),
+             (["--lmdb", lmdb_dir, "--label-source", str(tmp_path / "short.h5")],
+              "--label-source %s holds 3 label rows but %s holds 40 samples" % (tmp_path / "short.h5", lmdb_dir)),
+             (["--hdf5", str(tmp_path / "short.h5")], "has no dataset 'data' (it has label)"),
+             (["--hdf5", str(tmp_path / "h5list.txt")], "line 2: HDF5 file %s does not exist" % (tmp_path / "gone.h5")),
+             (["--lmdb", lmdb_dir, "--list", str(out / "images.txt")], "give one of --list, --lmdb, --hdf5"),
+             (["--lmdb", lmdb_dir, "--iters", "2"], "--iters does not go with a model folder"),
+             (["--lmdb", lmdb_dir, "--root-folder", "x"], "--root-folder goes with --list"),
+             (["--hdf5", str(tmp_path / "short.h5"), "--label-source", "x"], "--label-source goes with --lmdb")]
+    for args, message in cases:
+        assert main(["evaluate", model] + args) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (args, err)
+    assert main(["evaluate", "--lmdb", lmdb_dir]) == 2 and "go with a model folder" in capsys.readouterr().err

@@ -15,6 +15,8 @@ import caffe
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples", "multilabel_digits"))
 import readme_tables  # noqa: E402
 
+from softmax_multilabel_layer.tools.docblocks import sync_blocks  # noqa: E402
+
 
 def committed():
     with open(readme_tables.COMMITTED) as f:
@@ -39,14 +41,14 @@ def test_tables_show_the_committed_figures():
     assert "%.0f s wall clock" % results["seconds"]["total"] in block
 
 
-def test_a_changed_result_is_caught():
+def test_a_changed_result_is_caught(capsys):
     results = committed()
     changed = copy.deepcopy(results)
     changed["summary"]["sigmoid_focal"]["mAP"]["mean"] += 0.002
-    expected = readme_tables.expected_readmes(changed)
-    with open(readme_tables.README, encoding="utf-8") as f:
-        assert f.read() != expected[readme_tables.README]
-    assert readme_tables.expected_readmes(results) != expected
+    assert readme_tables.expected_blocks(changed) != readme_tables.expected_blocks(results)
+    assert sync_blocks(readme_tables.expected_blocks(changed), source="results.json", root=readme_tables.REPO,
+                       generator="examples/multilabel_digits/readme_tables.py", check=True) == 1
+    assert "README.md" in capsys.readouterr().err
 
 
 def test_committed_results_are_consistent_and_have_no_local_paths():

@@ -182,3 +182,19 @@ def test_scores_beyond_the_float32_exponent_range_take_the_shifted_path(dtype):
     x = scores.astype(dtype).astype(np.float64)
     assert loss == pytest.approx(two_way64(x, labels), rel=1e-6)
     np.testing.assert_allclose(grad, two_way_grad64(x, labels), rtol=1e-5, atol=1e-12)
+
+
+def test_options_object_temperatures_are_used_and_keywords_beside_it_refused():
+    rng = seeded_rng(30)
+    scores = rng.normal(0.0, 2.0, (6, 5))
+    labels = (rng.random((6, 5)) < 0.4).astype(np.float64)
+    labels[0, 0] = 1.0
+    by_keywords, grad_keywords = two_way_loss(scores, labels, tp=2.0, tn=0.5)
+    by_object, grad_object = two_way_loss(scores, labels, options=TwoWayOptions(tp=2.0, tn=0.5))
+    assert by_object == by_keywords and np.array_equal(grad_object, grad_keywords)
+    assert abs(by_object - two_way_loss(scores, labels)[0]) > 1e-3       # the temperatures do change the loss
+    for keyword in ({"tp": 2.0}, {"tn": 0.5}, {"tp": 3.0, "tn": 2.0}):
+        # a temperature beside an options object was silently dropped before: now refused like any other keyword
+        with pytest.raises(MultilabelLossError, match=r"two_way_forward: options= was given together with keyword "
+                                                      r"option\(s\) %s" % ", ".join(sorted(keyword))):
+            two_way_loss(scores, labels, options=TwoWayOptions(tp=2.0, tn=0.5), **keyword)

@@ -16,17 +16,21 @@ from softmax_multilabel_layer.tools.train import list_snapshots, set_solver_fiel
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROTOTXT_DIR = os.path.join(REPO, "prototxt", "yeast")
-VARIANTS = ("softmax_multilabel", "sigmoid_bce", "sigmoid_focal", "sigmoid_asl", "sigmoid_native")
+VARIANTS = ("softmax_multilabel", "sigmoid_bce", "sigmoid_focal", "sigmoid_asl", "sigmoid_native", "zlpr", "two_way")
 LOSS_NAMES = {
     "softmax_multilabel": "ours: softmax, 1/M targets",
     "sigmoid_bce": "ours: sigmoid BCE",
     "sigmoid_focal": "ours: focal, gamma 2",
     "sigmoid_asl": "ours: ASL (gamma_neg 4, clip 0.05)",
     "sigmoid_native": "Caffe SigmoidCrossEntropyLoss",
+    "zlpr": "ours: ZLPR",
+    "two_way": "ours: two-way (tp 4, tn 1)",
 }
-# How scores become probabilities for the thresholded decision (Hamming loss).
+# How scores become probabilities for the thresholded decision (Hamming loss). ZLPR: sigmoid, so its own
+# threshold s > 0 is 0.5 on the grid; two-way: its ranking scores have no threshold, sigmoid is a monotone map
+# onto the grid, and the threshold is chosen on validation data as for the others.
 PROBABILITY = {"softmax_multilabel": "softmax", "sigmoid_bce": "sigmoid", "sigmoid_focal": "sigmoid",
-               "sigmoid_asl": "sigmoid", "sigmoid_native": "sigmoid"}
+               "sigmoid_asl": "sigmoid", "sigmoid_native": "sigmoid", "zlpr": "sigmoid", "two_way": "sigmoid"}
 DEFAULT_LIST = "output/yeast/data/train_list.txt"
 
 

@@ -306,7 +306,15 @@ def main(anchors: Sequence[ModuleType], argv: Sequence[str] | None = None, descr
     for anchor in anchors:
         if anchor.NAME not in wanted or (hasattr(anchor, "selected") and not anchor.selected(args)):
             continue
+        load_before, started = load_average(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         result = anchor.run(args)
+        # When and under what load: the docs print it beside every figure taken from this file (scripts/docs.py).
+        result.setdefault("recorded", {"date": started, "load_before": load_before, "load_after": load_average(),
+                                       "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+                                       "simd": simd_kind(numpy_cpu_features()[0]),
+                                       "threads": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS",
+                                                                                  "OMP_NUM_THREADS")},
+                                       "command": command_line(args)})
         text = anchor.markdown(result)
         print(text, end="" if text.endswith("\n") else "\n", flush=True)
         if anchor.OUTPUT in outputs:

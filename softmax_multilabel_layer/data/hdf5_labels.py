@@ -114,8 +114,9 @@ def encode_index_labels(label_lists: Iterable[Iterable[Any]], num_classes: int, 
                 raise MultilabelLossError("%s: weights as an array must have the shape of the N x K label array, "
                                           "got %s" % (owner, weights.shape))
             # Same shape (checked above): every row and every pair of rows has the same length.
-            weight_rows = [[w for w, c in zip(wrow, crow, strict=True) if c != PAD]
-                           for wrow, crow in zip(weights.tolist(), label_lists.tolist(), strict=True)]
+            pairs = zip(weights.tolist(), label_lists.tolist(), strict=True)  # pragma: no mutate (equal lengths)
+            weight_rows = [[w for w, c in zip(wrow, crow, strict=True) if c != PAD]  # pragma: no mutate (as above)
+                           for wrow, crow in pairs]
         else:
             weight_rows = _as_label_lists(weights, owner)
         if len(weight_rows) != len(rows):
@@ -143,7 +144,7 @@ def encode_index_labels(label_lists: Iterable[Iterable[Any]], num_classes: int, 
             seen.add(c)
             labels[i, j] = c
         if weight_rows is not None:
-            assert label_weights is not None, "label_weights is allocated whenever weight_rows is given"
+            assert label_weights is not None        # allocated whenever weight_rows is given
             w = weight_rows[i]
             if len(w) != len(row):
                 raise MultilabelLossError("%s: sample %d has %d labels but %d weights"
@@ -165,7 +166,8 @@ def _write_h5(path, data, labels, label_weights, num_classes, label_format, comp
     if directory:
         os.makedirs(directory, exist_ok=True)
     with h5py.File(path, "w") as f:
-        f.create_dataset(DATA, data=data.astype(np.float32, copy=False), compression=compression)
+        f.create_dataset(DATA, data=data.astype(np.float32, copy=False),  # pragma: no mutate (copy=False saves a copy)
+                         compression=compression)
         f.create_dataset(LABEL, data=labels, compression=compression)
         if label_weights is not None:
             f.create_dataset(LABEL_WEIGHT, data=label_weights, compression=compression)
@@ -212,13 +214,14 @@ def read_index_labels(path: str) -> IndexLabels:
     """
     import h5py
     owner = "read_index_labels"
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r") as f:  # pragma: no mutate (h5py's default mode is "r")
         for name in (DATA, LABEL):
             if name not in f:
                 raise MultilabelLossError("%s: %s has no %r dataset (found %s)" % (owner, path, name, sorted(f.keys())))
         data = f[DATA][...]
-        labels = f[LABEL][...].astype(np.float32, copy=False)
-        weights = f[LABEL_WEIGHT][...].astype(np.float32, copy=False) if LABEL_WEIGHT in f else None
+        labels = f[LABEL][...].astype(np.float32, copy=False)  # pragma: no mutate (copy=False saves a copy)
+        weights = f[LABEL_WEIGHT][...] if LABEL_WEIGHT in f else None
+        weights = None if weights is None else weights.astype(np.float32, copy=False)  # pragma: no mutate (as above)
         num_classes = int(f.attrs["num_classes"]) if "num_classes" in f.attrs else None
     if labels.ndim != 2 or labels.shape[0] != data.shape[0]:
         raise MultilabelLossError("%s: %s: label must be N x K with N = %d samples, got shape %s"
@@ -315,7 +318,7 @@ def write_dense_labels(path: str, data: ArrayLike, labels: ArrayLike, compressio
     if labels.ndim != 2 or labels.shape[0] != data.shape[0]:
         raise MultilabelLossError("%s: labels must be N x C with N = %d samples (the data's first axis), got shape %s"
                                   % (owner, data.shape[0], labels.shape))
-    if labels.dtype.kind not in "biuf":
+    if labels.dtype.kind not in ("b", "i", "u", "f"):
         raise MultilabelLossError("%s: labels must be numbers, got dtype %s" % (owner, labels.dtype))
     labels = labels.astype(np.float32)
     bad = ~(np.isfinite(labels) & (labels >= 0))

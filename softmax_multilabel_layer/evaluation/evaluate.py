@@ -4,11 +4,14 @@ Caffe's solver averages per-batch test outputs, so a per-batch mAP is wrong, and
 single-label. This command runs the TEST phase of the user's own net (whatever its data layers) for
 ``--iters`` batches, collects a scores blob and a labels blob (default: the loss layer's bottoms),
 applies the softmax or sigmoid the loss implies, and computes the metrics once over all samples. A model
-folder (``deploy --out``) is evaluated on a list file, over every image exactly once, and ``--calibrate``
-writes per-class thresholds into its model.json (on a validation list, never the test list)::
+folder (``deploy --out``) is evaluated on a list file (or an LMDB or HDF5 data set, :mod:`.sources`), over
+every image exactly once, and ``--calibrate`` writes per-class thresholds into its model.json (on a
+validation list, never the test list)::
 
     softmax-multilabel evaluate model/ --list val.txt --root-folder images/ --calibrate
     softmax-multilabel evaluate model/ --list test.txt --root-folder images/ --json test.json
+    softmax-multilabel evaluate model/ --lmdb data/images_lmdb --label-source data/labels_h5.txt
+    softmax-multilabel evaluate model/ --hdf5 data_h5/list.txt
     softmax-multilabel evaluate --net train_val.prototxt --weights snap_iter_3000.caffemodel --iters 20
     softmax-multilabel evaluate --scores scores.npy --labels labels.npy --rule mass:0.9 --json out.json
     softmax-multilabel evaluate --net train_val.prototxt --snapshots output/run --iters 20 --plot map.png
@@ -220,6 +223,7 @@ def _load_npy(path: str, option: str) -> np.ndarray:
 EXAMPLES = """examples:
   %(prog)s model/ --list val.txt --root-folder images/ --calibrate
   %(prog)s model/ --list test.txt --root-folder images/ --json test.json
+  %(prog)s model/ --lmdb data/images_lmdb --label-source data/labels_h5.txt
   %(prog)s --net train_val.prototxt --weights snap_iter_3000.caffemodel --iters 20 --plot pr.png
   %(prog)s --net train_val.prototxt --snapshots output/run --iters 20 --json metrics.json --plot map.png
   %(prog)s --scores scores.npy --labels labels.npy --rule thresholds:th.json --per-class classes.csv
@@ -235,9 +239,15 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("input: a model folder and a list, a net and weights (or --snapshots), or arrays")
     src.add_argument("model", nargs="?", metavar="MODEL/", help="a model folder (written by `deploy --out`), with "
-                     "--list")
+                     "--list, --lmdb or --hdf5")
     src.add_argument("--list", help="with MODEL/: a list file (path, then labels), every image evaluated once")
     src.add_argument("--root-folder", default="", help="joined to the relative paths of --list")
+    src.add_argument("--lmdb", metavar="IMAGES_LMDB", help="with MODEL/: instead of --list, an LMDB of Datum images "
+                     "(convert_imageset, convert --format lmdb), every record once, in key order")
+    src.add_argument("--label-source", metavar="SOURCE", help="with --lmdb: the labels, an LMDB of float_data rows "
+                     "(default: labels_lmdb beside IMAGES_LMDB) or an HDF5 file or list (dataset label)")
+    src.add_argument("--hdf5", metavar="SOURCE", help="with MODEL/: instead of --list, an HDF5 file or HDF5Data "
+                     "list with datasets data (N x C x H x W images) and label, every row once")
     src.add_argument("--engine", choices=ENGINES, default=None, help="with MODEL/: caffe or opencv (default caffe "
                      "when it imports)")
     src.add_argument("--calibrate", action="store_true", help="with MODEL/: write per-class thresholds that "
@@ -264,17 +274,71 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _model_source(args):
+    """Probabilities and labels of every record of ``--lmdb`` (with its labels) or ``--hdf5`` from the model
+    folder, each once; (scores, labels, info, model). Files are checked and counted before the net is built."""
+    from softmax_multilabel_layer.evaluation import sources
+    if args.root_folder:
+        raise MultilabelLossError("--root-folder goes with --list, not with --lmdb or --hdf5")
+    if args.lmdb:
+        count = sources.lmdb_count(args.lmdb, "--lmdb")
+        label_source = args.label_source or os.path.join(os.path.dirname(os.path.normpath(args.lmdb)),
+                                                         sources.LABELS_LMDB)
+        if not args.label_source and not os.path.isdir(label_source):
+            raise MultilabelLossError("--lmdb %s: give its labels with --label-source (an LMDB of label rows, or an "
+                                      "HDF5 file or list with a label dataset); there is no %s beside it"
+                                      % (args.lmdb, label_source))
+        labels = sources.labels_from(label_source, "--label-source")
+        where, source = "--label-source %s" % label_source, args.lmdb
+    else:
+        files = sources.hdf5_files(args.hdf5, "--hdf5")
+        count = sum(n for _, n in sources.hdf5_rows(files, "data", "--hdf5"))
+        labels = sources.hdf5_labels(files, "--hdf5")
+        where, source = "--hdf5 %s" % args.hdf5, args.hdf5
+    if len(labels) != count:
+        raise MultilabelLossError("%s holds %d label rows but %s holds %d samples" % (where, len(labels), source,
+                                                                                       count))
+    model = Model.load(args.model, args.engine)
+    y = M.check_labels(where, labels.reshape(len(labels), -1))
+    if y.shape[1] != len(model.class_names):
+        raise MultilabelLossError("%s: label rows of %d classes, but the model has %d class names"
+                                  % (where, y.shape[1], len(model.class_names)))
+    step = 64
+    batches = (sources.lmdb_images(args.lmdb, step) if args.lmdb else
+               sources.hdf5_data(files, step, model.input.get("kind", "image") == "image"))
+    s = np.empty(y.shape, np.float64)
+    done = 0
+    for batch in batches:
+        s[done:done + len(batch)] = model.predict_proba(batch, batch_size=step)
+        done += len(batch)
+        progress("evaluate %s" % args.model, done, count)
+    info = {"model": args.model, ("lmdb" if args.lmdb else "hdf5"): source, "engine": model.engine,
+            "source_samples": count, "activation": model.spec.get("activation", "none")}
+    if args.lmdb:
+        info["label_source"] = label_source
+    return s, y, info, model
+
+
 def _model_list(args):
-    """Probabilities and labels of every image of ``--list`` from the model folder; (scores, labels, info, model)."""
+    """Probabilities and labels of every image of ``--list`` (or ``--lmdb`` / ``--hdf5``) from the model folder;
+    (scores, labels, info, model)."""
     import tempfile
 
     from softmax_multilabel_layer.data.image_data import check_files_exist, parse_image_list
-    if not args.list:
-        raise MultilabelLossError("a model folder is evaluated on a list: give --list FILE (path, then labels)")
+    given = [option for option in ("list", "lmdb", "hdf5") if getattr(args, option)]
+    if not given:
+        raise MultilabelLossError("a model folder is evaluated on a data set: give --list FILE (path, then labels), "
+                                  "--lmdb IMAGES_LMDB or --hdf5 SOURCE")
+    if len(given) > 1:
+        raise MultilabelLossError("give one of --list, --lmdb, --hdf5, not %s" % " and ".join("--" + g for g in given))
+    if args.label_source and not args.lmdb:
+        raise MultilabelLossError("--label-source goes with --lmdb")
     for option in ("net", "weights", "snapshots", "scores", "labels", "iters"):
         if getattr(args, option) is not None:
-            raise MultilabelLossError("--%s does not go with a model folder (it runs over the whole --list once)"
-                                      % option)
+            raise MultilabelLossError("--%s does not go with a model folder (it runs over the whole --%s once)"
+                                      % (option, given[0]))
+    if not args.list:
+        return _model_source(args)
     if not os.path.isfile(args.list):
         raise MultilabelLossError("--list %s does not exist" % args.list)
     model = Model.load(args.model, args.engine)
@@ -309,16 +373,20 @@ def run_evaluate(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     activation = {"softmax": "Softmax", "sigmoid": "Sigmoid", "none": None}.get(args.activation, "auto")
     history, info = [], {}
     folder_model = None
-    if args.model is None and (args.list or args.calibrate or args.engine):
-        raise MultilabelLossError("--list, --calibrate and --engine go with a model folder: evaluate MODEL/ --list "
-                                  "FILE")
+    if args.model is None and (args.list or args.lmdb or args.hdf5 or args.label_source or args.calibrate
+                               or args.engine):
+        raise MultilabelLossError("--list, --lmdb, --hdf5, --label-source, --calibrate and --engine go with a model "
+                                  "folder: evaluate MODEL/ --list FILE")
     if args.rule is None and args.model is None:
         args.rule = "top-k:1"
     rule = parse_rule(args.rule) if args.rule and args.rule != "thresholds" else None
     if args.model is not None:
         s, y, info, folder_model = _model_list(args)
         rule = folder_model.decision_rule(args.rule)
-        stdout.write("%s: %d samples (every image of the list, once)\n" % (args.list, info["list_samples"]))
+        if args.list:
+            stdout.write("%s: %d samples (every image of the list, once)\n" % (args.list, info["list_samples"]))
+        else:
+            stdout.write("%s: %d samples (every record, once)\n" % (args.lmdb or args.hdf5, info["source_samples"]))
     elif args.scores or args.labels:
         if not (args.scores and args.labels) or args.net or args.snapshots:
             raise MultilabelLossError("give --scores and --labels together, without --net / --snapshots")
@@ -374,11 +442,13 @@ def run_evaluate(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
             stdout.write("wrote %s\n" % getattr(args, option))
     if args.calibrate:
         thresholds, f1 = calibrate_thresholds(y, s)
-        set_thresholds(args.model, thresholds, {"list": os.path.abspath(args.list), "root_folder": args.root_folder,
-                                                "samples": int(len(y)), "f1": [float(v) for v in f1],
-                                                "mean_f1": float(np.mean(f1))})
+        data = {"list": os.path.abspath(args.list)} if args.list else \
+            {("lmdb" if args.lmdb else "hdf5"): os.path.abspath(args.lmdb or args.hdf5)}
+        set_thresholds(args.model, thresholds, dict(data, root_folder=args.root_folder, samples=int(len(y)),
+                                                    f1=[float(v) for v in f1], mean_f1=float(np.mean(f1))))
         stdout.write("wrote per-class thresholds (mean F1 %.4f on %s) into %s; predict and evaluate MODEL/ now use "
-                     "them\n" % (float(np.mean(f1)), args.list, os.path.join(args.model, "model.json")))
+                     "them\n" % (float(np.mean(f1)), args.list or args.lmdb or args.hdf5,
+                                 os.path.join(args.model, "model.json")))
     return 0
 
 

@@ -207,6 +207,9 @@ def two_way_loss(scores: ArrayLike, labels: ArrayLike, tp: float = 4.0, tn: floa
                  **options: Any) -> tuple[float, NDArray[np.floating[Any]]]:
     """``(loss, d loss / d scores)`` in one call: :func:`two_way_forward`, then :func:`two_way_backward`.
 
+    ``tp`` and ``tn`` are the temperatures; with ``options=`` (a :class:`~.params.TwoWayOptions`) the object's
+    temperatures are used, and a ``tp`` or ``tn`` other than the default given beside it is an error.
+
     Example::
 
         >>> loss, grad = two_way_loss(np.array([[2.0, -1.0], [0.5, 1.0]]), np.array([[1, 0], [0, 1]]), tp=2.0)
@@ -214,5 +217,7 @@ def two_way_loss(scores: ArrayLike, labels: ArrayLike, tp: float = 4.0, tn: floa
     if options.get("options") is None:
         options.pop("options", None)
         options.update(tp=tp, tn=tn)
+    else:       # a temperature given beside an options object is refused (as in the other cores), not dropped
+        options.update({key: value for key, value, default in (("tp", tp, 4.0), ("tn", tn, 1.0)) if value != default})
     loss, ctx = two_way_forward(scores, labels, **options)
     return loss, two_way_backward(ctx, loss_weight)
