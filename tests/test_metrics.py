@@ -530,3 +530,17 @@ def test_top_k_labels_takes_float_k_per_sample_and_returns_bool():
     with pytest.raises(MultilabelLossError, match=r"^metrics\.precision_at_k: k must be an integer >= 1 or one integer "
                        r">= 0 per sample \(1\), got \[\[1\]\]$"):
         M.precision_at_k([[1, 0]], [[0.5, 0.2]], [[1]])
+
+
+def test_input_checks_word_for_word():
+    """Numbers only (bool and integer scores become float64, float32 stays), N x C only, each message whole."""
+    with pytest.raises(MultilabelLossError, match=r"^t: scores must be numbers, got dtype <U1$"):
+        M.check_scores("t", [["a"]])
+    with pytest.raises(MultilabelLossError, match=r"^t: scores must be an N x C array, got shape \(2,\)$"):
+        M.check_scores("t", [0.5, 0.2])
+    with pytest.raises(MultilabelLossError, match=r"^t: labels must be numbers 0/1 \(or label weights >= 0\), got "
+                       r"dtype <U1$"):
+        M.check_labels("t", [["a"]])
+    assert M.check_scores("t", [[True, False]]).tolist() == [[1.0, 0.0]]
+    assert M.check_scores("t", np.array([[1, 2]])).dtype == np.float64
+    assert M.check_scores("t", np.zeros((1, 2), np.float32)).dtype == np.float32
