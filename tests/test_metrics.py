@@ -312,6 +312,23 @@ def test_chunked_metrics_equal_references(monkeypatch):
         M.check_labels("t", weights)
 
 
+def test_ranking_loss_by_comparison_in_small_blocks(monkeypatch):
+    """The comparison path of ranking_loss (few true labels per row): cache blocks of a few rows, a row with 400
+    true labels (its uint8 counts flushed after 255 passes), rows with none, ties between true and false
+    labels, float32 and float64; against scikit-learn."""
+    rng = np.random.default_rng(25)
+    y = np.zeros((300, 800), dtype=bool)
+    y[np.arange(1, 300, 2), rng.integers(0, 800, 150)] = True          # even rows have no true label
+    y[7, :600] = True                                                  # 600 passes: three uint8 flushes
+    s = rng.integers(0, 50, (300, 800)).astype(np.float32)             # 50 levels: ties everywhere
+    monkeypatch.setattr(M, "_CACHE_ELEMENTS", 2000)                    # two rows per cache block
+    want = skm.label_ranking_loss(y, s)
+    assert abs(M.ranking_loss(y, s) - want) < TOL and abs(M.ranking_loss(y, s.astype(np.float64)) - want) < TOL
+    assert M.ranking_loss(y[:1], s[:1]) == 0.0
+    np.testing.assert_array_equal(M._wrong_pairs_by_comparing(y[6:9], s[6:9]),
+                                  [0, int(np.sum(s[7, 600:][None, :] >= s[7, :600][:, None])), 0])
+
+
 def test_report_has_every_metric():
     """Every key against scikit-learn or a loop; exact keys, in order; k = C is reported, k > C is not."""
     y, s = CASES["trained64"][0][:200, :5], CASES["trained64"][1][:200, :5]
@@ -431,3 +448,99 @@ def test_k_checks_and_empty_inputs():
     assert np.isnan(M.precision_at_k(y, s, [0])) and M.recall_at_k(y, s, [0]) == 0.0
     assert np.isnan(M.recall_at_k([[0, 0, 0]], s, 1))
     assert report(y, s)["mAP"] == 1.0 and report(y, s)["AP_micro"] == 0.5      # class 0: its one sample; micro: rank 2
+
+
+def test_report_defaults_to_the_top_1_rule():
+    """No rule given: top-k:1, so class 1 (the top score) is the one label predicted for [[1, 0, 0]]."""
+    r = report([[1, 0, 0]], [[0.2, 0.5, 0.1]])
+    assert r["rule"] == "top-k:1" and r["f1_micro"] == 0.0 and r["hamming_loss"] == pytest.approx(2 / 3)
+    assert list(r)[9:16] == ["one_error", "precision_at_1", "recall_at_1", "precision_at_3", "recall_at_3",
+                             "hamming_loss", "f1_micro"]                 # k = 5 > C = 3 is left out
+
+
+def test_indices_to_multi_hot_word_for_word():
+    """One index (0-d), the default owner in every message, the first non-integer, -2 refused (-1 is padding)."""
+    np.testing.assert_array_equal(M.indices_to_multi_hot(2, 3), [[0, 0, 1]])
+    assert M.indices_to_multi_hot([[1, -1]], 2).dtype == bool
+    with pytest.raises(MultilabelLossError, match=r"^indices_to_multi_hot: class indices must be integers, got 2\.5$"):
+        M.indices_to_multi_hot([[1, 2.5]], 3)
+    with pytest.raises(MultilabelLossError, match=r"^indices_to_multi_hot: class index -2 out of range; expected "
+                       r"0\.\.2 or -1 \(padding\)$"):
+        M.indices_to_multi_hot([[0, -2]], 3)
+
+
+def test_one_error_of_one_label():
+    assert M.one_error([[1]], [[0.5]]) == 0.0 and M.one_error([[0]], [[0.5]]) == 1.0
+    assert np.isnan(M.one_error(np.zeros((0, 2)), np.zeros((0, 2))))
+
+
+def test_precision_recall_curve_ends_at_recall_one():
+    """The lowest score a true label (recall reaches 1 only at the last step); one true label; none."""
+    recall, precision = M.precision_recall_curve([1, 0, 1], [0.9, 0.5, 0.1])
+    np.testing.assert_allclose(recall, [0, 0.5, 0.5, 1], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(precision, [1, 1, 0.5, 2 / 3], rtol=0, atol=1e-15)
+    assert M.precision_recall_curve([1, 0], [0.9, 0.1])[0].tolist() == [0, 1, 1]
+    assert M.precision_recall_curve([0, 0], [0.9, 0.1])[0].tolist() == [0, 0, 0]
+
+
+def test_one_sample_one_class_and_empty_inputs():
+    """N = C = 1 is a real input (LRAP 1, coverage 0); N = 0 gives NaN; errors name their function."""
+    assert M.label_ranking_average_precision([[1]], [[0.5]]) == 1.0 and M.coverage([[1]], [[0.5]]) == 0.0
+    empty = np.zeros((0, 2))
+    assert np.isnan(M.label_ranking_average_precision(empty, empty)) and np.isnan(M.coverage(empty, empty))
+    with pytest.raises(MultilabelLossError, match=r"^metrics\.missing_positives: labels must be 0/1 multi-hot"):
+        M.missing_positives([[1, -1]])
+    with pytest.raises(MultilabelLossError, match=r"^metrics\.top_k_metrics: k must be an integer >= 1 or one "
+                       r"integer >= 0 per sample \(1\), got 1\.5$"):
+        M.top_k_metrics([[1, 0]], [[0.5, 0.2]], [1.5])  # type: ignore[list-item]
+
+
+def test_ranking_loss_by_sorting_in_blocks_and_one_pair(monkeypatch):
+    """Dense rows (the sort path) in blocks of two rows, the last row of a block with no true label; a sample
+    with a single (true, false) pair; N = 0."""
+    rng = np.random.default_rng(26)
+    y = rng.random((6, 8)) < 0.9
+    y[[1, 3, 5]] = False
+    y[[0, 2, 4], 0] = False
+    s = np.round(rng.random((6, 8)), 1)
+    monkeypatch.setattr(M, "_CHUNK_ELEMENTS", 16)
+    assert abs(M.ranking_loss(y, s) - skm.label_ranking_loss(y, s)) < TOL
+    assert M.ranking_loss([[1, 0]], [[0.1, 0.5]]) == 1.0 and M.ranking_loss([[1, 0]], [[0.5, 0.1]]) == 0.0
+    assert np.isnan(M.ranking_loss(np.zeros((0, 2)), np.zeros((0, 2))))
+
+
+def test_label_set_metrics_word_for_word():
+    y, p = [[1, 0]], [[1, 1]]
+    with pytest.raises(MultilabelLossError, match=r"^metrics\.hamming_loss: predicted shape \(1, 3\) does not match "
+                       r"labels shape \(1, 2\)$"):
+        M.hamming_loss(y, [[1, 1, 0]])
+    with pytest.raises(MultilabelLossError, match=r"^metrics\.f1: labels must be 0/1 multi-hot"):
+        M.f1([[1, -1]], p)
+    with pytest.raises(MultilabelLossError, match=r"^metrics\.f1: average must be one of \('macro', 'micro', "
+                       r"'samples', None\), got 'weighted'$"):
+        M.f1(y, p, "weighted")
+    empty = np.zeros((0, 2))
+    assert np.isnan(M.hamming_loss(empty, empty)) and np.isnan(M.exact_match(empty, empty))
+
+
+def test_top_k_labels_takes_float_k_per_sample_and_returns_bool():
+    """k = labels.sum(1) of float labels (the top-M set): a float per sample."""
+    got = M.top_k_labels([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]], np.array([1.0, 2.0]))
+    assert got.dtype == bool and got.tolist() == [[False, True, False], [True, True, False]]
+    with pytest.raises(MultilabelLossError, match=r"^metrics\.precision_at_k: k must be an integer >= 1 or one integer "
+                       r">= 0 per sample \(1\), got \[\[1\]\]$"):
+        M.precision_at_k([[1, 0]], [[0.5, 0.2]], [[1]])
+
+
+def test_input_checks_word_for_word():
+    """Numbers only (bool and integer scores become float64, float32 stays), N x C only, each message whole."""
+    with pytest.raises(MultilabelLossError, match=r"^t: scores must be numbers, got dtype <U1$"):
+        M.check_scores("t", [["a"]])
+    with pytest.raises(MultilabelLossError, match=r"^t: scores must be an N x C array, got shape \(2,\)$"):
+        M.check_scores("t", [0.5, 0.2])
+    with pytest.raises(MultilabelLossError, match=r"^t: labels must be numbers 0/1 \(or label weights >= 0\), got "
+                       r"dtype <U1$"):
+        M.check_labels("t", [["a"]])
+    assert M.check_scores("t", [[True, False]]).tolist() == [[1.0, 0.0]]
+    assert M.check_scores("t", np.array([[1, 2]])).dtype == np.float64
+    assert M.check_scores("t", np.zeros((1, 2), np.float32)).dtype == np.float32

@@ -67,6 +67,7 @@ from softmax_multilabel_layer.params import MultilabelLossError
 
 AVERAGES = ("macro", "micro", "samples", None)
 _CHUNK_ELEMENTS = 1 << 22          # work on at most this many scores at once (16 MB of float32)
+_CACHE_ELEMENTS = 1 << 16          # ranking_loss compares this many scores many times over (256 KB of float32)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -384,6 +385,42 @@ def label_ranking_average_precision(labels: ArrayLike, scores: ArrayLike) -> flo
     return float(per.mean())
 
 
+def _wrong_pairs_by_comparing(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Per row of (y, s) (R x C): how many (true, false) label pairs have the false label's score >= the true
+    one's, by comparing the row with each of its true scores (the false labels only: the true ones are set to
+    -inf in a copy). Rows are taken most true labels first, ``_CACHE_ELEMENTS`` scores at a time (a copy that
+    stays in the CPU cache for all its passes), and pass j adds ``row >= (j-th true score)`` (+inf where a row
+    has fewer) to a uint8 count per score: no argsort, no sort of the row, one comparison and one byte add
+    per score and true label."""
+    n, c = y.shape
+    counts = np.count_nonzero(y, axis=1)
+    wrong = np.zeros(n, dtype=np.int64)
+    order = np.argsort(-counts, kind="stable")
+    step = max(1, _CACHE_ELEMENTS // c)
+    for i in range(0, n, step):
+        rows = order[i:i + step]
+        most = int(counts[rows[0]])
+        if most == 0:
+            break
+        block = s[rows]
+        flat = np.flatnonzero(y[rows])
+        r = flat // c
+        place = np.arange(len(flat)) - (np.cumsum(counts[rows]) - counts[rows])[r]
+        true = np.full((len(rows), most), np.inf, dtype=s.dtype)
+        true[r, place] = block.ravel()[flat]
+        block.ravel()[flat] = -np.inf
+        tally = np.zeros(block.shape, dtype=np.uint8)
+        ge = np.empty(block.shape, dtype=bool)
+        for j in range(most):
+            np.greater_equal(block, true[:, j:j + 1], out=ge)
+            np.add(tally, ge.view(np.uint8), out=tally)
+            if j % 255 == 254:                          # a uint8 count holds 255 passes
+                wrong[rows] += tally.sum(axis=1, dtype=np.int64)
+                tally[...] = 0
+        wrong[rows] += tally.sum(axis=1, dtype=np.int64)
+    return wrong
+
+
 def ranking_loss(labels: ArrayLike, scores: ArrayLike) -> float:
     r"""Fraction of (true, false) label pairs of a sample ranked wrongly, a tie counting as wrong
     (scikit-learn's ``label_ranking_loss``):
@@ -391,14 +428,25 @@ def ranking_loss(labels: ArrayLike, scores: ArrayLike) -> float:
     .. math:: \frac{1}{N} \sum_i \frac{|\{(j, k): y_{ij}=1, y_{ik}=0, s_{ik} \ge s_{ij}\}|}{P_i (C - P_i)}
 
     A sample with no true label or only true labels scores 0. Shape: (N, C) -> float.
+
+    The pairs are counted by comparison (one pass over a row per true label, in the CPU cache) when a block of
+    rows holds few true labels on average (at most log2(C) + 2), else from the ranks of the true labels
+    (a sort of each row).
     """
     y, s = check_pair("metrics.ranking_loss", labels, scores)
     if y.size == 0:
         return float("nan")
-    rows, pos_ge, all_ge = _true_label_ranks(y, s)
-    wrong = np.bincount(rows, weights=(all_ge - pos_ge).astype(np.float64), minlength=y.shape[0])
+    n, c = y.shape
+    wrong = np.zeros(n)
+    for r0, r1 in _row_blocks(n, c):
+        yc, sc = y[r0:r1], s[r0:r1]
+        if np.count_nonzero(yc) <= (np.log2(c) + 2) * (r1 - r0):
+            wrong[r0:r1] = _wrong_pairs_by_comparing(yc, sc)
+        else:
+            rows, pos_ge, all_ge = _true_label_ranks(yc, sc)
+            wrong[r0:r1] = np.bincount(rows, weights=(all_ge - pos_ge).astype(np.float64), minlength=r1 - r0)
     p = y.sum(axis=1)
-    pairs = p * (y.shape[1] - p)
+    pairs = p * (c - p)
     return float(np.mean(np.where(pairs > 0, wrong / np.maximum(pairs, 1), 0.0)))
 
 

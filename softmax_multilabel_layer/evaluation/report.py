@@ -42,7 +42,7 @@ def report(labels: ArrayLike, scores: ArrayLike, rule: "str | Rule" = "top-k:1",
     predicted = predict_labels(s, rule)
     top = top_k_metrics(y, s, [kk for kk in k if kk <= y.shape[1]])
     out = {"samples": int(y.shape[0]), "classes": int(y.shape[1]), "rule": str(rule),
-           "mAP": average_precision(y, s, "macro"),
+           "mAP": average_precision(y, s),                 # macro
            "AP_micro": average_precision(y, s, "micro"),
            "AP_samples": average_precision(y, s, "samples"),
            "label_ranking_average_precision": label_ranking_average_precision(y, s),
@@ -51,7 +51,7 @@ def report(labels: ArrayLike, scores: ArrayLike, rule: "str | Rule" = "top-k:1",
     out.update(top)
     out.update({"hamming_loss": hamming_loss(y, predicted),
                 "f1_micro": f1(y, predicted, "micro"),
-                "f1_macro": f1(y, predicted, "macro"),
+                "f1_macro": f1(y, predicted),                   # macro
                 "f1_samples": f1(y, predicted, "samples"),
                 "exact_match": exact_match(y, predicted),
                 "missing_positives": missing_positives(y)})

@@ -35,6 +35,7 @@ from softmax_multilabel_layer.evaluation.metrics import check_labels, check_scor
 from softmax_multilabel_layer.params import MultilabelLossError
 
 RULE_SYNTAX = "top-k:K, threshold:T, thresholds:FILE.json, mass:Q or zlpr"
+_CHUNK_ELEMENTS = 1 << 22           # pragma: no mutate (block size only: any value >= 1 gives the same thresholds)
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,12 @@ class mass:
 
     def __call__(self, scores: np.ndarray) -> np.ndarray:
         sums = scores.sum(axis=1, dtype=np.float64)
-        if len(sums) and (np.abs(sums - 1) > 1e-3).any():
+        # (> and >= agree: no float64 sum in [0.5, 2] lies exactly 1e-3 from 1, and |sum - 1| >= 0.5 outside it)
+        if len(sums) and (np.abs(sums - 1) > 1e-3).any():    # pragma: no mutate
             i = int(np.argmax(np.abs(sums - 1)))
             raise MultilabelLossError("rule mass: needs softmax probabilities (rows summing to 1), sample %d sums "
                                       "to %.6g; use it on a Softmax output" % (i, sums[i]))
-        ranked = np.cumsum(-np.sort(-scores.astype(np.float64), axis=1), axis=1)
+        ranked = np.cumsum(-np.sort(-scores), axis=1, dtype=np.float64)      # each row, highest first
         k = np.minimum(1 + np.count_nonzero(ranked < self.q * sums[:, None] - 1e-12, axis=1), scores.shape[1])
         return top_k_labels(scores, k)
 
@@ -202,22 +204,23 @@ def calibrate_thresholds(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarr
     n, c = y.shape
     best_t = np.full(c, np.inf)
     best_f1 = np.zeros(c)
-    step = max(1, (1 << 22) // max(n, 1))
-    for c0 in range(0, c, step):
+    step = max(1, _CHUNK_ELEMENTS // max(n, 1))      # pragma: no mutate (block size only, as _CHUNK_ELEMENTS)
+    for c0 in range(0, c, step):                    # pragma: no mutate (a step of 1 or any other: same result)
         sc = np.ascontiguousarray(s[:, c0:c0 + step].T)
-        order = np.argsort(-sc, axis=1, kind="stable")
+        order = np.argsort(-sc)                 # each class's scores, highest first (order inside a tie: any)
         ss = np.take_along_axis(sc, order, axis=1)
-        tp = np.cumsum(np.take_along_axis(y[:, c0:c0 + step].T, order, axis=1), axis=1, dtype=np.float64)
+        tp = np.cumsum(np.take_along_axis(y[:, c0:c0 + step].T, order, axis=1), axis=1)
         positives = tp[:, -1:]
-        last = np.ones_like(ss, dtype=bool)
-        last[:, :-1] = ss[:, :-1] != ss[:, 1:]
-        f1 = np.where(last, 2 * tp / (np.arange(1, n + 1)[None, :] + positives), -1.0)
+        last = np.diff(ss, append=np.nan) != 0  # the last place of each group of tied scores (the candidates)
+        f1 = np.where(last, 2 * tp / (np.arange(1, n + 1)[None, :] + positives), -np.inf)
         i = np.argmax(f1, axis=1)
         rows = np.arange(len(sc))
         t = ss[rows, i]
-        below = ss[rows, np.minimum(i + 1, n - 1)]
-        mid = 0.5 * (t + below)
-        t = np.where((i + 1 < n) & (mid > below) & (mid <= t), mid, t)
+        below = ss[rows, (i + 1) % n]           # the next lower score (wraps to the highest after the lowest)
+        with np.errstate(over="ignore"):         # t + below may overflow to inf: then t stays
+            mid = 0.5 * (t + below)
+        # half-way down when there is a lower score (mid > below, never after the wrap) and t + below is finite
+        t = np.where((mid > below) & np.isfinite(mid), mid, t)
         has = positives[:, 0] > 0
         best_t[c0:c0 + step] = np.where(has, t, np.inf)
         best_f1[c0:c0 + step] = np.where(has, f1[rows, i], 0.0)
@@ -228,9 +231,9 @@ def save_thresholds(path: str, thresholds: ArrayLike, f1: ArrayLike | None = Non
                     class_names: Sequence[str] | None = None) -> None:
     """Write thresholds (``null`` for a never-predicted class) as JSON, read back by :func:`load_thresholds`."""
     data: dict[str, list[Any]] = {"thresholds": [None if not np.isfinite(t) else float(t)
-                                                 for t in np.asarray(thresholds, dtype=np.float64)]}
+                                                 for t in np.asarray(thresholds)]}
     if f1 is not None:
-        data["f1"] = [float(v) for v in np.asarray(f1, dtype=np.float64)]
+        data["f1"] = [float(v) for v in np.asarray(f1)]
     if class_names is not None:
         data["class_names"] = list(class_names)
     with open(path, "w") as f:
