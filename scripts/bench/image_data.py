@@ -15,6 +15,10 @@ from typing import Any
 
 from bench.harness import caffe_train_ms, command_line, cpu_model, import_caffe, load_average, write_jpegs
 
+# The targets (ours / Caffe): images/s at least Caffe's; caffe train ms/iteration at most 1.1 times Caffe's.
+THROUGHPUT_TARGET = 1.0
+TRAIN_TARGET = 1.1
+
 NAME = "image_data"
 OUTPUT = "image_data"
 
@@ -109,14 +113,15 @@ def markdown(r: dict[str, Any]) -> str:
     lines.append("| measure | ours | Caffe ImageData | ours / Caffe | target | status |")
     lines.append("|---|---:|---:|---:|---|---|")
     ips = r["images_per_s"]
-    lines.append("| images/s (median of %d rounds of %d batches) | %.0f | %.0f | %.2fx | >= 1.0x | %s |" % (
-        r["rounds"], r["batches"], ips["ours"], ips["caffe"], r["throughput_ratio"],
-        "PASS" if r["throughput_ratio"] >= 1.0 else "FAIL"))
+    lines.append("| images/s (median of %d rounds of %d batches) | %.0f | %.0f | %.2fx | >= %.1fx | %s |" % (
+        r["rounds"], r["batches"], ips["ours"], ips["caffe"], r["throughput_ratio"], THROUGHPUT_TARGET,
+        "PASS" if r["throughput_ratio"] >= THROUGHPUT_TARGET else "FAIL"))
     if "train_ms" in r:
         t = r["train_ms"]
         lines.append("| caffe train ms/iteration, small net (best of %d runs of %d iterations) | %.1f | %.1f | %.2fx "
-                     "| <= 1.1x | %s |" % (len(r["train_ms_all"]["ours"]), r["train_iters"], t["ours"], t["caffe"],
-                                          r["train_ratio"], "PASS" if r["train_ratio"] <= 1.1 else "FAIL"))
+                     "| <= %.1fx | %s |" % (len(r["train_ms_all"]["ours"]), r["train_iters"], t["ours"], t["caffe"],
+                                           r["train_ratio"], TRAIN_TARGET,
+                                           "PASS" if r["train_ratio"] <= TRAIN_TARGET else "FAIL"))
     lines.append("")
     lines.append("Every round: images/s ours %s, Caffe %s." % (
         [round(v) for v in r["images_per_s_all"]["ours"]], [round(v) for v in r["images_per_s_all"]["caffe"]]))
