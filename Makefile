@@ -103,12 +103,15 @@ fuzz: $(STAMP)
 #
 # MUTATE=<name> runs setup.cfg's [mutmut.<name>] section instead (e.g. MUTATE=evaluation: metrics, rules, report),
 # in a copy of the sources under output/mutation-<name>/ so its mutants never mix with the default run's.
+# MUTATION_CHILDREN: parallel mutants (default 2; 1 on a shared machine); MUTANTS=<pattern>: only the mutants
+# whose names match, e.g. MUTANTS="softmax_multilabel_layer.evaluation.metrics*".
 MUTATE ?=
 MUTATION_DIR := output/mutation-$(MUTATE)
+MUTATION_CHILDREN ?= 2
 mutation: $(STAMP)
 ifeq ($(strip $(MUTATE)),)
 	rm -rf mutants
-	FUZZ_SCALE=0.1 $(VPY) -m mutmut run --max-children 2 || true
+	FUZZ_SCALE=0.1 $(VPY) -m mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS) || true
 	$(VPY) -m mutmut results
 else
 	rm -rf $(MUTATION_DIR) && mkdir -p $(MUTATION_DIR)
@@ -116,7 +119,7 @@ else
 	$(VPY) -c "import configparser, sys; c = configparser.ConfigParser(); c.read('setup.cfg'); \
 	  o = configparser.ConfigParser(); o['mutmut'] = c['mutmut.' + sys.argv[1]]; o.write(open(sys.argv[2], 'w'))" \
 	  $(MUTATE) $(MUTATION_DIR)/setup.cfg
-	cd $(MUTATION_DIR) && FUZZ_SCALE=0.1 $(abspath $(VPY)) -m mutmut run --max-children 2 || true
+	cd $(MUTATION_DIR) && FUZZ_SCALE=0.1 $(abspath $(VPY)) -m mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS) || true
 	cd $(MUTATION_DIR) && $(abspath $(VPY)) -m mutmut results
 endif
 
@@ -124,8 +127,7 @@ endif
 # setup.cfg is mutmut_data.cfg; survivors: cd build/mutation-data && ../../.venv/bin/mutmut results.
 # MUTANTS="softmax_multilabel_layer.data.image_data*" runs only the mutants whose names match.
 MUTATION_DATA := build/mutation-data
-# Parallel mutants of mutation-data (MUTATION_CHILDREN=1 on a shared machine).
-MUTATION_CHILDREN ?= 2
+# MUTATION_CHILDREN and MUTANTS as for mutation above.
 mutation-data: $(STAMP)
 	rm -rf $(MUTATION_DATA) && mkdir -p $(MUTATION_DATA)
 	cp -r softmax_multilabel_layer tests scripts pyproject.toml $(MUTATION_DATA)/
