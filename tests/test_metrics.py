@@ -499,11 +499,12 @@ def test_ranking_loss_by_sorting_in_blocks_and_one_pair(monkeypatch):
     """Dense rows (the sort path) in blocks of two rows, the last row of a block with no true label; a sample
     with a single (true, false) pair; N = 0."""
     rng = np.random.default_rng(26)
-    y = rng.random((6, 8)) < 0.9
+    y = rng.random((6, 64)) < 0.7
     y[[1, 3, 5]] = False
     y[[0, 2, 4], 0] = False
-    s = np.round(rng.random((6, 8)), 1)
-    monkeypatch.setattr(M, "_CHUNK_ELEMENTS", 16)
+    assert y[::2].sum(1).min() > 2 * (np.log2(64) + 2)         # more true labels in a block than the comparison takes
+    s = np.round(rng.random((6, 64)), 1)
+    monkeypatch.setattr(M, "_CHUNK_ELEMENTS", 128)
     assert abs(M.ranking_loss(y, s) - skm.label_ranking_loss(y, s)) < TOL
     assert M.ranking_loss([[1, 0]], [[0.1, 0.5]]) == 1.0 and M.ranking_loss([[1, 0]], [[0.5, 0.1]]) == 0.0
     assert np.isnan(M.ranking_loss(np.zeros((0, 2)), np.zeros((0, 2))))
@@ -544,3 +545,78 @@ def test_input_checks_word_for_word():
     assert M.check_scores("t", [[True, False]]).tolist() == [[1.0, 0.0]]
     assert M.check_scores("t", np.array([[1, 2]])).dtype == np.float64
     assert M.check_scores("t", np.zeros((1, 2), np.float32)).dtype == np.float32
+
+
+def test_blocks_tile_the_rows_within_the_chunk_size(monkeypatch):
+    """Row blocks hold as many rows as fit in _CHUNK_ELEMENTS (at least one row each) and tile the rows; the
+    class blocks of the ranking metrics are sized by the number of samples (a class list holds N scores), and
+    transposed copies keep the scores' own dtype (float32 is never copied to float64)."""
+    monkeypatch.setattr(M, "_CHUNK_ELEMENTS", 8)
+    assert list(M._row_blocks(10, 1)) == [(0, 8), (8, 10)]
+    assert list(M._row_blocks(7, 3)) == [(0, 2), (2, 4), (4, 6), (6, 7)]
+    assert list(M._row_blocks(3, 10)) == [(0, 1), (1, 2), (2, 3)]          # a row larger than a block
+    assert list(M._row_blocks(3, 0)) == [(0, 3)] and list(M._row_blocks(0, 4)) == []
+    rng = np.random.default_rng(31)
+    y = rng.random((600, 3)) < 0.5
+    s = rng.random((600, 3)).astype(np.float32)
+    monkeypatch.setattr(M, "_CHUNK_ELEMENTS", 1200)                        # two classes of 600 samples a block
+    blocks = list(M._list_blocks(y, s, by_class=True))
+    assert [(first, yb.shape, sb.shape) for first, yb, sb in blocks] == [(0, (2, 600), (2, 600)),
+                                                                         (2, (1, 600), (1, 600))]
+    for first, yb, sb in blocks:                                           # 600 rows: three transposed slabs of 256
+        assert sb.dtype == np.float32 and yb.dtype == bool and sb.flags.c_contiguous
+        np.testing.assert_array_equal(sb, s[:, first:first + len(sb)].T)
+        np.testing.assert_array_equal(yb, y[:, first:first + len(yb)].T)
+
+
+def test_top_k_search_beyond_16_and_its_dtype():
+    """k above 16 where C >= 16 k (the group-maxima bound needs k group maxima), C with and without a remainder
+    of 16, ties, float32 and float64: the k highest scores against a full sort, in the scores' own dtype."""
+    rng = np.random.default_rng(32)
+    for c in (400, 409):
+        for dtype in (np.float32, np.float64):
+            s = np.round(rng.random((9, c)), 2).astype(dtype)            # 101 levels: ties at the k-th place
+            for k in (1, 17, 25):
+                top = M._top_scores(s, k)
+                assert top.dtype == dtype
+                np.testing.assert_array_equal(top, -np.sort(-s, axis=1)[:, :k])
+                np.testing.assert_array_equal(M.top_k_labels(s, k), s >= np.sort(s, axis=1)[:, [c - k]])
+
+
+def test_label_checks_and_messages_at_the_edges():
+    """+inf labels refused like NaN and negatives; N x 0 scores accepted; average_precision's average message."""
+    with pytest.raises(MultilabelLossError, match=r"^t: labels must be 0/1 multi-hot .*found inf at \(0, 1\);"):
+        M.check_labels("t", [[1.0, np.inf]])
+    with pytest.raises(MultilabelLossError, match=r"found -inf at \(1, 0\)"):
+        M.check_labels("t", [[0.0, 1.0], [-np.inf, 0.0]])
+    assert M.check_labels("t", np.array([[0, 3], [1, 0]], dtype=np.uint8)).tolist() == [[False, True], [True, False]]
+    assert M.check_scores("t", np.zeros((2, 0), np.float32)).shape == (2, 0)
+    with pytest.raises(MultilabelLossError, match=r"^metrics\.average_precision: average must be one of \('macro', "
+                       r"'micro', 'samples', None\), got 'weighted'$"):
+        M.average_precision([[1, 0]], [[0.5, 0.2]], "weighted")
+
+
+def test_f1_zero_division_only_for_0_over_0():
+    """A class or sample with one label in all (true or predicted, so TP = 0) scores 0, not zero_division."""
+    y = np.array([[1, 0, 0], [0, 0, 0]])
+    p = np.array([[0, 0, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(M.f1(y, p, None, zero_division=1.0), [0.0, 0.0, 1.0])
+    assert M.f1(y, p, "samples", zero_division=1.0) == 0.0
+    assert M.f1(np.zeros((2, 3)), np.zeros((2, 3)), "micro", zero_division=1.0) == 1.0
+
+
+def test_ranking_metrics_with_empty_first_blocks(monkeypatch):
+    """Blocks of two samples (or two classes) whose first blocks hold no true label at all, against
+    scikit-learn: a block with nothing to rank must not end the pass."""
+    rng = np.random.default_rng(33)
+    y, s = tied(rng, 40, 12)
+    y[:6] = 0
+    y[:, :4] = 0
+    monkeypatch.setattr(M, "_CHUNK_ELEMENTS", 24)
+    rows, cols = y.any(1), y.any(0)
+    assert abs(M.label_ranking_average_precision(y, s) - skm.label_ranking_average_precision_score(y, s)) < TOL
+    assert abs(M.average_precision(y, s, "samples") - skm.average_precision_score(y[rows], s[rows],
+                                                                                  average="samples")) < TOL
+    monkeypatch.setattr(M, "_CHUNK_ELEMENTS", 80)                          # two classes of 40 samples
+    np.testing.assert_allclose(M.average_precision(y, s, None)[cols],
+                               skm.average_precision_score(y[:, cols], s[:, cols], average=None), rtol=0, atol=TOL)

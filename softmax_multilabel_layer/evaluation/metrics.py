@@ -99,7 +99,7 @@ def check_labels(owner: str, labels: ArrayLike, name: str = "labels") -> np.ndar
     out = np.empty(y.shape, dtype=bool)
     for r0, r1 in _row_blocks(*y.shape):
         block = y[r0:r1]
-        bad = ~(block >= 0) | ~np.isfinite(block) if block.dtype.kind == "f" else block < 0
+        bad = ~((block >= 0) & (block < np.inf))          # negative, NaN or inf
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
             where = (where[0] + r0,) + where[1:]
@@ -118,7 +118,7 @@ def check_scores(owner: str, scores: ArrayLike, shape: Sequence[int] | None = No
     if not (np.issubdtype(s.dtype, np.floating) or np.issubdtype(s.dtype, np.integer) or s.dtype == bool):
         raise MultilabelLossError("%s: %s must be numbers, got dtype %s" % (owner, name, s.dtype))
     if s.dtype not in (np.float32, np.float64):    # compared and sorted in their own precision: exact
-        s = s.astype(np.float64)
+        s = np.asarray(s, dtype=np.float64)
     if shape is not None and s.shape != tuple(shape):
         raise MultilabelLossError("%s: %s shape %s does not match labels shape %s (expected N x C for both)"
                                   % (owner, name, s.shape, tuple(shape)))
@@ -340,7 +340,7 @@ def average_precision(labels: ArrayLike, scores: ArrayLike, average: str | None 
         per = _ranked_precision(y, s, by_class=True)
         if average is None:
             return per
-    return float(np.nanmean(per)) if np.isfinite(per).any() else float("nan")
+    return float(np.nanmean(per)) if np.isfinite(per).any() else np.nan
 
 
 def precision_recall_curve(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -354,7 +354,7 @@ def precision_recall_curve(labels: ArrayLike, scores: ArrayLike) -> tuple[np.nda
     """
     y = np.asarray(labels).ravel() != 0
     s = np.asarray(scores).ravel()
-    order = np.argsort(-s, kind="stable")
+    order = np.argsort(-s)                  # the order inside a tie group is not read (only its last place)
     ranked = s[order]
     last = np.r_[ranked[1:] != ranked[:-1], True]
     tp = np.cumsum(y[order])[last]
@@ -379,9 +379,9 @@ def label_ranking_average_precision(labels: ArrayLike, scores: ArrayLike) -> flo
     """
     y, s = check_pair("metrics.label_ranking_average_precision", labels, scores)
     if y.size == 0:
-        return float("nan")
+        return np.nan
     per = _ranked_precision(y, s)
-    per[~y.any(axis=1) | y.all(axis=1)] = 1.0
+    per[~y.any(axis=1)] = 1.0               # (a row with every label true has AP 1 already)
     return float(per.mean())
 
 
@@ -394,8 +394,8 @@ def _wrong_pairs_by_comparing(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     per score and true label."""
     n, c = y.shape
     counts = np.count_nonzero(y, axis=1)
-    wrong = np.zeros(n, dtype=np.int64)
-    order = np.argsort(-counts, kind="stable")
+    wrong = np.zeros(n)
+    order = np.argsort(-counts)                         # the order among rows of one count does not matter
     step = max(1, _CACHE_ELEMENTS // c)
     for i in range(0, n, step):
         rows = order[i:i + step]
@@ -406,18 +406,17 @@ def _wrong_pairs_by_comparing(y: np.ndarray, s: np.ndarray) -> np.ndarray:
         flat = np.flatnonzero(y[rows])
         r = flat // c
         place = np.arange(len(flat)) - (np.cumsum(counts[rows]) - counts[rows])[r]
-        true = np.full((len(rows), most), np.inf, dtype=s.dtype)
+        true = np.full_like(block, np.inf, shape=(len(rows), most))
         true[r, place] = block.ravel()[flat]
         block.ravel()[flat] = -np.inf
-        tally = np.zeros(block.shape, dtype=np.uint8)
         ge = np.empty(block.shape, dtype=bool)
-        for j in range(most):
-            np.greater_equal(block, true[:, j:j + 1], out=ge)
-            np.add(tally, ge.view(np.uint8), out=tally)
-            if j % 255 == 254:                          # a uint8 count holds 255 passes
-                wrong[rows] += tally.sum(axis=1, dtype=np.int64)
-                tally[...] = 0
-        wrong[rows] += tally.sum(axis=1, dtype=np.int64)
+        tally = np.zeros_like(ge, dtype=np.uint8)
+        for j0 in range(0, most, 255):                  # a uint8 count holds 255 passes
+            tally[...] = 0
+            for j in range(j0, min(j0 + 255, most)):
+                np.greater_equal(block, true[:, j:j + 1], out=ge)
+                np.add(tally, ge.view(np.uint8), out=tally)
+            wrong[rows] += tally.sum(axis=1)               # (numpy sums uint8 in uint64)
     return wrong
 
 
@@ -435,19 +434,19 @@ def ranking_loss(labels: ArrayLike, scores: ArrayLike) -> float:
     """
     y, s = check_pair("metrics.ranking_loss", labels, scores)
     if y.size == 0:
-        return float("nan")
+        return np.nan
     n, c = y.shape
     wrong = np.zeros(n)
     for r0, r1 in _row_blocks(n, c):
         yc, sc = y[r0:r1], s[r0:r1]
-        if np.count_nonzero(yc) <= (np.log2(c) + 2) * (r1 - r0):
+        if np.count_nonzero(yc) <= (np.log2(c) + 2) * (r1 - r0):  # pragma: no mutate (either path is exact)
             wrong[r0:r1] = _wrong_pairs_by_comparing(yc, sc)
         else:
             rows, pos_ge, all_ge = _true_label_ranks(yc, sc)
-            wrong[r0:r1] = np.bincount(rows, weights=(all_ge - pos_ge).astype(np.float64), minlength=r1 - r0)
+            wrong[r0:r1] = np.bincount(rows, weights=all_ge - pos_ge, minlength=r1 - r0)
     p = y.sum(axis=1)
     pairs = p * (c - p)
-    return float(np.mean(np.where(pairs > 0, wrong / np.maximum(pairs, 1), 0.0)))
+    return float(np.mean(wrong / np.maximum(pairs, 1)))          # no pair: no wrong pair, 0
 
 
 def coverage(labels: ArrayLike, scores: ArrayLike) -> float:
@@ -461,8 +460,8 @@ def coverage(labels: ArrayLike, scores: ArrayLike) -> float:
     """
     y, s = check_pair("metrics.coverage", labels, scores)
     if y.size == 0:
-        return float("nan")
-    depth = np.zeros(len(y), dtype=np.int64)
+        return np.nan
+    depth = np.zeros(len(y))
     for r0, r1 in _row_blocks(*y.shape):
         yc, sc = y[r0:r1], s[r0:r1]
         lowest = np.min(sc, axis=1, where=yc, initial=np.inf)        # inf for a sample with no true label
@@ -497,18 +496,17 @@ def _top_scores(s: np.ndarray, k: int) -> np.ndarray:
     n, c = s.shape
     width = c // _GROUPS
     if width < k:
-        return np.sort(s, axis=1)[:, ::-1][:, :k]
+        return np.sort(s)[:, ::-1][:, :k]
     maxima = s[:, :width * _GROUPS].reshape(n, _GROUPS, width).max(axis=1)
-    if c > width * _GROUPS:                     # the last scores are groups of their own
-        maxima = np.concatenate([maxima, s[:, width * _GROUPS:]], axis=1)
-    bound = np.sort(maxima, axis=1)[:, maxima.shape[1] - k]
+    maxima = np.concatenate([maxima, s[:, width * _GROUPS:]], axis=1)      # the last C % 16 are groups of their own
+    bound = np.sort(maxima)[:, maxima.shape[1] - k]
     candidate = s >= bound[:, None]
     counts = np.count_nonzero(candidate, axis=1)
     rows = np.repeat(np.arange(n), counts)
     place = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
     gathered = np.full((n, int(counts.max())), -np.inf, dtype=s.dtype)
     gathered[rows, place] = s[candidate]
-    return np.sort(gathered, axis=1)[:, ::-1][:, :k]
+    return np.sort(gathered)[:, ::-1][:, :k]
 
 
 def _kth_highest(s: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -528,14 +526,14 @@ def _expected_hits(y: np.ndarray, s: np.ndarray, ks: Sequence[np.ndarray]) -> li
         flat = np.flatnonzero(yc)
         r, v = flat // c, sc.ravel()[flat]
         top = _top_scores(sc, min(max(int(k[r0:r1].max()) for k in ks), c))
-        for out, k in zip(hits, ks, strict=True):
+        for j, k in enumerate(ks):
             kc = np.minimum(k[r0:r1], c)
             kth = top[np.arange(r1 - r0), kc - 1]
             above = np.count_nonzero(sc > kth[:, None], axis=1)
             tied = np.count_nonzero(sc == kth[:, None], axis=1)
             true_above = np.bincount(r, weights=v > kth[r], minlength=r1 - r0)
             true_tied = np.bincount(r, weights=v == kth[r], minlength=r1 - r0)
-            out[r0:r1] = true_above + (kc - above) * true_tied / tied
+            hits[j][r0:r1] = true_above + (kc - above) * true_tied / tied
     return hits
 
 
@@ -546,7 +544,7 @@ def top_k_labels(scores: ArrayLike, k: ArrayLike) -> np.ndarray:
     classes. With ``k = labels.sum(1)`` it is the "top-M" label set of the digits demo."""
     s = check_scores("metrics.top_k_labels", scores)
     n, c = s.shape
-    kk = np.broadcast_to(np.clip(np.asarray(k, dtype=np.int64), 0, c), (n,))
+    kk = np.broadcast_to(np.minimum(np.asarray(k, dtype=np.int64), c), (n,))       # k <= 0: no label
     out = np.zeros((n, c), dtype=bool)
     for r0, r1 in _row_blocks(n, c):
         some = np.flatnonzero(kk[r0:r1] > 0)
@@ -566,16 +564,17 @@ def top_k_metrics(labels: ArrayLike, scores: ArrayLike, ks: Sequence[int] = (1, 
     for k in ks:
         _check_k(owner, k, n)
     if n == 0:
-        return dict({"one_error": float("nan")}, **{"%s_at_%d" % (m, k): float("nan") for k in ks
-                                                    for m in ("precision", "recall")})
+        return dict({"one_error": np.nan}, **{"%s_at_%d" % (m, k): np.nan for k in ks
+                                              for m in ("precision", "recall")})
     ks = list(ks)
     hits = _expected_hits(y, s, [np.full(n, k) for k in [1] + ks])
     p = y.sum(axis=1)
     has = p > 0
     out = {"one_error": float(1.0 - hits[0].mean())}
-    for k, h in zip(ks, hits[1:], strict=True):
+    for j, k in enumerate(ks):
+        h = hits[j + 1]
         out["precision_at_%d" % k] = float(np.mean(h / k))
-        out["recall_at_%d" % k] = float(np.mean(h[has] / p[has])) if has.any() else float("nan")
+        out["recall_at_%d" % k] = float(np.mean(h[has] / p[has])) if has.any() else np.nan
     return out
 
 
@@ -600,7 +599,7 @@ def precision_at_k(labels: ArrayLike, scores: ArrayLike, k: ArrayLike) -> float:
     kk = np.broadcast_to(k, (len(y),))
     keep = kk > 0
     if not keep.any():
-        return float("nan")
+        return np.nan
     if not keep.all():                      # (a copy of the samples only when some are left out)
         y, s, kk = y[keep], s[keep], kk[keep]
     hits = _expected_hits(y, s, [kk])[0]
@@ -618,7 +617,7 @@ def recall_at_k(labels: ArrayLike, scores: ArrayLike, k: ArrayLike) -> float:
     p = y.sum(axis=1)
     keep = p > 0
     if not keep.any():
-        return float("nan")
+        return np.nan
     kk = np.broadcast_to(k, (len(y),))
     some = keep & (kk > 0)                          # a sample with k = 0 recalls nothing
     hits = np.zeros(len(y))
@@ -637,7 +636,7 @@ def one_error(labels: ArrayLike, scores: ArrayLike) -> float:
     """
     y, s = check_pair("metrics.one_error", labels, scores)
     if y.size == 0:
-        return float("nan")
+        return np.nan
     return float(1.0 - _expected_hits(y, s, [np.ones(len(y), dtype=np.int64)])[0].mean())
 
 
@@ -648,7 +647,7 @@ def hamming_loss(labels: ArrayLike, predicted: ArrayLike) -> float:
     """Fraction of the N*C (sample, class) labels predicted wrongly (scikit-learn's ``hamming_loss``)."""
     y, p = _check_predicted("metrics.hamming_loss", labels, predicted)
     if not y.size:
-        return float("nan")
+        return np.nan
     wrong = sum(np.count_nonzero(y[r0:r1] != p[r0:r1]) for r0, r1 in _row_blocks(*y.shape))
     return float(wrong / y.size)
 
@@ -679,8 +678,7 @@ def f1(labels: ArrayLike, predicted: ArrayLike, average: str | None = "macro",
         denom[part] += np.count_nonzero(yc, axis=axis) + np.count_nonzero(pc, axis=axis)
     if average == "micro":
         tp, denom = tp.sum(), denom.sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        score = np.where(denom > 0, 2.0 * tp / np.where(denom > 0, denom, 1.0), float(zero_division))
+    score = np.divide(2.0 * tp, denom, out=np.full_like(tp, float(zero_division)), where=denom > 0)
     if average is None:
         return score
     return float(np.mean(score))
@@ -691,7 +689,7 @@ def exact_match(labels: ArrayLike, predicted: ArrayLike) -> float:
     on multi-label input, "subset accuracy")."""
     y, p = _check_predicted("metrics.exact_match", labels, predicted)
     if not len(y):
-        return float("nan")
+        return np.nan
     same = sum(np.count_nonzero(np.all(y[r0:r1] == p[r0:r1], axis=1)) for r0, r1 in _row_blocks(*y.shape))
     return float(same / len(y))
 
