@@ -181,20 +181,16 @@ def indices_to_multi_hot(indices: ArrayLike, num_classes: int, owner: str = "ind
 # ---------------------------------------------------------------------------------------------------------------
 # the shared core: worst-case ranks of the true labels
 
-def _lower_bound(sorted_values: np.ndarray, start: ArrayLike, length: ArrayLike,
-                 values: np.ndarray) -> np.ndarray:
-    """Vectorized ``np.searchsorted(side="left")``: for each query, the first index in
-    ``sorted_values[start:start + length]`` (ascending) whose value is >= the query's value.
-    Branch-free binary search: adds the largest powers of two that keep every probed value < the query."""
-    start = np.asarray(start, dtype=np.int64)
-    length = np.broadcast_to(np.asarray(length, dtype=np.int64), start.shape)
-    below = np.zeros(start.shape, dtype=np.int64)          # how many values of the segment are < the query
-    step = 1 << max(int(np.max(length, initial=0)).bit_length() - 1, 0)
+def _lower_bound(sorted_values: np.ndarray, start: np.ndarray, length: int, values: np.ndarray) -> np.ndarray:
+    """Vectorized ``np.searchsorted(side="left")`` for queries that are values of their segment: for each query,
+    the first index in ``sorted_values[start:start + length]`` (ascending, ``length`` >= 1) whose value is >= the
+    query's value. Branch-free binary search: adds the largest powers of two that keep every probed value < the
+    query (a probe past the segment reads its last value, which is >= the query)."""
+    below = np.zeros(len(values), dtype=np.int64)          # how many values of the segment are < the query
+    step = 1 << (length.bit_length() - 1)
     while step:
         probe = below + step
-        take = probe <= length
-        take &= sorted_values[start + np.minimum(probe, length) - 1] < values
-        below += step * take
+        below += step * (sorted_values[start + np.minimum(probe, length) - 1] < values)
         step >>= 1
     return start + below
 
@@ -222,7 +218,7 @@ def _list_blocks(y: np.ndarray, s: np.ndarray, by_class: bool) -> Iterator[tuple
 def _all_ge_by_sorting(sc: np.ndarray, r: np.ndarray, v: np.ndarray) -> np.ndarray:
     """all_ge of each true label (row r, score v) from a sort of each row and a binary search."""
     length = sc.shape[1]
-    ordered = np.sort(sc, axis=1).ravel()
+    ordered = np.sort(sc).ravel()
     return length - (_lower_bound(ordered, r * length, length, v) - r * length)
 
 
@@ -260,11 +256,11 @@ def _all_ge_by_comparing(sc: np.ndarray, counts: np.ndarray, v: np.ndarray) -> n
     cheaper than a sort when rows have few true labels. Rows are taken most true labels first, so pass j
     reads the prefix of rows that have a j-th true label (``v`` holds the true scores row by row)."""
     starts = np.cumsum(counts) - counts
-    order = np.argsort(-counts, kind="stable")
+    order = np.argsort(-counts)                     # the order among lists of one count does not matter
     most = counts[order]
     rows = sc[order]
     ge = np.empty(len(v), dtype=np.int64)
-    for j in range(int(most[0]) if len(most) else 0):
+    for j in range(int(most[0])):
         n = int(np.count_nonzero(most > j))
         at = starts[order[:n]] + j
         ge[at] = np.count_nonzero(rows[:n] >= v[at][:, None], axis=1)
@@ -290,8 +286,8 @@ def _true_label_ranks(y: np.ndarray, s: np.ndarray, by_class: bool = False
             continue
         r = flat // length
         v = sc.ravel()[flat]
-        counts = np.bincount(r, minlength=n_lists)
-        if len(flat) <= (np.log2(length) + 2) * n_lists:
+        counts = np.bincount(r)                    # (the lists after the last true label have none)
+        if len(flat) <= (np.log2(length) + 2) * n_lists:  # pragma: no mutate (speed only: the paths are exact)
             ge = _all_ge_by_comparing(sc, counts, v)
         elif length >= _SEARCH_LENGTH:             # pragma: no mutate (speed only: both paths are exact)
             ge = _all_ge_by_searching(sc, counts, v)
@@ -317,8 +313,7 @@ def _ranked_precision(y: np.ndarray, s: np.ndarray, by_class: bool = False) -> n
     lists = y.shape[1] if by_class else y.shape[0]
     n = np.bincount(rows, minlength=lists)
     total = np.bincount(rows, weights=pos_ge / all_ge, minlength=lists)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -329,12 +324,12 @@ def _micro_precision(y: np.ndarray, s: np.ndarray) -> float:
     searched for the true scores, so no sorted copy of all N*C scores is made."""
     v = np.sort(s[y])
     if not len(v):
-        return float("nan")
-    all_ge = np.zeros(len(v), dtype=np.int64)
+        return np.nan
+    all_ge = np.zeros(len(v))
     for r0, r1 in _row_blocks(*s.shape):
         block = np.sort(s[r0:r1], axis=None)
-        all_ge += len(block) - np.searchsorted(block, v, side="left")
-    pos_ge = len(v) - np.searchsorted(v, v, side="left")
+        all_ge += len(block) - np.searchsorted(block, v)           # (side="left": the values < v)
+    pos_ge = len(v) - np.searchsorted(v, v)
     return float(np.mean(pos_ge / all_ge))
 
 
