@@ -247,7 +247,8 @@ def _all_ge_by_searching(sc: np.ndarray, counts: np.ndarray, v: np.ndarray) -> n
         at = slice(starts[i], starts[i] + counts[i])
         order = np.argsort(v[at])
         true_at_or_below = _count_at_or_below(v[at][order], sc[i])
-        ge[starts[i] + order] = sc.shape[1] - np.cumsum(np.bincount(true_at_or_below, minlength=counts[i]))[:counts[i]]
+        # (the list's top score is >= every true score, so the bincount reaches counts[i] without a minlength)
+        ge[starts[i] + order] = sc.shape[1] - np.cumsum(np.bincount(true_at_or_below))[:counts[i]]
     return ge
 
 
@@ -436,7 +437,7 @@ def _wrong_pairs_by_comparing(y: np.ndarray, s: np.ndarray) -> np.ndarray:
         flat = np.flatnonzero(y[rows])
         r = flat // c
         place = np.arange(len(flat)) - (np.cumsum(counts[rows]) - counts[rows])[r]
-        true = np.full_like(block, np.inf, shape=(len(rows), most))
+        true = np.full((len(rows), most), np.inf, dtype=s.dtype)
         true[r, place] = block.ravel()[flat]
         block.ravel()[flat] = -np.inf
         ge = np.empty(block.shape, dtype=bool)
