@@ -200,7 +200,7 @@ def test_save_thresholds_never_leaves_half_a_file(tmp_path):
     path = tmp_path / "thresholds.json"
     path.write_text("old thresholds\n")
     with pytest.raises(TypeError):
-        save_thresholds(str(path), [0.5, 0.25], class_names=["cat", object()])
+        save_thresholds(str(path), [0.5, 0.25], class_names=["cat", object()])  # type: ignore[list-item]
     assert path.read_text() == "old thresholds\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thresholds.json"]
     save_thresholds(str(path), [0.5, np.inf], class_names=["cat", "dog"])
