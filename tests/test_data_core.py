@@ -1161,12 +1161,13 @@ def test_close_stops_decoding_after_the_image_in_hand(tmp_path, monkeypatch):
     source, _ = id_list(tmp_path, n=8)
     calls = []
     holder = {}
-    ready = threading.Event()
+    ready, decoding = threading.Event(), threading.Event()
     real_load = image_data.load_image
 
     def load(path, *args, **kwargs):
         calls.append(path)
         if len(calls) == 1:
+            decoding.set()
             assert ready.wait(10)
             assert holder["reader"]._stop.wait(10)
         return real_load(path, *args, **kwargs)
@@ -1174,6 +1175,7 @@ def test_close_stops_decoding_after_the_image_in_hand(tmp_path, monkeypatch):
     reader = ImageBatchReader(options(source, batch_size=8, threads=1, prefetch=4, new_height=6, new_width=7))
     holder["reader"] = reader
     ready.set()
+    assert decoding.wait(10)
     reader.close()
     assert not reader._threads[0].is_alive()
     assert len(calls) == 1
