@@ -1259,11 +1259,15 @@ def test_owner_is_named_by_every_part_of_the_reader(tmp_path):
     assert str(err.value).startswith(owner + ": cannot read or decode image %r" % str(tmp_path / "ids" / "img_001.png"))
 
 
-def test_only_bad_images_stop_after_the_replacement_limit(tmp_path):
-    """skip_bad_images with every image bad: the error counts the tries and quotes the last image's error."""
-    source, _ = id_list(tmp_path, n=4)
-    for i in range(4):
-        (tmp_path / "ids" / ("img_%03d.png" % i)).write_bytes(b"junk")
+@pytest.mark.parametrize("n", [4, 300])
+def test_only_bad_images_stop_after_the_replacement_limit(tmp_path, n):
+    """skip_bad_images with every image bad: the error counts the tries and quotes the last image's error,
+    whether that image was met before (4 images) or is decoded for the first time (most of 300)."""
+    (tmp_path / "ids").mkdir()
+    paths = [tmp_path / "ids" / ("img_%03d.png" % i) for i in range(n)]
+    for path in paths:
+        path.write_bytes(b"junk")
+    source = write_list(tmp_path / "ids.txt", paths, [[0]] * n)
     reader = ImageBatchReader(options(source, batch_size=1, threads=1, skip_bad_images=True, new_height=6,
                                       new_width=7))
     try:
@@ -1305,3 +1309,25 @@ def test_list_messages_exactly(tmp_path, monkeypatch):
     assert str(err.value) == "%s: num_classes is 3 but class_names file %r has 2 names" % (OWNER, str(names))
     got = parse_image_list(str(source), class_names=str(names))
     assert [v.tolist() for v in got.labels] == [[], []] and got.label_indices.dtype == np.int32
+
+
+def test_close_gives_up_on_a_decode_that_hangs(tmp_path, monkeypatch):
+    """A decode thread stuck in a read (a hung network file system) does not hang close(): it waits
+    JOIN_SECONDS for each thread, then returns; the thread ends when its read does."""
+    source, _ = id_list(tmp_path, n=2)
+    decoding, release = threading.Event(), threading.Event()
+    real_load = image_data.load_image
+
+    def load(path, *args, **kwargs):
+        decoding.set()
+        release.wait(10)
+        return real_load(path, *args, **kwargs)
+    monkeypatch.setattr(image_data, "load_image", load)
+    monkeypatch.setattr(image_data, "JOIN_SECONDS", 0.05)
+    reader = ImageBatchReader(options(source, batch_size=1, threads=1, new_height=6, new_width=7))
+    assert decoding.wait(10)
+    reader.close()
+    stuck = reader._threads[0].is_alive()
+    release.set()
+    reader._threads[0].join(10)
+    assert stuck and not reader._threads[0].is_alive()
