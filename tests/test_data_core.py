@@ -1160,7 +1160,7 @@ def test_close_stops_decoding_after_the_image_in_hand(tmp_path, monkeypatch):
     """close(): a decode thread finishes the image it is on and takes no other task (31 are queued)."""
     source, _ = id_list(tmp_path, n=8)
     calls = []
-    holder = {}
+    holder: dict[str, ImageBatchReader] = {}
     ready, decoding = threading.Event(), threading.Event()
     real_load = image_data.load_image
 
