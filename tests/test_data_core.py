@@ -1,5 +1,7 @@
 """The image-data core without Caffe: list parsing and its errors, transform, epochs, shards, determinism, prefetch."""
 import logging
+import os
+import sys
 import threading
 from pathlib import Path
 
@@ -926,9 +928,9 @@ def test_plain_chunks_are_converted_at_once_never_line_by_line(tmp_path, monkeyp
     texts = []
     chunk = image_data._ListParser.chunk
 
-    def record(self, text, first_line, ascii):
+    def record(self, text, first_line):
         texts.append(text)
-        return chunk(self, text, first_line, ascii)
+        return chunk(self, text, first_line)
     monkeypatch.setattr(image_data._ListParser, "chunk", record)
     monkeypatch.setattr(image_data, "CHUNK_BYTES", 24)
     source.write_text("".join("im%d.jpg %d\n" % (i, i % 5) for i in range(12)))      # 10-11 bytes a line
@@ -1026,20 +1028,44 @@ def test_decode_threads_are_named(tmp_path):
 
 def test_list_image_paths_for_prediction(tmp_path):
     """list_image_paths (predict's reader): paths only, labels ignored, blank and comment lines skipped, TAB
-    lines split at the first TAB, root_folder joined to relative paths only; an unreadable file is named."""
+    lines split at the first TAB, root_folder joined to relative paths only; the same paths as the layer's
+    parser; an empty list gives no paths; a missing file or an empty path before a TAB is named."""
     from softmax_multilabel_layer.data.image_data import list_image_paths
     source = tmp_path / "list.txt"
-    source.write_text("a.jpg 1 2\n\n  # note\n  b c.jpg \t3\t4\n/abs/d.jpg\n#x\te\ne.jpg cat\n")
-    assert list_image_paths(str(source)) == ["a.jpg", "b c.jpg", "/abs/d.jpg", "e.jpg"]
-    assert list_image_paths(str(source), "root") == ["root/a.jpg", "root/b c.jpg", "/abs/d.jpg", "root/e.jpg"]
+    source.write_text("a.jpg 1 2\n\n  # note\n  b c.jpg \t3\t4\n/abs/d.jpg\n#x\te\ne.jpg 0\nX y.jpg\t1\nf.jpg 2\t")
+    expected = ["a.jpg", "b c.jpg", "/abs/d.jpg", "e.jpg", "X y.jpg", "f.jpg"]
+    assert list_image_paths(str(source)) == expected == list(parse_image_list(str(source), 5).paths)
+    assert list_image_paths(str(source), "root") == ["root/" + p if p[0] != "/" else p for p in expected]
+    source.write_text("# nothing\n\n")
+    assert list_image_paths(str(source)) == []
     with pytest.raises(MultilabelLossError) as err:
         list_image_paths(str(tmp_path / "none.txt"))
-    assert str(err.value) == "list file %s cannot be read: No such file or directory" % (tmp_path / "none.txt")
-    source.write_bytes(b"caf\xe9.jpg 1\n")
+    assert str(err.value) == "--list: list file %r not found (working directory %s)" % (str(tmp_path / "none.txt"),
+                                                                                        os.getcwd())
+    source.write_text("a.jpg\n \t3\n")
+    with pytest.raises(MultilabelLossError) as err:
+        list_image_paths(str(source), owner="predict")
+    assert str(err.value) == "predict: %s:2: empty image path before the TAB" % source
+
+
+@pytest.mark.parametrize("chunk_bytes", [1 << 20, 8])
+def test_list_image_paths_reads_utf8_as_the_layer_does(tmp_path, monkeypatch, chunk_bytes):
+    """A byte-order mark opening the list is not part of the first path (in one chunk or cut into several); a
+    Latin-1 list is refused naming the encoding, the line and the column, as the layer's parser does."""
+    from softmax_multilabel_layer.data.image_data import list_image_paths
+    monkeypatch.setattr(image_data, "CHUNK_BYTES", chunk_bytes)
+    source = tmp_path / "list.txt"
+    source.write_bytes(b"\xef\xbb\xbf" + "ph\u00f6to.jpg 1\nb.jpg\n".encode())
+    assert list_image_paths(str(source)) == ["ph\u00f6to.jpg", "b.jpg"] == list(parse_image_list(str(source), 5).paths)
+    source.write_bytes("a.jpg 1\n\nphotos/caf\u00e9.jpg 2\n".encode("latin-1"))
     with pytest.raises(MultilabelLossError) as err:
         list_image_paths(str(source))
-    assert str(err.value) == ("list file %s cannot be read: 'utf-8' codec can't decode byte 0xe9 in position 3: "
-                              "invalid continuation byte" % source)
+    assert str(err.value) == ("--list: list file %r is not UTF-8: line 3, column 11 has byte 0xe9 (invalid "
+                              "continuation byte); save the file as UTF-8 (for example `iconv -f latin1 -t utf-8`)"
+                              % str(source))
+    with pytest.raises(MultilabelLossError) as layer:
+        parse_image_list(str(source), 5, owner="--list")
+    assert str(layer.value) == str(err.value)
 
 
 def test_first_image_error_names_the_owner(tmp_path):
@@ -1074,3 +1100,234 @@ def test_load_image_and_reader_shard_options_edges(tmp_path):
     reader = ImageBatchReader(options(source, batch_size=1, threads=1, rank=1, world_size=2))
     reader.close()
     assert (reader.rank, reader.world_size) == (1, 2)
+
+
+# ---------------------------------------------------------------- edges a wrong implementation gets wrong
+
+def test_missing_opencv_is_named_with_the_install_command(monkeypatch):
+    """Without cv2 the error names the module, why the import failed and how to install it."""
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    with pytest.raises(ImportError) as why:
+        import cv2 as _  # noqa: F401
+    with pytest.raises(MultilabelLossError) as err:
+        image_data._cv2()
+    assert str(err.value) == ("%s: needs OpenCV's Python module cv2 to decode images (%s); install it with `pip "
+                              "install 'opencv-python-headless<4.12'` (make setup does)" % (OWNER, why.value))
+
+
+def test_next_batch_names_stopped_decode_threads(tmp_path, monkeypatch):
+    """Decode threads that exit without finishing the batch: next_batch raises instead of waiting for ever."""
+    source, _ = id_list(tmp_path, n=4)
+    monkeypatch.setattr(image_data, "_worker", lambda reader, tasks, stop: None)
+    monkeypatch.setattr(image_data, "POLL_SECONDS", 0.01)
+    reader = ImageBatchReader(options(source, batch_size=2, threads=2))
+    outcome: list[BaseException] = []
+
+    def consume():
+        try:
+            reader.next_batch()
+        except BaseException as exc:
+            outcome.append(exc)
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    consumer.join(20)
+    reader.close()
+    assert not consumer.is_alive() and len(outcome) == 1
+    assert type(outcome[0]) is MultilabelLossError
+    assert str(outcome[0]) == "%s: the decode threads have stopped" % OWNER
+
+
+def test_a_failed_batch_is_raised_again_and_nothing_more_is_queued(tmp_path):
+    """Without skip_bad_images a bad image's batch raises on every later call (not the batch after it), and
+    the calls queue no further batches: the reader holds ``prefetch`` batches however often it is called."""
+    source, _ = id_list(tmp_path, n=8)
+    (tmp_path / "ids" / "img_002.png").write_bytes(b"junk")
+    reader = ImageBatchReader(options(source, batch_size=2, shuffle=False, threads=1, prefetch=2))
+    try:
+        assert decoded_ids(reader.next_batch()[0]) == [0, 1]
+        messages = []
+        for _ in range(3):
+            with pytest.raises(ImageDecodeError) as err:
+                reader.next_batch()
+            messages.append(str(err.value))
+            assert len(reader._inflight) == 2
+        assert len(set(messages)) == 1 and "img_002.png" in messages[0]
+    finally:
+        reader.close()
+
+
+def test_close_stops_decoding_after_the_image_in_hand(tmp_path, monkeypatch):
+    """close(): a decode thread finishes the image it is on and takes no other task (31 are queued)."""
+    source, _ = id_list(tmp_path, n=8)
+    calls = []
+    holder: dict[str, ImageBatchReader] = {}
+    ready, decoding = threading.Event(), threading.Event()
+    real_load = image_data.load_image
+
+    def load(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:
+            decoding.set()
+            assert ready.wait(10)
+            assert holder["reader"]._stop.wait(10)
+        return real_load(path, *args, **kwargs)
+    monkeypatch.setattr(image_data, "load_image", load)
+    reader = ImageBatchReader(options(source, batch_size=8, threads=1, prefetch=4, new_height=6, new_width=7))
+    holder["reader"] = reader
+    ready.set()
+    assert decoding.wait(10)
+    reader.close()
+    assert not reader._threads[0].is_alive()
+    assert len(calls) == 1
+
+
+def test_mirror_is_a_fair_coin_and_only_a_mirror(tmp_path):
+    """Over 400 seeded samples about half are mirrored (a fair coin: 200 +- 40, 4 sd), each exactly the image or
+    its left-right mirror; grey images too."""
+    img = pattern_image(3, (5, 9))
+    for image in (img, img[:, :, :1]):
+        channels = image.shape[2]
+        t = Transform(channels, mirror=True, train=True)
+        plain = image.transpose(2, 0, 1).astype(np.float32)
+        flipped = 0
+        for i in range(400):
+            out = t(image, np.empty((channels, 5, 9), np.float32), np.random.default_rng([7, i]))
+            if np.array_equal(out, plain[:, :, ::-1]):
+                flipped += 1
+            else:
+                np.testing.assert_array_equal(out, plain)
+        assert 160 <= flipped <= 240, flipped
+
+
+def test_mean_and_scale_are_float32_arithmetic():
+    """out = (float32(pixel) - float32(mean)) * float32(scale), bit for bit (Caffe's DataTransformer computes in
+    float), over every pixel value, with means that are not exact in float32."""
+    img = np.stack([np.arange(256, dtype=np.uint8).reshape(16, 16)] * 3, axis=2)
+    img[:, :, 1] = img[:, :, 1][::-1]
+    mean = [104.1, 116.7, 122.3]
+    out = Transform(3, mean_value=mean, scale=0.017, train=False)(img, np.empty((3, 16, 16), np.float32),
+                                                                 np.random.default_rng(0))
+    expected = ((img.transpose(2, 0, 1).astype(np.float32) - np.array(mean, np.float32)[:, None, None])
+                * np.float32(0.017))
+    assert out.dtype == np.float32 and np.array_equal(out.view(np.int32), expected.view(np.int32))
+
+
+def test_resize_needs_both_sizes(tmp_path):
+    path = write_images(tmp_path / "img", [pattern_image(0, (5, 7))])[0]
+    assert load_image(path, new_height=3).shape == (5, 7, 3)
+    assert load_image(path, new_width=3).shape == (5, 7, 3)
+    assert load_image(path, new_height=3, new_width=4).shape == (3, 4, 3)
+    assert load_image(path, False, new_height=5, new_width=7).shape == (5, 7, 1)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_crop_as_wide_as_the_image_with_an_odd_margin(tmp_path, train):
+    """A 41x32 image with crop_size 32: no width margin, 9 rows of margin (centre offset 4 in TEST)."""
+    img = pattern_image(5, (41, 32))
+    paths = write_images(tmp_path / "img", [img])
+    source = write_list(tmp_path / "list.txt", paths, [[1]])
+    data = read_batches(options(source, batch_size=1, crop_size=32, threads=1), 1, train=train)[0][0]
+    rows = img.transpose(2, 0, 1).astype(np.float32)
+    offsets = [y for y in range(10) if np.array_equal(data[0], rows[:, y:y + 32, :])]
+    assert len(offsets) == 1 and (train or offsets == [4])
+
+
+def test_owner_is_named_by_every_part_of_the_reader(tmp_path):
+    """The owner (here convert) names the errors of the list, its class names, the shard and a bad image."""
+    owner = "softmax-multilabel convert"
+    source, _ = id_list(tmp_path, n=3)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a.jpg 9\n")
+    with pytest.raises(MultilabelLossError) as err:
+        ImageBatchReader(ImageDataOptions(owner=owner, source=str(bad), num_classes=5, batch_size=1))
+    assert str(err.value).startswith(owner + ": %s:1: label 9 is out of range" % bad)
+    with pytest.raises(MultilabelLossError) as err:
+        parse_image_list(source, class_names=str(tmp_path / "none.txt"), owner=owner)
+    assert str(err.value).startswith(owner + ": class_names file ")
+    with pytest.raises(MultilabelLossError) as err:
+        ImageBatchReader(ImageDataOptions(owner=owner, source=source, num_classes=5, batch_size=1), rank=0,
+                         world_size=4)
+    assert str(err.value) == owner + ": 3 images cannot be shared among world_size 4 ranks"
+    (tmp_path / "ids" / "img_001.png").write_bytes(b"junk")
+    reader = ImageBatchReader(ImageDataOptions(owner=owner, source=source, num_classes=5, batch_size=3,
+                                               crop_size=4, threads=1), train=False)
+    try:
+        with pytest.raises(ImageDecodeError) as err:
+            reader.next_batch()
+    finally:
+        reader.close()
+    assert str(err.value).startswith(owner + ": cannot read or decode image %r" % str(tmp_path / "ids" / "img_001.png"))
+
+
+@pytest.mark.parametrize("n", [4, 1000])
+def test_only_bad_images_stop_after_the_replacement_limit(tmp_path, n):
+    """skip_bad_images with every image bad: the error counts the tries and quotes the last image's error,
+    whether that image was met before (4 images) or is decoded for the first time (1000: the draw 51 is new here)."""
+    (tmp_path / "ids").mkdir()
+    paths = [tmp_path / "ids" / ("img_%03d.png" % i) for i in range(n)]
+    for path in paths:
+        path.write_bytes(b"junk")
+    source = write_list(tmp_path / "ids.txt", paths, [[0]] * n)
+    reader = ImageBatchReader(options(source, batch_size=1, threads=1, skip_bad_images=True, new_height=6,
+                                      new_width=7))
+    try:
+        with pytest.raises(ImageDecodeError) as err:
+            reader.next_batch()
+    finally:
+        reader.close()
+    message = str(err.value)
+    prefix = "%s: %d bad images in a row while replacing one (skip_bad_images); last: " % (
+        OWNER, image_data.MAX_REPLACEMENTS + 1)
+    assert message.startswith(prefix)
+    assert message[len(prefix):] in reader.bad_images.values()
+
+
+def test_check_files_exist_defaults(tmp_path):
+    """Called with the list alone: the layer's name, no root_folder part."""
+    from softmax_multilabel_layer.data.image_data import check_files_exist
+    source = tmp_path / "list.txt"
+    source.write_text("/nonexistent/a.jpg 1\n")
+    with pytest.raises(MultilabelLossError) as err:
+        check_files_exist(parse_image_list(str(source), 5))
+    assert str(err.value) == ("%s: 1 of 1 image files listed in %r do not exist: line 1: '/nonexistent/a.jpg'"
+                              % (OWNER, str(source)))
+
+
+def test_list_messages_exactly(tmp_path, monkeypatch):
+    """A missing list, a class count that disagrees with the class_names file, and a chunk of class-name
+    lines without labels."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MultilabelLossError) as err:
+        parse_image_list("nope.txt", 5)
+    assert str(err.value) == "%s: list file 'nope.txt' not found (working directory %s)" % (OWNER, tmp_path)
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\n")
+    source = tmp_path / "list.txt"
+    source.write_text("a.jpg\nb.jpg\n")
+    with pytest.raises(MultilabelLossError) as err:
+        parse_image_list(str(source), 3, class_names=str(names))
+    assert str(err.value) == "%s: num_classes is 3 but class_names file %r has 2 names" % (OWNER, str(names))
+    got = parse_image_list(str(source), class_names=str(names))
+    assert [v.tolist() for v in got.labels] == [[], []] and got.label_indices.dtype == np.int32
+
+
+def test_close_gives_up_on_a_decode_that_hangs(tmp_path, monkeypatch):
+    """A decode thread stuck in a read (a hung network file system) does not hang close(): it waits
+    JOIN_SECONDS for each thread, then returns; the thread ends when its read does."""
+    source, _ = id_list(tmp_path, n=2)
+    decoding, release = threading.Event(), threading.Event()
+    real_load = image_data.load_image
+
+    def load(path, *args, **kwargs):
+        decoding.set()
+        release.wait(10)
+        return real_load(path, *args, **kwargs)
+    monkeypatch.setattr(image_data, "load_image", load)
+    monkeypatch.setattr(image_data, "JOIN_SECONDS", 0.05)
+    reader = ImageBatchReader(options(source, batch_size=1, threads=1, new_height=6, new_width=7))
+    assert decoding.wait(10)
+    reader.close()
+    stuck = reader._threads[0].is_alive()
+    release.set()
+    reader._threads[0].join(10)
+    assert stuck and not reader._threads[0].is_alive()

@@ -345,7 +345,7 @@ def test_predict_bad_input_is_one_line(tmp_path, images_example, capsys):
         ([model, images[0], "--batch-size", "-1"], "--batch-size -1: expected an integer >= 1"),
         ([net, images[0]], "is not a model folder"),
         ([model, images[0], str(tmp_path / "nope.jpg")], "1 of 2 images do not exist"),
-        ([model, "--list", str(tmp_path / "nope.txt")], "nope.txt cannot be read"),
+        ([model, "--list", str(tmp_path / "nope.txt")], "nope.txt' not found"),
         ([model, images[0], "--rule", "thresholds"], "no calibrated thresholds"),
         ([model], "no images"),
     ]

@@ -40,6 +40,7 @@ Example::
     >>> reader.close()
 """
 import atexit
+import codecs
 import difflib
 import logging
 import math
@@ -48,7 +49,7 @@ import queue
 import re
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,9 @@ from softmax_multilabel_layer.params import IMAGE_DATA_OWNER, ImageDataOptions, 
 log = logging.getLogger(__name__)
 MAX_REPORTED = 5           # missing files named in an error
 MAX_REPLACEMENTS = 50      # tries to replace one bad image with skip_bad_images
+UTF8 = "utf-8"             # the encoding of list files, class_names files and the path buffer
+POLL_SECONDS = 0.5         # how often next_batch checks that the decode threads still run while it waits
+JOIN_SECONDS = 5           # how long close waits for each decode thread to finish the image it is on
 
 
 class ImageDecodeError(MultilabelLossError):
@@ -105,8 +109,7 @@ class _Paths(_Segments):
         self.buffer, self.root_folder = buffer, root_folder
 
     def _item(self, start: int, end: int) -> Any:
-        path = self.buffer[start:end].decode("utf-8")
-        return os.path.join(self.root_folder, path) if self.root_folder else path
+        return os.path.join(self.root_folder, self.buffer[start:end].decode(UTF8))
 
 
 class ImageList(object):
@@ -142,8 +145,7 @@ class ImageList(object):
 
     def without(self, indices: Sequence[int]) -> "ImageList":
         """The list without the images ``indices``."""
-        keep = np.ones(len(self), bool)
-        keep[np.asarray(indices, np.int64)] = False
+        keep = np.isin(np.arange(len(self)), indices, invert=True)
         kept = np.flatnonzero(keep)
         starts, ends = self.path_offsets[:-1][kept], self.path_offsets[1:][kept]
         pairs = zip(starts.tolist(), ends.tolist(), strict=True)  # pragma: no mutate (equal lengths)
@@ -163,18 +165,22 @@ def _offsets(lengths: ArrayLike) -> NDArray[np.int64]:
 
 
 def decode_utf8(data: bytes, path: str, what: str, owner: str = IMAGE_DATA_OWNER, first_line: int = 1) -> str:
-    """``data`` as UTF-8 without a leading byte-order mark; an error naming the line that is not UTF-8.
+    """``data`` (the file's text from line ``first_line`` on) as UTF-8, without the byte-order mark that may
+    open the file (line 1); an error naming the line and column that are not UTF-8.
 
     Example::
 
         >>> decode_utf8(b"\\xef\\xbb\\xbfa.jpg 1\\n", "list.txt", "list file")
         'a.jpg 1\\n'
     """
+    if first_line == 1:
+        data = data.removeprefix(codecs.BOM_UTF8)
     try:
-        return data.decode("utf-8-sig")
+        return data.decode(UTF8)
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + first_line
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        before = data[:exc.start]
+        line = before.count(b"\n") + first_line
+        column = exc.start - before.rfind(b"\n")
         raise MultilabelLossError("%s: %s %r is not UTF-8: line %d, column %d has byte 0x%02x (%s); save the file "
                                   "as UTF-8 (for example `iconv -f latin1 -t utf-8`)"
                                   % (owner, what, path, line, column, data[exc.start], exc.reason)) from None
@@ -206,29 +212,17 @@ def read_class_names(path: str, owner: str = IMAGE_DATA_OWNER) -> list[str]:
     return names
 
 
-def _split_line(line: str) -> tuple[str, list[str]]:
-    if "\t" in line:
-        path, _, rest = line.partition("\t")
-        return path.strip(), rest.split()
-    parts = line.split()
-    return parts[0], parts[1:]
+def list_image_paths(source: str, root_folder: str = "", owner: str = "--list") -> list[str]:
+    """The image paths of a list file (format above), labels ignored, ``root_folder`` joined to relative paths.
 
-
-def list_image_paths(source: str, root_folder: str = "") -> list[str]:
-    """The image paths of a list file (format above), labels ignored, ``root_folder`` joined to relative paths."""
-    try:
-        with open(source, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MultilabelLossError("list file %s cannot be read: %s" % (source, getattr(exc, "strerror", None) or exc)
-                                  ) from None
-    paths = []
-    for raw in lines:
-        line = raw.strip() if "\t" not in raw else raw.lstrip(" ").rstrip()
-        if line and not line.startswith("#"):
-            path = _split_line(line)[0]
-            paths.append(os.path.join(root_folder, path) if root_folder else path)
-    return paths
+    The file is read as :func:`parse_image_list` reads it (a byte-order mark is skipped; a file that is not
+    UTF-8 is refused, naming the line); an empty list gives ``[]``. ``owner`` names the caller in messages
+    (``predict --list``).
+    """
+    paths: list[str] = []
+    for text, first_line in _list_chunks(source, owner):
+        paths += _split_lines(text, first_line, source, owner)[0]
+    return [os.path.join(root_folder, path) for path in paths]
 
 
 _INDEX = re.compile(r"[+-]?[0-9]+")
@@ -257,7 +251,7 @@ def _parse_label(token: str, name_index: dict[str, int] | None, num_classes: int
                 "%s: %s: bad label %r: expected a 0-based class index (an integer), optionally with a weight "
                 "as index:weight (e.g. 17:0.5); class names need the class_names option" % (owner, where, token))
         if label not in name_index:
-            close = difflib.get_close_matches(label, list(name_index), n=1)
+            close = difflib.get_close_matches(label, list(name_index))
             raise MultilabelLossError("%s: %s: unknown class name %r (not among the %d class_names)%s"
                                       % (owner, where, label, len(name_index),
                                          "; did you mean %r?" % close[0] if close else ""))
@@ -299,39 +293,43 @@ def parse_image_list(source: str, num_classes: int | None = None, class_names: s
         raise MultilabelLossError("%s: num_classes is required (or a class_names file)" % owner)
     name_index = {n: i for i, n in enumerate(names)} if names else None
     parser = _ListParser(source, int(num_classes), name_index, max_labels, owner)
-    line = 1                                   # of the chunk's first line
-    try:
-        with open(source, "rb") as f:          # read a chunk at a time: never the whole file in memory
-            tail = b""
-            while True:
-                block = f.read(CHUNK_BYTES)
-                data = tail + block
-                if line == 1 and data.startswith(b"\xef\xbb\xbf"):
-                    data = data[3:]
-                cut = data.rfind(b"\n") + 1 if block else len(data)
-                data, tail = data[:cut], data[cut:]
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    decode_utf8(data, source, "list file", owner, first_line=line)    # raises, naming the line
-                    raise AssertionError(exc) from None                               # (not reached)
-                parser.chunk(text, line, data.isascii())
-                line += data.count(b"\n")
-                if not block:
-                    break
-    except FileNotFoundError:
-        raise MultilabelLossError("%s: list file %r not found (working directory %s)"
-                                  % (owner, source, os.getcwd())) from None
-    except OSError as exc:
-        raise MultilabelLossError("%s: list file %r cannot be read: %s" % (owner, source, exc)) from None
+    for text, line in _list_chunks(source, owner):
+        parser.chunk(text, line)
     if not parser.counts:
-        lines = line - 1 + (1 if data and not data.endswith(b"\n") else 0)
+        lines = line - 1 + bool(text)       # the last chunk is the text after the last newline
         raise MultilabelLossError("%s: list file %r has no images (%d lines, all blank or comments); expected "
                                   "lines 'path label label ...'" % (owner, source, lines))
     result = parser.result(root_folder, names)
     del parser
     _return_free_memory()
     return result
+
+
+def _list_chunks(source: str, owner: str) -> Iterator[tuple[str, int]]:
+    """The text of a list file CHUNK_BYTES at a time, cut after a newline, with the number of its first line:
+    never the whole file in memory. The last chunk is the text after the last newline (often empty).
+
+    Raises :class:`MultilabelLossError` for a missing or unreadable file, or one that is not UTF-8 (naming the
+    line; a byte-order mark opening the file is skipped).
+    """
+    line = 1
+    try:
+        with open(source, "rb") as f:
+            tail = b""
+            while True:
+                block = f.read(CHUNK_BYTES)
+                data = tail + block
+                cut = data.rfind(b"\n") + 1 if block else len(data)
+                data, tail = data[:cut], data[cut:]
+                yield decode_utf8(data, source, "list file", owner, first_line=line), line
+                line += data.count(b"\n")
+                if not block:
+                    return
+    except FileNotFoundError:
+        raise MultilabelLossError("%s: list file %r not found (working directory %s)"
+                                  % (owner, source, os.getcwd())) from None
+    except OSError as exc:
+        raise MultilabelLossError("%s: list file %r cannot be read: %s" % (owner, source, exc)) from None
 
 
 def _return_free_memory() -> None:
@@ -352,6 +350,37 @@ CHUNK_BYTES = 1 << 20           # list bytes read and parsed at a time (1 MB)
 _PLAIN_INDICES = re.compile(r"[0-9]{1,9}(?: [0-9]{1,9})*")      # converted at once by numpy
 
 
+def _split_lines(text: str, first_line: int, source: str, owner: str
+                 ) -> tuple[list[str], list[int], list[int], list[str]]:
+    """The image lines of a chunk of a list (not blank, not comments): their paths, line numbers, numbers of
+    label tokens, and the label tokens one after the other."""
+    paths: list[str] = []
+    numbers: list[int] = []
+    counts: list[int] = []
+    tokens: list[str] = []
+    number = first_line - 1
+    for raw in text.split("\n"):
+        number += 1
+        line = raw.rstrip()
+        if "\t" in line:                          # with a TAB, the path is everything before the first one
+            path, _, rest = line.partition("\t")
+            path, parts = path.strip(), rest.split()
+            if path.startswith("#"):
+                continue
+            if not path:
+                raise MultilabelLossError("%s: %s:%d: empty image path before the TAB" % (owner, source, number))
+        else:
+            parts = line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            path = parts.pop(0)
+        paths.append(path)
+        numbers.append(number)
+        counts.append(len(parts))
+        tokens += parts
+    return paths, numbers, counts, tokens
+
+
 class _ListParser(object):
     """Accumulates the compact arrays of a list, chunk by chunk (see :func:`parse_image_list`)."""
 
@@ -366,41 +395,19 @@ class _ListParser(object):
         self.indices: list[NDArray[np.int32]] = []
         self.values: list[NDArray[np.float32]] = []
 
-    def chunk(self, text: str, first_line: int, ascii: bool) -> None:
-        paths: list[str] = []
-        numbers: list[int] = []
-        counts: list[int] = []
-        tokens: list[str] = []
-        number = first_line - 1
-        for raw in text.split("\n"):
-            number += 1
-            line = raw.lstrip(" ").rstrip() if "\t" in raw else ""
-            if "\t" in line:                          # with a TAB, the path is everything before the first one
-                if line.startswith("#"):
-                    continue
-                path, _, rest = line.partition("\t")
-                path, parts = path.strip(), rest.split()
-                if not path:
-                    raise MultilabelLossError("%s: %s:%d: empty image path before the TAB"
-                                              % (self.owner, self.source, number))
-            else:
-                parts = raw.split()
-                if not parts or parts[0].startswith("#"):
-                    continue
-                path = parts.pop(0)
-            paths.append(path)
-            numbers.append(number)
-            counts.append(len(parts))
-            tokens += parts
+    def chunk(self, text: str, first_line: int) -> None:
+        paths, numbers, counts, tokens = _split_lines(text, first_line, self.source, self.owner)
         if not paths:
             return
         idx, val = self._labels(tokens, numbers, counts)
-        joined = "".join(paths).encode("utf-8")
+        joined = "".join(paths).encode(UTF8)
+        lengths = np.array(list(map(len, paths)))              # characters: bytes unless a path is not ASCII
+        if lengths.sum() != len(joined):
+            lengths = np.array([len(p.encode(UTF8)) for p in paths])
         self.buffers.append(joined)
-        self.path_lengths.append(np.fromiter(map(len, paths), np.int64, len(paths)) if ascii else
-                                 np.fromiter((len(p.encode("utf-8")) for p in paths), np.int64, len(paths)))
-        self.numbers.append(np.asarray(numbers, np.int64))
-        self.counts.append(np.asarray(counts, np.int64))
+        self.path_lengths.append(lengths)
+        self.numbers.append(np.array(numbers))
+        self.counts.append(np.array(counts))
         self.indices.append(idx)
         self.values.append(val)
 
@@ -411,21 +418,18 @@ class _ListParser(object):
         if self.name_index is None:
             joined = " ".join(tokens)
             if _PLAIN_INDICES.fullmatch(joined) or not joined:
-                idx = np.fromstring(joined, dtype=np.int64, sep=" ") if joined else np.zeros(0, np.int64)
+                idx = np.fromstring(joined, np.int64, sep=" ")
         else:
-            found = [self.name_index.get(t, -1) for t in tokens]
-            if -1 not in found:
-                idx = np.asarray(found, np.int64)
+            found = [self.name_index.get(t) for t in tokens]
+            if None not in found:
+                idx = np.array(found, np.int64)
         if idx is not None:
             rows = np.repeat(np.arange(len(counts)), counts)
-            keys = rows * self.num_classes + idx
-            bad = np.flatnonzero(idx >= self.num_classes)
-            if len(bad) == 0 and len(keys) > 1:
-                ordered = np.sort(keys)
-                bad = np.flatnonzero(ordered[1:] == ordered[:-1])
-                bad = rows[np.isin(keys, ordered[1:][bad])] if len(bad) else bad
-            else:
-                bad = rows[bad]
+            bad = rows[idx >= self.num_classes]
+            if len(bad) == 0:                  # a class twice on a line: a (line, class) cell met twice
+                cells = np.ravel_multi_index((rows, idx), (len(counts), self.num_classes))
+                ordered = np.sort(cells)
+                bad = rows[np.isin(cells, ordered[1:][ordered[1:] == ordered[:-1]])]
             too_many = self.max_labels is not None and max(counts) > self.max_labels
             if len(bad) == 0 and not too_many:
                 return idx.astype(np.int32), np.ones(len(idx), np.float32)
@@ -433,7 +437,8 @@ class _ListParser(object):
         out_idx = np.empty(len(tokens), np.int32)
         out_val = np.empty(len(tokens), np.float32)
         position = 0
-        for number, count in zip(numbers, counts, strict=True):
+        for j, count in enumerate(counts):
+            number = numbers[j]
             line_tokens = tokens[position:position + count]
             out_idx[position:position + count], out_val[position:position + count] = _line_labels(
                 line_tokens, self.name_index, self.num_classes, "%s:%d" % (self.source, number), self.owner,
@@ -549,7 +554,7 @@ def load_image(path: str, is_color: bool = True, new_height: int = 0, new_width:
     if img is None:
         raise ImageDecodeError("%s: cannot read or decode image %r%s: missing, unreadable or not an image "
                                "format OpenCV knows" % (owner, path, " (%s)" % where if where else ""))
-    if new_height and new_width and img.shape[:2] != (new_height, new_width):
+    if new_height and new_width:            # as Caffe, even to the same size (the identity)
         img = cv2.resize(img, (new_width, new_height))
     return img if img.ndim == 3 else img[:, :, None]
 
@@ -590,10 +595,9 @@ class Transform(object):
                 y, x = (h - c) // 2, (w - c) // 2
             img = img[y:y + c, x:x + c]
         if self.mirror and rng.integers(2):
-            img = _cv2().flip(img, 1)
+            img = img[:, ::-1]
         # Per channel: uint8 plane -> float32, minus the mean, times the scale, as Caffe's float arithmetic.
-        planes = _cv2().split(img) if img.shape[2] > 1 else (img[:, :, 0],)
-        for c, plane in enumerate(planes):
+        for c, plane in enumerate(_cv2().split(img)):
             out[c] = plane
             if self.mean[c, 0, 0] != 0:
                 out[c] -= self.mean[c, 0, 0]
@@ -663,8 +667,7 @@ class Schedule(object):
 
     def sample_rng(self, epoch: int, image: int, attempt: int = 0) -> np.random.Generator:
         """The generator of one sample's augmentation: depends on (seed, epoch, image), never on threads."""
-        key = [self.seed, epoch, image] + ([attempt] if attempt else [])
-        return np.random.default_rng(key)
+        return np.random.default_rng([self.seed, epoch, image, attempt])
 
 
 # ---------------------------------------------------------------- the prefetching reader
@@ -683,10 +686,10 @@ Buffers = tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32] | 
 
 
 class _Batch(object):
-    __slots__ = ("k", "buffers", "samples", "bad", "remaining", "done", "error", "lock")
+    __slots__ = ("buffers", "samples", "bad", "remaining", "done", "error", "lock")
 
-    def __init__(self, k: int, buffers: Buffers, samples: list[tuple[int, int]]) -> None:
-        self.k, self.buffers, self.samples = k, buffers, samples
+    def __init__(self, buffers: Buffers, samples: list[tuple[int, int]]) -> None:
+        self.buffers, self.samples = buffers, samples
         self.bad: dict[int, list[int]] = {}      # slot -> the bad images met filling it (skip_bad_images)
         self.remaining = len(samples)
         self.done = threading.Event()
@@ -746,7 +749,7 @@ class ImageBatchReader(object):
         self.transform = Transform(channels, o.crop_size, o.mirror, o.mean_value, o.scale, train)
         self.skipped: dict[int, int] = {}          # epoch -> samples whose bad image was replaced (consumer side)
         self._reported: set[int] = set()           # bad images reported to the log (consumer side)
-        self._logged_epoch = -1
+        self._epoch_to_log = 0                     # the first epoch whose count line is not written yet
         self._skip_lock = threading.Lock()
         self._next_k = 0
         self._inflight: list[_Batch] = []
@@ -770,7 +773,7 @@ class ImageBatchReader(object):
     def _submit(self, buffers: Buffers) -> None:
         k = self._next_k
         self._next_k += 1
-        batch = _Batch(k, buffers, self.schedule.batch(k))
+        batch = _Batch(buffers, self.schedule.batch(k))
         self._inflight.append(batch)
         for i in range(len(batch.samples)):
             self._tasks.put((batch, i))
@@ -781,7 +784,7 @@ class ImageBatchReader(object):
         for position in range(self.schedule.shard_size):
             first = int(self.schedule.epoch_order(0)[position])
             try:
-                height, width = load_image(self.images.paths[first], o.is_color, where=self.images.where(first),
+                height, width = load_image(self.images.paths[first], where=self.images.where(first),
                                            owner=self.owner).shape[:2]
                 return height, width
             except ImageDecodeError as exc:
@@ -853,7 +856,7 @@ class ImageBatchReader(object):
             self._submit(self._pending_return)
             self._pending_return = None
         batch = self._inflight.pop(0)
-        while not batch.done.wait(0.5):
+        while not batch.done.wait(POLL_SECONDS):
             if not any(t.is_alive() for t in self._threads):
                 raise MultilabelLossError("%s: the decode threads have stopped" % self.owner)
         if batch.error is not None:
@@ -881,15 +884,15 @@ class ImageBatchReader(object):
             self._reported.add(image)
             with self._skip_lock:
                 message = self.bad_images[image]
-            message = message[len(self.owner) + 2:] if message.startswith(self.owner + ": ") else message
+            message = message.removeprefix(self.owner + ": ")
             log.warning("%s: skip_bad_images: %s; it is replaced by other images of the epoch from now on "
                         "(reported once)", self.owner, message)
-        while self._logged_epoch < batch.samples[-1][0] - 1:
-            self._logged_epoch += 1
-            count = self.skipped.get(self._logged_epoch, 0)
+        while self._epoch_to_log < batch.samples[-1][0]:          # the epochs before the last sample's are over
+            count = self.skipped.get(self._epoch_to_log)
             if count:
                 log.warning("%s: epoch %d of %s (rank %d): %d sample(s) of bad images replaced by other images",
-                            self.owner, self._logged_epoch, self.images.source, self.rank, count)
+                            self.owner, self._epoch_to_log, self.images.source, self.rank, count)
+            self._epoch_to_log += 1
 
     def close(self) -> None:
         """Stop the decode threads (idempotent); they finish the image they are on and exit."""
@@ -900,7 +903,7 @@ class ImageBatchReader(object):
             self._tasks.put(None)
         for t in self._threads:
             if t is not threading.current_thread():
-                t.join(timeout=5)
+                t.join(timeout=JOIN_SECONDS)
         _LIVE.discard(self)
 
     def __del__(self) -> None:
