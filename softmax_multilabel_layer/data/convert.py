@@ -96,7 +96,7 @@ class Progress(object):
         if (self.tty and now - self.last > 0.3) or (not self.tty and decile > self.last_decile) \
                 or self.done >= self.total:
             self.last, self.last_decile = now, decile
-            rate = (self.done - self.start_done) / max(now - self.start, 1e-9)
+            rate = (self.done - self.start_done) / (now - self.start)        # > 0: start is 1 ms before
             left = (self.total - self.done) / rate if rate > 0 else float("nan")
             line = "convert: %d/%d %s (%3.0f%%), %.0f/s, %s left" % (
                 self.done, self.total, self.label, 100.0 * self.done / max(1, self.total), rate,
@@ -108,11 +108,8 @@ class Progress(object):
 
 
 def _sha256(path: str) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class ConvertInterrupted(MultilabelLossError):
@@ -207,7 +204,10 @@ def _prepare_output(out: str, settings: dict[str, Any], resume: bool, overwrite:
     work = work_folder(out)
     if _nonempty(out):
         _check_own(out, "output folder", images)
-        if not overwrite and not (resume and _nonempty(work)):
+        if resume and not _nonempty(work):
+            raise MultilabelLossError("%s: cannot resume: %s is a complete conversion and there is no interrupted "
+                                      "one (%s); pass --overwrite to convert again" % (OWNER, out, work))
+        if not overwrite and not resume:
             raise MultilabelLossError("%s: output folder %s exists and is not empty; pass --overwrite to replace "
                                       "it (a previous conversion)" % (OWNER, out))
     if _nonempty(work):
@@ -228,9 +228,6 @@ def _prepare_output(out: str, settings: dict[str, Any], resume: bool, overwrite:
         else:
             raise MultilabelLossError("%s: an interrupted conversion into %s is in %s; pass --resume to continue "
                                       "it or --overwrite to start again" % (OWNER, out, work))
-    elif resume and _nonempty(out):
-        raise MultilabelLossError("%s: cannot resume: %s is a complete conversion and there is no interrupted one "
-                                  "(%s); pass --overwrite to convert again" % (OWNER, out, work))
     os.makedirs(work, exist_ok=True)
     manifest = {"settings": settings, "written": 0, "parts": [], "complete": False}
     _save_manifest(work, manifest)          # the marker, before anything else is written
@@ -293,7 +290,7 @@ def _decoded(options: ImageDataOptions, images: ImageList, order: Order, start: 
                 else:
                     yield chunk + j, int(i), img
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)  # pragma: no mutate (when threads stop, not what is written)
 
 
 def convert(source: str, out: str, fmt: str, num_classes: int | None = None, class_names: str | None = None,
@@ -425,11 +422,11 @@ def _write_hdf5(options: ImageDataOptions, images: ImageList, order: Order, fold
                 part_rows = max(1, min(len(order) - pos, manifest["settings"]["max_file_bytes"] // row_bytes))
                 part = "part-%05d.h5" % len(manifest["parts"])
                 handle = h5py.File(os.path.join(work, part), "w")
-                # with skip_bad_images, resizable (chunked by rows): the last part shrinks when images were left out
+                # with skip_bad_images, resizable (chunked as h5py chooses): the last part shrinks when images
+                # were left out
                 grow = options.skip_bad_images
                 data = handle.create_dataset("data", (part_rows,) + tuple(shape), dtype,
-                                             maxshape=(None,) + tuple(shape) if grow else None,
-                                             chunks=(1,) + tuple(shape) if grow else None)
+                                             maxshape=(None,) + tuple(shape) if grow else None)
                 datasets = [data] + [handle.create_dataset(name, (part_rows, k), np.float32,
                                                            maxshape=(None, k) if grow else None)
                                      for name in label_names]
