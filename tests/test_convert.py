@@ -856,7 +856,7 @@ def test_manifest_settings_and_summary_exactly(tmp_path):
     assert lines[-1].endswith("/s, 0 s left")
     with h5py.File(out / "part-00000.h5", "r") as f:
         assert set(f) == {"data", "label"} and f["data"].dtype == np.uint8
-        assert f["data"].maxshape == (3, 3, 5, 7)           # without skip_bad_images: a fixed size
+        assert f["data"].maxshape == (3, 3, 5, 7) and f["label"].maxshape == (3, 3)    # without skip: fixed
         np.testing.assert_array_equal(f["label"][...], np.eye(3, dtype=np.float32))
         np.testing.assert_array_equal(f["data"][0], load_image(paths[0], True, 0, 0).transpose(2, 0, 1))
 
@@ -988,8 +988,9 @@ def test_verification_catches_a_writer_that_lost_records(tmp_path, monkeypatch):
             real_put(txns, caffe_pb2, cv2, options, images, pos, i, img, encoded)
     monkeypatch.setattr(C, "_put_records", put_all_but_2)
     message = _error(C.convert, source, str(tmp_path / "a"), "lmdb", num_classes=3, stream=io.StringIO())
-    assert message.startswith("softmax-multilabel convert: the LMDBs hold {'images_lmdb': 3, 'labels_lmdb': 3} "
-                              "records (first/last keys ") and message.endswith(") but the list has 4 images")
+    ends = (C.lmdb_key(0, paths[0]), C.lmdb_key(3, paths[3]))
+    assert message == ("softmax-multilabel convert: the LMDBs hold {'images_lmdb': 3, 'labels_lmdb': 3} records "
+                       "(first/last keys %r) but the list has 4 images" % [ends, ends])
 
     def put_label_under_other_key(txns, caffe_pb2, cv2, options, images, pos, i, img, encoded):
         real_put(txns, caffe_pb2, cv2, options, images, pos, i, img, encoded)
@@ -1036,6 +1037,136 @@ def test_hdf5_one_row_a_file_when_a_row_is_larger_than_the_limit(tmp_path):
     summary = C.convert(str(tmp_path / "w.txt"), str(tmp_path / "s"), "hdf5", num_classes=3,
                         label_format="indices", max_labels=1, max_file_bytes=2 * (105 + 8), stream=io.StringIO())
     assert len(summary["files"]) == 2 and "label_weight" in summary["prototxt"]
+    assert len(C.convert(str(tmp_path / "w.txt"), str(tmp_path / "t"), "hdf5", num_classes=3, label_format="indices",
+                         max_labels=1, max_file_bytes=2 * (105 + 8) - 1, stream=io.StringIO())["files"]) == 3
     with h5py.File(summary["files"][0], "r") as f:
         assert dict(f.attrs) == {"num_classes": 3, "label_format": "indices"}
         assert f["label"][...].tolist() == [[0], [1]] and f["label_weight"][...].tolist() == [[2], [1]]
+
+
+class SigintAt(io.StringIO):
+    """A progress stream that presses Ctrl-C (a real SIGINT to this process) when a line starts with ``at``."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def write(self, text):
+        if text.startswith(self.at):
+            import signal
+            signal.raise_signal(signal.SIGINT)
+        return super().write(text)
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "lmdb"])
+@pytest.mark.parametrize("at,done", [("convert: 3/10", 3), ("convert: 10/10", 10)])
+def test_ctrl_c_in_process_stops_after_the_image_in_hand(tmp_path, monkeypatch, fmt, at, done):
+    """SIGINT while converting (in this process, after the progress line of image 3, or of the last image): the
+    run stops before the next image, names how many were done, publishes nothing, restores the handler, and
+    --resume completes it."""
+    import signal
+    before = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(C, "CHUNK", 2)
+    source, paths, labels = small_list(tmp_path, n=10)
+    out = tmp_path / "o"
+    message = _error(C.convert, source, str(out), fmt, num_classes=3, threads=1, max_file_bytes=2 * 117,
+                     stream=SigintAt(at))
+    assert message == ("softmax-multilabel convert: interrupted (Ctrl-C) after %d of 10 images; nothing was written "
+                       "to the output folder; the partial conversion is in %s: run the same command with --resume "
+                       "to continue it" % (done, tmp_path / ".o.convert-partial"))
+    assert not out.exists() and signal.getsignal(signal.SIGINT) is before
+    manifest = json.loads((tmp_path / ".o.convert-partial" / "convert.json").read_text())
+    assert manifest["written"] == (2 if done == 3 else 10) and not manifest["complete"]
+    stream = io.StringIO()
+    summary = C.convert(source, str(out), fmt, num_classes=3, threads=1, max_file_bytes=2 * 117, resume=True,
+                        stream=stream)
+    assert summary["resumed_from"] == manifest["written"] and summary["images"] == 10
+    if done < 10:
+        assert stream.getvalue().splitlines()[0].startswith("convert: 3/10 images")
+    else:                                           # nothing left to read: no progress line
+        assert stream.getvalue() == ""
+
+
+def test_skipped_positions_are_recorded_and_redone_on_resume(tmp_path, monkeypatch):
+    """--skip-bad-images: the manifest keeps the written positions left out; an interrupted run forgets those
+    at or after the resume point (they are read again)."""
+    monkeypatch.setattr(C, "CHUNK", 2)
+    source, paths, labels = small_list(tmp_path, n=6)
+    for k in (1, 4):
+        Path(paths[k]).write_bytes(b"broken")
+    out = tmp_path / "o"
+    message = _error(C.convert, source, str(out), "lmdb", num_classes=3, threads=1, skip_bad_images=True,
+                     stream=SigintAt("convert: 5/6"))
+    assert "after 5 of 6 images" in message
+    manifest = json.loads((tmp_path / ".o.convert-partial" / "convert.json").read_text())
+    assert manifest["written"] == 4 and manifest["skipped"] == [1]
+    manifest["skipped"] = [1, 4]                    # as if image 4 had been reported before the commit
+    C._save_manifest(str(tmp_path / ".o.convert-partial"), manifest)
+    stream = io.StringIO()
+    summary = C.convert(source, str(out), "lmdb", num_classes=3, threads=1, skip_bad_images=True, resume=True,
+                        stream=stream)
+    assert json.loads((out / "convert.json").read_text())["skipped"] == [1, 4]
+    assert summary["images"] == 4 and summary["skipped"] == 2 and summary["counts"] == {"images_lmdb": 4,
+                                                                                         "labels_lmdb": 4}
+    assert stream.getvalue().splitlines()[-1] == ("softmax-multilabel convert: skip_bad_images: left out 2 bad "
+                                                  "image(s) of the 6 listed (missing: 0, cannot be decoded: 2)")
+
+
+def test_resumed_hdf5_checks_sizes_against_the_images_written_before(tmp_path, monkeypatch):
+    """The first image's size is kept in the manifest: after a resume, an image of another size is still an
+    error (not a new first image)."""
+    monkeypatch.setattr(C, "CHUNK", 2)
+    paths = write_images(tmp_path / "img", [pattern_image(i, (5, 7) if i < 2 else (6, 7)) for i in range(3)])
+    source = write_list(tmp_path / "list.txt", paths, [[0], [1], [2]])
+    kw: dict[str, Any] = dict(num_classes=3, threads=1, max_file_bytes=2 * 117)
+    assert "after 2 of 3 images" in _error(C.convert, source, str(tmp_path / "o"), "hdf5", stream=SigintAt(
+        "convert: 2/3"), **kw)
+    assert _error(C.convert, source, str(tmp_path / "o"), "hdf5", resume=True, stream=io.StringIO(), **kw) == (
+        "softmax-multilabel convert: image %r (%s:3) is 6x7x3 but the first image is 5x7x3; an HDF5 dataset needs "
+        "one size: pass --new-height and --new-width" % (paths[2], source))
+
+
+def test_hdf5_verification_catches_a_part_missing_from_the_manifest(tmp_path, monkeypatch):
+    """A partial folder whose manifest lost a finished part (resumed): the files hold fewer images than the
+    list, an error, not a conversion that silently lacks them."""
+    monkeypatch.setattr(C, "CHUNK", 2)
+    source, paths, labels = small_list(tmp_path, n=6)
+    kw: dict[str, Any] = dict(num_classes=3, threads=1, max_file_bytes=2 * 117)
+    _error(C.convert, source, str(tmp_path / "o"), "hdf5", stream=SigintAt("convert: 5/6"), **kw)
+    work = tmp_path / ".o.convert-partial"
+    manifest = json.loads((work / "convert.json").read_text())
+    assert manifest["written"] == 4 and len(manifest["parts"]) == 2
+    manifest["parts"] = manifest["parts"][:1]
+    C._save_manifest(str(work), manifest)
+    assert _error(C.convert, source, str(tmp_path / "o"), "hdf5", resume=True, stream=io.StringIO(), **kw) == (
+        "softmax-multilabel convert: the HDF5 files hold 4 images but the list has 6 (0 left out)")
+    assert not (tmp_path / "o").exists()
+
+
+def test_labels_for_are_float32_rows_in_the_order_asked(tmp_path):
+    source = tmp_path / "l.txt"
+    source.write_text("a.png 2:0.25 0\nb.png\nc.png 1\n")
+    images = C.parse_image_list(str(source), 3)
+    dense = C.ImageDataOptions(owner=C.OWNER, source=str(source), num_classes=3)
+    labels, weights = C._labels_for(dense, images, [2, 0])
+    assert labels.dtype == np.float32 and weights is None
+    np.testing.assert_array_equal(labels, [[0, 1, 0], [1, 0, 0.25]])
+    indices = C.ImageDataOptions(owner=C.OWNER, source=str(source), num_classes=3, label_format="indices",
+                                 max_labels=2)
+    labels, weights = C._labels_for(indices, images, [0, 1])
+    assert labels.dtype == np.float32 and weights is not None and weights.dtype == np.float32
+    np.testing.assert_array_equal(labels, [[2, 0], [-1, -1]])
+    np.testing.assert_array_equal(weights, [[0.25, 1], [0, 0]])
+
+
+def test_lmdb_map_is_sparse_and_large(tmp_path):
+    """The LMDBs are opened with a 1 TiB map (sparse on disk), not lmdb's 10 MiB default that a real data set
+    overflows."""
+    import lmdb
+    source = small_list(tmp_path)[0]
+    C.convert(source, str(tmp_path / "o"), "lmdb", num_classes=3, stream=io.StringIO())
+    for name in ("images_lmdb", "labels_lmdb"):
+        env = lmdb.open(str(tmp_path / "o" / name), readonly=True, lock=False, map_size=0)   # 0: the stored size
+        assert env.info()["map_size"] == 1 << 40
+        env.close()
+        assert (tmp_path / "o" / name / "data.mdb").stat().st_blocks * 512 < 1 << 20

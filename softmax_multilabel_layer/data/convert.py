@@ -270,19 +270,18 @@ def _decoded(options: ImageDataOptions, images: ImageList, order: Order, start: 
     progress stream and yielded as None. Raises :class:`ConvertInterrupted` before the next image once Ctrl-C
     was pressed.
     """
-    def load(i: int) -> NDArray[np.uint8] | str:
+    def load(i: int) -> tuple[int, NDArray[np.uint8] | str]:
         try:
-            return load_image(images.paths[i], options.is_color, options.new_height, options.new_width,
-                              images.where(i), OWNER)
+            return i, load_image(images.paths[i], options.is_color, options.new_height, options.new_width,
+                                 images.where(i), OWNER)
         except ImageDecodeError as exc:
             if not options.skip_bad_images:
                 raise ImageDecodeError("%s; pass --skip-bad-images to leave bad images out" % exc) from None
-            return str(exc)[len(OWNER) + 2:]
+            return i, str(exc)[len(OWNER) + 2:]
     pool = concurrent.futures.ThreadPoolExecutor(threads)
     try:
         for chunk in range(start, len(order), CHUNK):
-            idx = order[chunk:chunk + CHUNK]
-            for j, (i, img) in enumerate(zip(idx, pool.map(load, idx), strict=True)):
+            for j, (i, img) in enumerate(pool.map(load, order[chunk:chunk + CHUNK])):
                 stop.check(chunk + j, len(order), work)
                 if isinstance(img, str):
                     progress.note("%s: skip_bad_images: %s; left out" % (OWNER, img))
@@ -403,7 +402,7 @@ def _write_hdf5(options: ImageDataOptions, images: ImageList, order: Order, fold
     k = options.label_width(images.num_classes)
     start = manifest["written"]
     # parts written completely before an interruption stay; a part being written is redone
-    handle, part_rows, rows, shape = None, 0, 0, manifest.get("image_shape")
+    handle, shape = None, manifest.get("image_shape")
     label_names = ("label", "label_weight") if options.label_format == "indices" else ("label",)
     try:
         for pos, i, img in _decoded(options, images, order, start, options.threads, folders.stop, work, progress):
