@@ -41,7 +41,41 @@ def layers(stdout):
     return stdout.split("# layers for your train_val prototxt (TRAIN and TEST phases):\n")[1]
 
 
+def preflight(prototxt):
+    """Check, in Python, what Caffe would otherwise abort on (a glog CHECK ends the process): the printed layers
+    parse, every batch_size is positive, and every source holds what its layer reads: for HDF5Data, list files of
+    HDF5 files with each top as a dataset, all with the same positive number of rows; for Data layers, LMDBs of
+    one phase with the same positive number of records under the same first and last keys."""
+    import lmdb
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    net = text_format.Parse(prototxt, caffe_pb2.NetParameter())
+    assert len(net.layer) > 0
+    ends: dict[int, set[tuple[int, bytes, bytes]]] = {}
+    for layer in net.layer:
+        if layer.type == "HDF5Data":
+            assert layer.hdf5_data_param.batch_size > 0
+            files = Path(layer.hdf5_data_param.source).read_text().split()
+            assert files
+            for name in files:
+                with h5py.File(name, "r") as f:
+                    rows = {f[top].shape[0] for top in layer.top}
+                assert len(rows) == 1 and rows.pop() > 0, (name, list(layer.top))
+        elif layer.type == "Data":
+            assert layer.data_param.batch_size > 0 and layer.data_param.backend == caffe_pb2.DataParameter.LMDB
+            env = lmdb.open(layer.data_param.source, readonly=True, lock=False)
+            with env.begin() as txn:
+                cursor = txn.cursor()
+                assert cursor.first()
+                first = cursor.key()
+                cursor.last()
+                ends.setdefault(layer.include[0].phase, set()).add((env.stat()["entries"], first, cursor.key()))
+            env.close()
+    assert all(len(e) == 1 for e in ends.values()), ends
+
+
 def read_net(tmp_path, prototxt, iterations, blobs):
+    preflight(prototxt)
     net = net_from_text(tmp_path, prototxt)
     got: dict[str, list[np.ndarray]] = {b: [] for b in blobs}
     for _ in range(iterations):
@@ -369,6 +403,7 @@ def test_what_caffe_reads_equals_image_data_on_awkward_files(tmp_path, fmt, extr
         assert text.count("transform_param { %s: true mirror: false }" % ("force_color" if is_color
                                                                           else "force_gray")) == 2
     assert text.count("include { phase: TRAIN }") == text.count("include { phase: TEST }") >= 1
+    preflight(text)
     net_file = tmp_path / "net.prototxt"
     net_file.write_text(text + image_data_layer(tmp_path, paths, len(paths), is_color))
     for phase in (caffe.TRAIN, caffe.TEST):
@@ -1150,13 +1185,13 @@ def test_labels_for_are_float32_rows_in_the_order_asked(tmp_path):
     dense = C.ImageDataOptions(owner=C.OWNER, source=str(source), num_classes=3)
     labels, weights = C._labels_for(dense, images, [2, 0])
     assert labels.dtype == np.float32 and weights is None
-    np.testing.assert_array_equal(labels, [[0, 1, 0], [1, 0, 0.25]])
+    np.testing.assert_array_equal(labels, np.array([[0, 1, 0], [1, 0, 0.25]]))
     indices = C.ImageDataOptions(owner=C.OWNER, source=str(source), num_classes=3, label_format="indices",
                                  max_labels=2)
     labels, weights = C._labels_for(indices, images, [0, 1])
     assert labels.dtype == np.float32 and weights is not None and weights.dtype == np.float32
     np.testing.assert_array_equal(labels, [[2, 0], [-1, -1]])
-    np.testing.assert_array_equal(weights, [[0.25, 1], [0, 0]])
+    np.testing.assert_array_equal(weights, np.array([[0.25, 1], [0, 0]]))
 
 
 def test_lmdb_map_is_sparse_and_large(tmp_path):
@@ -1164,9 +1199,20 @@ def test_lmdb_map_is_sparse_and_large(tmp_path):
     overflows."""
     import lmdb
     source = small_list(tmp_path)[0]
-    C.convert(source, str(tmp_path / "o"), "lmdb", num_classes=3, stream=io.StringIO())
+    summary = C.convert(source, str(tmp_path / "o"), "lmdb", num_classes=3, stream=io.StringIO())
+    assert summary["databases"] == [str(tmp_path / "o" / "images_lmdb"), str(tmp_path / "o" / "labels_lmdb")]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["convert.json", "images_lmdb", "labels_lmdb"]
     for name in ("images_lmdb", "labels_lmdb"):
         env = lmdb.open(str(tmp_path / "o" / name), readonly=True, lock=False, map_size=0)   # 0: the stored size
         assert env.info()["map_size"] == 1 << 40
         env.close()
         assert (tmp_path / "o" / name / "data.mdb").stat().st_blocks * 512 < 1 << 20
+
+
+def test_progress_below_one_image_a_second_still_says_the_time_left(monkeypatch):
+    FakeClock(monkeypatch, [5.0, 10.0])
+    stream = io.StringIO()
+    progress = C.Progress(4, stream=stream)
+    progress.update(1)
+    progress.update(1)                  # 2 images in 5.001 s: 0.4/s, 2 left: 5 s
+    assert stream.getvalue().splitlines()[1] == "convert: 2/4 images ( 50%), 0/s, 5 s left"

@@ -460,7 +460,7 @@ def _write_hdf5(options: ImageDataOptions, images: ImageList, order: Order, fold
     # verify: every file holds the rows the manifest says, and they add up to the list
     total = 0
     for part in manifest["parts"]:
-        with h5py.File(os.path.join(work, part["file"]), "r") as f:
+        with h5py.File(os.path.join(work, part["file"])) as f:           # h5py's default mode: "r"
             counts = {name: f[name].shape[0] for name in f}
         if set(counts.values()) != {part["rows"]}:
             raise MultilabelLossError("%s: %s holds %s rows, expected %d" % (OWNER, part["file"], counts,
@@ -547,7 +547,7 @@ def _write_lmdb(options: ImageDataOptions, images: ImageList, order: Order, fold
     import cv2
     names = ["images_lmdb", "labels_lmdb"] + (["label_weights_lmdb"] if options.label_format == "indices" else [])
     work = folders.work
-    envs = [lmdb.open(os.path.join(work, name), map_size=LMDB_MAP_SIZE, subdir=True) for name in names]
+    envs = {name: lmdb.open(os.path.join(work, name), map_size=LMDB_MAP_SIZE) for name in names}
     encoded = manifest["settings"]["encoded"]
     # Records are committed CHUNK at a time, all databases together, and "written" after that: on resume the
     # chunk in progress is written again under the same keys (a put replaces).
@@ -556,7 +556,7 @@ def _write_lmdb(options: ImageDataOptions, images: ImageList, order: Order, fold
         txns = None
         for pos, i, img in _decoded(options, images, order, start, options.threads, folders.stop, work, progress):
             if txns is None:
-                txns = [env.begin(write=True) for env in envs]
+                txns = [env.begin(write=True) for env in envs.values()]
             progress.update(1)
             if img is None:
                 manifest["skipped"].append(pos)
@@ -568,14 +568,14 @@ def _write_lmdb(options: ImageDataOptions, images: ImageList, order: Order, fold
                 txns = None
                 manifest["written"] = pos + 1
                 _save_manifest(work, manifest)
-        counts = {name: env.stat()["entries"] for name, env in zip(names, envs, strict=True)}
+        counts = {name: env.stat()["entries"] for name, env in envs.items()}
         keys = []
-        for env in envs:
+        for env in envs.values():
             with env.begin() as txn:
                 cursor = txn.cursor()
                 keys.append((cursor.first() and cursor.key(), cursor.last() and cursor.key()))
     finally:
-        for env in envs:
+        for env in envs.values():
             env.close()
     if set(counts.values()) != {len(order) - len(manifest["skipped"])} or len(set(keys)) != 1:
         raise MultilabelLossError("%s: the LMDBs hold %s records (first/last keys %s) but the list has %d images"
@@ -613,7 +613,8 @@ def lmdb_prototxt(databases: Sequence[str], batch_size: int, encoded: bool, is_c
         # name and source, dealing records to them in turn, so a TEST net on the same LMDB would hang training
         suffix = "" if phase == "TRAIN" else "_test"
         text = layer % ("data" + suffix, "data", phase, transform % force, databases[0], batch_size)
-        for name, path in zip(("label", "label_weight"), databases[1:], strict=False):
+        for k, path in enumerate(databases[1:]):
+            name = ("label", "label_weight")[k]
             text += layer % (name + "_lmdb" + suffix, name + "_4d", phase, "", path, batch_size)
             text += ('layer { name: "%s" type: "Flatten" bottom: "%s_4d" top: "%s" include { phase: %s } }\n'
                      % (name + suffix, name, name, phase))
