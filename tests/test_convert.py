@@ -1216,3 +1216,53 @@ def test_progress_below_one_image_a_second_still_says_the_time_left(monkeypatch)
     progress.update(1)
     progress.update(1)                  # 2 images in 5.001 s: 0.4/s, 2 left: 5 s
     assert stream.getvalue().splitlines()[1] == "convert: 2/4 images ( 50%), 0/s, 5 s left"
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(seed=-1), "seed must be an integer >= 0, got -1"),
+    (dict(threads=0), "threads must be an integer >= 1, got 0"),
+    (dict(batch_size=0), "batch_size must be an integer >= 1, got 0"),
+    (dict(new_height=-2, new_width=3), "new_height must be an integer >= 0, got -2"),
+    (dict(new_height=3, new_width=-2), "new_width must be an integer >= 0, got -2"),
+    (dict(label_format="indices"), '"label_format": "indices" needs max_labels (K, the label slots of each sample; '
+                                   'shorter label lists are padded with -1)'),
+    (dict(max_labels=2), 'max_labels is only used with "label_format": "indices", got max_labels 2 with "dense"'),
+    (dict(num_classes=0), "num_classes must be an integer >= 1, got 0"),
+], ids=["seed", "threads", "batch_size", "new_height", "new_width", "indices", "max_labels", "num_classes"])
+def test_options_are_checked_before_the_list_is_read(tmp_path, kwargs, message):
+    """Every option goes through the layer's own checks (params.ImageDataOptions), named for convert, before
+    the list is read or anything is written."""
+    kw: dict[str, Any] = dict(num_classes=3, stream=io.StringIO())
+    kw.update(kwargs)
+    assert _error(C.convert, str(tmp_path / "missing.txt"), str(tmp_path / "o"), "hdf5", **kw) == (
+        "softmax-multilabel convert: " + message)
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_class_names_give_the_classes(tmp_path):
+    """--class-names: labels are names, C is the number of names; the manifest keeps the file."""
+    paths = write_images(tmp_path / "img", [pattern_image(i, (5, 7)) for i in range(3)])
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\nbird\nfish\n")
+    source = tmp_path / "list.txt"
+    source.write_text("%s dog fish\n%s\n%s cat\n" % tuple(paths))
+    out = tmp_path / "o"
+    summary = C.convert(str(source), str(out), "hdf5", class_names=str(names), stream=io.StringIO())
+    with h5py.File(summary["files"][0], "r") as f:
+        np.testing.assert_array_equal(f["label"][...], np.array([[0, 1, 0, 1], [0, 0, 0, 0], [1, 0, 0, 0]]))
+        assert f.attrs["num_classes"] == 4
+    settings = json.loads((out / "convert.json").read_text())["settings"]
+    assert settings["class_names"] == str(names) and settings["num_classes"] == 4
+
+
+def test_missing_files_under_a_root_folder_are_named_with_it(tmp_path):
+    source, paths, _ = small_list(tmp_path)
+    root = str(tmp_path) + "/"
+    (tmp_path / "rel.txt").write_text("img/img_000.png 0\nimg/gone.png 1\n")
+    message = _error(C.convert, str(tmp_path / "rel.txt"), str(tmp_path / "o"), "hdf5", num_classes=3,
+                     root_folder=root, stream=io.StringIO())
+    assert message.startswith("softmax-multilabel convert: 1 of 2 image files listed in %r do not exist (root_folder "
+                              "%r): line 2: %r" % (str(tmp_path / "rel.txt"), root, root + "img/gone.png"))
+    summary = C.convert(str(tmp_path / "rel.txt"), str(tmp_path / "o"), "hdf5", num_classes=3, root_folder=root,
+                        skip_bad_images=True, stream=io.StringIO())
+    assert summary["images"] == 1 and summary["skipped"] == 1
