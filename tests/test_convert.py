@@ -916,6 +916,7 @@ def test_changed_list_is_not_resumed(tmp_path, monkeypatch):
 
 
 def test_decoding_uses_the_threads_asked_for(tmp_path, monkeypatch):
+    import concurrent.futures
     import threading
     source, paths, labels = small_list(tmp_path, n=9)
     seen = set()
@@ -927,6 +928,16 @@ def test_decoding_uses_the_threads_asked_for(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "load_image", load)
     C.convert(source, str(tmp_path / "o"), "lmdb", num_classes=3, threads=1, stream=io.StringIO())
     assert len(seen) == 1 and threading.get_ident() not in seen
+    pools = []
+    real_pool = concurrent.futures.ThreadPoolExecutor
+
+    def pool(max_workers):
+        pools.append(max_workers)
+        return real_pool(max_workers)
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", pool)
+    C.convert(source, str(tmp_path / "p"), "hdf5", num_classes=3, stream=io.StringIO())      # the default: 2
+    C.convert(source, str(tmp_path / "q"), "lmdb", num_classes=3, threads=3, stream=io.StringIO())
+    assert pools == [2, 3]
 
 
 def test_resume_fresh_and_partial_folder_rules(tmp_path):
