@@ -1277,3 +1277,26 @@ def test_missing_files_under_a_root_folder_are_named_with_it(tmp_path):
     summary = C.convert(str(tmp_path / "rel.txt"), str(tmp_path / "o"), "hdf5", num_classes=3, root_folder=root,
                         skip_bad_images=True, stream=io.StringIO())
     assert summary["images"] == 1 and summary["skipped"] == 1
+
+
+def test_resume_refuses_a_partial_run_whose_settings_lack_one(tmp_path):
+    """A partial folder written with other settings keys (an older convert): a key on either side only counts
+    as changed."""
+    source, paths, _ = small_list(tmp_path)
+    images = C.parse_image_list(source, 3)
+    work = tmp_path / ".o.convert-partial"
+    work.mkdir()
+    C._save_manifest(str(work), {"settings": {"format": "hdf5", "old_key": 1}, "written": 1, "parts": []})
+    assert _error(C._prepare_output, str(tmp_path / "o"), {"format": "hdf5", "seed": 0}, True, False, images) == (
+        "softmax-multilabel convert: cannot resume %s: old_key, seed changed since the interrupted run (old_key was "
+        "1, now None; seed was None, now 0); use --overwrite to start again" % work)
+
+
+def test_progress_first_update_on_a_tty_always_draws(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    FakeClock(monkeypatch, [0.5])
+    stream = Tty()
+    C.Progress(10, stream=stream).update(1)
+    assert stream.getvalue() == "\rconvert: 1/10 images ( 10%), 1000/s, 0 s left"
