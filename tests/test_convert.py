@@ -737,7 +737,7 @@ def test_progress_stream_defaults_to_stderr_and_to_no_tty(monkeypatch):
     assert C.Progress(2, stream=NoTty()).tty is False   # type: ignore[arg-type]
 
 
-def test_ctrl_c_flag_in_the_main_thread_and_not_elsewhere(tmp_path):
+def test_sigint_flag_in_the_main_thread_and_not_elsewhere(tmp_path):
     import signal
     import threading
     before = signal.getsignal(signal.SIGINT)
@@ -1106,7 +1106,7 @@ class SigintAt(io.StringIO):
 
 @pytest.mark.parametrize("fmt", ["hdf5", "lmdb"])
 @pytest.mark.parametrize("at,done", [("convert: 3/10", 3), ("convert: 10/10", 10)])
-def test_ctrl_c_in_process_stops_after_the_image_in_hand(tmp_path, monkeypatch, fmt, at, done):
+def test_sigint_in_process_stops_after_the_image_in_hand(tmp_path, monkeypatch, fmt, at, done):
     """SIGINT while converting (in this process, after the progress line of image 3, or of the last image): the
     run stops before the next image, names how many were done, publishes nothing, restores the handler, and
     --resume completes it."""
