@@ -1300,3 +1300,30 @@ def test_progress_first_update_on_a_tty_always_draws(monkeypatch):
     stream = Tty()
     C.Progress(10, stream=stream).update(1)
     assert stream.getvalue() == "\rconvert: 1/10 images ( 10%), 1000/s, 0 s left"
+
+
+@pytest.mark.parametrize("label_format", ["dense", "indices"])
+def test_hdf5_last_part_shrinks_to_the_images_kept(tmp_path, label_format):
+    """--skip-bad-images and a bad last image: the part was made for 3 rows and holds 2; every dataset is cut
+    to 2 rows along the first axis (data, labels and label weights alike) and the skipped position recorded."""
+    source, paths, labels = small_list(tmp_path, n=3)
+    Path(paths[2]).write_bytes(b"broken")
+    extra: dict[str, Any] = dict(label_format="indices", max_labels=1) if label_format == "indices" else {}
+    stream = io.StringIO()
+    summary = C.convert(source, str(tmp_path / "o"), "hdf5", num_classes=3, skip_bad_images=True, threads=1,
+                        stream=stream, **extra)
+    assert summary["images"] == 2 and summary["skipped"] == 1 and summary["counts"] == {"data": 2, "label": 2}
+    manifest = json.loads((tmp_path / "o" / "convert.json").read_text())
+    assert manifest["skipped"] == [2] and manifest["parts"] == [{"file": "part-00000.h5", "rows": 2, "first": 0}]
+    with h5py.File(summary["files"][0], "r") as f:
+        names = ["data", "label"] + (["label_weight"] if label_format == "indices" else [])
+        assert sorted(f) == sorted(names)
+        assert f["data"].shape == (2, 3, 5, 7) and f["data"].maxshape == (None, 3, 5, 7)
+        for name in names[1:]:
+            assert f[name].shape == (2, 1 if label_format == "indices" else 3) and f[name].maxshape[0] is None
+        for row in range(2):
+            np.testing.assert_array_equal(f["data"][row], load_image(paths[row], True, 0, 0).transpose(2, 0, 1))
+        if label_format == "indices":
+            assert f["label"][...].tolist() == [[0], [1]] and f["label_weight"][...].tolist() == [[1], [1]]
+        else:
+            assert f["label"][...].tolist() == [[1, 0, 0], [0, 1, 0]]
