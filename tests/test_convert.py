@@ -1327,3 +1327,69 @@ def test_hdf5_last_part_shrinks_to_the_images_kept(tmp_path, label_format):
             assert f["label"][...].tolist() == [[0], [1]] and f["label_weight"][...].tolist() == [[1], [1]]
         else:
             assert f["label"][...].tolist() == [[1, 0, 0], [0, 1, 0]]
+
+
+def test_progress_off_a_tty_prints_each_new_tenth_exactly(monkeypatch):
+    """20 images one at a time: a line at the first image, then whenever 10 * done // 20 grows (2, 4, ...)."""
+    FakeClock(monkeypatch, [float(t) for t in range(1, 13)])
+    stream = io.StringIO()
+    progress = C.Progress(20, stream=stream)
+    for _ in range(12):
+        progress.update(1)
+    assert [int(line.split()[1].split("/")[0]) for line in stream.getvalue().splitlines()] == [1, 2, 4, 6, 8, 10, 12]
+
+
+def test_progress_of_one_image_and_the_last_line_on_a_tty(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    FakeClock(monkeypatch, [50.0, 50.1, 60.0])
+    stream = Tty()
+    progress = C.Progress(2, stream=stream)
+    progress.update(1)
+    progress.update(1)              # 0.1 s after the last draw, but the last image: drawn, and the line ended
+    assert stream.getvalue() == ("\rconvert: 1/2 images ( 50%), 1000/s, 0 s left"
+                                 "\rconvert: 2/2 images (100%), 20/s, 0 s left\n")
+    one = io.StringIO()
+    C.Progress(1, stream=one).update(1)
+    assert one.getvalue() == "convert: 1/1 images (100%), 1000/s, 0 s left\n"
+
+
+def test_progress_redraws_only_after_more_than_0_3_s(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    first, second = 0.30000010000000005, 0.6000001              # second - first == 0.3 exactly
+    assert second - first == 0.3
+    FakeClock(monkeypatch, [first, second])
+    stream = Tty()
+    progress = C.Progress(5, stream=stream)
+    progress.update(1)
+    progress.update(1)
+    assert stream.getvalue().count("\r") == 1
+
+
+def test_manifest_is_written_under_a_temporary_name_in_its_folder(tmp_path, monkeypatch):
+    """convert.json is written as convert.json.tmp in the same folder, then renamed over (atomic: a crash never
+    leaves half a manifest), wherever the working directory is."""
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    renames = []
+    real = C.os.replace
+
+    def spy(src, dst):
+        renames.append((src, dst, Path(src).read_text()))
+        return real(src, dst)
+    monkeypatch.setattr(C.os, "replace", spy)
+    C._save_manifest(str(tmp_path), {"a": 1})
+    assert renames == [(str(tmp_path / "convert.json.tmp"), str(tmp_path / "convert.json"), '{\n "a": 1\n}')]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["convert.json", "cwd"] and not any(elsewhere.iterdir())
+
+
+def test_indices_with_more_labels_than_max_labels_are_refused(tmp_path):
+    source, paths, _ = small_list(tmp_path, n=2)
+    (tmp_path / "k.txt").write_text("%s 0 1\n%s 2\n" % tuple(paths))
+    assert _error(C.convert, str(tmp_path / "k.txt"), str(tmp_path / "o"), "lmdb", num_classes=3,
+                  label_format="indices", max_labels=1, stream=io.StringIO()) == (
+        "softmax-multilabel convert: %s:1: 2 labels but max_labels is 1" % (tmp_path / "k.txt"))
