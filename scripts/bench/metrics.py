@@ -175,6 +175,20 @@ def _table(result: dict[str, Any]) -> list[str]:
 
 def markdown(result: dict[str, Any]) -> str:
     runs = result["runs"]
+    lines = []
+    if runs:
+        lines += _runs_section(runs, result)
+    h = result.get("hashtag")
+    if h:
+        lines += ["", "Hashtag scale, %s (random float32 scores, 1-5 positives per sample): `softmax-multilabel "
+                  "evaluate --scores --labels --json` took %.1f s with a peak RSS of %.2f GB for %.2f GB of scores "
+                  "(%.2fx)." % (h["size"], h["evaluate_s"], h["evaluate_peak_rss_gb"], h["scores_gb"],
+                                h["rss_over_scores"]), "", "| metric at %s | s |" % h["size"], "|---|---|"]
+        lines += ["| %s | %.2f |" % (name, t) for name, t in h["metric_s"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _runs_section(runs: list[dict[str, Any]], result: dict[str, Any]) -> list[str]:
     first = runs[0]
     lines = ["", "## Metrics over a test set: softmax_multilabel_layer.evaluation.metrics vs scikit-learn", "",
              "Label sets for Hamming / F1 / exact match from the rule mass:0.5. Ours: median of %d runs; "
@@ -188,14 +202,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", result["dispatch_note"] + "."]
     for r in runs:
         lines += _table(r)
-    h = result.get("hashtag")
-    if h:
-        lines += ["", "Hashtag scale, %s (random float32 scores, 1-5 positives per sample): `softmax-multilabel "
-                  "evaluate --scores --labels --json` took %.1f s with a peak RSS of %.2f GB for %.2f GB of scores "
-                  "(%.2fx)." % (h["size"], h["evaluate_s"], h["evaluate_peak_rss_gb"], h["scores_gb"],
-                                h["rss_over_scores"]), "", "| metric at %s | s |" % h["size"], "|---|---|"]
-        lines += ["| %s | %.2f |" % (name, t) for name, t in h["metric_s"].items()]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -215,8 +222,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def selected(args: argparse.Namespace) -> bool:
-    """``--metrics-size none`` leaves the anchor out."""
-    return bool(args.metrics_size != "none")
+    """``--metrics-size none`` leaves the anchor out, unless ``--metrics-hashtag`` asks for the hashtag run alone."""
+    return bool(args.metrics_size != "none" or args.metrics_hashtag != "none")
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -242,6 +249,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     enabled, targets = numpy_cpu_features()
     avx512 = [f for f in targets if f.startswith("AVX512") and f in enabled]
     out: dict[str, Any] = {"load": "%.1f" % os.getloadavg()[0], "runs": []}
+    if args.metrics_size == "none":
+        dispatches = []
     if "native" in dispatches:
         out["runs"] += [dict(metrics_benchmark(args.metrics_size, args.metrics_reps, dtype=d), dispatch="native")
                         for d in args.metrics_dtypes.split(",")]
