@@ -96,7 +96,7 @@ class Progress(object):
         if (self.tty and now - self.last > 0.3) or (not self.tty and decile > self.last_decile) \
                 or self.done >= self.total:
             self.last, self.last_decile = now, decile
-            rate = (self.done - self.start_done) / max(now - self.start, 1e-9)
+            rate = (self.done - self.start_done) / (now - self.start)        # > 0: start is 1 ms before
             left = (self.total - self.done) / rate if rate > 0 else float("nan")
             line = "convert: %d/%d %s (%3.0f%%), %.0f/s, %s left" % (
                 self.done, self.total, self.label, 100.0 * self.done / max(1, self.total), rate,
@@ -108,11 +108,8 @@ class Progress(object):
 
 
 def _sha256(path: str) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class ConvertInterrupted(MultilabelLossError):
@@ -207,7 +204,10 @@ def _prepare_output(out: str, settings: dict[str, Any], resume: bool, overwrite:
     work = work_folder(out)
     if _nonempty(out):
         _check_own(out, "output folder", images)
-        if not overwrite and not (resume and _nonempty(work)):
+        if resume and not _nonempty(work):
+            raise MultilabelLossError("%s: cannot resume: %s is a complete conversion and there is no interrupted "
+                                      "one (%s); pass --overwrite to convert again" % (OWNER, out, work))
+        if not overwrite and not resume:
             raise MultilabelLossError("%s: output folder %s exists and is not empty; pass --overwrite to replace "
                                       "it (a previous conversion)" % (OWNER, out))
     if _nonempty(work):
@@ -228,9 +228,6 @@ def _prepare_output(out: str, settings: dict[str, Any], resume: bool, overwrite:
         else:
             raise MultilabelLossError("%s: an interrupted conversion into %s is in %s; pass --resume to continue "
                                       "it or --overwrite to start again" % (OWNER, out, work))
-    elif resume and _nonempty(out):
-        raise MultilabelLossError("%s: cannot resume: %s is a complete conversion and there is no interrupted one "
-                                  "(%s); pass --overwrite to convert again" % (OWNER, out, work))
     os.makedirs(work, exist_ok=True)
     manifest = {"settings": settings, "written": 0, "parts": [], "complete": False}
     _save_manifest(work, manifest)          # the marker, before anything else is written
@@ -273,19 +270,18 @@ def _decoded(options: ImageDataOptions, images: ImageList, order: Order, start: 
     progress stream and yielded as None. Raises :class:`ConvertInterrupted` before the next image once Ctrl-C
     was pressed.
     """
-    def load(i: int) -> NDArray[np.uint8] | str:
+    def load(i: int) -> tuple[int, NDArray[np.uint8] | str]:
         try:
-            return load_image(images.paths[i], options.is_color, options.new_height, options.new_width,
-                              images.where(i), OWNER)
+            return i, load_image(images.paths[i], options.is_color, options.new_height, options.new_width,
+                                 images.where(i), OWNER)
         except ImageDecodeError as exc:
             if not options.skip_bad_images:
                 raise ImageDecodeError("%s; pass --skip-bad-images to leave bad images out" % exc) from None
-            return str(exc)[len(OWNER) + 2:]
+            return i, str(exc)[len(OWNER) + 2:]
     pool = concurrent.futures.ThreadPoolExecutor(threads)
     try:
         for chunk in range(start, len(order), CHUNK):
-            idx = order[chunk:chunk + CHUNK]
-            for j, (i, img) in enumerate(zip(idx, pool.map(load, idx), strict=True)):
+            for j, (i, img) in enumerate(pool.map(load, order[chunk:chunk + CHUNK])):
                 stop.check(chunk + j, len(order), work)
                 if isinstance(img, str):
                     progress.note("%s: skip_bad_images: %s; left out" % (OWNER, img))
@@ -293,7 +289,7 @@ def _decoded(options: ImageDataOptions, images: ImageList, order: Order, start: 
                 else:
                     yield chunk + j, int(i), img
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)  # pragma: no mutate (when threads stop, not what is written)
 
 
 def convert(source: str, out: str, fmt: str, num_classes: int | None = None, class_names: str | None = None,
@@ -406,7 +402,7 @@ def _write_hdf5(options: ImageDataOptions, images: ImageList, order: Order, fold
     k = options.label_width(images.num_classes)
     start = manifest["written"]
     # parts written completely before an interruption stay; a part being written is redone
-    handle, part_rows, rows, shape = None, 0, 0, manifest.get("image_shape")
+    handle, shape = None, manifest.get("image_shape")
     label_names = ("label", "label_weight") if options.label_format == "indices" else ("label",)
     try:
         for pos, i, img in _decoded(options, images, order, start, options.threads, folders.stop, work, progress):
@@ -425,11 +421,11 @@ def _write_hdf5(options: ImageDataOptions, images: ImageList, order: Order, fold
                 part_rows = max(1, min(len(order) - pos, manifest["settings"]["max_file_bytes"] // row_bytes))
                 part = "part-%05d.h5" % len(manifest["parts"])
                 handle = h5py.File(os.path.join(work, part), "w")
-                # with skip_bad_images, resizable (chunked by rows): the last part shrinks when images were left out
+                # with skip_bad_images, resizable (chunked as h5py chooses): the last part shrinks when images
+                # were left out
                 grow = options.skip_bad_images
                 data = handle.create_dataset("data", (part_rows,) + tuple(shape), dtype,
-                                             maxshape=(None,) + tuple(shape) if grow else None,
-                                             chunks=(1,) + tuple(shape) if grow else None)
+                                             maxshape=(None,) + tuple(shape) if grow else None)
                 datasets = [data] + [handle.create_dataset(name, (part_rows, k), np.float32,
                                                            maxshape=(None, k) if grow else None)
                                      for name in label_names]
@@ -464,7 +460,7 @@ def _write_hdf5(options: ImageDataOptions, images: ImageList, order: Order, fold
     # verify: every file holds the rows the manifest says, and they add up to the list
     total = 0
     for part in manifest["parts"]:
-        with h5py.File(os.path.join(work, part["file"]), "r") as f:
+        with h5py.File(os.path.join(work, part["file"])) as f:           # h5py's default mode: "r"
             counts = {name: f[name].shape[0] for name in f}
         if set(counts.values()) != {part["rows"]}:
             raise MultilabelLossError("%s: %s holds %s rows, expected %d" % (OWNER, part["file"], counts,
@@ -551,7 +547,7 @@ def _write_lmdb(options: ImageDataOptions, images: ImageList, order: Order, fold
     import cv2
     names = ["images_lmdb", "labels_lmdb"] + (["label_weights_lmdb"] if options.label_format == "indices" else [])
     work = folders.work
-    envs = [lmdb.open(os.path.join(work, name), map_size=LMDB_MAP_SIZE, subdir=True) for name in names]
+    envs = {name: lmdb.open(os.path.join(work, name), map_size=LMDB_MAP_SIZE) for name in names}
     encoded = manifest["settings"]["encoded"]
     # Records are committed CHUNK at a time, all databases together, and "written" after that: on resume the
     # chunk in progress is written again under the same keys (a put replaces).
@@ -560,7 +556,7 @@ def _write_lmdb(options: ImageDataOptions, images: ImageList, order: Order, fold
         txns = None
         for pos, i, img in _decoded(options, images, order, start, options.threads, folders.stop, work, progress):
             if txns is None:
-                txns = [env.begin(write=True) for env in envs]
+                txns = [env.begin(write=True) for env in envs.values()]
             progress.update(1)
             if img is None:
                 manifest["skipped"].append(pos)
@@ -572,14 +568,14 @@ def _write_lmdb(options: ImageDataOptions, images: ImageList, order: Order, fold
                 txns = None
                 manifest["written"] = pos + 1
                 _save_manifest(work, manifest)
-        counts = {name: env.stat()["entries"] for name, env in zip(names, envs, strict=True)}
+        counts = {name: env.stat()["entries"] for name, env in envs.items()}
         keys = []
-        for env in envs:
+        for env in envs.values():
             with env.begin() as txn:
                 cursor = txn.cursor()
                 keys.append((cursor.first() and cursor.key(), cursor.last() and cursor.key()))
     finally:
-        for env in envs:
+        for env in envs.values():
             env.close()
     if set(counts.values()) != {len(order) - len(manifest["skipped"])} or len(set(keys)) != 1:
         raise MultilabelLossError("%s: the LMDBs hold %s records (first/last keys %s) but the list has %d images"
@@ -617,7 +613,8 @@ def lmdb_prototxt(databases: Sequence[str], batch_size: int, encoded: bool, is_c
         # name and source, dealing records to them in turn, so a TEST net on the same LMDB would hang training
         suffix = "" if phase == "TRAIN" else "_test"
         text = layer % ("data" + suffix, "data", phase, transform % force, databases[0], batch_size)
-        for name, path in zip(("label", "label_weight"), databases[1:], strict=False):
+        for k, path in enumerate(databases[1:]):
+            name = ("label", "label_weight")[k]
             text += layer % (name + "_lmdb" + suffix, name + "_4d", phase, "", path, batch_size)
             text += ('layer { name: "%s" type: "Flatten" bottom: "%s_4d" top: "%s" include { phase: %s } }\n'
                      % (name + suffix, name, name, phase))
