@@ -290,13 +290,21 @@ def lr_table(results):
     lrs = sorted({r["base_lr"] for r in rows})
     head = ["loss", "tuned on"] + ["lr %g" % lr for lr in lrs] + ["chosen", "interior"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    seeds = tuning.get("seeds", [tuning.get("seed")])
+    marked = False
     for loss in [x for x in transfer_nets.ORDER if x in tuning["chosen"]]:
         for cond, lr in tuning["chosen"][loss].items():
-            val = {r["base_lr"]: r["val_map"] for r in worst_by_rate([r for r in rows if r["loss"] == loss
-                                                                        and r["condition"] == cond])}
-            cells = [("**%.3f**" if x == lr else "%.3f") % val[x] if x in val else "" for x in lrs]
+            mine = [r for r in rows if r["loss"] == loss and r["condition"] == cond]
+            val = {r["base_lr"]: r["val_map"] for r in worst_by_rate(mine)}
+            short = {x for x in val if len({r["seed"] for r in mine if r["base_lr"] == x}) < len(seeds)}
+            cells = [(("**%.3f**" if x == lr else "%.3f") % val[x] + ("†" if x in short else "")) if x in val
+                     else "" for x in lrs]
+            marked = marked or bool(short)
             lines.append("| %s | %s | %s | %g | %s |" % (loss, cond, " | ".join(cells), lr,
                                                         "yes" if tuning["interior"][loss][cond] else "**no**"))
+    if marked:
+        lines += ["", "† run with the first seed only: it scored below the worst seed of a rate run with every "
+                  "seed, so it could not win and its other seeds were not run."]
     return "\n".join(lines)
 
 
