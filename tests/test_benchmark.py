@@ -125,12 +125,17 @@ def test_writes_markdown_table(report):
 def test_metrics_section(report):
     data, md, _ = report
     runs = data["metrics"]["runs"]
-    assert [r["dtype"] for r in runs] == ["float32", "float64"]          # both score precisions
+    dispatches = ["native", "no-avx512"] if has_avx512() else ["native"]
+    assert [(r["dispatch"], r["dtype"]) for r in runs] == [(d, t) for d in dispatches    # both score precisions
+                                                           for t in ("float32", "float64")]
+    assert [r["simd"] for r in runs][2:] == ["AVX2", "AVX2"][:len(runs) - 2]     # the worker saw AVX-512 switched off
+    assert ("dispatch_note" in data["metrics"]) != has_avx512()
     for metrics in runs:
         assert metrics["size"] == "300x20" and len(metrics["rows"]) == 10
         for row in metrics["rows"]:
             assert row["abs_diff"] < 1e-9, row                # the same values as scikit-learn
-            assert row["ours_s"] > 0 and row["sklearn_s"] > 0 and row["ours_peak_mb"] >= 0
+            assert row["ours_s"] > 0 and row["sklearn_s"] > 0
+            assert (row["ours_peak_mb"] is None) == (metrics["dispatch"] == "no-avx512"), row
     assert "## Metrics over a test set" in md and "| average_precision macro |" in md
     assert "scores float32 softmax" in md and "scores float64 softmax" in md
     hashtag = data["metrics"]["hashtag"]

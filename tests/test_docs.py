@@ -88,3 +88,16 @@ def test_image_list_table_per_line_figures():
     text = docs.image_list_block(lst)
     assert "| 1,000 | ours (`parse_image_list`) | 0.50 | 2,000 | 70 | 30 | 150 |" in text
     assert "| 1,000 | Caffe `ImageData` (net set-up) | 0.25 | 4,000 | 60 | 30 | 100 |" in text
+
+
+def test_hashtag_table_and_a_run_without_it_keeps_it(tmp_path):
+    hashtag = {"size": "50000x17000", "scores_gb": 3.4, "evaluate_s": 120.4, "evaluate_peak_rss_gb": 5.1,
+               "rss_over_scores": 1.5, "metric_s": {"coverage": 2.25}}
+    text = docs.hashtag_block(dict(hashtag, recorded=REC))
+    assert "| 50000 x 17000 | 3.40 GB | 120 s | 5.10 GB | 1.50x |" in text
+    assert "| coverage | 2.2 |" in text and "measured 2026-01-02 03:04 UTC at load average 0.5 to 1.2" in text
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "benchmark.json").write_text(json.dumps({"metrics": {"recorded": REC, "runs": [], "hashtag": hashtag}}))
+    summary = docs.bench_summary(str(run))
+    assert "metrics" not in summary and summary["metrics_hashtag"]["evaluate_s"] == 120.4

@@ -50,6 +50,10 @@ def cases():
     # half the labels true: many true labels per sample, so the ranks come from sorting the rows
     # (the sparse cases above take the comparison path for samples, the sorting path for classes)
     out["dense"] = trained_like(rng, 150, 40, density=0.5, dtype=np.float32)
+    # classes longer than _SEARCH_LENGTH with many true labels each: the per-class ranks come from searching the
+    # sorted true scores, not from sorting the class; tied, so a score equal to a true score must count as >= it
+    out["long_classes"] = trained_like(rng, 2500, 6, density=0.1, dtype=np.float32)
+    out["long_tied"] = tied(rng, 2100, 5)
     return out
 
 
@@ -275,6 +279,27 @@ def test_single_class():
     # sklearn's ranking loss and coverage refuse one column; by their conventions: 0, and depth 1 or 0
     assert M.ranking_loss(y, s) == 0.0
     assert abs(M.coverage(y, s) - (y.mean() - 1)) < TOL
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_count_at_or_below_is_searchsorted_right(dtype):
+    """The branch-free search against numpy's own, for every table size around the powers of two, with queries
+    below, between, on and above the values (seed 4)."""
+    rng = np.random.default_rng(4)
+    for size in (1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 255, 256, 257):
+        values = np.sort(np.round(rng.random(size) * 20) / 2).astype(dtype)          # ties among the values
+        x = np.concatenate([values, values + dtype(0.25), values - dtype(0.25), [-1, 11, values[0]]]).astype(dtype)
+        np.testing.assert_array_equal(M._count_at_or_below(values, x), np.searchsorted(values, x, side="right"))
+
+
+@pytest.mark.parametrize("case_name", ["tied", "degenerate", "trained32", "dense"])
+def test_average_precision_by_searching_every_class(monkeypatch, case_name):
+    """Every class ranked by the search path (short classes too) against scikit-learn."""
+    (y, s), ref = CASES[case_name], SK[case_name]
+    monkeypatch.setattr(M, "_SEARCH_LENGTH", 1)
+    has = y.any(0)
+    np.testing.assert_allclose(M.average_precision(y, s, None)[has], ref["ap_none"], rtol=0, atol=TOL)
+    assert abs(M.label_ranking_average_precision(y, s) - ref["lrap"]) < TOL
 
 
 def test_chunked_metrics_equal_references(monkeypatch):

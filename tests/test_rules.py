@@ -192,3 +192,16 @@ def test_threshold_files_word_for_word(tmp_path):
     with pytest.raises(MultilabelLossError, match=r"^thresholds file %s: expected a list of numbers \(or null\) or "
                        r'\{"thresholds": \[\.\.\.\]\}$' % path):
         load_thresholds(path)
+
+
+def test_save_thresholds_never_leaves_half_a_file(tmp_path):
+    """A write that fails part-way (a class name JSON cannot hold) keeps the old file whole and leaves no
+    temporary file behind."""
+    path = tmp_path / "thresholds.json"
+    path.write_text("old thresholds\n")
+    with pytest.raises(TypeError):
+        save_thresholds(str(path), [0.5, 0.25], class_names=["cat", object()])
+    assert path.read_text() == "old thresholds\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thresholds.json"]
+    save_thresholds(str(path), [0.5, np.inf], class_names=["cat", "dog"])
+    np.testing.assert_array_equal(load_thresholds(str(path)), [0.5, np.inf])

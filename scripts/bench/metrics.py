@@ -2,7 +2,10 @@
 
 Time and peak memory (tracemalloc) of each metric, ours and scikit-learn's, on one trained-like input
 (``--metrics-size``, default 20,000 samples x 1,000 classes), with float32 and float64 scores
-(``--metrics-dtypes``), and the largest difference of their values. With ``--metrics-hashtag NxC``
+(``--metrics-dtypes``), and the largest difference of their values; with numpy's native SIMD dispatch and,
+on an AVX-512 CPU, again in a fresh process with AVX-512 switched off (``--metrics-dispatch``, as the losses
+anchor does: a speed claim must hold on AVX2-only CPUs too; that run skips the memory columns, which do not
+depend on the dispatch). With ``--metrics-hashtag NxC``
 (off by default: minutes and gigabytes) it also runs ``softmax-multilabel evaluate`` on saved arrays of
 that size (random float32 scores, 1-5 positives per sample, the hashtag setting of Mahajan et al.) in a
 child process and reports its wall time and peak RSS against the size of the scores, and times the
@@ -63,10 +66,10 @@ def metrics_cases(y: np.ndarray, s: np.ndarray,
 
 
 def metrics_benchmark(size: str = METRICS_SIZE, reps: int = 3, seed: int = 0,
-                      dtype: str = "float32") -> dict[str, Any]:
+                      dtype: str = "float32", memory: bool = True) -> dict[str, Any]:
     """Time and peak memory of the package's metrics and scikit-learn side by side on one trained-like
     input: N x C softmax probabilities (``dtype``), ~1% positives plus one per sample, scores correlated
-    with labels."""
+    with labels. ``memory=False`` leaves out the peak-memory runs (None)."""
     n, c = (int(v) for v in size.lower().split("x"))
     rng = np.random.default_rng(seed)
     y = rng.random((n, c)) < 0.01
@@ -84,7 +87,8 @@ def metrics_benchmark(size: str = METRICS_SIZE, reps: int = 3, seed: int = 0,
         t_sk, v_sk = timed(theirs, 1)
         rows.append({"metric": name, "ours_s": t_ours, "sklearn_s": t_sk, "speedup": t_sk / t_ours,
                      "meets_5x": t_sk / t_ours >= 5.0,
-                     "ours_peak_mb": peak_mb(ours), "sklearn_peak_mb": peak_mb(theirs),
+                     "ours_peak_mb": peak_mb(ours) if memory else None,
+                     "sklearn_peak_mb": peak_mb(theirs) if memory else None,
                      "abs_diff": abs(float(v_ours) - float(v_sk))})
         print("benchmark metrics (%s, %s): %-32s ours %.3f s, scikit-learn %.3f s, %.1fx: %s"
               % (dtype, simd, name, t_ours, t_sk, t_sk / t_ours, "ok (>= 5x)" if t_sk / t_ours >= 5.0 else "BELOW 5x"),
@@ -160,9 +164,10 @@ def _table(result: dict[str, Any]) -> list[str]:
              "| metric | ours s | scikit-learn s | speed-up | >= 5x | ours peak MB | scikit-learn peak MB | abs diff |",
              "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        lines.append("| %s | %.3f | %.3f | %.1fx | %s | %.0f | %.0f | %.1e |" % (
+        mb = ["-" if r[k] is None else "%.0f" % r[k] for k in ("ours_peak_mb", "sklearn_peak_mb")]
+        lines.append("| %s | %.3f | %.3f | %.1fx | %s | %s | %s | %.1e |" % (
             r["metric"], r["ours_s"], r["sklearn_s"], r["speedup"], "yes" if r["speedup"] >= 5.0 else "**no**",
-            r["ours_peak_mb"], r["sklearn_peak_mb"], r["abs_diff"]))
+            mb[0], mb[1], r["abs_diff"]))
     lines.append("| **all of the above** | %.3f | %.3f | %.1fx | | | | |" % (
         result["total_ours_s"], result["total_sklearn_s"], result["total_speedup"]))
     return lines
@@ -170,16 +175,9 @@ def _table(result: dict[str, Any]) -> list[str]:
 
 def markdown(result: dict[str, Any]) -> str:
     runs = result["runs"]
-    first = runs[0]
-    lines = ["", "## Metrics over a test set: softmax_multilabel_layer.evaluation.metrics vs scikit-learn", "",
-             "Label sets for Hamming / F1 / exact match from the rule mass:0.5. Ours: median of %d runs; "
-             "scikit-learn: 1 run (seconds each). Peak = extra memory allocated during the call (tracemalloc, "
-             "separate run). CPU: %s; numpy %s, scikit-learn %s; load average %s at the start. |diff| = "
-             "|ours - scikit-learn| (coverage compared as ours + 1). Below 5x: %s."
-             % (first["reps"], first["cpu"], first["numpy"], first["sklearn"], result.get("load", "?"),
-                ", ".join("%s (%s)" % (m, r["dtype"]) for r in runs for m in r["target"]["below_target"]) or "none")]
-    for r in runs:
-        lines += _table(r)
+    lines = []
+    if runs:
+        lines += _runs_section(runs, result)
     h = result.get("hashtag")
     if h:
         lines += ["", "Hashtag scale, %s (random float32 scores, 1-5 positives per sample): `softmax-multilabel "
@@ -190,6 +188,23 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _runs_section(runs: list[dict[str, Any]], result: dict[str, Any]) -> list[str]:
+    first = runs[0]
+    lines = ["", "## Metrics over a test set: softmax_multilabel_layer.evaluation.metrics vs scikit-learn", "",
+             "Label sets for Hamming / F1 / exact match from the rule mass:0.5. Ours: median of %d runs; "
+             "scikit-learn: 1 run (seconds each). Peak = extra memory allocated during the call (tracemalloc, "
+             "separate run). CPU: %s; numpy %s, scikit-learn %s; load average %s at the start. |diff| = "
+             "|ours - scikit-learn| (coverage compared as ours + 1). Below 5x: %s."
+             % (first["reps"], first["cpu"], first["numpy"], first["sklearn"], result.get("load", "?"),
+                ", ".join("%s (%s, %s)" % (m, r["dtype"], r.get("simd", "?")) for r in runs
+                          for m in r["target"]["below_target"]) or "none")]
+    if result.get("dispatch_note"):
+        lines += ["", result["dispatch_note"] + "."]
+    for r in runs:
+        lines += _table(r)
+    return lines
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The metrics anchor's options."""
     parser.add_argument("--metrics-size", default=METRICS_SIZE,
@@ -197,22 +212,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-reps", type=int, default=3, help="timed runs of our metrics (default 3)")
     parser.add_argument("--metrics-dtypes", default="float32,float64",
                         help="score dtypes of the comparison, comma-separated (default %(default)s)")
+    parser.add_argument("--metrics-dispatch", default="native,no-avx512",
+                        help="comma list of numpy SIMD settings: native and/or no-avx512 (a fresh process with "
+                        "NPY_DISABLE_CPU_FEATURES set to numpy's AVX-512 targets; left out on a CPU without them)")
+    parser.add_argument("--metrics-worker-out", help=argparse.SUPPRESS)
     parser.add_argument("--metrics-hashtag", default="none", metavar="NxC",
                         help="also evaluate random arrays of this size in a child process, peak RSS and time "
                         "(e.g. 50000x17000: about 5 GB of disk and RAM, minutes); default none")
 
 
 def selected(args: argparse.Namespace) -> bool:
-    """``--metrics-size none`` leaves the anchor out."""
-    return bool(args.metrics_size != "none")
+    """``--metrics-size none`` leaves the anchor out, unless ``--metrics-hashtag`` asks for the hashtag run alone."""
+    return bool(args.metrics_size != "none" or args.metrics_hashtag != "none")
+
+
+def worker(args: argparse.Namespace) -> None:
+    """The ``no-avx512`` runs, in the fresh process ``run`` starts (numpy reads NPY_DISABLE_CPU_FEATURES at import),
+    written as JSON to ``--metrics-worker-out``."""
+    import json
+    runs = [dict(metrics_benchmark(args.metrics_size, args.metrics_reps, dtype=d, memory=False),
+                 dispatch="no-avx512") for d in args.metrics_dtypes.split(",")]
+    with open(args.metrics_worker_out, "w") as f:
+        json.dump(runs, f)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """:func:`metrics_benchmark` at ``--metrics-size`` for each of ``--metrics-dtypes``, and
+    """:func:`metrics_benchmark` at ``--metrics-size`` for each of ``--metrics-dtypes`` and dispatch, and
     :func:`hashtag_benchmark` at ``--metrics-hashtag`` unless it is none."""
-    out: dict[str, Any] = {"load": "%.1f" % os.getloadavg()[0],
-                           "runs": [metrics_benchmark(args.metrics_size, args.metrics_reps, dtype=d)
-                                    for d in args.metrics_dtypes.split(",")]}
+    import json
+
+    from bench.harness import ENTRY
+    dispatches = [d.strip() for d in args.metrics_dispatch.split(",") if d.strip()]
+    for d in dispatches:
+        if d not in ("native", "no-avx512"):
+            raise SystemExit("benchmark: --metrics-dispatch takes a comma list of native, no-avx512, got %r" % d)
+    enabled, targets = numpy_cpu_features()
+    avx512 = [f for f in targets if f.startswith("AVX512") and f in enabled]
+    out: dict[str, Any] = {"load": "%.1f" % os.getloadavg()[0], "runs": []}
+    if args.metrics_size == "none":
+        dispatches = []
+    if "native" in dispatches:
+        out["runs"] += [dict(metrics_benchmark(args.metrics_size, args.metrics_reps, dtype=d), dispatch="native")
+                        for d in args.metrics_dtypes.split(",")]
+    if "no-avx512" in dispatches and not avx512:
+        out["dispatch_note"] = "numpy dispatches to no AVX-512 target on this CPU: the native runs are the AVX2 kind"
+    elif "no-avx512" in dispatches:
+        with tempfile.TemporaryDirectory(prefix="bench_metrics_") as tmp:
+            path = os.path.join(tmp, "no_avx512.json")
+            env = dict(os.environ, NPY_DISABLE_CPU_FEATURES=" ".join(avx512))
+            subprocess.run([sys.executable, ENTRY, "--worker", NAME, "--metrics-worker-out", path,
+                            "--metrics-size", args.metrics_size, "--metrics-reps", str(args.metrics_reps),
+                            "--metrics-dtypes", args.metrics_dtypes], env=env, check=True)
+            with open(path) as f:
+                out["runs"] += json.load(f)
     if args.metrics_hashtag != "none":
         out["hashtag"] = hashtag_benchmark(args.metrics_hashtag)
     return out

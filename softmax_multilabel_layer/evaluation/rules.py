@@ -33,6 +33,7 @@ from numpy.typing import ArrayLike
 
 from softmax_multilabel_layer.evaluation.metrics import check_labels, check_scores, top_k_labels
 from softmax_multilabel_layer.params import MultilabelLossError
+from softmax_multilabel_layer.tools.docblocks import write_atomic
 
 RULE_SYNTAX = "top-k:K, threshold:T, thresholds:FILE.json, mass:Q or zlpr"
 _CHUNK_ELEMENTS = 1 << 22           # pragma: no mutate (block size only: any value >= 1 gives the same thresholds)
@@ -229,16 +230,15 @@ def calibrate_thresholds(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarr
 
 def save_thresholds(path: str, thresholds: ArrayLike, f1: ArrayLike | None = None,
                     class_names: Sequence[str] | None = None) -> None:
-    """Write thresholds (``null`` for a never-predicted class) as JSON, read back by :func:`load_thresholds`."""
+    """Write thresholds (``null`` for a never-predicted class) as JSON, read back by :func:`load_thresholds`,
+    under a temporary name renamed over ``path`` when complete."""
     data: dict[str, list[Any]] = {"thresholds": [None if not np.isfinite(t) else float(t)
                                                  for t in np.asarray(thresholds)]}
     if f1 is not None:
         data["f1"] = [float(v) for v in np.asarray(f1)]
     if class_names is not None:
         data["class_names"] = list(class_names)
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
+    write_atomic(path, json.dumps(data, indent=1) + "\n")       # never half a file, nor an old one destroyed
 
 
 def load_thresholds(path: str) -> np.ndarray:
