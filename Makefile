@@ -82,6 +82,11 @@ docs: $(STAMP)
 	$(VPY) examples/yeast/yeast_report.py
 	$(VPY) examples/transfer/transfer_report.py
 
+# The transfer miniature (examples/transfer/README.md): 6 losses x 2 conditions x 3 seeds = 36 `caffe train` runs
+# of 2,000 iterations, JOBS at a time (default: the core count), at the rates in examples/transfer/tuned.json.
+# Knobs, through TRANSFER_ARGS: --checkpoints 500 1000 2000 4000 (the budget curve one step further, about
+# twice the time), --seeds, --losses, --conditions, --reuse (keep finished runs of output/transfer),
+# --tune (redo the rate grid: --tune-seeds, --tune-iter, --lrs, --max-grid).
 transfer: $(STAMP)
 	$(VPY) examples/transfer/run_transfer.py $(if $(JOBS),--jobs $(JOBS)) $(TRANSFER_ARGS)
 

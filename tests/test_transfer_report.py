@@ -214,6 +214,37 @@ def test_grid_is_extended_until_the_chosen_rate_is_interior():
     low = [{"base_lr": lr, "val_map": v} for lr, v in [(0.01, 0.7), (0.03, 0.7), (0.1, 0.1)]]
     assert run_transfer.choose(low, 6)[1] == 0.003                   # a tie goes to the smaller rate, an edge
     assert run_transfer.choose(low, 3)[1] is None                    # the grid is full
+
+
+def test_a_rate_scores_its_worst_seed_and_a_collapse_on_the_second_seed_rules_it_out():
+    # ZLPR's case: the best rate on seed 1 collapses on seed 2, so the next rate down is chosen
+    rows = [{"base_lr": lr, "seed": 1, "val_map": v} for lr, v in [(0.01, 0.3), (0.03, 0.8), (0.1, 0.9)]]
+    assert run_transfer.next_seed_run(rows, [1, 2]) == (0.1, 2)      # the best so far gets its second seed
+    rows.append({"base_lr": 0.1, "seed": 2, "val_map": 0.05})
+    assert run_transfer.next_seed_run(rows, [1, 2]) == (0.03, 2)     # now 0.03 may win
+    rows.append({"base_lr": 0.03, "seed": 2, "val_map": 0.85})
+    assert run_transfer.next_seed_run(rows, [1, 2]) is None          # 0.01 (0.3) cannot beat 0.03's worst (0.8)
+    worst = run_transfer.worst_by_rate(rows)
+    assert [(r["base_lr"], r["val_map"]) for r in worst] == [(0.01, 0.3), (0.03, 0.8), (0.1, 0.05)]
+    assert run_transfer.choose(worst, 6) == (worst[1], None)
+
+
+def test_pruned_grid_chooses_what_running_every_seed_would():
+    rng = np.random.default_rng(29)
+    for trial in range(300):
+        lrs = [0.003, 0.01, 0.03, 0.1, 0.3][:rng.integers(1, 6)]
+        seeds = [1, 2, 3][:rng.integers(1, 4)]
+        # a few distinct levels, so ties between rates occur
+        table = {(lr, s): float(rng.choice([0.05, 0.4, 0.7, 0.9]) + rng.integers(0, 2) * 0.01)
+                 for lr in lrs for s in seeds}
+        rows = [{"base_lr": lr, "seed": seeds[0], "val_map": table[lr, seeds[0]]} for lr in lrs]
+        while (more := run_transfer.next_seed_run(rows, seeds)) is not None:
+            assert more not in [(r["base_lr"], r["seed"]) for r in rows]
+            rows.append({"base_lr": more[0], "seed": more[1], "val_map": table[more]})
+        full = max(lrs, key=lambda lr: (min(table[lr, s] for s in seeds), -lr))
+        best, _ = run_transfer.choose(run_transfer.worst_by_rate(rows), 6)
+        assert best["base_lr"] == full, (trial, table, rows)
+        assert len(rows) <= len(lrs) * len(seeds)
 def test_readme_tables_agree_with_the_committed_results(capsys):
     import transfer_report
     assert transfer_report.main(["--check"]) == 0, capsys.readouterr().err
@@ -243,3 +274,33 @@ def test_best_sigmoid_family_loss_is_chosen_on_the_seeds_all_of_them_have():
     v = run_transfer.verdict(summary, comparisons, ["clean"], [10, 50], runs)["clean"]
     assert v["best_sigmoid_family"] == "sigmoid" and v["chosen_on_seeds"] == [1]
     assert v["by_metric"]["probe_50"]["paired"] == pytest.approx([0.05, 0.76])
+
+
+def test_must_line_names_every_run_below_the_floor_or_the_lowest_run(results):
+    res, _ = results
+    assert run_transfer.must_line(res) == ("**Must** (50-shot probe accuracy at least 0.5 on clean tags, every loss, "
+                                           "every seed): met by all 9 runs; the lowest is sigmoid seed 1 (0.830).")
+    low = json.loads(json.dumps(res))
+    for r in low["runs"]:
+        if r["condition"] == "clean" and (r["loss"], r["seed"]) in (("focal", 3), ("softmax", 2)):
+            r["probe_accuracy"]["50"] = 0.499
+    assert run_transfer.must_line(low).endswith("**not met** by softmax seed 2 (0.499); focal seed 3 (0.499).")
+    assert run_transfer.must_line(low, "noisy").endswith("met by all 9 runs; the lowest is sigmoid seed 1 (0.830).")
+    assert run_transfer.must_line(low, floor=0.835).endswith(
+        "by softmax seed 2 (0.499); sigmoid seed 1 (0.830); focal seed 3 (0.499).")
+    for r in low["runs"]:
+        if r["probe_accuracy"]["50"] == 0.499:
+            r["probe_accuracy"]["50"] = 0.5            # at the floor is enough
+    assert run_transfer.must_line(low).endswith("met by all 9 runs; the lowest is softmax seed 2 (0.500).")
+
+
+def test_lr_table_shows_the_worst_seed_and_marks_rates_run_with_fewer_seeds():
+    rows = [{"loss": "zlpr", "condition": "clean", "base_lr": lr, "seed": s, "val_map": v}
+            for lr, s, v in [(0.01, 1, 0.33), (0.03, 1, 0.886), (0.03, 2, 0.88), (0.1, 1, 0.834)]]
+    tuning = {"grid": rows, "chosen": {"zlpr": {"clean": 0.03}}, "interior": {"zlpr": {"clean": True}},
+              "seeds": [1, 2]}
+    table = run_transfer.lr_table({"tuning": tuning}).splitlines()
+    assert table[2] == "| zlpr | clean | 0.330† | **0.880** | 0.834† | 0.03 | yes |"
+    assert table[-1].startswith("† run with the first seed only")
+    tuning["grid"] = rows[1:3]
+    assert "†" not in run_transfer.lr_table({"tuning": tuning})

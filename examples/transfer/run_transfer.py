@@ -56,17 +56,20 @@ def parse_args(argv):
                    help="default: softmax sigmoid focal, and asl when the package has it")
     p.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="pretraining random_seed values")
-    p.add_argument("--tune", action="store_true", help="only search the learning rates (first seed, "
+    p.add_argument("--tune", action="store_true", help="only search the learning rates (--tune-seeds, "
                    "--tune-iter iterations) and write them to --tuned")
     p.add_argument("--tuned", default=os.path.join(REPO, "examples", "transfer", "tuned.json"),
                    help="the learning rates chosen by --tune (read by a normal run, written by --tune)")
     p.add_argument("--lrs", type=float, nargs="+", default=[0.01, 0.03, 0.1],
                    help="--tune: the starting grid, the same for every loss; extended while the best is at an edge")
     p.add_argument("--max-grid", type=int, default=6, help="--tune: most rates per loss and condition")
-    p.add_argument("--tune-iter", type=int, default=1000, help="--tune: iterations of each grid run")
+    p.add_argument("--tune-iter", type=int, default=None, help="--tune: iterations of each grid run (default: "
+                   "the last --checkpoints, so the grid's runs are the final runs of its seeds, kept by --reuse)")
+    p.add_argument("--tune-seeds", type=int, nargs="+", default=[1, 2], help="--tune: every rate is run with each "
+                   "of these seeds and scored by its worst seed's validation mAP")
     p.add_argument("--fixed-lr", nargs="+", default=[], metavar="LOSS=RATE",
                    help="use these rates instead of the tuned ones")
-    p.add_argument("--checkpoints", type=int, nargs="+", default=[500, 1000, 2000, 3000],
+    p.add_argument("--checkpoints", type=int, nargs="+", default=[500, 1000, 2000],
                    help="iterations at which each run is evaluated (snapshots of one run); it ends at the last")
     p.add_argument("--prior", choices=("mean", "none"), default="mean",
                    help="sigmoid family's initial fc_out bias: the prior bias of the mean tag frequency, or zero")
@@ -278,7 +281,8 @@ def markdown_tables(results):
 
 
 def lr_table(results):
-    """The --tune grid (results["tuning"], from tuned.json): validation mAP by rate; the chosen rate in bold."""
+    """The --tune grid (results["tuning"], from tuned.json): the worst seed's validation mAP by rate; the chosen
+    rate in bold."""
     tuning = results.get("tuning")
     if not tuning:
         return "(rates given with --fixed-lr; no grid)"
@@ -286,12 +290,21 @@ def lr_table(results):
     lrs = sorted({r["base_lr"] for r in rows})
     head = ["loss", "tuned on"] + ["lr %g" % lr for lr in lrs] + ["chosen", "interior"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    seeds = tuning.get("seeds", [tuning.get("seed")])
+    marked = False
     for loss in [x for x in transfer_nets.ORDER if x in tuning["chosen"]]:
         for cond, lr in tuning["chosen"][loss].items():
-            val = {r["base_lr"]: r["val_map"] for r in rows if r["loss"] == loss and r["condition"] == cond}
-            cells = [("**%.3f**" if x == lr else "%.3f") % val[x] if x in val else "" for x in lrs]
+            mine = [r for r in rows if r["loss"] == loss and r["condition"] == cond]
+            val = {r["base_lr"]: r["val_map"] for r in worst_by_rate(mine)}
+            short = {x for x in val if len({r["seed"] for r in mine if r["base_lr"] == x}) < len(seeds)}
+            cells = [(("**%.3f**" if x == lr else "%.3f") % val[x] + ("†" if x in short else "")) if x in val
+                     else "" for x in lrs]
+            marked = marked or bool(short)
             lines.append("| %s | %s | %s | %g | %s |" % (loss, cond, " | ".join(cells), lr,
                                                         "yes" if tuning["interior"][loss][cond] else "**no**"))
+    if marked:
+        lines += ["", "† run with the first seed only: it scored below the worst seed of a rate run with every "
+                  "seed, so it could not win and its other seeds were not run."]
     return "\n".join(lines)
 
 
@@ -332,6 +345,29 @@ def verdict_lines(results):
         out.append("- **%s tags**: best sigmoid-family loss %s; softmax − %s: %s. %s." % (
             cond, best, best, "; ".join(parts), say[0].upper() + say[1:]))
     return "\n".join(out)
+
+
+MUST = 0.5       # the issue's floor: every pretrained loss's probe accuracy at the most shots, on clean tags
+
+
+def must_line(results, condition="clean", floor=MUST):
+    """Whether every loss's probe accuracy at the most shots is at least ``floor`` on every seed of
+    ``condition`` at the end of the runs; the runs below it, or the lowest run."""
+    top = str(max(results["shots"]))
+    runs = [r for r in results["runs"] if r["condition"] == condition]
+    if not runs:
+        return ""
+    below = [r for r in runs if r["probe_accuracy"][top] < floor]
+    head = "**Must** (%s-shot probe accuracy at least %g on %s tags, every loss, every seed): " % (
+        top, floor, condition)
+    if below:
+        return head + "**not met** by %s." % "; ".join(
+            "%s seed %d (%.3f)" % (r["loss"], r["seed"], r["probe_accuracy"][top])
+            for r in sorted(below, key=lambda r: (transfer_nets.ORDER.index(r["loss"])
+                                                  if r["loss"] in transfer_nets.ORDER else 99, r["seed"])))
+    low = min(runs, key=lambda r: r["probe_accuracy"][top])
+    return head + "met by all %d runs; the lowest is %s seed %d (%.3f)." % (
+        len(runs), low["loss"], low["seed"], low["probe_accuracy"][top])
 
 
 def comparison_lines(results):
@@ -406,6 +442,7 @@ def write_report(results, out):
              ", ".join(map(str, results["seeds"]))), "",
           markdown_tables(results), "",
           "Verdict at %d iterations:" % results["checkpoints"][-1], "", verdict_lines(results), "",
+          must_line(results), "",
           "Differences (paired by seed):", "", comparison_lines(results), "",
           "Budget curves, probe accuracy %d-shot:" % max(results["shots"]), "",
           curve_table(results, "probe_accuracy", str(max(results["shots"]))), "",
@@ -456,6 +493,37 @@ def ladder(rate, up):
     else:
         nxt = 10 ** (exponent - 1) * 3 if mantissa < 2 else 10 ** exponent
     return float("%.3g" % nxt)
+
+
+def worst_by_rate(rows):
+    """One row per rate (sorted): the row of its worst seed by validation mAP (a rate is as good as its worst
+    seed: one collapse among the grid's seeds rules a rate out)."""
+    out: dict[float, dict[str, Any]] = {}
+    for r in rows:
+        if r["base_lr"] not in out or r["val_map"] < out[r["base_lr"]]["val_map"]:
+            out[r["base_lr"]] = r
+    return [out[lr] for lr in sorted(out)]
+
+
+def next_seed_run(rows, seeds):
+    """(rate, seed) of the next grid run the worst-seed rule needs for one loss, or None when it is decided.
+
+    A rate scores its worst seed's validation mAP. Rates are run with the first seed; a rate then gets its
+    further seeds, best first, only while its worst seed so far is at least that of every rate run with all the
+    seeds (a rate already below cannot win, so its other seeds are not run). The choice, ties included, is the
+    same as with every seed run for every rate, at a fraction of the runs.
+    """
+    done: dict[float, dict[int, float]] = {}
+    for r in rows:
+        done.setdefault(r["base_lr"], {})[r["seed"]] = r["val_map"]
+    complete = [min(v.values()) for v in done.values() if all(s in v for s in seeds)]
+    bar = max(complete, default=-np.inf)
+    open_rates = [(min(v.values()), lr) for lr, v in done.items() if not all(s in v for s in seeds)
+                  and min(v.values()) >= bar]
+    if not open_rates:
+        return None
+    score, lr = max(open_rates, key=lambda t: (t[0], -t[1]))
+    return lr, next(s for s in seeds if s not in done[lr])
 
 
 def choose(rows, max_grid):
@@ -539,8 +607,11 @@ def main(argv=None):
 
     import caffe
     caffe.set_mode_cpu()
-    max_iter = args.tune_iter if args.tune else max(args.checkpoints)
-    checkpoints = [max_iter] if args.tune else sorted(args.checkpoints)
+    # a grid at the final budget snapshots like the final runs, so its runs are theirs (--reuse keeps them)
+    checkpoints = sorted(args.checkpoints)
+    if args.tune and args.tune_iter not in (None, checkpoints[-1]):
+        checkpoints = [args.tune_iter]
+    max_iter = checkpoints[-1]
     every = int(np.gcd.reduce(checkpoints))
 
     def train_one(run):
@@ -592,18 +663,20 @@ def main(argv=None):
             curve = parse_log(f.read())["train"]
         run["final_train_loss"] = curve[-1][1] if curve else None
         run["curve"] = {}
-        for it in checkpoints:
+        start = time.time()
+        for it in [max_iter] if args.tune else checkpoints:     # the grid reads the end of its runs only
             weights = os.path.join(run["run_dir"], "snap_iter_%d.caffemodel" % it)
             net = caffe.Net(deploy, caffe.TEST, weights=weights)
             run["curve"][str(it)] = evaluate_net(net, losses[run["loss"]][2], arrays, run["condition"], subsets,
                                                  args.probe_c)
         run.update(run["curve"][str(max_iter)])       # the headline numbers: the end of the run
-        say("  [%-24s] %s  train loss %s  val mAP %.3f  tag mAP %.3f  probe %s  (by iteration: %s)" % (
-            run["name"], "reused" if run.get("reused") else "%3.0f s" % run["train_seconds"],
+        run["eval_seconds"] = time.time() - start
+        say("  [%-24s] %s, eval %.0f s  train loss %s  val mAP %.3f  tag mAP %.3f  probe %s  (by iteration: %s)" % (
+            run["name"], "reused" if run.get("reused") else "%3.0f s" % run["train_seconds"], run["eval_seconds"],
             run["final_train_loss"], run["val_map"], run["tag_map"],
             " ".join("%s-shot %.3f" % kv for kv in run["probe_accuracy"].items()),
             ", ".join("%s: %.3f" % (it, c["probe_accuracy"][str(max(args.shots))])
-                      for it, c in run["curve"].items())))
+                      for it, c in sorted(run["curve"].items(), key=lambda kv: int(kv[0])))))
         return run
 
     def new_run(loss, cond, lr, seed):
@@ -627,37 +700,45 @@ def main(argv=None):
         % (caffe_binary(), len(args.losses), len(args.conditions), max_iter, transfer_nets.BATCH,
            {c: None if p is None else round(p, 4) for c, p in data["prior"].items()}, args.jobs))
     if args.tune:
-        first = args.seeds[0]
-        say("   --tune: grid %s per loss and condition with seed %d, extended on the 1-3-10 ladder while the "
-            "best validation mAP is at an edge (at most %d rates)" % (args.lrs, first, args.max_grid))
-        grid = {g: [new_run(g[1], g[0], lr, first) for lr in args.lrs] for g in groups}
+        say("   --tune: grid %s per loss and condition with seeds %s, %d iterations; a rate scores its worst "
+            "seed's validation mAP; extended on the 1-3-10 ladder while the best is at an edge (at most %d rates)"
+            % (args.lrs, args.tune_seeds, max_iter, args.max_grid))
+        grid = {g: [new_run(g[1], g[0], lr, args.tune_seeds[0]) for lr in args.lrs] for g in groups}
         todo = [r for g in groups for r in grid[g]]
         chosen = {}
         while todo:
             run_all(todo)
             todo = []
             for g in groups:
-                best, nxt = choose(grid[g], args.max_grid)
+                more = next_seed_run(grid[g], args.tune_seeds)
+                if more is not None:              # a rate that may still win needs its next seed
+                    todo.append(new_run(g[1], g[0], more[0], more[1]))
+                    grid[g].append(todo[-1])
+                    continue
+                best, nxt = choose(worst_by_rate(grid[g]), args.max_grid)
                 chosen[g] = best
                 if nxt is not None and nxt not in [r["base_lr"] for r in grid[g]]:
-                    r = new_run(g[1], g[0], nxt, first)
-                    grid[g].append(r)
-                    todo.append(r)
+                    todo.append(new_run(g[1], g[0], nxt, args.tune_seeds[0]))
+                    grid[g].append(todo[-1])
         rows = []
         for g in groups:
-            lrs = sorted(r["base_lr"] for r in grid[g])
-            say("  [%s %s] chosen lr %g (val mAP %s)%s" % (g[1], g[0], chosen[g]["base_lr"], ", ".join(
-                "%g: %.3f" % (r["base_lr"], r["val_map"]) for r in sorted(grid[g], key=lambda r: r["base_lr"])),
+            lrs = sorted({r["base_lr"] for r in grid[g]})
+            say("  [%s %s] chosen lr %g (worst seed's val mAP %s)%s" % (g[1], g[0], chosen[g]["base_lr"], ", ".join(
+                "%g: %.3f" % (r["base_lr"], r["val_map"]) for r in worst_by_rate(grid[g])),
                 "" if lrs[0] < chosen[g]["base_lr"] < lrs[-1] else "  AT THE EDGE"))
             rows += [{k: r[k] for k in ("loss", "condition", "seed", "base_lr", "val_map", "tag_map",
                                         "probe_accuracy", "dead_features", "diverged", "train_seconds")}
-                     for r in sorted(grid[g], key=lambda r: r["base_lr"])]
+                     for r in sorted(grid[g], key=lambda r: (r["base_lr"], r["seed"]))]
         tuned = {
             "chosen": {loss: {c: chosen[c, loss]["base_lr"] for c in args.conditions} for loss in args.losses},
             "interior": {loss: {c: min(r["base_lr"] for r in grid[c, loss]) < chosen[c, loss]["base_lr"]
                                 < max(r["base_lr"] for r in grid[c, loss]) for c in args.conditions}
                          for loss in args.losses},
-            "grid": rows, "tune_iter": args.tune_iter, "seed": first, "prior": data["prior"],
+            "grid": rows, "tune_iter": max_iter, "seeds": list(args.tune_seeds), "prior": data["prior"],
+            "rule": "a rate scores its worst seed's validation mAP after --tune-iter iterations, over "
+                    "--tune-seeds (a rate whose seeds so far already score no more than a rate run with every "
+                    "seed is not run further); the best is chosen (ties: the smaller rate), and the grid is "
+                    "extended until it is interior",
             "command": " ".join([os.path.relpath(sys.executable, REPO), "examples/transfer/run_transfer.py"]
                                 + (argv if argv is not None else sys.argv[1:])),
             "seconds": time.time() - t0, "load_average": {"start": load_start,

@@ -81,7 +81,7 @@ def readme_block(results):
     return "\n".join([
         "At %d iterations; mean ± std over the seeds a row has (a value without ± is seed %d alone; %s):" % (
             results["checkpoints"][-1], results["seeds"][0], measured(results)), "",
-        summary_table(results), "", run_transfer.verdict_lines(results)])
+        summary_table(results), "", run_transfer.verdict_lines(results), "", run_transfer.must_line(results)])
 
 
 def detail_block(results):
@@ -91,17 +91,22 @@ def detail_block(results):
         measured(results), "", "At %d iterations:" % results["checkpoints"][-1], "",
         run_transfer.markdown_tables(results), "",
         "**Verdict** (softmax 1/M against the best sigmoid-family loss by %s-shot probe accuracy; paired by seed):"
-        % top, "", run_transfer.verdict_lines(results), "",
+        % top, "", run_transfer.verdict_lines(results), "", run_transfer.must_line(results), "",
         "**Budget curves** (snapshots of the same runs; mean ± std over seeds; plot: "
         "`output/transfer/budget_curves.png`). Probe accuracy, %s-shot:" % top, "",
         run_transfer.curve_table(results, "probe_accuracy", top), "",
         "Probe accuracy, %s-shot:" % low, "", run_transfer.curve_table(results, "probe_accuracy", low), "",
         "Tag mAP (clean tags, held-out scans):", "", run_transfer.curve_table(results, "tag_map"), "",
-        "**Learning-rate grid** (`run_transfer.py --tune`, validation mAP at %s iterations, seed %s; chosen in "
-        "bold; %s):" % (
-            (results.get("tuning") or {}).get("tune_iter", "?"), (results.get("tuning") or {}).get("seed", "?"),
+        "**Learning-rate grid** (`run_transfer.py --tune`, validation mAP at %s iterations, the worst of seeds "
+        "%s; chosen in bold; %s):" % (
+            (results.get("tuning") or {}).get("tune_iter", "?"), tuning_seeds(results.get("tuning") or {}),
             tuning_measured(results.get("tuning"))), "",
         run_transfer.lr_table(results)])
+
+
+def tuning_seeds(tuning):
+    """The grid's seeds ("seeds"; a grid of one seed before the worst-seed rule recorded "seed")."""
+    return ", ".join(map(str, tuning.get("seeds", [tuning.get("seed", "?")])))
 
 
 def tuning_measured(tuning):
