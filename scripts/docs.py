@@ -77,7 +77,7 @@ def bench_summary(folder: str) -> dict[str, Any]:
     with open(os.path.join(folder, "benchmark.json")) as f:
         bench = json.load(f)
     out: dict[str, Any] = {}
-    if bench.get("runs"):
+    if bench.get("runs") and "results" in bench["runs"][0]:           # the losses anchor (the top level)
         rows = []
         for run in bench["runs"]:
             for res in run["results"]:
@@ -88,8 +88,8 @@ def bench_summary(folder: str) -> dict[str, Any]:
         out["losses"] = {"recorded": _public(bench.get("recorded")), "reps": bench.get("reps"), "rows": rows,
                          "targets": [_pick(t, ("target", "size", "threads", "simd", "ratio", "limit", "status"))
                                      for t in bench.get("targets", [])]}
-    if "metrics" in bench:
-        m = bench["metrics"]
+    m = bench.get("metrics") or (bench if "hashtag" in bench or "dispatch" in (bench.get("runs") or [{}])[0] else None)
+    if m:                         # nested under "metrics", or the top level when it was the only anchor run
         if m.get("runs"):
             out["metrics"] = {"recorded": _public(m.get("recorded")),
                               "runs": [_pick(r, ("size", "dtype", "simd", "dispatch", "reps", "input_mb", "rows",
