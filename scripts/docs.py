@@ -194,7 +194,10 @@ def metrics_block(metrics: dict[str, Any]) -> str:
     lines += ["", "%s (samples x classes), ours the median of %s runs, scikit-learn %s; largest |ours - scikit-learn| "
               "%.1e; below 5x: %s; %s." % (runs[0]["size"].replace("x", " x "), runs[0].get("reps", "?"),
                                           runs[0].get("sklearn", "?"), diff, ", ".join(below) or "none",
-                                          _when(metrics.get("recorded")))]
+                                          _when(metrics.get("recorded"), conditions=len(runs) <= 2))]
+    if any(r.get("simd") == "AVX2" for r in runs) and any(r.get("simd") == "AVX-512" for r in runs):
+        lines[-1] += (" The AVX2 columns ran in a fresh process with numpy's AVX-512 dispatch switched off "
+                      "(NPY_DISABLE_CPU_FEATURES), OPENBLAS_NUM_THREADS=1.")
     return "\n".join(lines)
 
 
