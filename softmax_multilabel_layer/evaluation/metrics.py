@@ -514,14 +514,14 @@ def _check_k(owner: str, k: ArrayLike, n: int) -> np.ndarray:
     return k_arr
 
 
-_GROUPS = 16          # the top-k search bounds each row's k-th score by the maxima of this many interleaved groups
+_GROUPS = 16          # the top-k search bounds each row's k-th score by the maxima of groups of this many scores
 
 
 def _top_scores(s: np.ndarray, k: int) -> np.ndarray:
     """Per row of ``s`` (R x C), its ``k`` highest scores in descending order (R x k), 1 <= k <= C.
 
     No row is sorted whole (and ``np.partition``, slower than a sort here, is not used): the row is split
-    into 16 interleaved groups of C/16 scores, and the k-th highest of the group maxima is at most the row's
+    into C/16 interleaved groups of 16 scores, and the k-th highest of the group maxima is at most the row's
     k-th highest score (those k maxima are k scores of the row), so only the scores at or above it (about
     16 k for distinct scores) are gathered and sorted. Rows narrower than 16 k are sorted as they are."""
     n, c = s.shape
