@@ -314,7 +314,8 @@ def main(anchors: Sequence[ModuleType], argv: Sequence[str] | None = None, descr
         load_before, started = load_average(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         result = anchor.run(args)
         # When and under what load: the docs print it beside every figure taken from this file (scripts/docs.py).
-        result.setdefault("recorded", {"date": started, "load_before": load_before, "load_after": load_average(),
+        result.setdefault("recorded", {"anchor": anchor.NAME, "date": started, "load_before": load_before,
+                                       "load_after": load_average(),
                                        "cpu": cpu_model(), "cpu_count": os.cpu_count(),
                                        "simd": simd_kind(numpy_cpu_features()[0]),
                                        "threads": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS",
