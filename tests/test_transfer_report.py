@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples", "transfer"))
+import transfer_report  # noqa: E402
+
 import run_transfer  # noqa: E402
 import transfer_nets  # noqa: E402
 
@@ -246,7 +248,6 @@ def test_pruned_grid_chooses_what_running_every_seed_would():
         assert best["base_lr"] == full, (trial, table, rows)
         assert len(rows) <= len(lrs) * len(seeds)
 def test_readme_tables_agree_with_the_committed_results(capsys):
-    import transfer_report
     assert transfer_report.main(["--check"]) == 0, capsys.readouterr().err
 
 
@@ -304,3 +305,46 @@ def test_lr_table_shows_the_worst_seed_and_marks_rates_run_with_fewer_seeds():
     assert table[-1].startswith("† run with the first seed only")
     tuning["grid"] = rows[1:3]
     assert "†" not in run_transfer.lr_table({"tuning": tuning})
+
+
+def _tuning(pairs, rate, command, tune_iter=2000, seeds=(1, 2)):
+    chosen, interior, grid = {}, {}, []
+    for loss, c in pairs:
+        chosen.setdefault(loss, {})[c] = rate
+        interior.setdefault(loss, {})[c] = True
+        grid.append({"loss": loss, "condition": c, "base_lr": rate, "seed": 1, "val_map": 0.5})
+    return {"chosen": chosen, "interior": interior, "grid": grid, "tune_iter": tune_iter, "seeds": list(seeds),
+            "prior": {c: 0.02 for _, c in pairs}, "command": command, "seconds": 10.0, "date": "d", "machine": "m",
+            "load_average": {"start": [1.0], "end": [2.0]}}
+
+
+def test_tuning_one_condition_keeps_the_other_conditions_grid_and_says_which_command_made_each():
+    """--tune --conditions noisy after a clean grid: clean's rates, rows and command stay; noisy's are new;
+    a second noisy grid replaces the first; a grid made with another rule is refused."""
+    losses = ("softmax", "sigmoid")
+    clean = _tuning([(x, "clean") for x in losses], 0.1, "tune clean")
+    noisy = _tuning([(x, "noisy") for x in losses], 0.03, "tune noisy")
+    merged = run_transfer.merge_tuning(clean, noisy)
+    assert merged["chosen"] == {x: {"clean": 0.1, "noisy": 0.03} for x in losses}
+    assert list(merged["chosen"]["softmax"]) == ["clean", "noisy"]      # the first condition stays first
+    assert sorted((r["condition"], r["base_lr"]) for r in merged["grid"]) == \
+        [("clean", 0.1)] * 2 + [("noisy", 0.03)] * 2
+    assert [s["command"] for s in merged["sessions"]] == ["tune clean", "tune noisy"]
+    assert run_transfer.tuned_rates_from(merged, list(losses), ["clean", "noisy"])[0] == merged["chosen"]
+    again = run_transfer.merge_tuning(merged, _tuning([("sigmoid", "noisy")], 0.01, "tune sigmoid noisy"))
+    assert again["chosen"] == {"softmax": {"clean": 0.1, "noisy": 0.03}, "sigmoid": {"clean": 0.1, "noisy": 0.01}}
+    assert [(s["command"], s["pairs"]) for s in again["sessions"]] == [
+        ("tune clean", [["sigmoid", "clean"], ["softmax", "clean"]]), ("tune noisy", [["softmax", "noisy"]]),
+        ("tune sigmoid noisy", [["sigmoid", "noisy"]])]
+    assert len(again["grid"]) == 4
+    assert {r["base_lr"] for r in again["grid"] if r["condition"] == "noisy"} == {0.03, 0.01}
+    assert run_transfer.merge_tuning(clean, _tuning([(x, "clean") for x in losses], 0.3, "t"))["chosen"] == \
+        {x: {"clean": 0.3} for x in losses}
+    text = transfer_report.tuning_measured(merged)
+    assert text.startswith("clean tags: `tune clean`, m, load average 1.0 to 2.0")
+    assert "; noisy tags: `tune noisy`" in text
+    assert transfer_report.tuning_measured(clean) == "`tune clean`, m, load average 1.0 to 2.0, d, 10 s"
+    for other in (_tuning([("softmax", "noisy")], 0.03, "t", tune_iter=1000),
+                  _tuning([("softmax", "noisy")], 0.03, "t", seeds=(1,))):
+        with pytest.raises(SystemExit, match="tune every loss and condition with one rule"):
+            run_transfer.merge_tuning(clean, other)

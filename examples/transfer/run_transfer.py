@@ -550,8 +550,11 @@ def tuned_rates(path, losses, conditions):
     """
     if not os.path.exists(path):
         raise SystemExit("run_transfer.py: no tuned rates in %s; run with --tune first, or give --fixed-lr" % path)
-    with open(path) as f:
-        tuned = json.load(f)
+    return tuned_rates_from(read_json(path), losses, conditions, path)
+
+
+def tuned_rates_from(tuned, losses, conditions, path="tuned.json"):
+    """:func:`tuned_rates` of a --tune file's contents."""
     missing = [loss for loss in losses if not tuned["chosen"].get(loss)]
     if missing:
         raise SystemExit("run_transfer.py: %s has no tuned rate for %s; run with --tune, or give --fixed-lr"
@@ -565,6 +568,49 @@ def tuned_rates(path, losses, conditions):
             rates.setdefault(loss, {})[c] = chosen.get(c, chosen[first])
             source.setdefault(loss, {})[c] = c if c in chosen else first
     return rates, source
+
+
+SESSION_KEYS = ("command", "seconds", "load_average", "date", "machine")
+
+
+def _pairs(tuning):
+    return {(loss, c) for loss, by_cond in tuning["chosen"].items() for c in by_cond}
+
+
+def merge_tuning(old, new, path="tuned.json"):
+    """``new`` (a --tune of some losses and conditions) merged into ``old`` (the file's earlier grids).
+
+    The (loss, condition) pairs ``new`` tuned replace theirs in ``old``; the others are kept, and so are the
+    command, time, load and machine of the --tune that made them (``sessions``). Both grids must follow one
+    rule (same ``tune_iter`` and ``seeds``), or the rates would not be chosen alike: then it refuses.
+    """
+    def session(t, pairs):
+        return dict({k: t[k] for k in SESSION_KEYS}, pairs=sorted([loss, c] for loss, c in pairs))
+
+    kept = set() if old is None else _pairs(old) - _pairs(new)
+    if not kept:
+        return dict(new, sessions=[session(new, _pairs(new))])
+    every = " ".join(sorted({c for _, c in kept | _pairs(new)}))
+    for key in ("tune_iter", "seeds"):
+        if old.get(key) != new[key]:
+            raise SystemExit("run_transfer.py: %s was tuned with %s %s, this grid with %s: tune every loss and "
+                             "condition with one rule (--tune --conditions %s)" % (path, key, old.get(key), new[key],
+                                                                                  every))
+    sessions = [dict(s, pairs=[p for p in s["pairs"] if tuple(p) in kept])
+                for s in old.get("sessions", [session(old, kept)])]
+    merged = dict(new, sessions=[s for s in sessions if s["pairs"]] + [session(new, _pairs(new))])
+    for key in ("chosen", "interior"):
+        merged[key] = {}
+        for loss, c in sorted(kept) + sorted(_pairs(new)):
+            merged[key].setdefault(loss, {})[c] = (new if (loss, c) in _pairs(new) else old)[key][loss][c]
+    merged["grid"] = [r for r in old["grid"] if (r["loss"], r["condition"]) in kept] + new["grid"]
+    merged["prior"] = dict(old.get("prior", {}), **new.get("prior", {}))
+    return merged
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
 
 
 # ---------------------------------------------------------------- main
@@ -744,6 +790,7 @@ def main(argv=None):
             "seconds": time.time() - t0, "load_average": {"start": load_start,
                                                           "end": [round(x, 2) for x in os.getloadavg()]},
             "date": time.strftime("%Y-%m-%d"), "machine": machine()}
+        tuned = merge_tuning(read_json(args.tuned) if os.path.exists(args.tuned) else None, tuned, args.tuned)
         write_json(args.tuned, tuned)
         say("\ntuned rates: %s\nwritten to %s; wall time %.0f s" % (tuned["chosen"], args.tuned, tuned["seconds"]))
         return tuned

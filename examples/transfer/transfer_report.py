@@ -110,11 +110,15 @@ def tuning_seeds(tuning):
 
 
 def tuning_measured(tuning):
+    """Which --tune made the grid: the command, machine, load, date and wall time of each (``sessions``: one per
+    set of conditions tuned; a file from before sessions has one, at the top level)."""
     if not tuning:
         return "no grid"
-    return "`%s`, %s, load average %.1f to %.1f, %s, %.0f s" % (
-        tuning["command"], tuning.get("machine", "?"), tuning["load_average"]["start"][0],
-        tuning["load_average"]["end"][0], tuning.get("date", "?"), tuning["seconds"])
+    sessions = tuning.get("sessions") or [tuning]
+    return "; ".join("%s`%s`, %s, load average %.1f to %.1f, %s, %.0f s" % (
+        "%s tags: " % " and ".join(dict.fromkeys(c for _, c in s["pairs"])) if len(sessions) > 1 else "",
+        s["command"], s.get("machine", "?"), s["load_average"]["start"][0], s["load_average"]["end"][0],
+        s.get("date", "?"), s["seconds"]) for s in sessions)
 
 
 BLOCKS = {"README.md": {"transfer-summary": readme_block},
