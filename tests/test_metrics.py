@@ -292,6 +292,69 @@ def test_count_at_or_below_is_searchsorted_right(dtype):
         np.testing.assert_array_equal(M._count_at_or_below(values, x), np.searchsorted(values, x, side="right"))
 
 
+def _hard_values(dtype, rng):
+    """Sorted values with every sign and scale, -0.0 beside 0.0, ties, the extremes, and a tight cluster of
+    many distinct values beside far ones (so a bucket of equal key ranges holds hundreds of them)."""
+    info = np.finfo(dtype)
+    wide = np.concatenate([np.logspace(-30, 30, 200), -np.logspace(-30, 30, 200), [0.0, -0.0, 1.0, 1.0, 1.0]])
+    cluster = dtype(1) + np.arange(600) * info.eps        # 600 consecutive floats from 1
+    extremes = [info.max, -info.max, info.tiny, -info.tiny, info.smallest_subnormal, -info.smallest_subnormal]
+    return np.sort(np.concatenate([wide.astype(dtype), cluster.astype(dtype), np.array(extremes, dtype),
+                                   rng.standard_normal(300).astype(dtype)]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_count_at_or_below_on_every_sign_scale_and_tie(dtype):
+    """The bucketed search against numpy's on values of every sign and scale, with -0.0 and 0.0 (equal, so
+    they must count alike), denormals, the largest floats, and a cluster of 600 neighbouring floats; queries
+    are the values, their neighbours above and below, zeros of both signs and random ones; also each half of
+    the values alone (all negative: keys of negative floats; all >= 0: raw bits, queries far below) and
+    tables starting just below 0 and just above (seed 5)."""
+    rng = np.random.default_rng(5)
+    values = _hard_values(dtype, rng)
+    info = np.finfo(dtype)
+    for table in (values, values[values < 0], values[values >= 0], values[values > -0.5], values[values > 1e-10],
+                  values[-700:]):
+        inner = values[np.abs(values) < info.max]
+        x = np.concatenate([values, np.nextafter(inner, dtype(np.inf)), np.nextafter(inner, -dtype(np.inf)),
+                            np.array([0.0, -0.0, info.max, -info.max], dtype),
+                            (rng.standard_normal(5000) * 10.0 ** rng.integers(-35, 35, 5000)).astype(dtype)])
+        for order in (x, x[::-1]):
+            np.testing.assert_array_equal(M._count_at_or_below(table, order),
+                                          np.searchsorted(table, order, side="right"))
+    zeros = np.array([-0.0, 0.0, 0.0], dtype)          # sorted as floats: all equal
+    np.testing.assert_array_equal(M._count_at_or_below(zeros, np.array([-0.0, 0.0, -1e-30, 1e-30], dtype)),
+                                  [3, 3, 0, 3])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_order_keys_follow_the_float_order(dtype):
+    """Keys of sorted values never decrease, rise exactly where the values do, and -0.0 and 0.0 share one."""
+    values = _hard_values(dtype, np.random.default_rng(6))
+    keys = M._order_keys(values)
+    assert keys.dtype == (np.int32 if dtype == np.float32 else np.int64)
+    np.testing.assert_array_equal(np.diff(keys) > 0, np.diff(values) > 0)
+    assert (np.diff(keys) >= 0).all()
+    assert M._order_keys(np.array([-0.0, 0.0], dtype)).tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_micro_average_precision_of_logits_with_signed_zeros_and_ties(dtype):
+    """Micro AP of raw logits (negative true scores, the keys of negative floats), with -0.0 and 0.0 tied and
+    a quarter of the scores rounded to a few levels, in blocks of 97 scores, against scikit-learn (seed 7)."""
+    rng = np.random.default_rng(7)
+    y = rng.random((60, 23)) < 0.2
+    s = (rng.standard_normal(y.shape) * 3 + 2 * y).astype(dtype)
+    s[:15] = np.round(s[:15])
+    s[rng.random(y.shape) < 0.05] = 0.0
+    s[rng.random(y.shape) < 0.05] = -0.0
+    want = skm.average_precision_score(y, s, average="micro")
+    assert abs(M.average_precision(y, s, "micro") - want) < TOL
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(M, "_CHUNK_ELEMENTS", 97)
+        assert abs(M.average_precision(y, s, "micro") - want) < TOL
+
+
 @pytest.mark.parametrize("case_name", ["tied", "degenerate", "trained32", "dense"])
 def test_average_precision_by_searching_every_class(monkeypatch, case_name):
     """Every class ranked by the search path (short classes too) against scikit-learn."""
