@@ -348,3 +348,28 @@ def test_tuning_one_condition_keeps_the_other_conditions_grid_and_says_which_com
                   _tuning([("softmax", "noisy")], 0.03, "t", seeds=(1,))):
         with pytest.raises(SystemExit, match="tune every loss and condition with one rule"):
             run_transfer.merge_tuning(clean, other)
+
+
+def test_last_budget_step_is_paired_by_seed_and_judged_against_the_spread(results):
+    """The fake runs rise by 0.1 from iteration 5 to 10 on every seed (seed std 0.03): rising. A loss whose
+    last step is 0 on one seed is level; one that falls on every seed by more than the spread is falling."""
+    res, _ = results
+    step = transfer_report.last_step(res)
+    assert {v["moved"] for m in step["clean"].values() for v in m.values()} == {1}
+    assert step["clean"]["focal"]["probe 50"]["paired"] == pytest.approx([0.1, 0.1, 0.1])
+    changed = json.loads(json.dumps(res))
+    for r in changed["runs"]:
+        if r["condition"] == "noisy" and r["loss"] == "sigmoid" and r["seed"] == 2:
+            r["curve"]["10"] = r["curve"]["5"]                       # one seed flat: level
+        if r["condition"] == "noisy" and r["loss"] == "focal":
+            r["curve"]["5"] = {"tag_map": r["tag_map"] + 0.2,          # every seed 0.2 down: falling
+                               "probe_accuracy": {k: v + 0.2 for k, v in r["probe_accuracy"].items()}}
+    step = transfer_report.last_step(changed)
+    assert step["noisy"]["sigmoid"]["probe 50"]["moved"] == 0 and step["noisy"]["focal"]["tag mAP"]["moved"] == -1
+    assert step["noisy"]["softmax"]["tag mAP"]["moved"] == 1
+    lines = transfer_report.last_step_lines(changed).splitlines()
+    assert lines[0] == ("- **clean tags**, 5 to 10 iterations (paired by seed): still rising beyond the seed spread: "
+                        "softmax (probe 50 +0.100, tag mAP +0.100); sigmoid (probe 50 +0.100, tag mAP +0.100); "
+                        "focal (probe 50 +0.100, tag mAP +0.100); level within the seed spread: none.")
+    assert "falling beyond the seed spread: focal (probe 50 -0.200, tag mAP -0.200)" in lines[1]
+    assert lines[1].endswith("level within the seed spread: sigmoid.")

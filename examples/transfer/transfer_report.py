@@ -4,7 +4,10 @@
         keep a fresh run_transfer.py (or `make transfer`) run: write its results to the committed
         examples/transfer/results.json (the learning-rate grid rides along from tuned.json), and
         regenerate both READMEs' tables
-    .venv/bin/python examples/transfer/transfer_report.py            regenerate from the committed file
+    .venv/bin/python examples/transfer/transfer_report.py --budget-from output/transfer_4000/results.json
+        the same for a longer run (make transfer TRANSFER_ARGS="--checkpoints 500 1000 2000 4000 --out
+        output/transfer_4000"): committed as examples/transfer/results_budget.json, in its own blocks
+    .venv/bin/python examples/transfer/transfer_report.py            regenerate from the committed files
     .venv/bin/python examples/transfer/transfer_report.py --check    exit 1 if a README disagrees
 
 The blocks and the check are :mod:`softmax_multilabel_layer.tools.docblocks`'s; tests/test_transfer_report.py
@@ -15,6 +18,8 @@ import json
 import os
 import sys
 
+import numpy as np
+
 from softmax_multilabel_layer.tools.docblocks import sync_blocks
 
 import run_transfer
@@ -22,8 +27,10 @@ import transfer_nets
 from transfer_nets import REPO
 
 COMMITTED = os.path.join(REPO, "examples", "transfer", "results.json")
+BUDGET = os.path.join(REPO, "examples", "transfer", "results_budget.json")
 GENERATOR = "examples/transfer/transfer_report.py"
 SOURCE = "examples/transfer/results.json"
+BUDGET_SOURCE = "examples/transfer/results_budget.json"
 
 
 def committed_results(results):
@@ -121,8 +128,76 @@ def tuning_measured(tuning):
         s.get("date", "?"), s["seconds"]) for s in sessions)
 
 
+def last_step(results):
+    """Per condition and loss, how each yardstick moved from the second-last checkpoint to the last one, paired by
+    seed (the same runs): {condition: {loss: {yardstick: {"mean_difference", "paired", "seed_std", "moved"}}}},
+    "moved" +1 (rising) or -1 (falling) when every seed moved that way by more than the larger seed std of the
+    two checkpoints, else 0 (level within the seed spread)."""
+    its = [str(it) for it in results["checkpoints"][-2:]]
+    top = str(max(results["shots"]))
+    out: dict = {}
+    for cond in results["conditions"]:
+        for loss in run_transfer.ordered(results["summary"]):
+            runs = [r for r in results["runs"] if r["loss"] == loss and r["condition"] == cond]
+            if len(its) < 2 or not runs:
+                continue
+            for name, key in (("probe %s" % top, top), ("tag mAP", None)):
+                at = [[r["curve"][it]["tag_map"] if key is None else r["curve"][it]["probe_accuracy"][key]
+                       for r in runs] for it in its]
+                d = np.subtract(at[1], at[0])
+                spread = max(np.std(a, ddof=1) for a in at) if len(runs) > 1 else 0.0
+                moved = int(np.sign(d.mean())) if len(runs) > 1 and abs(d.mean()) > spread and (
+                    np.all(d > 0) or np.all(d < 0)) else 0
+                out.setdefault(cond, {}).setdefault(loss, {})[name] = {
+                    "mean_difference": float(d.mean()), "paired": d.tolist(), "seed_std": float(spread), "moved": moved}
+    return out
+
+
+def last_step_lines(results):
+    """One line per condition: which losses still rise (or fall) beyond the seed spread over the last budget step."""
+    its = results["checkpoints"][-2:]
+    lines = []
+    for cond, by_loss in last_step(results).items():
+        words = []
+        for moved, say in ((1, "still rising beyond the seed spread"), (-1, "falling beyond the seed spread")):
+            hits = ["%s (%s)" % (loss, ", ".join("%s %+.3f" % (k, v["mean_difference"]) for k, v in m.items()
+                                                 if v["moved"] == moved))
+                    for loss, m in by_loss.items() if any(v["moved"] == moved for v in m.values())]
+            if hits:
+                words.append("%s: %s" % (say, "; ".join(hits)))
+        level = [loss for loss, m in by_loss.items() if not any(v["moved"] for v in m.values())]
+        words.append("level within the seed spread: %s" % (", ".join(level) if level else "none"))
+        lines.append("- **%s tags**, %d to %d iterations (paired by seed): %s." % (cond, its[0], its[1],
+                                                                                  "; ".join(words)))
+    return "\n".join(lines)
+
+
+def budget_readme_block(budget):
+    if budget is None:
+        return "(no longer run committed: `transfer_report.py --budget-from`)"
+    return "\n".join([
+        "At %d iterations (every run twice as long, at the same rates; %s):" % (budget["checkpoints"][-1],
+                                                                             measured(budget)), "",
+        run_transfer.verdict_lines(budget), "", last_step_lines(budget)])
+
+
+def budget_detail_block(budget):
+    if budget is None:
+        return "(no longer run committed: `transfer_report.py --budget-from`)"
+    top = str(max(budget["shots"]))
+    return "\n".join([
+        measured(budget), "", "At %d iterations:" % budget["checkpoints"][-1], "", summary_table(budget), "",
+        run_transfer.verdict_lines(budget), "", run_transfer.must_line(budget), "",
+        "Over the last step of the budget:", "", last_step_lines(budget), "",
+        "Probe accuracy, %s-shot, at every snapshot (mean ± std over seeds):" % top, "",
+        run_transfer.curve_table(budget, "probe_accuracy", top), "",
+        "Tag mAP at every snapshot:", "", run_transfer.curve_table(budget, "tag_map")])
+
+
 BLOCKS = {"README.md": {"transfer-summary": readme_block},
           "examples/transfer/README.md": {"transfer-results": detail_block}}
+BUDGET_BLOCKS = {"README.md": {"transfer-budget": budget_readme_block},
+                 "examples/transfer/README.md": {"transfer-budget": budget_detail_block}}
 
 
 def main(argv=None):
@@ -130,16 +205,26 @@ def main(argv=None):
     # every example's tables); the block replacement and the check are shared (tools/docblocks), not repeated.
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--from", dest="source", help="a run_transfer.py results.json to commit first")
+    p.add_argument("--budget-from", dest="budget_source", help="a longer run's results.json (e.g. --checkpoints "
+                   "500 1000 2000 4000) to commit as %s" % BUDGET_SOURCE)
     p.add_argument("--check", action="store_true", help="only check that the READMEs agree with the results")
     args = p.parse_args(argv)
-    if args.source:
-        with open(args.source) as f:
-            fresh = committed_results(json.load(f))
-        run_transfer.write_json(COMMITTED, fresh)
+    for source, committed in ((args.source, COMMITTED), (args.budget_source, BUDGET)):
+        if source:
+            with open(source) as f:
+                fresh = committed_results(json.load(f))
+            run_transfer.write_json(committed, fresh)
     with open(COMMITTED) as f:
         results = json.load(f)
-    blocks = {path: {name: make(results) for name, make in by_name.items()} for path, by_name in BLOCKS.items()}
-    return sync_blocks(blocks, GENERATOR, SOURCE, check=args.check, root=REPO)
+    budget = None
+    if os.path.exists(BUDGET):
+        with open(BUDGET) as f:
+            budget = json.load(f)
+    status = 0
+    for by_path, data, source in ((BLOCKS, results, SOURCE), (BUDGET_BLOCKS, budget, BUDGET_SOURCE)):
+        blocks = {path: {name: make(data) for name, make in by_name.items()} for path, by_name in by_path.items()}
+        status = max(status, sync_blocks(blocks, GENERATOR, source, check=args.check, root=REPO))
+    return status
 
 
 if __name__ == "__main__":
