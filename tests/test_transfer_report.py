@@ -308,7 +308,9 @@ def test_lr_table_shows_the_worst_seed_and_marks_rates_run_with_fewer_seeds():
 
 
 def _tuning(pairs, rate, command, tune_iter=2000, seeds=(1, 2)):
-    chosen, interior, grid = {}, {}, []
+    chosen: dict[str, dict[str, float]] = {}
+    interior: dict[str, dict[str, bool]] = {}
+    grid = []
     for loss, c in pairs:
         chosen.setdefault(loss, {})[c] = rate
         interior.setdefault(loss, {})[c] = True
