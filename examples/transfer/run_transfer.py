@@ -238,15 +238,19 @@ def compare(runs, reference, conditions, shots):
                 seeds = sorted(set(a) & set(b))
                 if not seeds:
                     continue
-                d = np.array([a[s] - b[s] for s in seeds])
-                spread = max(np.std([a[s] for s in seeds], ddof=1) if len(seeds) > 1 else 0.0,
-                             np.std([b[s] for s in seeds], ddof=1) if len(seeds) > 1 else 0.0)
+                d, spread, exceeds = paired([a[s] for s in seeds], [b[s] for s in seeds])
                 out.append({"condition": cond, "versus": other, "metric": metric if key is None else
                             "probe_%s" % key, "mean_difference": float(d.mean()),
-                            "paired": [float(x) for x in d], "seed_std": float(spread),
-                            "exceeds_spread": bool(len(seeds) > 1 and (np.all(d > 0) or np.all(d < 0))
-                                                   and abs(d.mean()) > spread)})
+                            "paired": [float(x) for x in d], "seed_std": spread, "exceeds_spread": exceeds})
     return out
+
+
+def paired(a, b):
+    """(a - b seed by seed, the larger seed std of a and b, whether the difference exceeds the seed spread: every
+    paired difference of one sign and the mean difference larger than that std; never with one seed)."""
+    d = np.subtract(a, b)
+    spread = float(max(np.std(a, ddof=1), np.std(b, ddof=1))) if len(d) > 1 else 0.0
+    return d, spread, bool(len(d) > 1 and (np.all(d > 0) or np.all(d < 0)) and abs(d.mean()) > spread)
 
 
 def ordered(summary):

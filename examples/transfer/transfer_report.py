@@ -144,12 +144,10 @@ def last_step(results):
             for name, key in (("probe %s" % top, top), ("tag mAP", None)):
                 at = [[r["curve"][it]["tag_map"] if key is None else r["curve"][it]["probe_accuracy"][key]
                        for r in runs] for it in its]
-                d = np.subtract(at[1], at[0])
-                spread = max(np.std(a, ddof=1) for a in at) if len(runs) > 1 else 0.0
-                moved = int(np.sign(d.mean())) if len(runs) > 1 and abs(d.mean()) > spread and (
-                    np.all(d > 0) or np.all(d < 0)) else 0
+                d, spread, exceeds = run_transfer.paired(at[1], at[0])
                 out.setdefault(cond, {}).setdefault(loss, {})[name] = {
-                    "mean_difference": float(d.mean()), "paired": d.tolist(), "seed_std": float(spread), "moved": moved}
+                    "mean_difference": float(d.mean()), "paired": d.tolist(), "seed_std": spread,
+                    "moved": int(np.sign(d.mean())) if exceeds else 0}
     return out
 
 
@@ -176,8 +174,8 @@ def budget_readme_block(budget):
     if budget is None:
         return "(no longer run committed: `transfer_report.py --budget-from`)"
     return "\n".join([
-        "At %d iterations (every run twice as long, at the same rates; %s):" % (budget["checkpoints"][-1],
-                                                                             measured(budget)), "",
+        "Every run %d iterations long, at the same rates (%s):" % (budget["checkpoints"][-1], measured(budget)),
+        "",
         run_transfer.verdict_lines(budget), "", last_step_lines(budget)])
 
 
