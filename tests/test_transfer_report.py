@@ -375,3 +375,17 @@ def test_last_budget_step_is_paired_by_seed_and_judged_against_the_spread(result
                         "focal (probe 50 +0.100, tag mAP +0.100); level within the seed spread: none.")
     assert "falling beyond the seed spread: focal (probe 50 -0.200, tag mAP -0.200)" in lines[1]
     assert lines[1].endswith("level within the seed spread: sigmoid.")
+
+
+def test_paired_difference_needs_two_seeds_one_sign_and_more_than_the_spread():
+    """run_transfer.paired: one seed never exceeds the spread; two seeds of one sign beyond the larger seed std
+    do; a sign change or a mean inside the spread does not."""
+    d, spread, exceeds = run_transfer.paired([0.9], [0.5])
+    assert d.tolist() == pytest.approx([0.4]) and spread == 0.0 and not exceeds
+    d, spread, exceeds = run_transfer.paired([0.9, 0.8], [0.5, 0.5])
+    assert spread == pytest.approx(np.std([0.9, 0.8], ddof=1)) and exceeds
+    assert not run_transfer.paired([0.9, 0.4], [0.5, 0.5])[2]                 # one seed up, one down
+    assert not run_transfer.paired([0.9, 0.52], [0.5, 0.5])[2]                # mean 0.21 < std 0.27
+    assert run_transfer.paired([0.5, 0.5], [0.9, 0.8])[2]                     # beyond the spread, downward
+    d, spread, exceeds = run_transfer.paired([0.9, 0.9], [0.8, 0.2])          # the wider loss sets the spread
+    assert spread == pytest.approx(np.std([0.8, 0.2], ddof=1)) and not exceeds   # mean 0.4 < std 0.42

@@ -284,6 +284,11 @@ def markdown_tables(results):
     return "\n".join(lines).lstrip("\n")
 
 
+def grid_seeds(tuning):
+    """The grid's seeds ("seeds"; a grid of one seed before the worst-seed rule recorded "seed")."""
+    return tuning.get("seeds", [tuning.get("seed")])
+
+
 def lr_table(results):
     """The --tune grid (results["tuning"], from tuned.json): the worst seed's validation mAP by rate; the chosen
     rate in bold."""
@@ -294,7 +299,7 @@ def lr_table(results):
     lrs = sorted({r["base_lr"] for r in rows})
     head = ["loss", "tuned on"] + ["lr %g" % lr for lr in lrs] + ["chosen", "interior"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    seeds = tuning.get("seeds", [tuning.get("seed")])
+    seeds = grid_seeds(tuning)
     marked = False
     for loss in [x for x in transfer_nets.ORDER if x in tuning["chosen"]]:
         for cond, lr in tuning["chosen"][loss].items():
@@ -591,10 +596,11 @@ def merge_tuning(old, new, path="tuned.json"):
     def session(t, pairs):
         return dict({k: t[k] for k in SESSION_KEYS}, pairs=sorted([loss, c] for loss, c in pairs))
 
-    kept = set() if old is None else _pairs(old) - _pairs(new)
+    fresh = _pairs(new)
+    kept = set() if old is None else _pairs(old) - fresh
     if not kept:
-        return dict(new, sessions=[session(new, _pairs(new))])
-    every = " ".join(sorted({c for _, c in kept | _pairs(new)}))
+        return dict(new, sessions=[session(new, fresh)])
+    every = " ".join(sorted({c for _, c in kept | fresh}))
     for key in ("tune_iter", "seeds"):
         if old.get(key) != new[key]:
             raise SystemExit("run_transfer.py: %s was tuned with %s %s, this grid with %s: tune every loss and "
@@ -602,11 +608,11 @@ def merge_tuning(old, new, path="tuned.json"):
                                                                                   every))
     sessions = [dict(s, pairs=[p for p in s["pairs"] if tuple(p) in kept])
                 for s in old.get("sessions", [session(old, kept)])]
-    merged = dict(new, sessions=[s for s in sessions if s["pairs"]] + [session(new, _pairs(new))])
+    merged = dict(new, sessions=[s for s in sessions if s["pairs"]] + [session(new, fresh)])
     for key in ("chosen", "interior"):
         merged[key] = {}
-        for loss, c in sorted(kept) + sorted(_pairs(new)):
-            merged[key].setdefault(loss, {})[c] = (new if (loss, c) in _pairs(new) else old)[key][loss][c]
+        for loss, c in sorted(kept) + sorted(fresh):
+            merged[key].setdefault(loss, {})[c] = (new if (loss, c) in fresh else old)[key][loss][c]
     merged["grid"] = [r for r in old["grid"] if (r["loss"], r["condition"]) in kept] + new["grid"]
     merged["prior"] = dict(old.get("prior", {}), **new.get("prior", {}))
     return merged
@@ -829,8 +835,7 @@ def main(argv=None):
                           "probe_accuracy": probe_all(feats, arrays, subsets, args.probe_c)})
     tuning = None
     if os.path.exists(args.tuned) and len(args.fixed_lr) < len(args.losses):
-        with open(args.tuned) as f:
-            tuning = json.load(f)
+        tuning = read_json(args.tuned)
     for r in final_runs:
         r.pop("run_dir", None)
     results = assemble_results(

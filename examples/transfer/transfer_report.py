@@ -94,6 +94,7 @@ def readme_block(results):
 def detail_block(results):
     top = str(max(results["shots"]))
     low = str(min(results["shots"]))
+    tuning = results.get("tuning") or {}
     return "\n".join([
         measured(results), "", "At %d iterations:" % results["checkpoints"][-1], "",
         run_transfer.markdown_tables(results), "",
@@ -105,15 +106,10 @@ def detail_block(results):
         "Probe accuracy, %s-shot:" % low, "", run_transfer.curve_table(results, "probe_accuracy", low), "",
         "Tag mAP (clean tags, held-out scans):", "", run_transfer.curve_table(results, "tag_map"), "",
         "**Learning-rate grid** (`run_transfer.py --tune`, validation mAP at %s iterations, the worst of seeds "
-        "%s; chosen in bold; %s):" % (
-            (results.get("tuning") or {}).get("tune_iter", "?"), tuning_seeds(results.get("tuning") or {}),
-            tuning_measured(results.get("tuning"))), "",
+        "%s; chosen in bold; %s):" % (tuning.get("tune_iter", "?"),
+                                      ", ".join(map(str, run_transfer.grid_seeds(tuning))), tuning_measured(tuning)),
+        "",
         run_transfer.lr_table(results)])
-
-
-def tuning_seeds(tuning):
-    """The grid's seeds ("seeds"; a grid of one seed before the worst-seed rule recorded "seed")."""
-    return ", ".join(map(str, tuning.get("seeds", [tuning.get("seed", "?")])))
 
 
 def tuning_measured(tuning):
@@ -209,15 +205,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     for source, committed in ((args.source, COMMITTED), (args.budget_source, BUDGET)):
         if source:
-            with open(source) as f:
-                fresh = committed_results(json.load(f))
-            run_transfer.write_json(committed, fresh)
-    with open(COMMITTED) as f:
-        results = json.load(f)
-    budget = None
-    if os.path.exists(BUDGET):
-        with open(BUDGET) as f:
-            budget = json.load(f)
+            run_transfer.write_json(committed, committed_results(run_transfer.read_json(source)))
+    results = run_transfer.read_json(COMMITTED)
+    budget = run_transfer.read_json(BUDGET) if os.path.exists(BUDGET) else None
     status = 0
     for by_path, data, source in ((BLOCKS, results, SOURCE), (BUDGET_BLOCKS, budget, BUDGET_SOURCE)):
         blocks = {path: {name: make(data) for name, make in by_name.items()} for path, by_name in by_path.items()}
